@@ -1,0 +1,88 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { ENV_PATTERN, FactsyncError } from '@factsync/shared';
+import { ConfigError } from './env-config.js';
+
+export const ROLES = ['admin', 'writer', 'agent', 'reader'] as const;
+export type Role = (typeof ROLES)[number];
+export type Capability = 'read' | 'write' | 'ack' | 'subscribe';
+
+export interface TokenGrant {
+  digest: Buffer;
+  role: Role;
+  /** An env name, or '*' for every env. */
+  env: string;
+}
+
+export interface Principal {
+  role: Role;
+  env: string;
+  /** A short non-secret label for logs. */
+  label: string;
+}
+
+/** DESIGN.md role table. */
+const CAN: Record<Role, ReadonlySet<Capability>> = {
+  admin: new Set(['read', 'write', 'ack', 'subscribe']),
+  writer: new Set(['read', 'write']),
+  agent: new Set(['read', 'write', 'ack', 'subscribe']),
+  reader: new Set(['read', 'subscribe']),
+};
+
+const sha256 = (s: string): Buffer => createHash('sha256').update(s).digest();
+const envRe = new RegExp(ENV_PATTERN);
+
+/** `token=role:env,token=role:env`. */
+export function parseTokens(raw: string): TokenGrant[] {
+  const grants: TokenGrant[] = [];
+  for (const entry of raw.split(',').map((s) => s.trim()).filter(Boolean)) {
+    const eq = entry.lastIndexOf('=');
+    const token = eq > 0 ? entry.slice(0, eq) : '';
+    const [role, env, ...rest] = (eq > 0 ? entry.slice(eq + 1) : '').split(':');
+    const shown = token ? `${token.slice(0, 3)}…` : '(empty)';
+    if (!token || rest.length > 0 || !role || !env) {
+      throw new ConfigError(`AUTH_TOKENS entry for token ${shown} is invalid: write token=role:env, e.g. s3cret=agent:prod`);
+    }
+    if (!(ROLES as readonly string[]).includes(role)) {
+      throw new ConfigError(`AUTH_TOKENS entry for token ${shown}: role "${role}" is unknown; use ${ROLES.join(', ')}`);
+    }
+    if (env !== '*' && !envRe.test(env)) {
+      throw new ConfigError(`AUTH_TOKENS entry for token ${shown}: env "${env}" must be * or match ${ENV_PATTERN}`);
+    }
+    grants.push({ digest: sha256(token), role: role as Role, env });
+  }
+  return grants;
+}
+
+export interface Authenticator {
+  authenticate(authorization: string | undefined): Principal;
+  authorize(authorization: string | undefined, env: string, cap: Capability): Principal;
+}
+
+/** Throws 403 unless the principal may use `cap` on `env`. */
+export function permit(p: Principal, env: string, cap: Capability): Principal {
+  if (p.env !== '*' && p.env !== env) {
+    throw new FactsyncError('forbidden', `this token is for env "${p.env}", not "${env}"`);
+  }
+  if (!CAN[p.role].has(cap)) {
+    const what = { read: 'read', write: 'write facts', ack: 'connect as an acking agent', subscribe: 'subscribe' }[cap];
+    throw new FactsyncError('forbidden', `a ${p.role} token cannot ${what}`);
+  }
+  return p;
+}
+
+export function createAuthenticator(grants: readonly TokenGrant[]): Authenticator {
+  function authenticate(authorization: string | undefined): Principal {
+    const m = /^Bearer\s+(\S+)\s*$/i.exec(authorization ?? '');
+    if (!m) throw new FactsyncError('unauthorized', 'missing bearer token: send Authorization: Bearer <token>');
+    // Compare digests of equal length against every grant, without an early exit.
+    const digest = sha256(m[1]!);
+    let found: TokenGrant | undefined;
+    for (const g of grants) if (timingSafeEqual(g.digest, digest) && !found) found = g;
+    if (!found) throw new FactsyncError('unauthorized', 'unknown token: check AUTH_TOKENS on the server');
+    return { role: found.role, env: found.env, label: `${found.role}:${found.env}` };
+  }
+  return {
+    authenticate,
+    authorize: (authorization, env, cap) => permit(authenticate(authorization), env, cap),
+  };
+}

@@ -1,0 +1,135 @@
+import type { Logger } from 'pino';
+import type { EnvEvent, FactStore, RawChange } from '../store/fact-store.js';
+
+/** One frame's worth of consecutive versions, serialised once for every member. */
+export interface ChangeBatch {
+  first: number;
+  last: number;
+  changes: readonly RawChange[];
+  frame: string;
+}
+
+export interface FeedMember {
+  /** Consecutive versions known to this replica, in order; the member checks contiguity with what it sent. */
+  deliver(batch: ChangeBatch): void;
+  /** The replica's view jumped (log trimmed past it) or the store lost data: catch up or resync on your own. */
+  resync(reason: 'behind' | 'store_reset'): void;
+}
+
+export const changesFrame = (changes: readonly RawChange[]): string =>
+  `{"type":"changes","changes":[${changes.map((c) => c.json).join(',')}]}`;
+
+/**
+ * The ordered stream of one env on this replica. Pub/sub is only a doorbell
+ * (invariant 6): a doorbell that carries the next version is delivered as is;
+ * a jump, or one without payload, is filled from the change log; `heal()`
+ * (on a timer and after the subscription reconnects) catches a doorbell
+ * that never rang.
+ */
+export class EnvFeed {
+  /** Highest version handed to members, contiguous from where this feed started. */
+  known: number;
+  private target: number;
+  private filling = false;
+  private pending: RawChange[] = [];
+  private flushScheduled = false;
+  private closed = false;
+  readonly members = new Set<FeedMember>();
+
+  constructor(
+    readonly env: string,
+    start: number,
+    private readonly store: FactStore,
+    private readonly pageSize: number,
+    private readonly log: Logger,
+    private readonly onGapFilled: (count: number) => void = () => undefined,
+  ) {
+    this.known = start;
+    this.target = start;
+  }
+
+  onEvent(ev: EnvEvent): void {
+    if (ev.t !== 'change' || this.closed || ev.v <= this.known) return;
+    if (!this.filling && ev.c !== undefined && ev.v === this.known + 1) {
+      this.known = ev.v;
+      this.pending.push({ version: ev.v, json: ev.c });
+      this.scheduleFlush();
+      return;
+    }
+    this.target = Math.max(this.target, ev.v);
+    void this.fill();
+  }
+
+  /** Compare with the store's head; fill anything a lost doorbell hid. */
+  async heal(): Promise<void> {
+    if (this.closed) return;
+    const head = await this.store.head(this.env);
+    if (head.version < this.known) {
+      // Versions went backwards: the store lost data (invariant 5). Every member must resync from scratch.
+      this.log.error({ env: this.env, known: this.known, head: head.version }, 'store head went backwards: store lost data');
+      this.known = head.version;
+      this.target = head.version;
+      this.pending = [];
+      for (const m of this.members) m.resync('store_reset');
+      return;
+    }
+    if (head.version > this.target) this.target = head.version;
+    await this.fill();
+  }
+
+  private async fill(): Promise<void> {
+    if (this.filling) return;
+    this.filling = true;
+    let filled = 0;
+    try {
+      while (!this.closed && this.known < this.target) {
+        const page = await this.store.changes(this.env, this.known, this.pageSize);
+        if (page.truncated) {
+          this.log.warn({ env: this.env, known: this.known, head: page.head }, 'log no longer reaches this replica; members resync');
+          this.known = page.head;
+          this.pending = [];
+          for (const m of this.members) m.resync('behind');
+          break;
+        }
+        if (page.changes.length === 0) break;
+        for (const c of page.changes) {
+          if (c.version === this.known + 1) {
+            this.pending.push(c);
+            this.known = c.version;
+            filled++;
+          }
+        }
+        this.flush();
+      }
+    } catch (e) {
+      this.log.warn({ env: this.env, err: (e as Error).message }, 'filling a gap failed; will retry on heal');
+    } finally {
+      this.filling = false;
+      if (filled > 0) this.onGapFilled(filled);
+    }
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    // One macrotask of coalescing: doorbells that arrive together leave in one frame.
+    setImmediate(() => {
+      this.flushScheduled = false;
+      this.flush();
+    });
+  }
+
+  private flush(): void {
+    if (this.pending.length === 0) return;
+    const changes = this.pending;
+    this.pending = [];
+    const batch: ChangeBatch = { first: changes[0]!.version, last: changes[changes.length - 1]!.version, changes, frame: changesFrame(changes) };
+    for (const m of this.members) m.deliver(batch);
+  }
+
+  close(): void {
+    this.closed = true;
+    this.members.clear();
+    this.pending = [];
+  }
+}

@@ -1,0 +1,65 @@
+import { nanoid } from 'nanoid';
+import { ConfigError, readInt, readLogLevel, readOptional, readString, readUrl, type Env } from './env-config.js';
+import { parseTokens, type TokenGrant } from './auth.js';
+
+export interface ServerConfig {
+  port: number;
+  host: string;
+  redisUrl: string | undefined;
+  keyPrefix: string;
+  tokens: TokenGrant[];
+  logRetention: number;
+  logLevel: string;
+  replicaId: string;
+  bodyLimitBytes: number;
+  maxOpsPerWrite: number;
+  idempotencyTtlSeconds: number;
+  inlineChangeBytes: number;
+  redisCommandTimeoutMs: number;
+  pingIntervalMs: number;
+  leaseMs: number;
+  leaseRenewMs: number;
+  healIntervalMs: number;
+  syncRefreshMs: number;
+  defaultWaitSeconds: number;
+  wsMaxBufferedBytes: number;
+  wsMaxPayloadBytes: number;
+  changesPageSize: number;
+  shutdownTimeoutMs: number;
+}
+
+/** Reads and validates every setting once; nothing else reads process.env. */
+export function loadServerConfig(env: Env): Readonly<ServerConfig> {
+  const redisUrl = readOptional(env, 'REDIS_URL');
+  if (redisUrl) readUrl(env, 'REDIS_URL', redisUrl, ['redis:', 'rediss:']);
+  const pingIntervalMs = readInt(env, 'PING_INTERVAL_MS', 10_000, 100, 600_000);
+  const leaseMs = readInt(env, 'LEASE_MS', Math.max(30_000, pingIntervalMs * 3), 300);
+  if (leaseMs <= pingIntervalMs * 2) {
+    throw new ConfigError(`LEASE_MS=${leaseMs} must be more than twice PING_INTERVAL_MS=${pingIntervalMs}, or live agents would flap`);
+  }
+  return Object.freeze({
+    port: readInt(env, 'PORT', 7002, 0, 65535),
+    host: readString(env, 'HOST', '127.0.0.1'),
+    redisUrl,
+    keyPrefix: readString(env, 'KEY_PREFIX', 'fs', /^[A-Za-z0-9_.-]{1,32}$/, 'use 1-32 of A-Z a-z 0-9 _ . -'),
+    tokens: parseTokens(env.AUTH_TOKENS ?? ''),
+    logRetention: readInt(env, 'LOG_RETENTION', 100_000, 1),
+    logLevel: readLogLevel(env),
+    replicaId: readString(env, 'REPLICA_ID', `replica-${nanoid(8)}`, /^[A-Za-z0-9_.-]{1,64}$/, 'use 1-64 of A-Z a-z 0-9 _ . -'),
+    bodyLimitBytes: readInt(env, 'BODY_LIMIT_BYTES', 8 * 1024 * 1024, 1024),
+    maxOpsPerWrite: readInt(env, 'MAX_OPS_PER_WRITE', 20_000, 1),
+    idempotencyTtlSeconds: readInt(env, 'IDEMPOTENCY_TTL_SECONDS', 24 * 3600, 1),
+    inlineChangeBytes: readInt(env, 'INLINE_CHANGE_BYTES', 64 * 1024, 0),
+    redisCommandTimeoutMs: readInt(env, 'REDIS_COMMAND_TIMEOUT_MS', 5_000, 10),
+    pingIntervalMs,
+    leaseMs,
+    leaseRenewMs: Math.max(50, Math.floor(leaseMs / 3)),
+    healIntervalMs: readInt(env, 'HEAL_INTERVAL_MS', 1_000, 10),
+    syncRefreshMs: readInt(env, 'SYNC_REFRESH_MS', 1_000, 10),
+    defaultWaitSeconds: readInt(env, 'DEFAULT_WAIT_SECONDS', 10, 0, 3600),
+    wsMaxBufferedBytes: readInt(env, 'WS_MAX_BUFFERED_BYTES', 64 * 1024 * 1024, 1024),
+    wsMaxPayloadBytes: readInt(env, 'WS_MAX_PAYLOAD_BYTES', 64 * 1024, 256),
+    changesPageSize: readInt(env, 'CHANGES_PAGE_SIZE', 1_000, 1, 100_000),
+    shutdownTimeoutMs: readInt(env, 'SHUTDOWN_TIMEOUT_MS', 10_000, 100),
+  });
+}

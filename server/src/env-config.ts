@@ -1,0 +1,47 @@
+/**
+ * Small typed readers for environment variables. A bad value throws a ConfigError
+ * whose message is the one line main.ts prints before exiting.
+ */
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+export type Env = Record<string, string | undefined>;
+
+export function readInt(env: Env, name: string, fallback: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
+  const raw = env[name];
+  if (raw === undefined || raw.trim() === '') return fallback;
+  const n = Number(raw.trim());
+  if (!Number.isSafeInteger(n) || n < min || n > max) {
+    throw new ConfigError(`${name}=${JSON.stringify(raw)} is invalid: expected an integer from ${min} to ${max}`);
+  }
+  return n;
+}
+
+export function readString(env: Env, name: string, fallback: string, pattern?: RegExp, hint?: string): string {
+  const raw = env[name];
+  if (raw === undefined || raw.trim() === '') return fallback;
+  const v = raw.trim();
+  if (pattern && !pattern.test(v)) throw new ConfigError(`${name}=${JSON.stringify(raw)} is invalid: ${hint ?? `must match ${pattern}`}`);
+  return v;
+}
+
+export function readOptional(env: Env, name: string): string | undefined {
+  const raw = env[name];
+  return raw === undefined || raw.trim() === '' ? undefined : raw.trim();
+}
+
+const LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+export const readLogLevel = (env: Env): string =>
+  readString(env, 'LOG_LEVEL', 'info', new RegExp(`^(${LEVELS.join('|')})$`), `use one of ${LEVELS.join(', ')}`);
+
+export function readUrl(env: Env, name: string, raw: string, protocols: string[]): URL {
+  let u: URL;
+  try {
+    u = new URL(raw);
+  } catch {
+    throw new ConfigError(`${name} contains ${JSON.stringify(raw)}, which is not a URL (e.g. ${protocols[0]}//127.0.0.1:7002)`);
+  }
+  if (!protocols.includes(u.protocol)) throw new ConfigError(`${name}=${JSON.stringify(raw)}: the scheme must be ${protocols.join(' or ')}`);
+  return u;
+}

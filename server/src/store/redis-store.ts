@@ -1,0 +1,253 @@
+import { Redis, ReplyError } from 'ioredis';
+import { nanoid } from 'nanoid';
+import type { Logger } from 'pino';
+import { FactsyncError, factField, splitFactField, streamIdOf, versionOfStreamId } from '@factsync/shared';
+import * as scripts from './redis-scripts.js';
+import { parseEnvEvent, encodeAckEvent } from './events.js';
+import type {
+  AgentConnect, AgentRecord, ChangesPage, EnvHead, EnvListener, FactStore, RawChange, Snapshot, WriteInput, WriteOutcome,
+} from './fact-store.js';
+
+export interface RedisStoreOptions {
+  url: string;
+  keyPrefix: string;
+  logRetention: number;
+  idempotencyTtlSeconds: number;
+  /** Changes up to this many bytes ride inside the pub/sub doorbell; larger ones are read from the log. */
+  inlineChangeBytes: number;
+  commandTimeoutMs: number;
+  log: Logger;
+}
+
+type ScriptCommands = {
+  fsWrite(numKeys: number, ...args: (string | number)[]): Promise<[number, string, number]>;
+  fsEnsureEpoch(meta: string, epoch: string): Promise<[number, string]>;
+  fsConnect(...args: (string | number)[]): Promise<[number, string]>;
+  fsDisconnect(...args: string[]): Promise<number>;
+  fsRenew(...args: (string | number)[]): Promise<number>;
+  fsAcks(...args: (string | number)[]): Promise<number>;
+  fsAgents(...keys: string[]): Promise<[number, string[], string[], string[], string[]]>;
+};
+
+const RENEW_CHUNK = 500;
+
+export async function createRedisStore(opts: RedisStoreOptions): Promise<FactStore> {
+  const common = {
+    lazyConnect: true,
+    // Fail fast while Redis is away: a write must get 503, never wait in a queue.
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 1,
+    commandTimeout: opts.commandTimeoutMs,
+    retryStrategy: (times: number) => Math.min(100 * 2 ** Math.min(times, 5), 2000),
+  };
+  const redis = new Redis(opts.url, common) as Redis & ScriptCommands;
+  const sub = new Redis(opts.url, { ...common, enableOfflineQueue: true, commandTimeout: undefined });
+  const log = opts.log.child({ module: 'redis-store' });
+
+  redis.defineCommand('fsWrite', { lua: scripts.WRITE });
+  redis.defineCommand('fsEnsureEpoch', { lua: scripts.ENSURE_EPOCH, numberOfKeys: 1 });
+  redis.defineCommand('fsConnect', { lua: scripts.CONNECT, numberOfKeys: 4 });
+  redis.defineCommand('fsDisconnect', { lua: scripts.DISCONNECT, numberOfKeys: 3 });
+  redis.defineCommand('fsRenew', { lua: scripts.RENEW, numberOfKeys: 1 });
+  redis.defineCommand('fsAcks', { lua: scripts.ACKS, numberOfKeys: 2 });
+  redis.defineCommand('fsAgents', { lua: scripts.AGENTS, numberOfKeys: 4 });
+
+  let lastError = '';
+  for (const [name, conn] of [['command', redis], ['subscriber', sub]] as const) {
+    conn.on('error', (e: Error) => {
+      if (e.message !== lastError) log.error({ conn: name, err: e.message }, 'redis connection error');
+      lastError = e.message;
+    });
+  }
+  await Promise.all([redis.connect(), sub.connect()]);
+
+  const k = (env: string) => {
+    const base = `${opts.keyPrefix}:{${env}}`;
+    return {
+      meta: `${base}:meta`, log: `${base}:log`, state: `${base}:state`, idem: (key: string) => `${base}:idem:${key}`,
+      agents: `${base}:agents`, acks: `${base}:acks`, seen: `${base}:seen`, leases: `${base}:leases`, channel: `${base}:events`,
+    };
+  };
+
+  /** Connection-level failures become 503 store_unavailable; a script error is a bug and stays a 500. */
+  async function guard<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (e) {
+      if (e instanceof ReplyError && !/LOADING|BUSY|MASTERDOWN|READONLY|NOSCRIPT/.test((e as Error).message)) throw e;
+      throw new FactsyncError('store_unavailable', `the store is unavailable (${what}: ${(e as Error).message}); retry shortly`);
+    }
+  }
+
+  // ---- events -------------------------------------------------------------
+  const listeners = new Map<string, Set<EnvListener>>();
+  const envOfChannel = new Map<string, string>();
+  const resetCallbacks: (() => void)[] = [];
+  let subReadyOnce = false;
+  sub.on('ready', () => {
+    if (subReadyOnce) {
+      log.warn('event subscription re-established; healing possibly missed events');
+      for (const cb of resetCallbacks) cb();
+    }
+    subReadyOnce = true;
+  });
+  sub.on('message', (channel: string, message: string) => {
+    const env = envOfChannel.get(channel);
+    if (!env) return;
+    const ev = parseEnvEvent(message);
+    if (!ev.ok) {
+      log.warn({ env, err: ev.error }, 'ignoring malformed event');
+      return;
+    }
+    for (const l of listeners.get(env) ?? []) l(ev.value);
+  });
+
+  const store: FactStore = {
+    kind: 'redis',
+
+    async write(env: string, input: WriteInput): Promise<WriteOutcome> {
+      const keys = k(env);
+      const flat: string[] = [];
+      for (const op of input.ops) {
+        if (op.op === 'upsert') flat.push('u', factField(op.type, op.key), JSON.stringify(op.value));
+        else flat.push('d', factField(op.type, op.key), '');
+      }
+      const keyList = [keys.meta, keys.log, keys.state];
+      if (input.idempotencyKey !== undefined) keyList.push(keys.idem(input.idempotencyKey));
+      const [version, epoch, dup] = await guard('write', () =>
+        redis.fsWrite(keyList.length, ...keyList, nanoid(12), input.ts, opts.logRetention, opts.idempotencyTtlSeconds,
+          opts.inlineChangeBytes, keys.channel, JSON.stringify(input.ops), ...flat),
+      );
+      return { version: Number(version), epoch, duplicate: dup === 1 };
+    },
+
+    async head(env: string): Promise<EnvHead> {
+      const [v, e] = await guard('head', () => redis.hmget(k(env).meta, 'version', 'epoch'));
+      return { version: Number(v ?? 0), epoch: e ?? null };
+    },
+
+    async ensureEpoch(env: string): Promise<EnvHead> {
+      const [v, e] = await guard('epoch', () => redis.fsEnsureEpoch(k(env).meta, nanoid(12)));
+      return { version: Number(v), epoch: e };
+    },
+
+    async changes(env: string, after: number, limit: number): Promise<ChangesPage> {
+      const keys = k(env);
+      const res = await guard('changes', () =>
+        redis.multi().hget(keys.meta, 'version').xrange(keys.log, streamIdOf(after + 1), '+', 'COUNT', limit).exec(),
+      );
+      const head = Number((res?.[0]?.[1] as string | null) ?? 0);
+      const entries = (res?.[1]?.[1] ?? []) as [string, string[]][];
+      if (after >= head) return { truncated: false, head, changes: [] };
+      const changes: RawChange[] = entries.map(([id, fields]) => ({ version: versionOfStreamId(id), json: fields[1] ?? '' }));
+      if (changes.length === 0 || changes[0]!.version !== after + 1) return { truncated: true, head };
+      return { truncated: false, head, changes };
+    },
+
+    async snapshot(env: string): Promise<Snapshot> {
+      const keys = k(env);
+      const res = await guard('snapshot', () => redis.multi().hmget(keys.meta, 'version', 'epoch').hgetall(keys.state).exec());
+      const [v, e] = (res?.[0]?.[1] ?? []) as (string | null)[];
+      const state = (res?.[1]?.[1] ?? {}) as Record<string, string>;
+      const facts = Object.entries(state).map(([field, valueJson]) => ({ ...splitFactField(field), valueJson }));
+      return { version: Number(v ?? 0), epoch: e ?? null, facts };
+    },
+
+    async connectAgent(env: string, c: AgentConnect) {
+      const keys = k(env);
+      const [since, epoch] = await guard('connect', () =>
+        redis.fsConnect(keys.meta, keys.agents, keys.leases, keys.seen, c.id, c.conn, c.replica, c.leaseMs, nanoid(12), keys.channel),
+      );
+      return { version: Number(since), since: Number(since), epoch };
+    },
+
+    async disconnectAgent(env: string, id: string, conn: string) {
+      const keys = k(env);
+      await guard('disconnect', () => redis.fsDisconnect(keys.agents, keys.leases, keys.seen, id, conn, keys.channel));
+    },
+
+    async renewLeases(env: string, ids: readonly string[], leaseMs: number) {
+      const keys = k(env);
+      for (let i = 0; i < ids.length; i += RENEW_CHUNK) {
+        const chunk = ids.slice(i, i + RENEW_CHUNK);
+        await guard('renew', () => redis.fsRenew(keys.leases, leaseMs, ...chunk));
+      }
+    },
+
+    async recordAcks(env: string, acks: ReadonlyMap<string, number>) {
+      if (acks.size === 0) return;
+      const keys = k(env);
+      const flat: (string | number)[] = [];
+      for (const [id, v] of acks) flat.push(id, v);
+      await guard('acks', () => redis.fsAcks(keys.acks, keys.seen, keys.channel, encodeAckEvent(acks), ...flat));
+    },
+
+    async agents(env: string): Promise<AgentRecord[]> {
+      const keys = k(env);
+      const [, agents, acks, seen, live] = await guard('agents', () => redis.fsAgents(keys.agents, keys.acks, keys.seen, keys.leases));
+      const pairs = (flat: string[]) => {
+        const m = new Map<string, string>();
+        for (let i = 0; i + 1 < flat.length; i += 2) m.set(flat[i]!, flat[i + 1]!);
+        return m;
+      };
+      const ackMap = pairs(acks);
+      const seenMap = pairs(seen);
+      const liveSet = new Set(live);
+      const out: AgentRecord[] = [];
+      for (const [id, raw] of pairs(agents)) {
+        const rec = parseAgentRecord(raw);
+        out.push({
+          id, applied: Number(ackMap.get(id) ?? 0), since: rec.since, connected: liveSet.has(id),
+          lastSeenMs: Number(seenMap.get(id) ?? 0), replica: rec.replica,
+        });
+      }
+      return out;
+    },
+
+    async subscribe(env: string, listener: EnvListener) {
+      const channel = k(env).channel;
+      let set = listeners.get(env);
+      if (!set) {
+        set = new Set();
+        listeners.set(env, set);
+        envOfChannel.set(channel, env);
+        await sub.subscribe(channel);
+      }
+      set.add(listener);
+      return async () => {
+        const s = listeners.get(env);
+        if (!s) return;
+        s.delete(listener);
+        if (s.size === 0) {
+          listeners.delete(env);
+          envOfChannel.delete(channel);
+          await sub.unsubscribe(channel).catch(() => undefined);
+        }
+      };
+    },
+
+    onEventsReset(cb: () => void) {
+      resetCallbacks.push(cb);
+    },
+
+    async ping() {
+      await guard('ping', () => redis.ping());
+    },
+
+    async close() {
+      await Promise.allSettled([redis.quit(), sub.quit()]);
+      redis.disconnect();
+      sub.disconnect();
+    },
+  };
+  return store;
+}
+
+function parseAgentRecord(raw: string): { since: number; replica: string | null } {
+  try {
+    const o = JSON.parse(raw) as { since?: unknown; replica?: unknown };
+    return { since: typeof o.since === 'number' ? o.since : 0, replica: typeof o.replica === 'string' ? o.replica : null };
+  } catch {
+    return { since: 0, replica: null };
+  }
+}

@@ -1,0 +1,177 @@
+import { Type, type Static, type TSchema } from '@sinclair/typebox';
+import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler';
+import { err, ok, type Result } from './result.js';
+
+/** Names and limits of the data model (DESIGN.md, "Data model"). */
+export const ENV_PATTERN = '^[A-Za-z0-9_-]{1,64}$';
+export const TYPE_PATTERN = '^[a-z][a-z0-9_]{0,63}$';
+export const MAX_KEY_LENGTH = 512;
+
+export const EnvName = Type.String({ pattern: ENV_PATTERN, description: 'environment: 1-64 of A-Z a-z 0-9 _ -' });
+export const FactType = Type.String({ pattern: TYPE_PATTERN, description: 'lower-case letter, then up to 63 of a-z 0-9 _' });
+export const FactKey = Type.String({ minLength: 1, maxLength: MAX_KEY_LENGTH });
+export const JsonObject = Type.Record(Type.String(), Type.Unknown());
+
+export const Fact = Type.Object(
+  { type: FactType, key: FactKey, value: JsonObject },
+  { additionalProperties: false },
+);
+export type Fact = Static<typeof Fact>;
+
+export const UpsertOp = Type.Object(
+  { op: Type.Literal('upsert'), type: FactType, key: FactKey, value: JsonObject },
+  { additionalProperties: false },
+);
+export const DeleteOp = Type.Object(
+  { op: Type.Literal('delete'), type: FactType, key: FactKey },
+  { additionalProperties: false },
+);
+export const Op = Type.Union([UpsertOp, DeleteOp]);
+export type UpsertOp = Static<typeof UpsertOp>;
+export type DeleteOp = Static<typeof DeleteOp>;
+export type Op = Static<typeof Op>;
+
+export const WriteBody = Type.Object(
+  { ops: Type.Array(Op, { minItems: 1 }) },
+  { additionalProperties: false },
+);
+export type WriteBody = Static<typeof WriteBody>;
+
+export const Change = Type.Object({
+  version: Type.Integer({ minimum: 1 }),
+  ts: Type.String(),
+  ops: Type.Array(Op),
+});
+export type Change = Static<typeof Change>;
+
+// ---- well-known fact types -------------------------------------------------
+
+const Attributes = Type.Optional(JsonObject);
+
+export const ATTRIBUTE_KINDS = [
+  'string', 'boolean', 'integer', 'double',
+  'string_array', 'boolean_array', 'integer_array', 'double_array',
+] as const;
+export type AttributeKind = (typeof ATTRIBUTE_KINDS)[number];
+
+export const UserValue = Type.Object(
+  {
+    email: Type.Optional(Type.String({ maxLength: 320 })),
+    first_name: Type.Optional(Type.String({ maxLength: 256 })),
+    last_name: Type.Optional(Type.String({ maxLength: 256 })),
+    attributes: Attributes,
+  },
+  { additionalProperties: false },
+);
+export const TenantValue = Type.Object(
+  { name: Type.Optional(Type.String({ maxLength: 256 })), attributes: Attributes },
+  { additionalProperties: false },
+);
+export const RoleValue = Type.Object(
+  { permissions: Type.Array(Type.String({ minLength: 1, maxLength: 256 })), tenant: Type.Optional(Type.String({ minLength: 1 })) },
+  { additionalProperties: false },
+);
+const Part = Type.String({ minLength: 1, maxLength: 170 });
+export const RoleAssignmentValue = Type.Object(
+  { user: Part, role: Part, tenant: Part },
+  { additionalProperties: false },
+);
+export const RelationshipValue = Type.Object(
+  { object: Part, relation: Part, subject: Part },
+  { additionalProperties: false },
+);
+export const AttributeValue = Type.Object(
+  {
+    entity: Part,
+    attribute: Part,
+    kind: Type.Union(ATTRIBUTE_KINDS.map((k) => Type.Literal(k))),
+    value: Type.Unknown(),
+  },
+  { additionalProperties: false },
+);
+
+export type UserValue = Static<typeof UserValue>;
+export type TenantValue = Static<typeof TenantValue>;
+export type RoleValue = Static<typeof RoleValue>;
+export type RoleAssignmentValue = Static<typeof RoleAssignmentValue>;
+export type RelationshipValue = Static<typeof RelationshipValue>;
+export type AttributeValue = Static<typeof AttributeValue>;
+
+/** Keys that are derived from the value, so a fact can never disagree with its own address. */
+export const roleAssignmentKey = (v: RoleAssignmentValue): string => `${v.user}/${v.role}/${v.tenant}`;
+export const relationshipKey = (v: RelationshipValue): string => `${v.object}#${v.relation}@${v.subject}`;
+export const attributeKey = (v: Pick<AttributeValue, 'entity' | 'attribute'>): string => `${v.entity}$${v.attribute}`;
+
+export function attributeValueMatchesKind(kind: AttributeKind, value: unknown): boolean {
+  const scalar = (k: string, x: unknown): boolean => {
+    switch (k) {
+      case 'string': return typeof x === 'string';
+      case 'boolean': return typeof x === 'boolean';
+      case 'integer': return typeof x === 'number' && Number.isSafeInteger(x);
+      case 'double': return typeof x === 'number' && Number.isFinite(x);
+      default: return false;
+    }
+  };
+  if (kind.endsWith('_array')) {
+    const base = kind.slice(0, -'_array'.length);
+    return Array.isArray(value) && value.every((x) => scalar(base, x));
+  }
+  return scalar(kind, value);
+}
+
+interface WellKnown {
+  check: TypeCheck<TSchema>;
+  /** The key this value must be stored under, for types whose key is derived. */
+  keyOf?: (value: never) => string;
+  extra?: (value: never) => string | undefined;
+}
+
+const wellKnown: Record<string, WellKnown> = {
+  user: { check: TypeCompiler.Compile(UserValue) },
+  tenant: { check: TypeCompiler.Compile(TenantValue) },
+  role: { check: TypeCompiler.Compile(RoleValue) },
+  role_assignment: { check: TypeCompiler.Compile(RoleAssignmentValue), keyOf: roleAssignmentKey },
+  relationship: { check: TypeCompiler.Compile(RelationshipValue), keyOf: relationshipKey },
+  attribute: {
+    check: TypeCompiler.Compile(AttributeValue),
+    keyOf: attributeKey,
+    extra: (v: AttributeValue) =>
+      attributeValueMatchesKind(v.kind, v.value) ? undefined : `value ${JSON.stringify(v.value)} is not of kind ${v.kind}`,
+  },
+};
+
+export const WELL_KNOWN_TYPES = Object.keys(wellKnown);
+
+/**
+ * Checks what the JSON schema of the route cannot: the value of a well-known type
+ * against its schema, and derived keys. Returns a sentence naming the op and field.
+ */
+export function validateOps(ops: readonly Op[]): Result<true> {
+  for (let i = 0; i < ops.length; i++) {
+    const op = ops[i]!;
+    if (op.op !== 'upsert') continue;
+    const known = wellKnown[op.type];
+    if (!known) continue;
+    if (!known.check.Check(op.value)) {
+      const first = known.check.Errors(op.value).First();
+      const where = first?.path ? `value${first.path.replaceAll('/', '.')}` : 'value';
+      return err(`ops[${i}] (${op.type} "${op.key}"): ${where} ${first?.message ?? 'is invalid'}`);
+    }
+    const problem = known.extra?.(op.value as never);
+    if (problem) return err(`ops[${i}] (${op.type} "${op.key}"): ${problem}`);
+    if (known.keyOf) {
+      const expected = known.keyOf(op.value as never);
+      if (expected !== op.key) {
+        return err(`ops[${i}]: a ${op.type} with this value must have key "${expected}", got "${op.key}"`);
+      }
+    }
+  }
+  return ok(true);
+}
+
+/** The address of a fact in flat maps: type names cannot contain ':'. */
+export const factField = (type: string, key: string): string => `${type}:${key}`;
+export function splitFactField(field: string): { type: string; key: string } {
+  const i = field.indexOf(':');
+  return { type: field.slice(0, i), key: field.slice(i + 1) };
+}

@@ -1,0 +1,80 @@
+import { Type, type Static } from '@sinclair/typebox';
+import { TypeCompiler } from '@sinclair/typebox/compiler';
+import { Change, EnvName, Fact } from './facts.js';
+import { isErrorCode, type ErrorCode } from './errors.js';
+import { err, ok, type Result } from './result.js';
+
+/** Websocket protocol (DESIGN.md, "Websocket protocol"): JSON text frames, a union on `type`. */
+
+const Version = Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER });
+const Epoch = Type.Union([Type.String({ minLength: 1, maxLength: 64 }), Type.Null()]);
+export const AGENT_ID_PATTERN = '^[A-Za-z0-9_.:@-]{1,128}$';
+export const AgentId = Type.String({ pattern: AGENT_ID_PATTERN });
+
+export const HelloMessage = Type.Object({
+  type: Type.Literal('hello'),
+  env: EnvName,
+  agent_id: AgentId,
+  applied: Version,
+  epoch: Type.Optional(Epoch),
+  ack: Type.Optional(Type.Boolean()),
+});
+export const AckMessage = Type.Object({ type: Type.Literal('ack'), version: Version });
+export const ClientMessage = Type.Union([HelloMessage, AckMessage]);
+export type HelloMessage = Static<typeof HelloMessage>;
+export type AckMessage = Static<typeof AckMessage>;
+export type ClientMessage = Static<typeof ClientMessage>;
+
+export const WelcomeMessage = Type.Object({ type: Type.Literal('welcome'), head: Version, epoch: Epoch });
+export const SnapshotMessage = Type.Object({
+  type: Type.Literal('snapshot'),
+  version: Version,
+  epoch: Epoch,
+  facts: Type.Array(Fact),
+});
+export const ChangesMessage = Type.Object({ type: Type.Literal('changes'), changes: Type.Array(Change, { minItems: 1 }) });
+export const ErrorMessage = Type.Object({ type: Type.Literal('error'), error: Type.String(), message: Type.String() });
+export const ServerMessage = Type.Union([WelcomeMessage, SnapshotMessage, ChangesMessage, ErrorMessage]);
+export type WelcomeMessage = Static<typeof WelcomeMessage>;
+export type SnapshotMessage = Static<typeof SnapshotMessage>;
+export type ChangesMessage = Static<typeof ChangesMessage>;
+export type ErrorMessage = Static<typeof ErrorMessage>;
+export type ServerMessage = Static<typeof ServerMessage>;
+
+const clientCheck = TypeCompiler.Compile(ClientMessage);
+const serverCheck = TypeCompiler.Compile(ServerMessage);
+
+function parseJson(raw: string): Result<unknown> {
+  try {
+    return ok(JSON.parse(raw) as unknown);
+  } catch (e) {
+    return err(`frame is not valid JSON (${(e as Error).message})`);
+  }
+}
+
+function firstProblem(check: { Errors(v: unknown): { First(): { path: string; message: string } | undefined } }, v: unknown): string {
+  const e = check.Errors(v).First();
+  return e ? `${e.path || '/'} ${e.message}` : 'does not match the protocol';
+}
+
+/** Every inbound frame goes through here; the output of JSON.parse is never cast unchecked. */
+export function parseClientMessage(raw: string): Result<ClientMessage> {
+  const json = parseJson(raw);
+  if (!json.ok) return json;
+  if (clientCheck.Check(json.value)) return ok(json.value);
+  const t = (json.value as { type?: unknown } | null)?.type;
+  if (t !== 'hello' && t !== 'ack') return err(`unknown message type ${JSON.stringify(t)}: expected "hello" or "ack"`);
+  return err(`invalid ${t} message: ${firstProblem(clientCheck, json.value)}`);
+}
+
+export function parseServerMessage(raw: string): Result<ServerMessage> {
+  const json = parseJson(raw);
+  if (!json.ok) return json;
+  if (serverCheck.Check(json.value)) return ok(json.value);
+  return err(`invalid server message: ${firstProblem(serverCheck, json.value)}`);
+}
+
+export const errorFrame = (code: ErrorCode, message: string): string =>
+  JSON.stringify({ type: 'error', error: code, message } satisfies ErrorMessage);
+
+export const errorCodeOf = (m: ErrorMessage): ErrorCode => (isErrorCode(m.error) ? m.error : 'internal');
