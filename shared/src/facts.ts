@@ -175,3 +175,43 @@ export function splitFactField(field: string): { type: string; key: string } {
   const i = field.indexOf(':');
   return { type: field.slice(0, i), key: field.slice(i + 1) };
 }
+
+// ---- the write request as it arrives on the wire ---------------------------
+
+/**
+ * The route schema of a write. It is deliberately flatter than `Op` (one object
+ * shape with an `op` enum instead of a union) so that a validation failure names
+ * the one field that is wrong instead of every branch of a union.
+ */
+export const WireOp = Type.Object(
+  {
+    op: Type.Unsafe<'upsert' | 'delete'>({ type: 'string', enum: ['upsert', 'delete'], description: '"upsert" or "delete"' }),
+    type: FactType,
+    key: FactKey,
+    value: Type.Optional(JsonObject),
+  },
+  { additionalProperties: false },
+);
+export const WriteRequest = Type.Object(
+  { ops: Type.Array(WireOp, { minItems: 1, description: 'the operations of one version, applied in order' }) },
+  { additionalProperties: false },
+);
+export type WireOp = Static<typeof WireOp>;
+export type WriteRequest = Static<typeof WriteRequest>;
+
+/** Wire ops → Ops: an upsert needs a value, a delete must not carry one; then `validateOps`. */
+export function parseOps(wire: readonly WireOp[]): Result<Op[]> {
+  const ops: Op[] = [];
+  for (let i = 0; i < wire.length; i++) {
+    const w = wire[i]!;
+    if (w.op === 'upsert') {
+      if (w.value === undefined) return err(`ops[${i}] (upsert ${w.type} "${w.key}") has no value: an upsert needs "value": {...}`);
+      ops.push({ op: 'upsert', type: w.type, key: w.key, value: w.value });
+    } else {
+      if (w.value !== undefined) return err(`ops[${i}] (delete ${w.type} "${w.key}") has a value: a delete takes only type and key`);
+      ops.push({ op: 'delete', type: w.type, key: w.key });
+    }
+  }
+  const valid = validateOps(ops);
+  return valid.ok ? ok(ops) : valid;
+}

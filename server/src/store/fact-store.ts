@@ -39,8 +39,8 @@ export interface WriteOutcome {
 }
 
 export type ChangesPage =
-  | { truncated: false; head: number; changes: RawChange[] }
-  | { truncated: true; head: number };
+  | { truncated: false; head: number; epoch: string | null; changes: RawChange[] }
+  | { truncated: true; head: number; epoch: string | null };
 
 export interface Snapshot {
   version: number;

@@ -109,11 +109,12 @@ export function createMemoryStore(opts: MemoryStoreOptions): FactStore {
     async changes(env: string, after: number, limit: number): Promise<ChangesPage> {
       const s = envs.get(env);
       const head = s?.version ?? 0;
-      if (!s || after >= head) return { truncated: false, head, changes: [] };
+      const epoch = s?.epoch ?? null;
+      if (!s || after >= head) return { truncated: false, head, epoch, changes: [] };
       const i = firstAfter(s.log, after);
       const changes = s.log.slice(i, i + limit);
-      if (changes.length === 0 || changes[0]!.version !== after + 1) return { truncated: true, head };
-      return { truncated: false, head, changes };
+      if (changes.length === 0 || changes[0]!.version !== after + 1) return { truncated: true, head, epoch };
+      return { truncated: false, head, epoch, changes };
     },
 
     async snapshot(env: string): Promise<Snapshot> {

@@ -134,14 +134,16 @@ export async function createRedisStore(opts: RedisStoreOptions): Promise<FactSto
     async changes(env: string, after: number, limit: number): Promise<ChangesPage> {
       const keys = k(env);
       const res = await guard('changes', () =>
-        redis.multi().hget(keys.meta, 'version').xrange(keys.log, streamIdOf(after + 1), '+', 'COUNT', limit).exec(),
+        redis.multi().hmget(keys.meta, 'version', 'epoch').xrange(keys.log, streamIdOf(after + 1), '+', 'COUNT', limit).exec(),
       );
-      const head = Number((res?.[0]?.[1] as string | null) ?? 0);
+      const [v, e] = (res?.[0]?.[1] ?? []) as (string | null)[];
+      const head = Number(v ?? 0);
+      const epoch = e ?? null;
       const entries = (res?.[1]?.[1] ?? []) as [string, string[]][];
-      if (after >= head) return { truncated: false, head, changes: [] };
+      if (after >= head) return { truncated: false, head, epoch, changes: [] };
       const changes: RawChange[] = entries.map(([id, fields]) => ({ version: versionOfStreamId(id), json: fields[1] ?? '' }));
-      if (changes.length === 0 || changes[0]!.version !== after + 1) return { truncated: true, head };
-      return { truncated: false, head, changes };
+      if (changes.length === 0 || changes[0]!.version !== after + 1) return { truncated: true, head, epoch };
+      return { truncated: false, head, epoch, changes };
     },
 
     async snapshot(env: string): Promise<Snapshot> {

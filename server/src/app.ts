@@ -1,0 +1,147 @@
+import Fastify, { LogController, type FastifyError, type FastifyInstance } from 'fastify';
+import websocket from '@fastify/websocket';
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import { pino, type Logger } from 'pino';
+import { FactsyncError } from '@factsync/shared';
+import type { ServerConfig } from './config.js';
+import { createAuthenticator } from './auth.js';
+import type { FactStore } from './store/fact-store.js';
+import { createRedisStore } from './store/redis-store.js';
+import { createMemoryStore } from './store/memory-store.js';
+import { Broadcaster, type BroadcasterHooks } from './broadcast/broadcaster.js';
+import { AckBatcher } from './acks/ack-batcher.js';
+import { AckTracker } from './acks/ack-tracker.js';
+import { Gateway } from './ws/gateway.js';
+import { factsRoutes } from './routes/facts.js';
+import { readRoutes } from './routes/reads.js';
+import { syncRoutes } from './routes/sync.js';
+import { healthRoutes } from './routes/health.js';
+import { describeValidationError } from './validation-errors.js';
+
+export interface ServerOptions {
+  /** Use this store instead of building one from the config (tests share one across replicas). */
+  store?: FactStore;
+  logger?: Logger;
+  hooks?: BroadcasterHooks;
+}
+
+export interface FactsyncServer {
+  app: FastifyInstance;
+  store: FactStore;
+  broadcaster: Broadcaster;
+  gateway: Gateway;
+  config: Readonly<ServerConfig>;
+  /** Listen on config.host:config.port (0 = a free port); resolves to the base URL. */
+  listen(): Promise<string>;
+  /** Graceful: stop accepting, answer waiters, close sockets, flush acks, close the store. */
+  close(): Promise<void>;
+}
+
+export function buildStore(config: Readonly<ServerConfig>, log: Logger): Promise<FactStore> {
+  const common = { logRetention: config.logRetention, idempotencyTtlSeconds: config.idempotencyTtlSeconds, inlineChangeBytes: config.inlineChangeBytes };
+  if (!config.redisUrl) return Promise.resolve(createMemoryStore(common));
+  return createRedisStore({ ...common, url: config.redisUrl, keyPrefix: config.keyPrefix, commandTimeoutMs: config.redisCommandTimeoutMs, log });
+}
+
+export async function createServer(config: Readonly<ServerConfig>, opts: ServerOptions = {}): Promise<FactsyncServer> {
+  const log = opts.logger ?? pino({
+    level: config.logLevel,
+    redact: ['req.headers.authorization', 'headers.authorization'],
+  }).child({ replica: config.replicaId });
+  const ownsStore = !opts.store;
+  const store = opts.store ?? await buildStore(config, log);
+
+  const app = Fastify({
+    loggerInstance: log,
+    bodyLimit: config.bodyLimitBytes,
+    // Writes log their own line with env and version; per-request lines would drown them.
+    logController: new LogController({ disableRequestLogging: true }),
+    requestIdHeader: 'x-request-id',
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', allErrors: false, verbose: true } },
+    forceCloseConnections: false,
+  }) as unknown as FastifyInstance; // a pino Logger instance narrows the logger type; routes only need the base one
+
+  const auth = createAuthenticator(config.tokens);
+  const broadcaster = new Broadcaster(store, log, { healIntervalMs: config.healIntervalMs, pageSize: config.changesPageSize }, opts.hooks);
+  const acks = new AckBatcher(store, log);
+  const tracker = new AckTracker(store, log, { refreshMs: config.syncRefreshMs, lingerMs: 30_000 });
+  const gateway = new Gateway({
+    store, broadcaster, acks, auth, log, replicaId: config.replicaId, leaseMs: config.leaseMs, leaseRenewMs: config.leaseRenewMs,
+    pingIntervalMs: config.pingIntervalMs, pageSize: config.changesPageSize, maxBufferedBytes: config.wsMaxBufferedBytes,
+  });
+  let closing = false;
+
+  app.setErrorHandler((error: FastifyError, req, reply) => {
+    const e = toFactsyncError(error);
+    if (e.code === 'internal') req.log.error({ err: error }, 'unhandled error');
+    else if (e.status >= 500) req.log.warn({ code: e.code, msg: e.message }, 'request failed');
+    if (e.code === 'store_unavailable' || e.code === 'shutting_down') reply.header('retry-after', '1');
+    return reply.status(e.status).send(e.toJSON());
+  });
+  app.setNotFoundHandler((req, reply) =>
+    reply.status(404).send(new FactsyncError('not_found', `no route ${req.method} ${req.url.split('?')[0]}; see /docs for the API`).toJSON()));
+
+  await app.register(swagger, {
+    openapi: {
+      info: { title: 'factsync server', version: '1', description: 'Versioned, acknowledged distribution of authorization facts' },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+      security: [{ bearer: [] }],
+    },
+  });
+  await app.register(swaggerUi, { routePrefix: '/docs' });
+  await app.register(websocket, { options: { maxPayload: config.wsMaxPayloadBytes } });
+  gateway.register(app);
+  const ctx = { store, tracker, auth, config };
+  factsRoutes(app, ctx);
+  readRoutes(app, ctx);
+  syncRoutes(app, ctx);
+  healthRoutes(app, store, () => closing);
+
+  app.addHook('preClose', async () => {
+    closing = true;
+    gateway.closeAll();
+    await tracker.close();
+  });
+  app.addHook('onClose', async () => {
+    await acks.close();
+    await broadcaster.close();
+    if (ownsStore) await store.close();
+  });
+
+  return {
+    app, store, broadcaster, gateway, config,
+    async listen() {
+      await app.listen({ port: config.port, host: config.host });
+      const addr = app.server.address();
+      const port = typeof addr === 'object' && addr ? addr.port : config.port;
+      return `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
+    },
+    async close() {
+      await app.close();
+    },
+  };
+}
+
+/** Every error leaves as `{error, message}` with the status its code carries. */
+function toFactsyncError(error: FastifyError): FactsyncError {
+  if (error instanceof FactsyncError) return error;
+  if (error.validation) return new FactsyncError('invalid_request', describeValidationError(error));
+  switch (error.code) {
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return new FactsyncError('payload_too_large', `${error.message}; split the write or raise BODY_LIMIT_BYTES`);
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return new FactsyncError('invalid_request', 'send the body as JSON with Content-Type: application/json');
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+      return new FactsyncError('invalid_request', 'the body is empty; send a JSON object');
+    case 'FST_ERR_CTP_INVALID_JSON_BODY':
+      return new FactsyncError('invalid_request', `the body is not valid JSON: ${error.message}`);
+    default:
+      break;
+  }
+  const status = error.statusCode ?? 500;
+  if (status === 413) return new FactsyncError('payload_too_large', error.message);
+  if (status >= 400 && status < 500) return new FactsyncError(status === 404 ? 'not_found' : 'invalid_request', error.message);
+  return new FactsyncError('internal', 'internal error; the server logged the details');
+}
+

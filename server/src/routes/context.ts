@@ -1,0 +1,41 @@
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { ENV_PATTERN, FactsyncError } from '@factsync/shared';
+import { permit, type Authenticator, type Capability } from '../auth.js';
+import type { FactStore } from '../store/fact-store.js';
+import type { AckTracker } from '../acks/ack-tracker.js';
+import type { ServerConfig } from '../config.js';
+
+/** What route plugins need; passed explicitly so each can be built against real parts in tests. */
+export interface RouteContext {
+  store: FactStore;
+  tracker: AckTracker;
+  auth: Authenticator;
+  config: Readonly<ServerConfig>;
+}
+
+const envRe = new RegExp(ENV_PATTERN);
+
+/**
+ * An onRequest guard: authenticate first (401), then check the env name (400),
+ * then the role and env of the token (403). Runs before the body is read, so an
+ * unauthenticated client cannot make us parse a large body.
+ */
+export function requireCap(auth: Authenticator, cap: Capability) {
+  return async (req: FastifyRequest): Promise<void> => {
+    const principal = auth.authenticate(req.headers.authorization);
+    const env = (req.params as { env?: string }).env ?? '';
+    if (!envRe.test(env)) {
+      throw new FactsyncError('invalid_request', `env "${env.slice(0, 80)}" is not valid: use 1-64 of A-Z a-z 0-9 _ -`);
+    }
+    req.principal = permit(principal, env, cap);
+  };
+}
+
+/** Aborts when the client goes away, so a long-poll stops waiting for nobody. */
+export function abortOnClose(reply: FastifyReply): AbortSignal {
+  const ac = new AbortController();
+  reply.raw.once('close', () => {
+    if (!reply.raw.writableFinished) ac.abort();
+  });
+  return ac.signal;
+}

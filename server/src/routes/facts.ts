@@ -1,0 +1,63 @@
+import type { FastifyInstance } from 'fastify';
+import { Type } from '@sinclair/typebox';
+import {
+  FactsyncError, WriteRequest, parseOps, parseTimeoutPolicy, parseWaitFor, parseWaitTimeout, type SyncStatus,
+} from '@factsync/shared';
+import { EnvParams, ErrorBody, WAIT_HEADERS, WriteResponse } from './schemas.js';
+import { abortOnClose, requireCap, type RouteContext } from './context.js';
+
+const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,200}$/;
+
+/** `POST /v1/envs/:env/facts`: one write, one version, optionally waiting for acks. */
+export function factsRoutes(app: FastifyInstance, ctx: RouteContext): void {
+  app.post('/v1/envs/:env/facts', {
+    onRequest: requireCap(ctx.auth, 'write'),
+    schema: {
+      summary: 'Apply a write as one new version',
+      params: EnvParams,
+      headers: Type.Object({
+        'idempotency-key': Type.Optional(Type.String({ description: 'a retry with the same key returns the first version' })),
+        ...WAIT_HEADERS,
+      }),
+      body: WriteRequest,
+      response: { 200: WriteResponse, '4xx': ErrorBody, '5xx': ErrorBody },
+    },
+  }, async (req, reply) => {
+    const { env } = req.params as { env: string };
+    const body = req.body as WriteRequest;
+    const h = req.headers as Record<string, string | undefined>;
+
+    if (body.ops.length > ctx.config.maxOpsPerWrite) {
+      throw new FactsyncError('payload_too_large', `a write may carry at most ${ctx.config.maxOpsPerWrite} ops (got ${body.ops.length}); split it into several writes`);
+    }
+    const ops = parseOps(body.ops);
+    if (!ops.ok) throw new FactsyncError('invalid_request', ops.error);
+
+    const idempotencyKey = h['idempotency-key'];
+    if (idempotencyKey !== undefined && !IDEMPOTENCY_KEY.test(idempotencyKey)) {
+      throw new FactsyncError('invalid_request', 'Idempotency-Key must be 1-200 printable ASCII characters without spaces (a UUID works well)');
+    }
+    // Parse the wait before writing: a bad header must not leave a write behind.
+    const wantsWait = h['x-wait-for'] !== undefined || h['x-wait-timeout'] !== undefined;
+    const waitFor = parseWaitFor(h['x-wait-for'], { kind: 'all' });
+    if (!waitFor.ok) throw new FactsyncError('invalid_request', waitFor.error);
+    if (waitFor.value.kind === 'local') {
+      throw new FactsyncError('invalid_request', 'X-Wait-For: local is only meaningful on a pdp-agent; the server accepts "all", an integer n, or agent ids');
+    }
+    const timeout = parseWaitTimeout(h['x-wait-timeout'], ctx.config.defaultWaitSeconds);
+    if (!timeout.ok) throw new FactsyncError('invalid_request', `X-Wait-Timeout: ${timeout.error}`);
+    const policy = parseTimeoutPolicy(h['x-timeout-policy']);
+    if (!policy.ok) throw new FactsyncError('invalid_request', policy.error);
+
+    const outcome = await ctx.store.write(env, { ops: ops.value, ts: new Date().toISOString(), idempotencyKey });
+    if (outcome.duplicate) reply.header('idempotent-replayed', 'true');
+    req.log.info({ env, version: outcome.version, ops: ops.value.length, duplicate: outcome.duplicate }, 'write');
+    if (!wantsWait) return { version: outcome.version };
+
+    const sync: SyncStatus = await ctx.tracker.wait(env, outcome.version, waitFor.value, timeout.value.ms, abortOnClose(reply));
+    if (!sync.synced && policy.value === 'fail') {
+      throw new FactsyncError('sync_timeout', `version ${outcome.version} was written but is not yet applied by ${sync.pending.join(', ') || 'enough agents'}`, { version: outcome.version, sync });
+    }
+    return { version: outcome.version, sync };
+  });
+}

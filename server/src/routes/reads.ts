@@ -1,0 +1,65 @@
+import type { FastifyInstance } from 'fastify';
+import { Type } from '@sinclair/typebox';
+import { Change, Fact, FactsyncError } from '@factsync/shared';
+import { factsJson } from '../ws/frames.js';
+import { EnvParams, ErrorBody } from './schemas.js';
+import { requireCap, type RouteContext } from './context.js';
+
+const Epoch = Type.Union([Type.String(), Type.Null()]);
+
+/** head, snapshot and changes. Snapshot and changes are assembled from stored JSON text. */
+export function readRoutes(app: FastifyInstance, ctx: RouteContext): void {
+  const read = requireCap(ctx.auth, 'read');
+
+  app.get('/v1/envs/:env/head', {
+    onRequest: read,
+    schema: {
+      summary: 'Current version of an env',
+      params: EnvParams,
+      response: { 200: Type.Object({ version: Type.Integer(), epoch: Epoch }), '4xx': ErrorBody, '5xx': ErrorBody },
+    },
+  }, async (req) => {
+    const { env } = req.params as { env: string };
+    return ctx.store.head(env);
+  });
+
+  app.get('/v1/envs/:env/snapshot', {
+    onRequest: read,
+    schema: {
+      summary: 'All facts of an env at one consistent version',
+      params: EnvParams,
+      response: { 200: Type.Object({ version: Type.Integer(), epoch: Epoch, facts: Type.Array(Fact) }), '4xx': ErrorBody, '5xx': ErrorBody },
+    },
+  }, async (req, reply) => {
+    const { env } = req.params as { env: string };
+    const snap = await ctx.store.snapshot(env);
+    // Raw text: a million facts are never parsed into objects and re-serialised.
+    return reply.type('application/json').serializer((s: string) => s)
+      .send(`{"version":${snap.version},"epoch":${JSON.stringify(snap.epoch)},"facts":[${factsJson(snap)}]}`);
+  });
+
+  app.get('/v1/envs/:env/changes', {
+    onRequest: read,
+    schema: {
+      summary: 'Changes after a version, in order',
+      params: EnvParams,
+      querystring: Type.Object({
+        after: Type.Integer({ minimum: 0, description: 'return versions greater than this' }),
+        limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 10_000, default: 1000 })),
+      }, { additionalProperties: false }),
+      response: {
+        200: Type.Object({ head: Type.Integer(), epoch: Epoch, changes: Type.Array(Change) }),
+        '4xx': ErrorBody, '5xx': ErrorBody,
+      },
+    },
+  }, async (req, reply) => {
+    const { env } = req.params as { env: string };
+    const q = req.query as { after: number; limit?: number };
+    const page = await ctx.store.changes(env, q.after, q.limit ?? 1000);
+    if (page.truncated) {
+      throw new FactsyncError('log_truncated', `the change log no longer holds version ${q.after + 1} (head is ${page.head}); load a snapshot instead`, { head: page.head });
+    }
+    return reply.type('application/json').serializer((s: string) => s)
+      .send(`{"head":${page.head},"epoch":${JSON.stringify(page.epoch)},"changes":[${page.changes.map((c) => c.json).join(',')}]}`);
+  });
+}

@@ -1,0 +1,61 @@
+import type { FastifyInstance } from 'fastify';
+import { Type } from '@sinclair/typebox';
+import { FactsyncError, SyncStatus, parseWaitFor, parseWaitTimeout } from '@factsync/shared';
+import { EnvParams, ErrorBody } from './schemas.js';
+import { abortOnClose, requireCap, type RouteContext } from './context.js';
+
+const AgentInfo = Type.Object({
+  id: Type.String(),
+  applied: Type.Integer(),
+  connected: Type.Boolean(),
+  last_seen: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
+  replica: Type.Union([Type.String(), Type.Null()]),
+});
+
+/** `sync` (the long-poll of the waiting contract) and `agents`. */
+export function syncRoutes(app: FastifyInstance, ctx: RouteContext): void {
+  const read = requireCap(ctx.auth, 'read');
+
+  app.get('/v1/envs/:env/sync', {
+    onRequest: read,
+    schema: {
+      summary: 'Sync status of a version; waits per timeout',
+      params: EnvParams,
+      querystring: Type.Object({
+        version: Type.Integer({ minimum: 0 }),
+        wait_for: Type.Optional(Type.String({ description: '"all" (default), an integer n, or a comma list of agent ids' })),
+        timeout: Type.Optional(Type.String({ description: 'seconds: 0 = now (default), >0 = up to, <0 = until synced' })),
+      }, { additionalProperties: false }),
+      response: { 200: SyncStatus, '4xx': ErrorBody, '5xx': ErrorBody },
+    },
+  }, async (req, reply) => {
+    const { env } = req.params as { env: string };
+    const q = req.query as { version: number; wait_for?: string; timeout?: string };
+    const waitFor = parseWaitFor(q.wait_for, { kind: 'all' });
+    if (!waitFor.ok) throw new FactsyncError('invalid_request', waitFor.error);
+    if (waitFor.value.kind === 'local') {
+      throw new FactsyncError('invalid_request', 'wait_for=local is only meaningful on a pdp-agent; use "all", an integer n, or agent ids');
+    }
+    const timeout = parseWaitTimeout(q.timeout, 0);
+    if (!timeout.ok) throw new FactsyncError('invalid_request', timeout.error);
+    return ctx.tracker.wait(env, q.version, waitFor.value, timeout.value.ms, abortOnClose(reply));
+  });
+
+  app.get('/v1/envs/:env/agents', {
+    onRequest: read,
+    schema: {
+      summary: 'Agents of an env with their applied version and presence',
+      params: EnvParams,
+      response: { 200: Type.Array(AgentInfo), '4xx': ErrorBody, '5xx': ErrorBody },
+    },
+  }, async (req) => {
+    const { env } = req.params as { env: string };
+    const agents = await ctx.store.agents(env);
+    return agents
+      .sort((a, b) => a.id.localeCompare(b.id))
+      .map((a) => ({
+        id: a.id, applied: a.applied, connected: a.connected,
+        last_seen: a.lastSeenMs > 0 ? new Date(a.lastSeenMs).toISOString() : null, replica: a.replica,
+      }));
+  });
+}

@@ -1,0 +1,101 @@
+import type { FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import type { Authenticator, Principal } from '../auth.js';
+import type { FactStore } from '../store/fact-store.js';
+import type { Broadcaster } from '../broadcast/broadcaster.js';
+import type { AckBatcher } from '../acks/ack-batcher.js';
+import { Session } from './session.js';
+
+export interface GatewayOptions {
+  store: FactStore;
+  broadcaster: Broadcaster;
+  acks: AckBatcher;
+  auth: Authenticator;
+  log: Logger;
+  replicaId: string;
+  leaseMs: number;
+  leaseRenewMs: number;
+  pingIntervalMs: number;
+  pageSize: number;
+  maxBufferedBytes: number;
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    principal?: Principal;
+  }
+}
+
+/**
+ * `/v1/ws`: authenticates the upgrade request (a bad token is an HTTP 401/403,
+ * never an open socket), then hands the socket to a Session. It also owns the
+ * two timers every socket needs: ws ping (presence) and lease renewal, which
+ * keeps acking agents "connected" in the store while this replica lives.
+ */
+export class Gateway {
+  readonly sessions = new Set<Session>();
+  private readonly pingTimer: NodeJS.Timeout;
+  private readonly leaseTimer: NodeJS.Timeout;
+  private closing = false;
+
+  constructor(private readonly opts: GatewayOptions) {
+    this.pingTimer = setInterval(() => {
+      for (const s of this.sessions) s.ping();
+    }, opts.pingIntervalMs);
+    this.pingTimer.unref();
+    this.leaseTimer = setInterval(() => void this.renewLeases(), opts.leaseRenewMs);
+    this.leaseTimer.unref();
+  }
+
+  register(app: FastifyInstance): void {
+    app.get('/v1/ws', {
+      websocket: true,
+      onRequest: async (req) => {
+        req.principal = this.opts.auth.authenticate(req.headers.authorization);
+      },
+    }, (socket, req) => {
+      if (this.closing) {
+        socket.close(1001, 'server shutting down');
+        return;
+      }
+      const principal = req.principal;
+      if (!principal) {
+        socket.close(4401, 'unauthenticated');
+        return;
+      }
+      const session = new Session(socket, principal, {
+        store: this.opts.store,
+        broadcaster: this.opts.broadcaster,
+        acks: this.opts.acks,
+        log: this.opts.log,
+        replicaId: this.opts.replicaId,
+        leaseMs: this.opts.leaseMs,
+        pageSize: this.opts.pageSize,
+        maxBufferedBytes: this.opts.maxBufferedBytes,
+        onClosed: (s) => this.sessions.delete(s),
+      });
+      this.sessions.add(session);
+    });
+  }
+
+  private async renewLeases(): Promise<void> {
+    const byEnv = new Map<string, string[]>();
+    for (const s of this.sessions) {
+      if (!s.acking || !s.env) continue;
+      let ids = byEnv.get(s.env);
+      if (!ids) byEnv.set(s.env, (ids = []));
+      ids.push(s.agentId);
+    }
+    await Promise.all([...byEnv].map(([env, ids]) =>
+      this.opts.store.renewLeases(env, ids, this.opts.leaseMs).catch((e: Error) =>
+        this.opts.log.warn({ env, agents: ids.length, err: e.message }, 'lease renewal failed'))));
+  }
+
+  /** Stop accepting and close every socket with 1001 so agents reconnect to another replica at once. */
+  closeAll(): void {
+    this.closing = true;
+    clearInterval(this.pingTimer);
+    clearInterval(this.leaseTimer);
+    for (const s of [...this.sessions]) s.close(1001, 'server shutting down');
+  }
+}
