@@ -1,0 +1,67 @@
+import type { Change, Fact } from '@factsync/shared';
+import type { LocalStore } from './local-store.js';
+
+export type OfferResult =
+  /** Everything contiguous was applied; `applied` is the new version (maybe unchanged, if all were duplicates). */
+  | { kind: 'ok'; applied: number; count: number }
+  /** Versions (after, before) are missing; later versions wait in the buffer until the gap is repaired. */
+  | { kind: 'gap'; applied: number; count: number; after: number; before: number };
+
+/** Upper bound on versions held back behind a gap before we give up and resync. */
+export const MAX_BUFFERED = 100_000;
+
+/**
+ * Applies versions strictly in order, each exactly once (invariant 2). It
+ * accepts changes from any source (the socket, HTTP repair) in any order and
+ * with duplicates; a version is applied only when it is exactly applied+1.
+ */
+export class Applier {
+  private readonly buffer = new Map<number, Change>();
+
+  constructor(private readonly store: LocalStore, private readonly onApplied: (c: Change) => void = () => undefined) {}
+
+  get applied(): number {
+    return this.store.version;
+  }
+
+  get epoch(): string | null {
+    return this.store.epoch;
+  }
+
+  get buffered(): number {
+    return this.buffer.size;
+  }
+
+  snapshot(version: number, epoch: string | null, facts: readonly Fact[]): OfferResult {
+    this.store.replace(version, epoch, facts);
+    for (const v of this.buffer.keys()) if (v <= version) this.buffer.delete(v);
+    return this.drain(0);
+  }
+
+  offer(changes: readonly Change[]): OfferResult {
+    for (const c of changes) {
+      if (c.version > this.applied && this.buffer.size < MAX_BUFFERED) this.buffer.set(c.version, c);
+    }
+    return this.drain(0);
+  }
+
+  /** Forget what waits behind a gap (before a resync from scratch). */
+  clearBuffer(): void {
+    this.buffer.clear();
+  }
+
+  private drain(count: number): OfferResult {
+    for (;;) {
+      const next = this.buffer.get(this.applied + 1);
+      if (!next) break;
+      this.buffer.delete(next.version);
+      this.store.apply(next);
+      this.onApplied(next);
+      count++;
+    }
+    if (this.buffer.size === 0) return { kind: 'ok', applied: this.applied, count };
+    let before = Infinity;
+    for (const v of this.buffer.keys()) if (v < before) before = v;
+    return { kind: 'gap', applied: this.applied, count, after: this.applied, before };
+  }
+}

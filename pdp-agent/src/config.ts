@@ -1,0 +1,81 @@
+import { hostname } from 'node:os';
+import { nanoid } from 'nanoid';
+import { AGENT_ID_PATTERN, ENV_PATTERN } from '@factsync/shared';
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+export interface AgentConfig {
+  port: number;
+  host: string;
+  serverUrls: URL[];
+  token: string | undefined;
+  env: string;
+  agentId: string;
+  dataDir: string | undefined;
+  logLevel: string;
+  apiToken: string | undefined;
+  reconnectMinMs: number;
+  reconnectMaxMs: number;
+  /** No frame or ping from the server for this long means the connection is dead. */
+  serverTimeoutMs: number;
+  persistIntervalMs: number;
+  shutdownTimeoutMs: number;
+}
+
+type Env = Record<string, string | undefined>;
+
+function int(env: Env, name: string, fallback: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
+  const raw = env[name]?.trim();
+  if (!raw) return fallback;
+  const n = Number(raw);
+  if (!Number.isSafeInteger(n) || n < min || n > max) throw new ConfigError(`${name}=${JSON.stringify(raw)} is invalid: expected an integer from ${min} to ${max}`);
+  return n;
+}
+
+function str(env: Env, name: string, fallback: string, re?: RegExp, hint?: string): string {
+  const raw = env[name]?.trim();
+  if (!raw) return fallback;
+  if (re && !re.test(raw)) throw new ConfigError(`${name}=${JSON.stringify(raw)} is invalid: ${hint ?? `must match ${re}`}`);
+  return raw;
+}
+
+function serverUrls(raw: string): URL[] {
+  const urls = raw.split(',').map((s) => s.trim()).filter(Boolean).map((s) => {
+    let u: URL;
+    try {
+      u = new URL(s);
+    } catch {
+      throw new ConfigError(`SERVER_URL contains ${JSON.stringify(s)}, which is not a URL (e.g. http://127.0.0.1:7002)`);
+    }
+    if (!['http:', 'https:'].includes(u.protocol)) throw new ConfigError(`SERVER_URL ${JSON.stringify(s)}: use http:// or https://`);
+    return u;
+  });
+  if (urls.length === 0) throw new ConfigError('SERVER_URL is empty: give one or more server URLs, comma separated');
+  return urls;
+}
+
+const LEVELS = /^(fatal|error|warn|info|debug|trace|silent)$/;
+
+/** Reads and validates every agent setting once (DESIGN.md, "Configuration"). */
+export function loadAgentConfig(env: Env): Readonly<AgentConfig> {
+  const reconnectMinMs = int(env, 'RECONNECT_MIN_MS', 200, 10);
+  return Object.freeze({
+    port: int(env, 'PORT', 7766, 0, 65535),
+    host: str(env, 'HOST', '127.0.0.1'),
+    serverUrls: serverUrls(env.SERVER_URL ?? 'http://127.0.0.1:7002'),
+    token: env.AGENT_TOKEN?.trim() || undefined,
+    env: str(env, 'AGENT_ENV', 'default', new RegExp(ENV_PATTERN), 'use 1-64 of A-Z a-z 0-9 _ -'),
+    agentId: str(env, 'AGENT_ID', `${hostname().replace(/[^A-Za-z0-9_.-]/g, '-').slice(0, 100)}-${nanoid(6)}`,
+      new RegExp(AGENT_ID_PATTERN), 'use 1-128 of A-Z a-z 0-9 _ . : @ -'),
+    dataDir: env.DATA_DIR?.trim() || undefined,
+    logLevel: str(env, 'LOG_LEVEL', 'info', LEVELS, 'use fatal, error, warn, info, debug, trace or silent'),
+    apiToken: env.AGENT_API_TOKEN?.trim() || undefined,
+    reconnectMinMs,
+    reconnectMaxMs: int(env, 'RECONNECT_MAX_MS', 10_000, reconnectMinMs),
+    serverTimeoutMs: int(env, 'SERVER_TIMEOUT_MS', 30_000, 100),
+    persistIntervalMs: int(env, 'PERSIST_INTERVAL_MS', 1_000, 10),
+    shutdownTimeoutMs: int(env, 'SHUTDOWN_TIMEOUT_MS', 10_000, 100),
+  });
+}

@@ -1,0 +1,161 @@
+import WebSocket from 'ws';
+import type { Logger } from 'pino';
+import { backoffDelayMs, isRetryableClose, parseServerMessage, type ClientMessage, type ServerMessage } from '@factsync/shared';
+
+export interface ConnectionOptions {
+  urls: readonly URL[];
+  token: string | undefined;
+  reconnectMinMs: number;
+  reconnectMaxMs: number;
+  serverTimeoutMs: number;
+  maxPayloadBytes?: number;
+  log: Logger;
+}
+
+export interface ConnectionHandlers {
+  /** Called on every open socket; the hello carries what is applied at that moment. */
+  hello(): ClientMessage;
+  message(m: ServerMessage): void;
+  /** Socket opened (true) or lost (false). */
+  connected(up: boolean): void;
+}
+
+/**
+ * The agent's one websocket to a server replica. It reconnects for ever with
+ * full-jitter exponential backoff, moving to the next `SERVER_URL` on every
+ * attempt so a dead replica is left at once, and declares the socket dead when
+ * the server has been silent (no frame, no ping) for `serverTimeoutMs`.
+ */
+export class Connection {
+  private ws: WebSocket | undefined;
+  private urlIndex = 0;
+  private attempt = 0;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private silenceTimer: NodeJS.Timeout | undefined;
+  private stopped = false;
+  reconnects = 0;
+  lastCloseReason = '';
+
+  constructor(private readonly opts: ConnectionOptions, private readonly handlers: ConnectionHandlers) {}
+
+  get isOpen(): boolean {
+    return this.ws?.readyState === WebSocket.OPEN;
+  }
+
+  /** The base URL of the replica this socket talks to (HTTP repair goes to the same one). */
+  get serverUrl(): URL {
+    return this.opts.urls[this.urlIndex % this.opts.urls.length]!;
+  }
+
+  start(): void {
+    this.stopped = false;
+    this.open();
+  }
+
+  send(m: ClientMessage): boolean {
+    if (!this.isOpen) return false;
+    this.ws!.send(JSON.stringify(m));
+    return true;
+  }
+
+  /** A successful session (welcome received) resets the backoff. */
+  markHealthy(): void {
+    this.attempt = 0;
+  }
+
+  /** Drop this socket and reconnect (after a protocol problem the agent cannot repair itself). */
+  restart(reason: string): void {
+    this.opts.log.warn({ reason }, 'restarting connection');
+    this.ws?.terminate();
+  }
+
+  private open(): void {
+    if (this.stopped) return;
+    const base = this.serverUrl;
+    const url = new URL('/v1/ws', base);
+    url.protocol = base.protocol === 'https:' ? 'wss:' : 'ws:';
+    const headers: Record<string, string> = {};
+    if (this.opts.token) headers.authorization = `Bearer ${this.opts.token}`;
+    const ws = new WebSocket(url, { headers, maxPayload: this.opts.maxPayloadBytes ?? 1024 * 1024 * 1024, handshakeTimeout: this.opts.serverTimeoutMs });
+    this.ws = ws;
+
+    ws.on('open', () => {
+      this.opts.log.info({ server: base.origin }, 'connected');
+      this.touch(ws);
+      this.handlers.connected(true);
+      ws.send(JSON.stringify(this.handlers.hello()));
+    });
+    ws.on('message', (data, isBinary) => {
+      this.touch(ws);
+      if (isBinary) return;
+      const text = Array.isArray(data) ? Buffer.concat(data).toString('utf8') : Buffer.from(data as Buffer).toString('utf8');
+      const m = parseServerMessage(text);
+      if (!m.ok) {
+        this.opts.log.error({ err: m.error }, 'server sent a frame that is not part of the protocol');
+        ws.terminate();
+        return;
+      }
+      this.handlers.message(m.value);
+    });
+    ws.on('ping', () => this.touch(ws));
+    ws.on('unexpected-response', (_req, res) => {
+      // The upgrade was refused with an HTTP answer: read its JSON error for the log.
+      let body = '';
+      res.on('data', (c: Buffer) => (body += c.toString('utf8')));
+      res.on('end', () => {
+        this.opts.log.error({ server: base.origin, status: res.statusCode, body: body.slice(0, 300) }, 'server refused the websocket');
+        ws.terminate();
+      });
+    });
+    ws.on('error', (e) => this.opts.log.debug({ server: base.origin, err: e.message }, 'socket error'));
+    ws.on('close', (code, reason) => {
+      if (this.ws !== ws) return;
+      this.ws = undefined;
+      if (this.silenceTimer) clearTimeout(this.silenceTimer);
+      this.lastCloseReason = `${code} ${reason.toString()}`.trim();
+      this.handlers.connected(false);
+      if (this.stopped) return;
+      const fatal = !isRetryableClose(code);
+      if (fatal) this.opts.log.error({ code, reason: reason.toString() }, 'server rejected this agent; fix the configuration (retrying slowly)');
+      else this.opts.log.info({ code, reason: reason.toString() }, 'disconnected');
+      this.scheduleReconnect(fatal);
+    });
+  }
+
+  private touch(ws: WebSocket): void {
+    if (this.silenceTimer) clearTimeout(this.silenceTimer);
+    this.silenceTimer = setTimeout(() => {
+      this.opts.log.warn({ ms: this.opts.serverTimeoutMs }, 'server silent for too long; reconnecting');
+      ws.terminate();
+    }, this.opts.serverTimeoutMs);
+    this.silenceTimer.unref();
+  }
+
+  private scheduleReconnect(slow: boolean): void {
+    this.urlIndex = (this.urlIndex + 1) % this.opts.urls.length;
+    const delay = slow
+      ? this.opts.reconnectMaxMs
+      : backoffDelayMs(this.attempt++, { initialMs: this.opts.reconnectMinMs, maxMs: this.opts.reconnectMaxMs });
+    this.reconnects++;
+    this.retryTimer = setTimeout(() => this.open(), delay);
+  }
+
+  close(): Promise<void> {
+    this.stopped = true;
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    if (this.silenceTimer) clearTimeout(this.silenceTimer);
+    const ws = this.ws;
+    if (!ws || ws.readyState === WebSocket.CLOSED) return Promise.resolve();
+    return new Promise((resolve) => {
+      const t = setTimeout(() => {
+        ws.terminate();
+        resolve();
+      }, 1000);
+      ws.once('close', () => {
+        clearTimeout(t);
+        resolve();
+      });
+      ws.close(1000, 'agent shutting down');
+    });
+  }
+}

@@ -1,0 +1,111 @@
+import Fastify, { LogController, type FastifyError, type FastifyInstance } from 'fastify';
+import { Type } from '@sinclair/typebox';
+import type { Logger } from 'pino';
+import { timingSafeEqual, createHash } from 'node:crypto';
+import { FactKey, FactType, FactsyncError, parseWaitTimeout } from '@factsync/shared';
+import type { PdpAgent } from './agent.js';
+
+export interface LocalApi {
+  app: FastifyInstance;
+  listen(): Promise<string>;
+  close(): Promise<void>;
+}
+
+const ErrorBody = Type.Object({ error: Type.String(), message: Type.String() }, { additionalProperties: true });
+const sha = (s: string) => createHash('sha256').update(s).digest();
+const encodeCursor = (key: string) => Buffer.from(key, 'utf8').toString('base64url');
+
+/** The agent's local HTTP API (DESIGN.md, "pdp-agent local API"): reads, status, health. */
+export async function buildLocalApi(agent: PdpAgent, log: Logger): Promise<LocalApi> {
+  const { config } = agent;
+  const app = Fastify({
+    loggerInstance: log,
+    logController: new LogController({ disableRequestLogging: true }),
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array' } },
+  }) as unknown as FastifyInstance;
+
+  app.setErrorHandler((error: FastifyError, req, reply) => {
+    const e = error instanceof FactsyncError ? error
+      : error.validation ? new FactsyncError('invalid_request', `${(error as { validationContext?: string }).validationContext ?? 'request'} ${error.message.replace(/^(body|querystring|params|headers)\/?/, '')}`)
+      : (error.statusCode ?? 500) < 500 ? new FactsyncError('invalid_request', error.message)
+      : new FactsyncError('internal', 'internal error; the agent logged the details');
+    if (e.code === 'internal') req.log.error({ err: error }, 'unhandled error');
+    return reply.status(e.status).send(e.toJSON());
+  });
+  app.setNotFoundHandler((req, reply) =>
+    reply.status(404).send(new FactsyncError('not_found', `no route ${req.method} ${req.url.split('?')[0]}`).toJSON()));
+
+  if (config.apiToken) {
+    const expected = sha(config.apiToken);
+    app.addHook('onRequest', async (req) => {
+      if (req.url === '/healthz' || req.url === '/readyz' || req.url === '/metrics') return;
+      const m = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? '');
+      if (!m || !timingSafeEqual(sha(m[1]!), expected)) {
+        throw new FactsyncError('unauthorized', 'this agent requires AGENT_API_TOKEN: send Authorization: Bearer <token>');
+      }
+    });
+  }
+
+  app.get('/v1/facts/:type/:key', {
+    schema: {
+      params: Type.Object({ type: FactType, key: FactKey }),
+      querystring: Type.Object({ at_least: Type.Optional(Type.Integer({ minimum: 0 })) }),
+      headers: Type.Object({ 'x-wait-timeout': Type.Optional(Type.String()) }),
+      response: { 200: Type.Object({ type: Type.String(), key: Type.String(), value: Type.Record(Type.String(), Type.Unknown()) }), '4xx': ErrorBody, '5xx': ErrorBody },
+    },
+  }, async (req) => {
+    const { type, key } = req.params as { type: string; key: string };
+    const { at_least } = req.query as { at_least?: number };
+    if (at_least !== undefined) {
+      const t = parseWaitTimeout((req.headers as Record<string, string | undefined>)['x-wait-timeout'], 10);
+      if (!t.ok) throw new FactsyncError('invalid_request', `X-Wait-Timeout: ${t.error}`);
+      if (!(await agent.waitApplied(at_least, t.value.ms))) {
+        throw new FactsyncError('not_synced', `this agent has applied version ${agent.store.version}, not yet ${at_least}`, { applied: agent.store.version });
+      }
+    }
+    const fact = agent.store.get(type, key);
+    if (!fact) throw new FactsyncError('not_found', `no ${type} "${key}" on this agent (applied version ${agent.store.version})`);
+    return fact;
+  });
+
+  app.get('/v1/facts', {
+    schema: {
+      querystring: Type.Object({
+        type: FactType,
+        limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 10_000, default: 100 })),
+        cursor: Type.Optional(Type.String({ maxLength: 1024 })),
+      }, { additionalProperties: false }),
+      response: { '4xx': ErrorBody },
+    },
+  }, async (req) => {
+    const q = req.query as { type: string; limit?: number; cursor?: string };
+    const after = q.cursor === undefined ? undefined : Buffer.from(q.cursor, 'base64url').toString('utf8');
+    const page = agent.store.list(q.type, q.limit ?? 100, after);
+    return { facts: page.facts, next_cursor: page.next === null ? null : encodeCursor(page.next) };
+  });
+
+  app.get('/v1/status', {
+    schema: { querystring: Type.Object({ digest: Type.Optional(Type.Boolean()) }) },
+  }, async (req) => {
+    const { digest } = req.query as { digest?: boolean };
+    return { ...agent.status(), ...(digest ? { digest: agent.store.digest() } : {}) };
+  });
+
+  app.get('/healthz', async () => ({ status: 'ok' }));
+  app.get('/readyz', async (_req, reply) => {
+    const s = agent.status();
+    if (!s.ready) return reply.status(503).send({ error: 'not_synced', message: `not bootstrapped yet (applied ${s.applied}, connected ${s.connected})` });
+    return { status: 'ready', applied: s.applied };
+  });
+
+  return {
+    app,
+    async listen() {
+      await app.listen({ port: config.port, host: config.host });
+      const addr = app.server.address();
+      const port = typeof addr === 'object' && addr ? addr.port : config.port;
+      return `http://${config.host}:${port}`;
+    },
+    close: () => app.close(),
+  };
+}

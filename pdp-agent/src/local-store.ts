@@ -1,0 +1,82 @@
+import { factsDigest, type Change, type Fact } from '@factsync/shared';
+
+/**
+ * The agent's replica of its env: facts by type, then key. It knows nothing of
+ * ordering; the applier decides what is applied when.
+ */
+export class LocalStore {
+  version = 0;
+  epoch: string | null = null;
+  private readonly byType = new Map<string, Map<string, Record<string, unknown>>>();
+  private count = 0;
+
+  get size(): number {
+    return this.count;
+  }
+
+  replace(version: number, epoch: string | null, facts: readonly Fact[]): void {
+    this.byType.clear();
+    this.count = 0;
+    for (const f of facts) this.put(f.type, f.key, f.value);
+    this.version = version;
+    this.epoch = epoch;
+  }
+
+  apply(change: Change): void {
+    for (const op of change.ops) {
+      if (op.op === 'upsert') this.put(op.type, op.key, op.value);
+      else this.remove(op.type, op.key);
+    }
+    this.version = change.version;
+  }
+
+  get(type: string, key: string): Fact | undefined {
+    const value = this.byType.get(type)?.get(key);
+    return value === undefined ? undefined : { type, key, value };
+  }
+
+  /** Facts of a type in key order, after `cursor` (a key), at most `limit`. */
+  list(type: string, limit: number, cursor: string | undefined): { facts: Fact[]; next: string | null } {
+    const m = this.byType.get(type);
+    if (!m) return { facts: [], next: null };
+    const keys = [...m.keys()].sort();
+    let i = 0;
+    if (cursor !== undefined) {
+      // First key strictly greater than the cursor (binary search on the sorted keys).
+      let lo = 0, hi = keys.length;
+      while (lo < hi) {
+        const mid = (lo + hi) >>> 1;
+        if (keys[mid]! <= cursor) lo = mid + 1;
+        else hi = mid;
+      }
+      i = lo;
+    }
+    const page = keys.slice(i, i + limit);
+    const facts = page.map((key) => ({ type, key, value: m.get(key)! }));
+    const more = i + limit < keys.length;
+    return { facts, next: more ? page[page.length - 1]! : null };
+  }
+
+  *all(): Iterable<Fact> {
+    for (const [type, m] of this.byType) for (const [key, value] of m) yield { type, key, value };
+  }
+
+  digest(): string {
+    return factsDigest(this.all());
+  }
+
+  private put(type: string, key: string, value: Record<string, unknown>): void {
+    let m = this.byType.get(type);
+    if (!m) this.byType.set(type, (m = new Map()));
+    if (!m.has(key)) this.count++;
+    m.set(key, value);
+  }
+
+  private remove(type: string, key: string): void {
+    const m = this.byType.get(type);
+    if (m?.delete(key)) {
+      this.count--;
+      if (m.size === 0) this.byType.delete(type);
+    }
+  }
+}

@@ -1,0 +1,34 @@
+import { pino } from 'pino';
+import { ConfigError, loadAgentConfig } from './config.js';
+import { createAgent } from './agent.js';
+
+/** `npm run agent`: configuration from the environment, then run until SIGTERM/SIGINT. */
+async function main(): Promise<void> {
+  let config;
+  try {
+    config = loadAgentConfig(process.env);
+  } catch (e) {
+    if (e instanceof ConfigError) {
+      process.stderr.write(`factsync agent: ${e.message}\n`);
+      process.exit(2);
+    }
+    throw e;
+  }
+  const log = pino({ level: config.logLevel }).child({ agentId: config.agentId, env: config.env });
+  const agent = await createAgent(config, { logger: log });
+  const url = await agent.start();
+  log.info({ url, servers: config.serverUrls.map((u) => u.origin) }, 'factsync agent listening');
+
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) process.exit(1);
+    stopping = true;
+    log.info({ signal }, 'shutting down');
+    setTimeout(() => process.exit(1), config.shutdownTimeoutMs).unref();
+    agent.close().then(() => process.exit(0), () => process.exit(1));
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+}
+
+void main();

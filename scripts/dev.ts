@@ -1,0 +1,53 @@
+/**
+ * `npm start`: a whole local deployment in one process: one server (embedded
+ * store, or Redis when REDIS_URL is set) and one agent, with a fresh dev token.
+ */
+import { randomBytes } from 'node:crypto';
+import { pino } from 'pino';
+import { createServer, loadServerConfig, ConfigError, runUntilSignal } from '@factsync/server';
+import { createAgent, loadAgentConfig, ConfigError as AgentConfigError } from '@factsync/pdp-agent';
+
+async function main(): Promise<void> {
+  const token = process.env.DEV_TOKEN ?? `dev-${randomBytes(12).toString('hex')}`;
+  const env = process.env.AGENT_ENV ?? 'default';
+  const log = pino({ level: process.env.LOG_LEVEL ?? 'info', transport: process.stdout.isTTY ? { target: 'pino-pretty' } : undefined });
+
+  let server, agent;
+  try {
+    const serverConfig = loadServerConfig({ ...process.env, AUTH_TOKENS: process.env.AUTH_TOKENS ?? `${token}=admin:*`, REPLICA_ID: 'dev' });
+    server = await createServer(serverConfig, { logger: log.child({ component: 'server' }) });
+    const serverUrl = await server.listen();
+    const agentConfig = loadAgentConfig({
+      ...process.env, PORT: process.env.AGENT_PORT ?? '7766', SERVER_URL: serverUrl, AGENT_TOKEN: token, AGENT_ENV: env, AGENT_ID: process.env.AGENT_ID ?? 'dev-agent',
+    });
+    agent = await createAgent(agentConfig, { logger: log.child({ component: 'agent' }) });
+    const agentUrl = await agent.start();
+
+    process.stdout.write([
+      '',
+      'factsync is running',
+      `  server     ${serverUrl}   (store: ${server.store.kind}, API docs ${serverUrl}/docs)`,
+      `  agent      ${agentUrl}   (env "${env}")`,
+      `  dev token  ${token}`,
+      '',
+      'try:',
+      `  curl -X POST ${serverUrl}/v1/envs/${env}/facts -H 'authorization: Bearer ${token}' -H 'content-type: application/json' \\`,
+      `    -d '{"ops":[{"op":"upsert","type":"user","key":"john@smith.com","value":{"email":"john@smith.com"}}]}'`,
+      `  curl ${agentUrl}/v1/facts/user/john@smith.com`,
+      '',
+    ].join('\n') + '\n');
+  } catch (e) {
+    if (e instanceof ConfigError || e instanceof AgentConfigError) {
+      process.stderr.write(`factsync: ${e.message}\n`);
+      process.exit(2);
+    }
+    throw e;
+  }
+  const s = server, a = agent;
+  runUntilSignal(async () => {
+    await a.close();
+    await s.close();
+  }, 10_000, log);
+}
+
+void main();
