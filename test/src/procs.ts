@@ -1,0 +1,83 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+
+export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+
+export interface Proc {
+  child: ChildProcess;
+  url: string;
+  lines: string[];
+  /** Sends a signal and resolves with the exit code (null when killed by a signal). */
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+/**
+ * Runs a TypeScript entry point as a real child process and waits until it logs
+ * `readyMsg`; the log line's `url` field is where it listens.
+ */
+export async function spawnTs(entry: string, env: Record<string, string>, readyMsg: string, timeoutMs = 20_000): Promise<Proc> {
+  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, entry)], {
+    cwd: ROOT,
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', LOG_LEVEL: 'info', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const lines: string[] = [];
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  let buf = '';
+  const url = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${entry} did not become ready in ${timeoutMs} ms:\n${lines.slice(-20).join('\n')}`)), timeoutMs);
+    const onData = (d: Buffer) => {
+      buf += d.toString('utf8');
+      let nl: number;
+      while ((nl = buf.indexOf('\n')) >= 0) {
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 1);
+        lines.push(line);
+        if (lines.length > 2000) lines.shift();
+        if (line.includes(readyMsg)) {
+          try {
+            const o = JSON.parse(line) as { url?: string };
+            if (o.url) {
+              clearTimeout(timer);
+              resolve(o.url);
+            }
+          } catch {
+            // not a JSON log line
+          }
+        }
+      }
+    };
+    child.stdout!.on('data', onData);
+    child.stderr!.on('data', (d: Buffer) => lines.push(d.toString('utf8')));
+    void exited.then((code) => {
+      clearTimeout(timer);
+      reject(new Error(`${entry} exited with ${code} before becoming ready:\n${lines.slice(-20).join('\n')}`));
+    });
+  });
+  return {
+    child, url, lines,
+    stop: async (signal = 'SIGTERM') => {
+      if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
+      child.kill(signal);
+      return exited;
+    },
+  };
+}
+
+export const spawnServer = (env: Record<string, string>) => spawnTs('server/src/main.ts', { PORT: '0', ...env }, 'factsync server listening');
+export const spawnAgent = (env: Record<string, string>) => spawnTs('pdp-agent/src/main.ts', { PORT: '0', RECONNECT_MIN_MS: '20', RECONNECT_MAX_MS: '500', ...env }, 'factsync agent listening');
+
+/** Runs a script to completion and returns its stdout. */
+export function runTs(entry: string, args: string[], env: Record<string, string> = {}): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, entry), ...args], {
+      cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    let errText = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString('utf8')));
+    child.stderr.on('data', (d: Buffer) => (errText += d.toString('utf8')));
+    child.once('exit', (code) => (code === 0 ? resolve(out) : reject(new Error(`${entry} exited ${code}: ${errText.slice(-2000)}`))));
+  });
+}

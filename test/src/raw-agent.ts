@@ -1,0 +1,59 @@
+import WebSocket from 'ws';
+import type { ServerMessage } from '@factsync/shared';
+import { waitUntil } from './wait.js';
+
+/**
+ * A hand-driven protocol client over a real socket: it records every frame and
+ * acks only when told, so tests can hold an agent back or misbehave on purpose.
+ */
+export class RawAgent {
+  readonly messages: ServerMessage[] = [];
+  closed: { code: number; reason: string } | undefined;
+  private constructor(readonly ws: WebSocket) {
+    ws.on('message', (d) => this.messages.push(JSON.parse(d.toString()) as ServerMessage));
+    ws.on('close', (code, reason) => (this.closed = { code, reason: reason.toString() }));
+    ws.on('error', () => undefined);
+  }
+
+  static async connect(serverUrl: string, token: string | undefined, hello?: Record<string, unknown>): Promise<RawAgent> {
+    const ws = new WebSocket(`${serverUrl.replace(/^http/, 'ws')}/v1/ws`, { headers: token ? { authorization: `Bearer ${token}` } : {} });
+    const a = new RawAgent(ws);
+    await new Promise<void>((resolve, reject) => {
+      ws.once('open', () => resolve());
+      ws.once('unexpected-response', (_q, res) => reject(new Error(`upgrade refused: ${res.statusCode}`)));
+      ws.once('error', reject);
+    });
+    if (hello) a.send(hello);
+    return a;
+  }
+
+  send(m: unknown): void {
+    this.ws.send(typeof m === 'string' ? m : JSON.stringify(m));
+  }
+
+  ack(version: number): void {
+    this.send({ type: 'ack', version });
+  }
+
+  /** Highest version received (snapshot or changes). */
+  get received(): number {
+    let v = 0;
+    for (const m of this.messages) {
+      if (m.type === 'snapshot') v = Math.max(v, m.version);
+      if (m.type === 'changes') v = Math.max(v, m.changes[m.changes.length - 1]!.version);
+    }
+    return v;
+  }
+
+  async waitReceived(version: number, timeoutMs = 10_000): Promise<void> {
+    await waitUntil(() => this.received >= version, `raw agent to receive ${version}`, timeoutMs, 5);
+  }
+
+  async waitClosed(timeoutMs = 10_000): Promise<{ code: number; reason: string }> {
+    return waitUntil(() => this.closed, 'socket close', timeoutMs, 5);
+  }
+
+  close(): void {
+    this.ws.terminate();
+  }
+}
