@@ -26,10 +26,11 @@ export function parseWaitFor(raw: string | undefined, fallback: WaitFor): Result
   const s = raw.trim();
   if (s === 'local') return ok({ kind: 'local' });
   if (s === 'all') return ok({ kind: 'all' });
-  if (/^\d+$/.test(s)) {
+  if (/^[-+]?\d+(\.\d*)?$/.test(s)) {
+    // Numbers are counts, never agent ids: "-1" is far more likely a timeout in the wrong header.
     const n = Number(s);
     if (n >= 1 && Number.isSafeInteger(n)) return ok({ kind: 'count', n });
-    return err(`wait_for ${JSON.stringify(raw)}: n must be at least 1; accepted forms: ${WAIT_FOR_FORMS}`);
+    return err(`wait_for ${JSON.stringify(raw)}: n must be an integer of at least 1; accepted forms: ${WAIT_FOR_FORMS}`);
   }
   const ids = s.split(',').map((x) => x.trim()).filter((x) => x.length > 0);
   if (ids.length > 0 && ids.length <= 1000 && ids.every((id) => agentIdRe.test(id))) return ok({ kind: 'ids', ids: [...new Set(ids)] });

@@ -1,0 +1,80 @@
+import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { Applier, LocalStore } from '@factsync/pdp-agent';
+import type { Change } from '@factsync/shared';
+
+const change = (version: number, key = `k${version}`): Change => ({ version, ts: '', ops: [{ op: 'upsert', type: 'user', key, value: { v: version } }] });
+
+describe('Applier', () => {
+  it('applies consecutive versions and ignores duplicates', () => {
+    const applied: number[] = [];
+    const a = new Applier(new LocalStore(), (c) => applied.push(c.version));
+    a.snapshot(0, 'e', []);
+    expect(a.offer([change(1), change(2)])).toEqual({ kind: 'ok', applied: 2, count: 2 });
+    expect(a.offer([change(2), change(1)])).toEqual({ kind: 'ok', applied: 2, count: 0 });
+    expect(applied).toEqual([1, 2]);
+  });
+
+  it('holds versions behind a gap and reports the missing range, then drains once it is filled', () => {
+    const applied: number[] = [];
+    const a = new Applier(new LocalStore(), (c) => applied.push(c.version));
+    a.snapshot(0, 'e', []);
+    a.offer([change(1)]);
+    expect(a.offer([change(4), change(5)])).toEqual({ kind: 'gap', applied: 1, count: 0, after: 1, before: 4 });
+    expect(a.offer([change(2)])).toMatchObject({ kind: 'gap', applied: 2, before: 4 });
+    expect(a.offer([change(3)])).toEqual({ kind: 'ok', applied: 5, count: 3 });
+    expect(applied).toEqual([1, 2, 3, 4, 5]);
+  });
+
+  it('a snapshot replaces state and drops buffered versions it already covers', () => {
+    const store = new LocalStore();
+    const a = new Applier(store);
+    a.snapshot(0, 'e', []);
+    a.offer([change(3), change(6)]);
+    const r = a.snapshot(5, 'e2', [{ type: 'user', key: 'only', value: {} }]);
+    expect(r).toEqual({ kind: 'ok', applied: 6, count: 1 });
+    expect(store.epoch).toBe('e2');
+    expect(store.get('user', 'only')).toBeDefined();
+    expect(store.get('user', 'k3')).toBeUndefined();
+    expect(store.get('user', 'k6')).toBeDefined();
+  });
+
+  it('property: any delivery order with duplicates applies every version exactly once, in order', () => {
+    fc.assert(fc.property(
+      fc.integer({ min: 1, max: 60 }).chain((n) => fc.tuple(fc.constant(n), fc.array(fc.integer({ min: 1, max: n }), { maxLength: 200 }))),
+      ([n, extra]) => {
+        const versions = [...Array.from({ length: n }, (_, i) => i + 1), ...extra];
+        const order = fc.sample(fc.shuffledSubarray(versions, { minLength: versions.length, maxLength: versions.length }), 1)[0]!;
+        const applied: number[] = [];
+        const a = new Applier(new LocalStore(), (c) => applied.push(c.version));
+        a.snapshot(0, 'e', []);
+        for (const v of order) a.offer([change(v, `k${v % 7}`)]);
+        expect(applied).toEqual(Array.from({ length: n }, (_, i) => i + 1));
+        expect(a.buffered).toBe(0);
+      },
+    ), { numRuns: 200 });
+  });
+});
+
+describe('LocalStore', () => {
+  it('lists a type in key order with a cursor', () => {
+    const s = new LocalStore();
+    s.replace(1, 'e', ['c', 'a', 'd', 'b', 'e'].map((key) => ({ type: 'user', key, value: {} })));
+    const p1 = s.list('user', 2, undefined);
+    expect(p1.facts.map((f) => f.key)).toEqual(['a', 'b']);
+    const p2 = s.list('user', 2, p1.next!);
+    expect(p2.facts.map((f) => f.key)).toEqual(['c', 'd']);
+    const p3 = s.list('user', 2, p2.next!);
+    expect(p3).toEqual({ facts: [{ type: 'user', key: 'e', value: {} }], next: null });
+  });
+
+  it('digest ignores insertion order and key order inside values', () => {
+    const a = new LocalStore();
+    const b = new LocalStore();
+    a.replace(1, 'e', [{ type: 't', key: '1', value: { x: 1, y: 2 } }, { type: 't', key: '2', value: {} }]);
+    b.replace(1, 'e', [{ type: 't', key: '2', value: {} }, { type: 't', key: '1', value: { y: 2, x: 1 } }]);
+    expect(a.digest()).toBe(b.digest());
+    b.apply({ version: 2, ts: '', ops: [{ op: 'delete', type: 't', key: '2' }] });
+    expect(a.digest()).not.toBe(b.digest());
+  });
+});

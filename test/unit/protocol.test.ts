@@ -1,0 +1,120 @@
+import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import {
+  backoffDelayMs, parseClientMessage, parseOps, parseTimeoutPolicy, parseWaitFor, parseWaitTimeout, factsDigest,
+} from '@factsync/shared';
+import { parseTokens, createAuthenticator } from '../../server/src/auth.js';
+import { parseEnvEvent, encodeChangeEvent } from '../../server/src/store/events.js';
+import { loadServerConfig } from '@factsync/server';
+import { loadAgentConfig } from '@factsync/pdp-agent';
+
+describe('waiting headers', () => {
+  it('parses wait_for forms and rejects the rest with the accepted forms', () => {
+    expect(parseWaitFor('all', { kind: 'local' })).toEqual({ ok: true, value: { kind: 'all' } });
+    expect(parseWaitFor(undefined, { kind: 'local' })).toEqual({ ok: true, value: { kind: 'local' } });
+    expect(parseWaitFor('3', { kind: 'all' })).toEqual({ ok: true, value: { kind: 'count', n: 3 } });
+    expect(parseWaitFor('a1, b2,a1', { kind: 'all' })).toEqual({ ok: true, value: { kind: 'ids', ids: ['a1', 'b2'] } });
+    for (const bad of ['0', '', ' , ', 'a b', '-1']) {
+      const r = parseWaitFor(bad, { kind: 'all' });
+      expect(r.ok, bad).toBe(false);
+      if (!r.ok) expect(r.error).toContain('accepted forms');
+    }
+  });
+
+  it('parses timeouts in seconds; non-numbers are errors', () => {
+    expect(parseWaitTimeout('0', 10)).toEqual({ ok: true, value: { ms: 0 } });
+    expect(parseWaitTimeout('1.5', 10)).toEqual({ ok: true, value: { ms: 1500 } });
+    expect(parseWaitTimeout('-1', 10)).toEqual({ ok: true, value: { ms: null } });
+    expect(parseWaitTimeout(undefined, 10)).toEqual({ ok: true, value: { ms: 10_000 } });
+    for (const bad of ['abc', '1e3', 'NaN', '5s', '99999']) expect(parseWaitTimeout(bad, 10).ok, bad).toBe(false);
+    expect(parseTimeoutPolicy('FAIL')).toEqual({ ok: true, value: 'fail' });
+    expect(parseTimeoutPolicy('later').ok).toBe(false);
+  });
+});
+
+describe('write validation', () => {
+  it('accepts well-formed ops of well-known and custom types', () => {
+    const r = parseOps([
+      { op: 'upsert', type: 'user', key: 'a@b.c', value: { email: 'a@b.c', attributes: { x: 1 } } },
+      { op: 'upsert', type: 'role_assignment', key: 'a@b.c/viewer/default', value: { user: 'a@b.c', role: 'viewer', tenant: 'default' } },
+      { op: 'upsert', type: 'relationship', key: 'document:1#editor@user:1', value: { object: 'document:1', relation: 'editor', subject: 'user:1' } },
+      { op: 'upsert', type: 'attribute', key: 'document:1$is_private', value: { entity: 'document:1', attribute: 'is_private', kind: 'boolean', value: true } },
+      { op: 'upsert', type: 'anything_custom', key: 'k', value: { any: ['json'] } },
+      { op: 'delete', type: 'user', key: 'x' },
+    ]);
+    expect(r.ok).toBe(true);
+  });
+
+  it('names the op and the field that is wrong', () => {
+    const cases: [unknown, RegExp][] = [
+      [{ op: 'upsert', type: 'user', key: 'k' }, /ops\[0\].*has no value/],
+      [{ op: 'delete', type: 'user', key: 'k', value: {} }, /delete takes only type and key/],
+      [{ op: 'upsert', type: 'user', key: 'k', value: { email: 5 } }, /ops\[0\] \(user "k"\): value\.email/],
+      [{ op: 'upsert', type: 'role_assignment', key: 'wrong', value: { user: 'u', role: 'r', tenant: 't' } }, /must have key "u\/r\/t"/],
+      [{ op: 'upsert', type: 'attribute', key: 'e$a', value: { entity: 'e', attribute: 'a', kind: 'integer', value: 1.5 } }, /not of kind integer/],
+    ];
+    for (const [op, re] of cases) {
+      const r = parseOps([op as never]);
+      expect(r.ok).toBe(false);
+      if (!r.ok) expect(r.error).toMatch(re);
+    }
+  });
+});
+
+describe('websocket messages', () => {
+  it('accepts hello and ack; rejects garbage with a reason', () => {
+    expect(parseClientMessage('{"type":"hello","env":"e","agent_id":"a","applied":0}').ok).toBe(true);
+    expect(parseClientMessage('{"type":"ack","version":3}').ok).toBe(true);
+    const bad = ['', 'null', '{"type":"nope"}', '{"type":"ack","version":-1}', '{"type":"hello","env":"bad env","agent_id":"a","applied":0}', '[1]'];
+    for (const b of bad) {
+      const r = parseClientMessage(b);
+      expect(r.ok, b).toBe(false);
+    }
+  });
+
+  it('property: never throws on arbitrary input', () => {
+    fc.assert(fc.property(fc.oneof(fc.string(), fc.json()), (s) => {
+      parseClientMessage(s);
+      parseEnvEvent(s);
+    }), { numRuns: 2000 });
+  });
+
+  it('change doorbells round-trip', () => {
+    expect(parseEnvEvent(encodeChangeEvent(7, '{"a":"b:c"}'))).toEqual({ ok: true, value: { t: 'change', v: 7, c: '{"a":"b:c"}' } });
+    expect(parseEnvEvent(encodeChangeEvent(7, undefined))).toEqual({ ok: true, value: { t: 'change', v: 7 } });
+  });
+});
+
+describe('auth and config', () => {
+  it('parses tokens and authorizes by role and env', () => {
+    const auth = createAuthenticator(parseTokens('w=writer:prod, r=reader:*, a=agent:prod'));
+    expect(auth.authorize('Bearer w', 'prod', 'write').role).toBe('writer');
+    expect(() => auth.authorize('Bearer w', 'dev', 'write')).toThrow(/not "dev"/);
+    expect(() => auth.authorize('Bearer r', 'dev', 'write')).toThrow(/reader token cannot write/);
+    expect(() => auth.authorize('Bearer w', 'prod', 'ack')).toThrow(/cannot connect as an acking agent/);
+    expect(() => auth.authorize('Bearer nope', 'prod', 'read')).toThrow(/unknown token/);
+    expect(() => auth.authorize(undefined, 'prod', 'read')).toThrow(/missing bearer token/);
+    expect(() => parseTokens('x=boss:prod')).toThrow(/role "boss" is unknown/);
+    expect(() => parseTokens('x=admin')).toThrow(/token=role:env/);
+  });
+
+  it('a bad setting is one clear line', () => {
+    expect(() => loadServerConfig({ PORT: 'eighty' })).toThrow(/PORT="eighty" is invalid: expected an integer/);
+    expect(() => loadServerConfig({ REDIS_URL: 'localhost:6379' })).toThrow(/REDIS_URL/);
+    expect(() => loadAgentConfig({ SERVER_URL: 'ftp://x' })).toThrow(/use http:\/\/ or https:\/\//);
+    expect(() => loadAgentConfig({ AGENT_ENV: 'no spaces' })).toThrow(/AGENT_ENV/);
+    expect(loadAgentConfig({ SERVER_URL: 'http://a:1, http://b:2' }).serverUrls.map((u) => u.host)).toEqual(['a:1', 'b:2']);
+  });
+
+  it('backoff stays within its bounds', () => {
+    for (let attempt = 0; attempt < 20; attempt++) {
+      const d = backoffDelayMs(attempt, { initialMs: 100, maxMs: 5000 });
+      expect(d).toBeGreaterThanOrEqual(50);
+      expect(d).toBeLessThanOrEqual(5000);
+    }
+  });
+
+  it('digest is stable and order-independent', () => {
+    expect(factsDigest([{ type: 'a', key: '1', value: { b: 1, a: 2 } }])).toBe(factsDigest([{ type: 'a', key: '1', value: { a: 2, b: 1 } }]));
+  });
+});
