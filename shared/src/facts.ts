@@ -155,7 +155,8 @@ export function validateOps(ops: readonly Op[]): Result<true> {
     if (!known.check.Check(op.value)) {
       const first = known.check.Errors(op.value).First();
       const where = first?.path ? `value${first.path.replaceAll('/', '.')}` : 'value';
-      return err(`ops[${i}] (${op.type} "${op.key}"): ${where} ${first?.message ?? 'is invalid'}`);
+      const msg = first?.message ? first.message.charAt(0).toLowerCase() + first.message.slice(1) : 'is invalid';
+      return err(`ops[${i}] (${op.type} "${op.key}"): ${where}: ${msg}`);
     }
     const problem = known.extra?.(op.value as never);
     if (problem) return err(`ops[${i}] (${op.type} "${op.key}"): ${problem}`);
