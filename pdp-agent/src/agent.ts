@@ -20,6 +20,9 @@ export interface AgentStatus {
   server: string;
   facts: number;
   reconnects: number;
+  /** Changes applied one by one and snapshots loaded since start: with one snapshot at 0, changes_applied must equal applied. */
+  changes_applied: number;
+  snapshots_applied: number;
 }
 
 export interface AgentOptions {
@@ -48,7 +51,12 @@ export async function createAgent(config: Readonly<AgentConfig>, opts: AgentOpti
   const log = opts.logger ?? pino({ level: config.logLevel }).child({ agentId: config.agentId, env: config.env });
   const store = new LocalStore();
   const waiters = new AppliedWaiters();
-  const applier = new Applier(store, (c) => opts.onApplied?.(c));
+  let changesApplied = 0;
+  let snapshotsApplied = 0;
+  const applier = new Applier(store, (c) => {
+    changesApplied++;
+    opts.onApplied?.(c);
+  });
   const client = new ServerClient(config.serverUrls, config.token);
 
   let head = 0;
@@ -110,6 +118,7 @@ export async function createAgent(config: Readonly<AgentConfig>, opts: AgentOpti
         socketSent = m.version;
         awaitingSnapshot = false;
         dirty = true;
+        snapshotsApplied++;
         head = Math.max(head, m.version);
         log.info({ version: m.version, facts: m.facts.length }, 'snapshot applied');
         afterApply(applier.snapshot(m.version, m.epoch, m.facts as Fact[]));
@@ -162,6 +171,7 @@ export async function createAgent(config: Readonly<AgentConfig>, opts: AgentOpti
           'GET', `/v1/envs/${config.env}/changes?after=${store.version}&limit=1000`, { preferred: conn.serverUrl });
         if (a.status === 410) {
           const s = await client.call<{ version: number; epoch: string | null; facts: Fact[] }>('GET', `/v1/envs/${config.env}/snapshot`, { preferred: conn.serverUrl });
+          snapshotsApplied++;
           afterApply(applier.snapshot(s.body.version, s.body.epoch, s.body.facts));
           continue;
         }
@@ -201,6 +211,7 @@ export async function createAgent(config: Readonly<AgentConfig>, opts: AgentOpti
     status: () => ({
       agent_id: config.agentId, env: config.env, applied: store.version, head: Math.max(head, store.version),
       connected: conn.isOpen, ready, epoch: store.epoch, server: conn.serverUrl.origin, facts: store.size, reconnects: conn.reconnects,
+      changes_applied: changesApplied, snapshots_applied: snapshotsApplied,
     }),
     waitApplied: (version, timeoutMs, signal) => waiters.wait(store.version, version, timeoutMs, signal),
     async start() {

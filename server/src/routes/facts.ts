@@ -51,7 +51,7 @@ export function factsRoutes(app: FastifyInstance, ctx: RouteContext): void {
 
     const outcome = await ctx.store.write(env, { ops: ops.value, ts: new Date().toISOString(), idempotencyKey });
     if (outcome.duplicate) reply.header('idempotent-replayed', 'true');
-    req.log.info({ env, version: outcome.version, ops: ops.value.length, duplicate: outcome.duplicate }, 'write');
+    req.log.debug({ env, version: outcome.version, ops: ops.value.length, duplicate: outcome.duplicate }, 'write');
     if (!wantsWait) return { version: outcome.version };
 
     const sync: SyncStatus = await ctx.tracker.wait(env, outcome.version, waitFor.value, timeout.value.ms, abortOnClose(reply));
