@@ -213,6 +213,11 @@ export class Session implements FeedMember {
     }
   }
 
+  /** Drop the TCP connection without a close frame, as a network failure would. */
+  terminate(): void {
+    this.socket.terminate();
+  }
+
   private isClosed(): boolean {
     return this.state === 'closed';
   }

@@ -1,0 +1,145 @@
+import { afterEach, describe, expect, inject, it } from 'vitest';
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { nanoid } from 'nanoid';
+import { factsDigest } from '@factsync/shared';
+import { ADMIN, AGENT, newEnv, startAgent, startServer, type RunningServer } from '../src/inproc.js';
+import { client, upsert } from '../src/http.js';
+import { RawAgent } from '../src/raw-agent.js';
+import { sleep, waitUntil } from '../src/wait.js';
+
+type Agent = Awaited<ReturnType<typeof startAgent>>;
+
+const closers: (() => Promise<unknown>)[] = [];
+afterEach(async () => {
+  for (const c of closers.reverse()) await c().catch(() => undefined);
+  closers.length = 0;
+});
+async function server(opts: Parameters<typeof startServer>[0] = {}): Promise<RunningServer> {
+  const s = await startServer({ redisUrl: inject('redisUrl'), ...opts });
+  closers.push(() => s.close());
+  return s;
+}
+async function agent(urls: string | string[], env: Record<string, string>): Promise<Agent> {
+  const a = await startAgent(urls, { env });
+  closers.push(() => a.close());
+  return a;
+}
+
+async function writeMany(base: string, env: string, n: number, from = 0): Promise<number> {
+  const admin = client(base, ADMIN);
+  let version = 0;
+  for (let i = from; i < from + n; i++) {
+    const r = await admin.post(`/v1/envs/${env}/facts`, { ops: [upsert('doc', `d${i % 17}`, { i })] });
+    expect(r.status).toBe(200);
+    version = r.body.version;
+  }
+  return version;
+}
+
+async function expectConverged(a: Agent, base: string, env: string): Promise<void> {
+  const snap = (await client(base, ADMIN).get(`/v1/envs/${env}/snapshot`)).body;
+  await waitUntil(() => a.store.version === snap.version, `agent to reach ${snap.version} (at ${a.store.version})`);
+  expect(a.store.digest()).toBe(factsDigest(snap.facts));
+}
+
+describe('resume and repair', () => {
+  it('resumes through the log after its socket is dropped mid-stream, without a snapshot', async () => {
+    const s = await server();
+    const env = newEnv();
+    const a = await agent(s.url, { AGENT_ENV: env });
+    await waitUntil(() => a.status().ready, 'agent ready');
+    let drops = 0;
+    const writing = writeMany(s.url, env, 300);
+    const dropper = setInterval(() => {
+      for (const sess of s.gateway.sessions) {
+        sess.terminate();
+        drops++;
+      }
+    }, 40);
+    const head = await writing;
+    clearInterval(dropper);
+    expect(drops).toBeGreaterThan(3);
+    await expectConverged(a, s.url, env);
+    const st = a.status();
+    expect(st.reconnects).toBeGreaterThan(3);
+    expect(st).toMatchObject({ applied: head, changes_applied: head, snapshots_applied: 1 });
+  });
+
+  it('falls back to a snapshot when the log was trimmed past its version, and resumes from DATA_DIR otherwise', async () => {
+    const s = await server({ env: { LOG_RETENTION: '10' } });
+    const env = newEnv();
+    const dataDir = await mkdtemp(join(tmpdir(), 'factsync-'));
+    const id = `persist-${nanoid(4)}`;
+    const conf = { AGENT_ENV: env, AGENT_ID: id, DATA_DIR: dataDir, PERSIST_INTERVAL_MS: '20' };
+
+    const first = await startAgent(s.url, { env: conf });
+    await writeMany(s.url, env, 5);
+    await waitUntil(() => first.store.version === 5, 'first run to apply 5');
+    await first.close();
+
+    // Within the log's reach: the restart resumes from disk and reads 3 changes, no snapshot.
+    await writeMany(s.url, env, 3, 5);
+    const second = await startAgent(s.url, { env: conf });
+    expect(second.store.version).toBe(5);
+    await expectConverged(second, s.url, env);
+    expect(second.status()).toMatchObject({ snapshots_applied: 0, changes_applied: 3 });
+    await second.close();
+
+    // 30 more versions with a log of 10: the log cannot bridge the gap, so the server sends a snapshot.
+    await writeMany(s.url, env, 30, 8);
+    expect((await client(s.url, ADMIN).get(`/v1/envs/${env}/changes?after=8`)).status).toBe(410);
+    const third = await agent(s.url, conf);
+    await expectConverged(third, s.url, env);
+    expect(third.status()).toMatchObject({ applied: 38, snapshots_applied: 1, changes_applied: 0 });
+  });
+
+  it('repairs pub/sub doorbells that never arrive', async () => {
+    const writer = await server();
+    let seen = 0;
+    let dropped = 0;
+    // A second replica on the same data whose subscriber loses two doorbells out of three.
+    const replica = await server({
+      keyPrefix: writer.config.keyPrefix,
+      hooks: { dropEvent: (_env, ev) => ev.t === 'change' && ++seen % 3 !== 0 && ++dropped > 0 },
+      env: { HEAL_INTERVAL_MS: '100' },
+    });
+    const env = newEnv();
+    const a = await agent(replica.url, { AGENT_ENV: env });
+    await waitUntil(() => a.status().ready, 'agent ready');
+    const head = await writeMany(writer.url, env, 60);
+    await expectConverged(a, writer.url, env);
+    expect(dropped).toBeGreaterThan(20);
+    expect(replica.broadcaster.gapsRepaired).toBeGreaterThan(0);
+    expect(a.status()).toMatchObject({ applied: head, changes_applied: head, snapshots_applied: 1 });
+  });
+
+  it('acks received on replica A release a waiter on replica B; a dead agent leaves "all"', async () => {
+    const a = await server();
+    const b = await server({ keyPrefix: a.config.keyPrefix });
+    const env = newEnv();
+    const held = await RawAgent.connect(a.url, AGENT, { type: 'hello', env, agent_id: 'held', applied: 0 });
+    const quiet = await RawAgent.connect(a.url, AGENT, { type: 'hello', env, agent_id: 'quiet', applied: 0 });
+    await held.waitReceived(0);
+    await quiet.waitReceived(0);
+    await sleep(50);
+
+    const pending = client(b.url, ADMIN).post(`/v1/envs/${env}/facts`, { ops: [upsert('doc', 'x', {})] }, { 'x-wait-for': 'held', 'x-wait-timeout': '-1' });
+    await held.waitReceived(1);
+    let done = false;
+    void pending.then(() => (done = true));
+    await sleep(200);
+    expect(done).toBe(false);
+    held.ack(1);
+    const r = await pending;
+    expect(r.body).toEqual({ version: 1, sync: { version: 1, synced: true, acked: ['held'], pending: [] } });
+
+    // wait_for=all on B: "quiet" never acks; when its socket goes away it no longer counts.
+    const all = client(b.url, ADMIN).get(`/v1/envs/${env}/sync?version=1&wait_for=all&timeout=-1`);
+    await sleep(200);
+    quiet.close();
+    expect((await all).body).toEqual({ version: 1, synced: true, acked: ['held'], pending: [] });
+    held.close();
+  });
+});
