@@ -1,0 +1,25 @@
+# One image for both components: `npm run server` or `npm run agent`.
+FROM node:20-slim AS build
+WORKDIR /app
+COPY package.json package-lock.json tsconfig.json ./
+COPY shared/package.json shared/
+COPY server/package.json server/
+COPY pdp-agent/package.json pdp-agent/
+COPY test/package.json test/
+RUN npm ci --no-audit --no-fund
+COPY shared shared
+COPY server server
+COPY pdp-agent pdp-agent
+COPY test test
+COPY scripts scripts
+COPY vitest.config.ts ./
+RUN npx tsc -p tsconfig.json --noEmit
+
+FROM node:20-slim
+ENV NODE_ENV=production HOST=0.0.0.0
+WORKDIR /app
+COPY --from=build --chown=node:node /app /app
+RUN mkdir -p /data && chown node:node /data
+USER node
+EXPOSE 7002 7766
+CMD ["node", "--import", "tsx", "server/src/main.ts"]
