@@ -3,6 +3,7 @@ import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { nanoid } from 'nanoid';
+import { Redis } from 'ioredis';
 import { factsDigest } from '@factsync/shared';
 import { ADMIN, AGENT, newEnv, startAgent, startServer, type RunningServer } from '../src/inproc.js';
 import { client, upsert } from '../src/http.js';
@@ -141,5 +142,30 @@ describe('resume and repair', () => {
     quiet.close();
     expect((await all).body).toEqual({ version: 1, synced: true, acked: ['held'], pending: [] });
     held.close();
+  });
+
+  it('when the store loses an env (new epoch), agents resync from a snapshot instead of mixing epochs', async () => {
+    // No periodic heal: the doorbell's epoch alone must reveal the loss.
+    const s = await server({ env: { HEAL_INTERVAL_MS: '600000' } });
+    const env = newEnv();
+    const a = await agent(s.url, { AGENT_ENV: env });
+    await writeMany(s.url, env, 20);
+    await waitUntil(() => a.store.version === 20, 'agent at 20');
+    const oldEpoch = a.store.epoch;
+
+    // Simulate Redis losing its data (no AOF + restart): the env's keys vanish.
+    const redis = new Redis(inject('redisUrl'));
+    const keys = await redis.keys(`${s.config.keyPrefix}:{${env}}:*`);
+    expect(keys.length).toBeGreaterThan(0);
+    await redis.del(...keys);
+    await redis.quit();
+
+    // The new epoch overtakes the agent's version; contiguous-looking doorbells must not be applied on top.
+    const admin = client(s.url, ADMIN);
+    for (let i = 0; i < 25; i++) await admin.post(`/v1/envs/${env}/facts`, { ops: [upsert('fresh', `f${i}`, { i })] });
+    await expectConverged(a, s.url, env);
+    expect(a.store.epoch).not.toBe(oldEpoch);
+    expect(a.store.get('doc', 'd1')).toBeUndefined();
+    expect(a.status().snapshots_applied).toBe(2);
   });
 });

@@ -98,7 +98,8 @@ describe.each(Object.keys(factories))('FactStore contract: %s', (kind) => {
     const [a, b] = events.filter((e): e is Extract<EnvEvent, { t: 'change' }> => e.t === 'change');
     expect(a!.v).toBe(1);
     expect(JSON.parse(a!.c!)).toMatchObject({ version: 1, ops: [up('small')] });
-    expect(b).toEqual({ t: 'change', v: 2 });
+    expect(b).toEqual({ t: 'change', v: 2, e: (await s.head('p')).epoch });
+    expect(a!.e).toBe(b!.e);
     await unsub();
   });
 

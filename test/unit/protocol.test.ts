@@ -80,8 +80,9 @@ describe('websocket messages', () => {
   });
 
   it('change doorbells round-trip', () => {
-    expect(parseEnvEvent(encodeChangeEvent(7, '{"a":"b:c"}'))).toEqual({ ok: true, value: { t: 'change', v: 7, c: '{"a":"b:c"}' } });
-    expect(parseEnvEvent(encodeChangeEvent(7, undefined))).toEqual({ ok: true, value: { t: 'change', v: 7 } });
+    expect(parseEnvEvent(encodeChangeEvent(7, 'ep_-1', '{"a":"b:c"}'))).toEqual({ ok: true, value: { t: 'change', v: 7, e: 'ep_-1', c: '{"a":"b:c"}' } });
+    expect(parseEnvEvent(encodeChangeEvent(7, 'ep', undefined))).toEqual({ ok: true, value: { t: 'change', v: 7, e: 'ep' } });
+    expect(parseEnvEvent('c:7').ok).toBe(false);
   });
 });
 

@@ -9,6 +9,7 @@ import type { FactStore } from '../store/fact-store.js';
 export class AckBatcher {
   private readonly pending = new Map<string, Map<string, number>>();
   private readonly inFlight = new Set<string>();
+  private readonly scheduled = new Set<string>();
   private closed = false;
   acksReceived = 0;
 
@@ -19,7 +20,14 @@ export class AckBatcher {
     let m = this.pending.get(env);
     if (!m) this.pending.set(env, (m = new Map()));
     if (version > (m.get(agentId) ?? -1)) m.set(agentId, version);
-    if (!this.inFlight.has(env)) setImmediate(() => void this.flush(env));
+    if (!this.inFlight.has(env) && !this.scheduled.has(env)) {
+      // One flush per env per tick, however many acks arrived in it.
+      this.scheduled.add(env);
+      setImmediate(() => {
+        this.scheduled.delete(env);
+        void this.flush(env);
+      });
+    }
   }
 
   private async flush(env: string): Promise<void> {

@@ -57,7 +57,7 @@ export class Broadcaster {
     });
     try {
       const head = await this.store.head(env);
-      feed = new EnvFeed(env, head.version, this.store, this.opts.pageSize, this.log, (n) => (this.gapsRepaired += n));
+      feed = new EnvFeed(env, head, this.store, this.opts.pageSize, this.log, (n) => (this.gapsRepaired += n));
       for (const ev of buffered) feed.onEvent(ev);
       self().unsubscribe = unsubscribe;
       return feed;

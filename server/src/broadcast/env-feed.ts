@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import type { EnvEvent, FactStore, RawChange } from '../store/fact-store.js';
+import type { EnvEvent, EnvHead, FactStore, RawChange } from '../store/fact-store.js';
 
 /** One frame's worth of consecutive versions, serialised once for every member. */
 export interface ChangeBatch {
@@ -29,6 +29,8 @@ export const changesFrame = (changes: readonly RawChange[]): string =>
 export class EnvFeed {
   /** Highest version handed to members, contiguous from where this feed started. */
   known: number;
+  /** Epoch of the versions in `known`; a doorbell or log page of another epoch means the store lost data. */
+  private epoch: string | null;
   private target: number;
   private filling = false;
   private pending: RawChange[] = [];
@@ -38,18 +40,25 @@ export class EnvFeed {
 
   constructor(
     readonly env: string,
-    start: number,
+    start: EnvHead,
     private readonly store: FactStore,
     private readonly pageSize: number,
     private readonly log: Logger,
     private readonly onGapFilled: (count: number) => void = () => undefined,
   ) {
-    this.known = start;
-    this.target = start;
+    this.known = start.version;
+    this.target = start.version;
+    this.epoch = start.epoch;
   }
 
   onEvent(ev: EnvEvent): void {
-    if (ev.t !== 'change' || this.closed || ev.v <= this.known) return;
+    if (ev.t !== 'change' || this.closed) return;
+    if (this.epoch === null) this.epoch = ev.e; // the env got its first version after this feed opened
+    if (ev.e !== this.epoch) {
+      void this.heal().catch(() => undefined);
+      return;
+    }
+    if (ev.v <= this.known) return;
     if (!this.filling && ev.c !== undefined && ev.v === this.known + 1) {
       this.known = ev.v;
       this.pending.push({ version: ev.v, json: ev.c });
@@ -64,15 +73,8 @@ export class EnvFeed {
   async heal(): Promise<void> {
     if (this.closed) return;
     const head = await this.store.head(this.env);
-    if (head.version < this.known) {
-      // Versions went backwards: the store lost data (invariant 5). Every member must resync from scratch.
-      this.log.error({ env: this.env, known: this.known, head: head.version }, 'store head went backwards: store lost data');
-      this.known = head.version;
-      this.target = head.version;
-      this.pending = [];
-      for (const m of this.members) m.resync('store_reset');
-      return;
-    }
+    if (this.closed) return;
+    if (head.version < this.known || (this.epoch !== null && head.epoch !== this.epoch)) return this.reset(head);
     if (head.version > this.target) this.target = head.version;
     await this.fill();
   }
@@ -84,6 +86,10 @@ export class EnvFeed {
     try {
       while (!this.closed && this.known < this.target) {
         const page = await this.store.changes(this.env, this.known, this.pageSize);
+        if (this.epoch !== null && page.epoch !== this.epoch) {
+          this.reset({ version: page.head, epoch: page.epoch });
+          break;
+        }
         if (page.truncated) {
           this.log.warn({ env: this.env, known: this.known, head: page.head }, 'log no longer reaches this replica; members resync');
           this.known = page.head;
@@ -107,6 +113,17 @@ export class EnvFeed {
       this.filling = false;
       if (filled > 0) this.onGapFilled(filled);
     }
+  }
+
+  /** The store lost data (invariant 5): our version numbers mean nothing now, so every member resyncs from scratch. */
+  private reset(head: EnvHead): void {
+    this.log.error({ env: this.env, known: this.known, epoch: this.epoch, head: head.version, newEpoch: head.epoch },
+      'the store lost data (head went backwards or the epoch changed); every agent of this env resyncs from a snapshot');
+    this.known = head.version;
+    this.target = head.version;
+    this.epoch = head.epoch;
+    this.pending = [];
+    for (const m of this.members) m.resync('store_reset');
   }
 
   private scheduleFlush(): void {

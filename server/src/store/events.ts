@@ -2,16 +2,20 @@ import { err, ok, type Result } from '@factsync/shared';
 import { isValidEvent, type EnvEvent } from './fact-store.js';
 
 /**
- * Wire form of cross-replica events. A change doorbell is `c:<version>` or
- * `c:<version>:<change JSON>`, so the change text is forwarded to agents without
- * being parsed; acks and presence are small JSON objects.
+ * Wire form of cross-replica events. A change doorbell is `c:<version>:<epoch>`
+ * or `c:<version>:<epoch>:<change JSON>`, so the change text is forwarded to
+ * agents without being parsed, and a doorbell from another epoch (the store
+ * lost data) is never mistaken for the next version. Epochs are nanoids, which
+ * never contain ':'. Acks and presence are small JSON objects.
  */
 export function parseEnvEvent(message: string): Result<EnvEvent> {
   if (message.startsWith('c:')) {
     const second = message.indexOf(':', 2);
-    const v = Number(second < 0 ? message.slice(2) : message.slice(2, second));
-    if (!Number.isSafeInteger(v) || v < 1) return err(`bad change doorbell ${message.slice(0, 40)}`);
-    return ok(second < 0 ? { t: 'change', v } : { t: 'change', v, c: message.slice(second + 1) });
+    const third = second < 0 ? -1 : message.indexOf(':', second + 1);
+    const v = Number(message.slice(2, second < 0 ? undefined : second));
+    const e = second < 0 ? '' : message.slice(second + 1, third < 0 ? undefined : third);
+    if (!Number.isSafeInteger(v) || v < 1 || e === '') return err(`bad change doorbell ${message.slice(0, 40)}`);
+    return ok(third < 0 ? { t: 'change', v, e } : { t: 'change', v, e, c: message.slice(third + 1) });
   }
   let parsed: unknown;
   try {
@@ -22,8 +26,8 @@ export function parseEnvEvent(message: string): Result<EnvEvent> {
   return isValidEvent(parsed) ? ok(parsed) : err('event has an unknown shape');
 }
 
-export const encodeChangeEvent = (v: number, change: string | undefined): string =>
-  change === undefined ? `c:${v}` : `c:${v}:${change}`;
+export const encodeChangeEvent = (v: number, epoch: string, change: string | undefined): string =>
+  change === undefined ? `c:${v}:${epoch}` : `c:${v}:${epoch}:${change}`;
 
 export const encodeAckEvent = (acks: ReadonlyMap<string, number>): string =>
   JSON.stringify({ t: 'acks', a: Object.fromEntries(acks) });

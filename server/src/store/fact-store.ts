@@ -68,7 +68,7 @@ export interface AgentConnect {
 }
 
 export type EnvEvent =
-  | { t: 'change'; v: number; c?: string }
+  | { t: 'change'; v: number; e: string; c?: string }
   | { t: 'acks'; a: Record<string, number> }
   | { t: 'presence'; id: string; connected: boolean; conn: string; since?: number };
 
@@ -103,7 +103,7 @@ export const isValidEvent = (x: unknown): x is EnvEvent => {
   const e = x as Record<string, unknown>;
   switch (e.t) {
     case 'change':
-      return typeof e.v === 'number' && (e.c === undefined || typeof e.c === 'string');
+      return typeof e.v === 'number' && typeof e.e === 'string' && (e.c === undefined || typeof e.c === 'string');
     case 'acks':
       return typeof e.a === 'object' && e.a !== null && Object.values(e.a).every((v) => typeof v === 'number');
     case 'presence':

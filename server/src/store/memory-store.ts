@@ -92,7 +92,7 @@ export function createMemoryStore(opts: MemoryStoreOptions): FactStore {
       if (input.idempotencyKey !== undefined) {
         s.idem.set(input.idempotencyKey, { version: v, expiresMs: t + opts.idempotencyTtlSeconds * 1000 });
       }
-      publish(env, encodeChangeEvent(v, json.length <= opts.inlineChangeBytes ? json : undefined));
+      publish(env, encodeChangeEvent(v, epoch, json.length <= opts.inlineChangeBytes ? json : undefined));
       return { version: v, epoch, duplicate: false };
     },
 

@@ -37,9 +37,9 @@ else
 end
 if KEYS[4] then redis.call('SET', KEYS[4], v, 'EX', tonumber(ARGV[4])) end
 if #change <= tonumber(ARGV[5]) then
-  redis.call('PUBLISH', ARGV[6], 'c:' .. v .. ':' .. change)
+  redis.call('PUBLISH', ARGV[6], 'c:' .. v .. ':' .. epoch .. ':' .. change)
 else
-  redis.call('PUBLISH', ARGV[6], 'c:' .. v)
+  redis.call('PUBLISH', ARGV[6], 'c:' .. v .. ':' .. epoch)
 end
 return {v, epoch, 0}
 `;

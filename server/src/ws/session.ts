@@ -40,6 +40,8 @@ export class Session implements FeedMember {
   sent = 0;
   acked = 0;
   isAlive = true;
+  /** The epoch announced in welcome; a log page from another epoch ends the session. */
+  private epoch: string | null = null;
   private feed: EnvFeed | undefined;
   private log: Logger;
 
@@ -86,6 +88,7 @@ export class Session implements FeedMember {
       ? await this.deps.store.connectAgent(h.env, { id: h.agent_id, conn: this.conn, replica: this.deps.replicaId, leaseMs: this.deps.leaseMs })
       : await this.deps.store.ensureEpoch(h.env);
     if (this.isClosed()) return;
+    this.epoch = head.epoch;
     this.send(JSON.stringify({ type: 'welcome', head: head.version, epoch: head.epoch }));
 
     const epochDiffers = h.epoch !== head.epoch;
@@ -112,6 +115,7 @@ export class Session implements FeedMember {
       }
       const page = await this.deps.store.changes(this.env, this.sent, this.deps.pageSize);
       if (this.isClosed()) return;
+      if (page.epoch !== this.epoch) return this.resync('store_reset');
       if (page.truncated) {
         await this.sendSnapshot();
         continue;
@@ -130,6 +134,7 @@ export class Session implements FeedMember {
   private async sendSnapshot(): Promise<void> {
     const snap = await this.deps.store.snapshot(this.env);
     if (this.isClosed()) return;
+    this.epoch = snap.epoch;
     this.send(snapshotFrame(snap));
     this.sent = snap.version;
     this.log.info({ version: snap.version, facts: snap.facts.length }, 'snapshot sent');
