@@ -5,11 +5,13 @@ COPY package.json package-lock.json tsconfig.json ./
 COPY shared/package.json shared/
 COPY server/package.json server/
 COPY pdp-agent/package.json pdp-agent/
+COPY sdk/package.json sdk/
 COPY test/package.json test/
 RUN npm ci --no-audit --no-fund
 COPY shared shared
 COPY server server
 COPY pdp-agent pdp-agent
+COPY sdk sdk
 COPY test test
 COPY scripts scripts
 COPY vitest.config.ts ./

@@ -8,6 +8,7 @@ import { ServerClient } from './server-client.js';
 import { AppliedWaiters } from './applied-waiters.js';
 import { loadState, saveState } from './state-file.js';
 import { buildLocalApi, type LocalApi } from './local-api.js';
+import { Forwarder } from './forwarder.js';
 
 export interface AgentStatus {
   agent_id: string;
@@ -228,6 +229,10 @@ export async function createAgent(config: Readonly<AgentConfig>, opts: AgentOpti
       await persist();
     },
   };
-  (agent as { api: LocalApi }).api = await buildLocalApi(agent, log);
+  const forwarder = new Forwarder({
+    client, env: config.env, agentId: config.agentId, preferred: () => conn.serverUrl, applied: () => store.version,
+    waitApplied: agent.waitApplied, log,
+  });
+  (agent as { api: LocalApi }).api = await buildLocalApi(agent, forwarder, log);
   return agent;
 }

@@ -22,6 +22,9 @@ export interface AgentConfig {
   serverTimeoutMs: number;
   persistIntervalMs: number;
   shutdownTimeoutMs: number;
+  /** Wait of a write or an `at_least` read that sends no X-Wait-Timeout. */
+  defaultWaitSeconds: number;
+  bodyLimitBytes: number;
 }
 
 type Env = Record<string, string | undefined>;
@@ -77,5 +80,7 @@ export function loadAgentConfig(env: Env): Readonly<AgentConfig> {
     serverTimeoutMs: int(env, 'SERVER_TIMEOUT_MS', 30_000, 100),
     persistIntervalMs: int(env, 'PERSIST_INTERVAL_MS', 1_000, 10),
     shutdownTimeoutMs: int(env, 'SHUTDOWN_TIMEOUT_MS', 10_000, 100),
+    defaultWaitSeconds: int(env, 'DEFAULT_WAIT_SECONDS', 10, 0, 3600),
+    bodyLimitBytes: int(env, 'BODY_LIMIT_BYTES', 16 * 1024 * 1024, 1024),
   });
 }

@@ -2,8 +2,10 @@ import Fastify, { LogController, type FastifyError, type FastifyInstance } from 
 import { Type } from '@sinclair/typebox';
 import type { Logger } from 'pino';
 import { timingSafeEqual, createHash } from 'node:crypto';
-import { FactKey, FactType, FactsyncError, parseWaitTimeout } from '@factsync/shared';
+import { FactKey, FactType, FactsyncError, createValidatorCompiler, describeValidationError, parseWaitTimeout } from '@factsync/shared';
 import type { PdpAgent } from './agent.js';
+import type { Forwarder } from './forwarder.js';
+import { registerWriteRoutes } from './write-api.js';
 
 export interface LocalApi {
   app: FastifyInstance;
@@ -16,17 +18,19 @@ const sha = (s: string) => createHash('sha256').update(s).digest();
 const encodeCursor = (key: string) => Buffer.from(key, 'utf8').toString('base64url');
 
 /** The agent's local HTTP API (DESIGN.md, "pdp-agent local API"): reads, status, health. */
-export async function buildLocalApi(agent: PdpAgent, log: Logger): Promise<LocalApi> {
+export async function buildLocalApi(agent: PdpAgent, forwarder: Forwarder, log: Logger): Promise<LocalApi> {
   const { config } = agent;
   const app = Fastify({
     loggerInstance: log,
+    bodyLimit: config.bodyLimitBytes,
     logController: new LogController({ disableRequestLogging: true }),
-    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array' } },
   }) as unknown as FastifyInstance;
+  app.setValidatorCompiler(createValidatorCompiler());
 
   app.setErrorHandler((error: FastifyError, req, reply) => {
     const e = error instanceof FactsyncError ? error
-      : error.validation ? new FactsyncError('invalid_request', `${(error as { validationContext?: string }).validationContext ?? 'request'} ${error.message.replace(/^(body|querystring|params|headers)\/?/, '')}`)
+      : error.validation ? new FactsyncError('invalid_request', describeValidationError(error))
+      : error.code === 'FST_ERR_CTP_BODY_TOO_LARGE' ? new FactsyncError('payload_too_large', `${error.message}; split the write or raise BODY_LIMIT_BYTES`)
       : (error.statusCode ?? 500) < 500 ? new FactsyncError('invalid_request', error.message)
       : new FactsyncError('internal', 'internal error; the agent logged the details');
     if (e.code === 'internal') req.log.error({ err: error }, 'unhandled error');
@@ -57,7 +61,7 @@ export async function buildLocalApi(agent: PdpAgent, log: Logger): Promise<Local
     const { type, key } = req.params as { type: string; key: string };
     const { at_least } = req.query as { at_least?: number };
     if (at_least !== undefined) {
-      const t = parseWaitTimeout((req.headers as Record<string, string | undefined>)['x-wait-timeout'], 10);
+      const t = parseWaitTimeout((req.headers as Record<string, string | undefined>)['x-wait-timeout'], config.defaultWaitSeconds);
       if (!t.ok) throw new FactsyncError('invalid_request', `X-Wait-Timeout: ${t.error}`);
       if (!(await agent.waitApplied(at_least, t.value.ms))) {
         throw new FactsyncError('not_synced', `this agent has applied version ${agent.store.version}, not yet ${at_least}`, { applied: agent.store.version });
@@ -90,6 +94,8 @@ export async function buildLocalApi(agent: PdpAgent, log: Logger): Promise<Local
     const { digest } = req.query as { digest?: boolean };
     return { ...agent.status(), ...(digest ? { digest: agent.store.digest() } : {}) };
   });
+
+  registerWriteRoutes(app, { forwarder, store: agent.store, defaultWaitSeconds: config.defaultWaitSeconds });
 
   app.get('/healthz', async () => ({ status: 'ok' }));
   app.get('/readyz', async (_req, reply) => {

@@ -57,6 +57,11 @@ export class LocalStore {
     return { facts, next: more ? page[page.length - 1]! : null };
   }
 
+  keysWithPrefix(type: string, prefix: string): string[] {
+    const m = this.byType.get(type);
+    return m ? [...m.keys()].filter((k) => k.startsWith(prefix)) : [];
+  }
+
   *all(): Iterable<Fact> {
     for (const [type, m] of this.byType) for (const [key, value] of m) yield { type, key, value };
   }

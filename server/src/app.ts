@@ -3,7 +3,7 @@ import websocket from '@fastify/websocket';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import { pino, type Logger } from 'pino';
-import { FactsyncError } from '@factsync/shared';
+import { FactsyncError, createValidatorCompiler, describeValidationError } from '@factsync/shared';
 import type { ServerConfig } from './config.js';
 import { createAuthenticator } from './auth.js';
 import type { FactStore } from './store/fact-store.js';
@@ -17,7 +17,6 @@ import { factsRoutes } from './routes/facts.js';
 import { readRoutes } from './routes/reads.js';
 import { syncRoutes } from './routes/sync.js';
 import { healthRoutes } from './routes/health.js';
-import { describeValidationError } from './validation-errors.js';
 
 export interface ServerOptions {
   /** Use this store instead of building one from the config (tests share one across replicas). */
@@ -58,10 +57,10 @@ export async function createServer(config: Readonly<ServerConfig>, opts: ServerO
     // Writes log their own line with env and version; per-request lines would drown them.
     logController: new LogController({ disableRequestLogging: true }),
     requestIdHeader: 'x-request-id',
-    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', allErrors: false, verbose: true } },
     forceCloseConnections: false,
   }) as unknown as FastifyInstance; // a pino Logger instance narrows the logger type; routes only need the base one
 
+  app.setValidatorCompiler(createValidatorCompiler());
   const auth = createAuthenticator(config.tokens);
   const broadcaster = new Broadcaster(store, log, { healIntervalMs: config.healIntervalMs, pageSize: config.changesPageSize }, opts.hooks);
   const acks = new AckBatcher(store, log);

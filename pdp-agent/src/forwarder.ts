@@ -1,0 +1,85 @@
+import type { Logger } from 'pino';
+import { nanoid } from 'nanoid';
+import { FactsyncError, backoffDelayMs, isErrorCode, type Op, type SyncStatus, type TimeoutPolicy, type WaitFor } from '@factsync/shared';
+import type { ServerClient } from './server-client.js';
+
+export interface WriteOptions {
+  waitFor: WaitFor;
+  /** null = wait until synced. */
+  timeoutMs: number | null;
+  policy: TimeoutPolicy;
+  idempotencyKey?: string | undefined;
+  signal?: AbortSignal | undefined;
+}
+
+export interface WriteResult {
+  version: number;
+  synced: boolean;
+  /** This agent's applied version when the answer was sent. */
+  applied: number;
+  /** The server's sync status, when the wait was for other agents. */
+  sync?: SyncStatus;
+}
+
+export interface ForwarderDeps {
+  client: ServerClient;
+  env: string;
+  agentId: string;
+  /** The replica the socket is on: known alive, so writes go there first. */
+  preferred: () => URL;
+  applied: () => number;
+  waitApplied: (version: number, timeoutMs: number | null, signal?: AbortSignal) => Promise<boolean>;
+  log: Logger;
+}
+
+const ATTEMPTS = 5;
+
+/**
+ * Forwards a write to the server and waits as asked. Every attempt of one write
+ * carries the same Idempotency-Key, so a retry after a lost response (or a
+ * failover to another replica) returns the first version instead of writing twice.
+ */
+export class Forwarder {
+  constructor(private readonly d: ForwarderDeps) {}
+
+  async write(ops: Op[], o: WriteOptions): Promise<WriteResult> {
+    const key = o.idempotencyKey ?? `${this.d.agentId}-${nanoid(16)}`;
+    const remote = o.waitFor.kind !== 'local';
+    const headers: Record<string, string> = { 'idempotency-key': key };
+    if (remote) {
+      headers['x-wait-for'] = o.waitFor.kind === 'all' ? 'all' : o.waitFor.kind === 'count' ? String(o.waitFor.n) : o.waitFor.kind === 'ids' ? o.waitFor.ids.join(',') : 'all';
+      headers['x-wait-timeout'] = o.timeoutMs === null ? '-1' : String(o.timeoutMs / 1000);
+      headers['x-timeout-policy'] = o.policy;
+    }
+    // The server may hold the answer for the whole wait; give the request that long and then some.
+    const requestMs = remote ? (o.timeoutMs === null ? 24 * 3600_000 : o.timeoutMs + 30_000) : 30_000;
+
+    let answer: Awaited<ReturnType<ServerClient['request']>> | undefined;
+    for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
+      try {
+        answer = await this.d.client.request('POST', `/v1/envs/${this.d.env}/facts`, { body: { ops }, headers, preferred: this.d.preferred(), timeoutMs: requestMs });
+        if (answer.status !== 503 && answer.status !== 502) break;
+      } catch (e) {
+        if (!(e instanceof FactsyncError) || attempt === ATTEMPTS - 1) throw e;
+      }
+      this.d.log.warn({ attempt, key }, 'write forwarding failed; retrying with the same idempotency key');
+      await new Promise((r) => setTimeout(r, backoffDelayMs(attempt, { initialMs: 100, maxMs: 2000 })));
+    }
+    if (!answer) throw new FactsyncError('upstream_unavailable', 'no factsync server accepted the write');
+    const body = answer.body as { version?: number; sync?: SyncStatus; error?: string; message?: string };
+    if (answer.status !== 200 || typeof body.version !== 'number') {
+      const code = isErrorCode(body?.error) ? body.error : answer.status >= 500 ? 'upstream_unavailable' : 'invalid_request';
+      throw new FactsyncError(code, body?.message ?? `server answered ${answer.status}`, body as Record<string, unknown>);
+    }
+    const version = body.version;
+    if (remote) {
+      const synced = body.sync?.synced ?? false;
+      return { version, synced, applied: this.d.applied(), ...(body.sync ? { sync: body.sync } : {}) };
+    }
+    const synced = await this.d.waitApplied(version, o.timeoutMs, o.signal);
+    if (!synced && o.policy === 'fail') {
+      throw new FactsyncError('sync_timeout', `version ${version} was written but this agent has not applied it yet (applied ${this.d.applied()})`, { version });
+    }
+    return { version, synced, applied: this.d.applied() };
+  }
+}

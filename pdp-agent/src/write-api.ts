@@ -1,0 +1,102 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { Type } from '@sinclair/typebox';
+import {
+  AttributeInput, AttributeRef, BulkUsersInput, FactKey, FactsyncError, RelationshipInput, RoleAssignmentInput, SyncStatus,
+  TenantFields, UserFields, WriteRequest, attributeDeleteOp, attributeOp, parseOps, parseTimeoutPolicy, parseWaitFor,
+  parseWaitTimeout, relationshipOp, roleAssignmentOp, tenantOp, userOps, type Op, type Result,
+} from '@factsync/shared';
+import type { Forwarder, WriteOptions, WriteResult } from './forwarder.js';
+import type { LocalStore } from './local-store.js';
+
+export interface WriteApiDeps {
+  forwarder: Forwarder;
+  store: LocalStore;
+  defaultWaitSeconds: number;
+}
+
+const ErrorBody = Type.Object({ error: Type.String(), message: Type.String() }, { additionalProperties: true });
+const WriteResultSchema = Type.Object({
+  version: Type.Integer({ minimum: 1 }),
+  synced: Type.Boolean(),
+  applied: Type.Integer({ minimum: 0 }),
+  sync: Type.Optional(SyncStatus),
+});
+const WAIT_HEADERS = Type.Object({
+  'x-wait-for': Type.Optional(Type.String({ description: '"local" (default), "all", an integer n, or a comma list of agent ids' })),
+  'x-wait-timeout': Type.Optional(Type.String({ description: 'seconds: 0 = answer now, >0 = wait up to, <0 = until synced' })),
+  'x-timeout-policy': Type.Optional(Type.String({ description: '"ignore" (default: 200 with synced:false) or "fail" (424)' })),
+  'idempotency-key': Type.Optional(Type.String()),
+});
+const schema = (summary: string, extra: Record<string, unknown> = {}) => ({
+  summary, headers: WAIT_HEADERS, response: { 200: WriteResultSchema, '4xx': ErrorBody, '5xx': ErrorBody }, ...extra,
+});
+
+/**
+ * Writes through the agent (DESIGN.md, "pdp-agent local API"): the generic
+ * `POST /v1/facts` and typed endpoints that build the ops, all forwarded to the
+ * server as one version and answered per the waiting headers.
+ */
+export function registerWriteRoutes(app: FastifyInstance, d: WriteApiDeps): void {
+  function waitOptions(req: FastifyRequest, reply: FastifyReply): WriteOptions {
+    const h = req.headers as Record<string, string | undefined>;
+    const waitFor = parseWaitFor(h['x-wait-for'], { kind: 'local' });
+    if (!waitFor.ok) throw new FactsyncError('invalid_request', `X-Wait-For: ${waitFor.error}`);
+    const timeout = parseWaitTimeout(h['x-wait-timeout'], d.defaultWaitSeconds);
+    if (!timeout.ok) throw new FactsyncError('invalid_request', `X-Wait-Timeout: ${timeout.error}`);
+    const policy = parseTimeoutPolicy(h['x-timeout-policy']);
+    if (!policy.ok) throw new FactsyncError('invalid_request', policy.error);
+    const key = h['idempotency-key'];
+    if (key !== undefined && !/^[\x21-\x7e]{1,200}$/.test(key)) {
+      throw new FactsyncError('invalid_request', 'Idempotency-Key must be 1-200 printable ASCII characters without spaces');
+    }
+    const ac = new AbortController();
+    reply.raw.once('close', () => !reply.raw.writableFinished && ac.abort());
+    return { waitFor: waitFor.value, timeoutMs: timeout.value.ms, policy: policy.value, idempotencyKey: key, signal: ac.signal };
+  }
+
+  const forward = (req: FastifyRequest, reply: FastifyReply, ops: Result<Op[]>): Promise<WriteResult> => {
+    if (!ops.ok) throw new FactsyncError('invalid_request', ops.error);
+    // The same checks the server makes, before a round trip: well-known values and derived keys.
+    const checked = parseOps(ops.value);
+    if (!checked.ok) throw new FactsyncError('invalid_request', checked.error);
+    return d.forwarder.write(checked.value, waitOptions(req, reply));
+  };
+  const okOps = (ops: Op[]): Result<Op[]> => ({ ok: true, value: ops });
+  const one = (op: Result<Op>): Result<Op[]> => (op.ok ? okOps([op.value]) : op);
+  const KeyParams = Type.Object({ key: FactKey });
+
+  app.post('/v1/facts', { schema: schema('Write ops as one version', { body: WriteRequest }) }, (req, reply) =>
+    forward(req, reply, okOps((req.body as WriteRequest).ops as Op[])));
+
+  app.put('/v1/facts/users/:key', { schema: schema('Create or update a user (and assign roles)', { params: KeyParams, body: UserFields }) }, (req, reply) =>
+    forward(req, reply, okOps(userOps((req.params as { key: string }).key, req.body as UserFields))));
+
+  app.delete('/v1/facts/users/:key', { schema: schema('Delete a user and the role assignments this agent knows of', { params: KeyParams }) }, (req, reply) => {
+    const { key } = req.params as { key: string };
+    const assignments = d.store.keysWithPrefix('role_assignment', `${key}/`);
+    return forward(req, reply, okOps([{ op: 'delete', type: 'user', key }, ...assignments.map((k): Op => ({ op: 'delete', type: 'role_assignment', key: k }))]));
+  });
+
+  app.put('/v1/facts/tenants/:key', { schema: schema('Create or update a tenant', { params: KeyParams, body: TenantFields }) }, (req, reply) =>
+    forward(req, reply, okOps([tenantOp((req.params as { key: string }).key, req.body as TenantFields)])));
+  app.delete('/v1/facts/tenants/:key', { schema: schema('Delete a tenant', { params: KeyParams }) }, (req, reply) =>
+    forward(req, reply, okOps([{ op: 'delete', type: 'tenant', key: (req.params as { key: string }).key }])));
+
+  app.post('/v1/facts/role_assignments', { schema: schema('Assign a role', { body: RoleAssignmentInput }) }, (req, reply) =>
+    forward(req, reply, okOps([roleAssignmentOp(req.body as RoleAssignmentInput)])));
+  app.delete('/v1/facts/role_assignments', { schema: schema('Unassign a role', { body: RoleAssignmentInput }) }, (req, reply) =>
+    forward(req, reply, okOps([roleAssignmentOp(req.body as RoleAssignmentInput, 'delete')])));
+
+  app.post('/v1/facts/relationships', { schema: schema('Write a relationship tuple', { body: RelationshipInput }) }, (req, reply) =>
+    forward(req, reply, one(relationshipOp(req.body as RelationshipInput))));
+  app.delete('/v1/facts/relationships', { schema: schema('Delete a relationship tuple', { body: RelationshipInput }) }, (req, reply) =>
+    forward(req, reply, one(relationshipOp(req.body as RelationshipInput, 'delete'))));
+
+  app.post('/v1/facts/attributes', { schema: schema('Write a typed attribute', { body: AttributeInput }) }, (req, reply) =>
+    forward(req, reply, one(attributeOp(req.body as AttributeInput))));
+  app.delete('/v1/facts/attributes', { schema: schema('Delete an attribute', { body: AttributeRef }) }, (req, reply) =>
+    forward(req, reply, one(attributeDeleteOp(req.body as AttributeRef))));
+
+  app.post('/v1/facts/bulk/users', { schema: schema('Create or update up to 10,000 users in one version', { body: BulkUsersInput }) }, (req, reply) =>
+    forward(req, reply, okOps((req.body as BulkUsersInput).users.flatMap(({ key, ...fields }) => userOps(key, fields)))));
+}
