@@ -102,7 +102,8 @@ export async function createAgent(config: Readonly<AgentConfig>, opts: AgentOpti
       case 'welcome': {
         head = Math.max(head, m.head);
         if (!ready) bootHead = Math.max(bootHead, m.head);
-        const snapshotComing = store.version === 0 || m.epoch !== store.epoch || store.version > m.head;
+        // Mirrors the server's rule: a snapshot comes on first start (no epoch), on another epoch, or when ahead of the store.
+        const snapshotComing = m.epoch !== store.epoch || store.version > m.head;
         if (store.version > 0 && snapshotComing) {
           log.error({ applied: store.version, epoch: store.epoch, serverEpoch: m.epoch, head: m.head },
             'local state is from another epoch or ahead of the server: the store lost data; resyncing from a snapshot');

@@ -72,9 +72,13 @@ export class EnvFeed {
   /** Compare with the store's head; fill anything a lost doorbell hid. */
   async heal(): Promise<void> {
     if (this.closed) return;
+    // Compare with what was known *before* asking: doorbells that arrive on the
+    // subscriber connection while the head read is in flight are newer than the
+    // answer, and must not look like versions going backwards.
+    const knownBefore = this.known;
     const head = await this.store.head(this.env);
     if (this.closed) return;
-    if (head.version < this.known || (this.epoch !== null && head.epoch !== this.epoch)) return this.reset(head);
+    if (head.version < knownBefore || (this.epoch !== null && head.epoch !== this.epoch)) return this.reset(head);
     if (head.version > this.target) this.target = head.version;
     await this.fill();
   }

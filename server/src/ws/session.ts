@@ -97,7 +97,8 @@ export class Session implements FeedMember {
       this.log.error({ agentEpoch: h.epoch ?? null, epoch: head.epoch, applied: h.applied, head: head.version },
         'agent state is from another epoch or ahead of the store: the store lost data; resyncing agent from a snapshot');
     }
-    if (h.applied === 0 || epochDiffers || h.applied > head.version) await this.sendSnapshot();
+    // A first start has no epoch, so it differs. An agent at 0 of this very epoch just reads the log.
+    if (epochDiffers || h.applied > head.version) await this.sendSnapshot();
     else this.sent = h.applied;
     await this.catchUp();
     this.log.info({ applied: h.applied, sent: this.sent, acking: this.acking }, 'agent session ready');

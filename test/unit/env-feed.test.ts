@@ -1,0 +1,62 @@
+import { describe, expect, it } from 'vitest';
+import { pino } from 'pino';
+import { createMemoryStore, type FactStore } from '@factsync/server';
+import { EnvFeed, type ChangeBatch } from '../../server/src/broadcast/env-feed.js';
+
+const log = pino({ level: 'silent' });
+const op = { op: 'upsert' as const, type: 'doc', key: 'k', value: {} };
+
+function member() {
+  const got: number[] = [];
+  const resyncs: string[] = [];
+  return {
+    got, resyncs,
+    deliver: (b: ChangeBatch) => got.push(...b.changes.map((c) => c.version)),
+    resync: (r: string) => resyncs.push(r),
+  };
+}
+
+describe('EnvFeed', () => {
+  it('a doorbell that overtakes an in-flight head read is not mistaken for data loss', async () => {
+    const store = createMemoryStore({ logRetention: 100, idempotencyTtlSeconds: 60, inlineChangeBytes: 10_000 });
+    const first = await store.write('e', { ops: [op], ts: 't' });
+    const m = member();
+    // The head answer (version 1) is delayed until after the doorbell of version 2 was handled.
+    let release!: () => void;
+    const slow: FactStore = { ...store, head: async (env) => { const h = await store.head(env); await new Promise<void>((r) => (release = r)); return { ...h, version: 1 }; } };
+    const racing = new EnvFeed('e', { version: 1, epoch: first.epoch }, slow, 100, log);
+    racing.members.add(m);
+    const healing = racing.heal();
+    const w = await store.write('e', { ops: [op], ts: 't' });
+    racing.onEvent({ t: 'change', v: w.version, e: w.epoch, c: `{"version":2,"ts":"t","ops":[]}` });
+    release();
+    await healing;
+    expect(m.resyncs).toEqual([]);
+    expect(racing.known).toBe(2);
+    racing.close();
+  });
+
+  it('a doorbell of another epoch resets members instead of being delivered', async () => {
+    const store = createMemoryStore({ logRetention: 100, idempotencyTtlSeconds: 60, inlineChangeBytes: 10_000 });
+    const w = await store.write('e', { ops: [op], ts: 't' });
+    const feed = new EnvFeed('e', { version: 1, epoch: 'old-epoch' }, store, 100, log);
+    const m = member();
+    feed.members.add(m);
+    feed.onEvent({ t: 'change', v: 2, e: w.epoch, c: '{"version":2,"ts":"t","ops":[]}' });
+    await new Promise((r) => setTimeout(r, 20));
+    expect(m.got).toEqual([]);
+    expect(m.resyncs).toEqual(['store_reset']);
+  });
+
+  it('fills a jump from the log and delivers versions in order', async () => {
+    const store = createMemoryStore({ logRetention: 100, idempotencyTtlSeconds: 60, inlineChangeBytes: 10_000 });
+    const feed = new EnvFeed('e', { version: 0, epoch: null }, store, 2, log);
+    const m = member();
+    feed.members.add(m);
+    let last = { version: 0, epoch: '' };
+    for (let i = 0; i < 5; i++) last = await store.write('e', { ops: [op], ts: 't' });
+    feed.onEvent({ t: 'change', v: last.version, e: last.epoch }); // only the last doorbell rang, without payload
+    await new Promise((r) => setTimeout(r, 20));
+    expect(m.got).toEqual([1, 2, 3, 4, 5]);
+  });
+});
