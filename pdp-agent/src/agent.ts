@@ -9,6 +9,7 @@ import { AppliedWaiters } from './applied-waiters.js';
 import { loadState, saveState } from './state-file.js';
 import { buildLocalApi, type LocalApi } from './local-api.js';
 import { Forwarder } from './forwarder.js';
+import { AgentMetrics } from './metrics.js';
 
 export interface AgentStatus {
   agent_id: string;
@@ -36,6 +37,7 @@ export interface PdpAgent {
   readonly config: Readonly<AgentConfig>;
   readonly store: LocalStore;
   readonly api: LocalApi;
+  readonly metrics: AgentMetrics;
   status(): AgentStatus;
   /** Resolves true once `version` is applied, false when `timeoutMs` (null = never) passes first. */
   waitApplied(version: number, timeoutMs: number | null, signal?: AbortSignal): Promise<boolean>;
@@ -56,6 +58,7 @@ export async function createAgent(config: Readonly<AgentConfig>, opts: AgentOpti
   let snapshotsApplied = 0;
   const applier = new Applier(store, (c) => {
     changesApplied++;
+    metrics.changesApplied.inc();
     opts.onApplied?.(c);
   });
   const client = new ServerClient(config.serverUrls, config.token);
@@ -83,6 +86,13 @@ export async function createAgent(config: Readonly<AgentConfig>, opts: AgentOpti
     }
   }
 
+  const metrics = new AgentMetrics({
+    applied: () => store.version,
+    head: () => Math.max(head, store.version),
+    connected: () => conn.isOpen,
+    facts: () => store.size,
+    reconnects: () => conn.reconnects,
+  });
   const conn = new Connection(
     { urls: config.serverUrls, token: config.token, reconnectMinMs: config.reconnectMinMs, reconnectMaxMs: config.reconnectMaxMs, serverTimeoutMs: config.serverTimeoutMs, log },
     {
@@ -116,20 +126,28 @@ export async function createAgent(config: Readonly<AgentConfig>, opts: AgentOpti
         afterApply({ kind: 'ok', applied: store.version, count: 0 });
         return;
       }
-      case 'snapshot':
+      case 'snapshot': {
         socketSent = m.version;
         awaitingSnapshot = false;
         dirty = true;
         snapshotsApplied++;
+        metrics.snapshots.inc();
         head = Math.max(head, m.version);
+        const end = metrics.applyDuration.startTimer({ kind: 'snapshot' });
+        const r = applier.snapshot(m.version, m.epoch, m.facts as Fact[]);
+        end();
         log.info({ version: m.version, facts: m.facts.length }, 'snapshot applied');
-        afterApply(applier.snapshot(m.version, m.epoch, m.facts as Fact[]));
+        afterApply(r);
         return;
+      }
       case 'changes': {
         const last = m.changes[m.changes.length - 1]!.version;
         socketSent = Math.max(socketSent, last);
         head = Math.max(head, last);
-        afterApply(applier.offer(m.changes as Change[]));
+        const end = metrics.applyDuration.startTimer({ kind: 'changes' });
+        const r = applier.offer(m.changes as Change[]);
+        end();
+        afterApply(r);
         return;
       }
       case 'error':
@@ -167,6 +185,7 @@ export async function createAgent(config: Readonly<AgentConfig>, opts: AgentOpti
     if (repairing) return;
     repairing = true;
     log.warn({ applied: store.version, before }, 'gap detected; repairing from the change log');
+    metrics.gaps.inc();
     try {
       while (!closed && applier.buffered > 0 && store.version < before) {
         const a = await client.request<{ head: number; epoch: string | null; changes: Change[] }>(
@@ -174,6 +193,7 @@ export async function createAgent(config: Readonly<AgentConfig>, opts: AgentOpti
         if (a.status === 410) {
           const s = await client.call<{ version: number; epoch: string | null; facts: Fact[] }>('GET', `/v1/envs/${config.env}/snapshot`, { preferred: conn.serverUrl });
           snapshotsApplied++;
+          metrics.snapshots.inc();
           afterApply(applier.snapshot(s.body.version, s.body.epoch, s.body.facts));
           continue;
         }
@@ -209,6 +229,7 @@ export async function createAgent(config: Readonly<AgentConfig>, opts: AgentOpti
   const agent: PdpAgent = {
     config,
     store,
+    metrics,
     api: undefined as unknown as LocalApi,
     status: () => ({
       agent_id: config.agentId, env: config.env, applied: store.version, head: Math.max(head, store.version),

@@ -1,3 +1,5 @@
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
 import Fastify, { LogController, type FastifyError, type FastifyInstance } from 'fastify';
 import { Type } from '@sinclair/typebox';
 import type { Logger } from 'pino';
@@ -26,6 +28,10 @@ export async function buildLocalApi(agent: PdpAgent, forwarder: Forwarder, log: 
     logController: new LogController({ disableRequestLogging: true }),
   }) as unknown as FastifyInstance;
   app.setValidatorCompiler(createValidatorCompiler());
+  await app.register(swagger, {
+    openapi: { info: { title: 'factsync pdp-agent', version: '1', description: 'Local reads, writes forwarded to the server, waiting for sync' } },
+  });
+  await app.register(swaggerUi, { routePrefix: '/docs' });
 
   app.setErrorHandler((error: FastifyError, req, reply) => {
     const e = error instanceof FactsyncError ? error
@@ -42,7 +48,8 @@ export async function buildLocalApi(agent: PdpAgent, forwarder: Forwarder, log: 
   if (config.apiToken) {
     const expected = sha(config.apiToken);
     app.addHook('onRequest', async (req) => {
-      if (req.url === '/healthz' || req.url === '/readyz' || req.url === '/metrics') return;
+      const path = req.url.split('?')[0]!;
+      if (path === '/healthz' || path === '/readyz' || path === '/metrics' || path.startsWith('/docs')) return;
       const m = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? '');
       if (!m || !timingSafeEqual(sha(m[1]!), expected)) {
         throw new FactsyncError('unauthorized', 'this agent requires AGENT_API_TOKEN: send Authorization: Bearer <token>');
@@ -95,7 +102,9 @@ export async function buildLocalApi(agent: PdpAgent, forwarder: Forwarder, log: 
     return { ...agent.status(), ...(digest ? { digest: agent.store.digest() } : {}) };
   });
 
-  registerWriteRoutes(app, { forwarder, store: agent.store, defaultWaitSeconds: config.defaultWaitSeconds });
+  registerWriteRoutes(app, { forwarder, store: agent.store, defaultWaitSeconds: config.defaultWaitSeconds, metrics: agent.metrics });
+  app.get('/metrics', { schema: { summary: 'Prometheus metrics' } }, async (_req, reply) =>
+    reply.type(agent.metrics.registry.contentType).send(await agent.metrics.registry.metrics()));
 
   app.get('/healthz', async () => ({ status: 'ok' }));
   app.get('/readyz', async (_req, reply) => {

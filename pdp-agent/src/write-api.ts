@@ -7,11 +7,13 @@ import {
 } from '@factsync/shared';
 import type { Forwarder, WriteOptions, WriteResult } from './forwarder.js';
 import type { LocalStore } from './local-store.js';
+import type { AgentMetrics } from './metrics.js';
 
 export interface WriteApiDeps {
   forwarder: Forwarder;
   store: LocalStore;
   defaultWaitSeconds: number;
+  metrics: AgentMetrics;
 }
 
 const ErrorBody = Type.Object({ error: Type.String(), message: Type.String() }, { additionalProperties: true });
@@ -54,12 +56,24 @@ export function registerWriteRoutes(app: FastifyInstance, d: WriteApiDeps): void
     return { waitFor: waitFor.value, timeoutMs: timeout.value.ms, policy: policy.value, idempotencyKey: key, signal: ac.signal };
   }
 
-  const forward = (req: FastifyRequest, reply: FastifyReply, ops: Result<Op[]>): Promise<WriteResult> => {
+  const forward = async (req: FastifyRequest, reply: FastifyReply, ops: Result<Op[]>): Promise<WriteResult> => {
     if (!ops.ok) throw new FactsyncError('invalid_request', ops.error);
     // The same checks the server makes, before a round trip: well-known values and derived keys.
     const checked = parseOps(ops.value);
     if (!checked.ok) throw new FactsyncError('invalid_request', checked.error);
-    return d.forwarder.write(checked.value, waitOptions(req, reply));
+    const o = waitOptions(req, reply);
+    const end = d.metrics.writeDuration.startTimer({ wait_for: o.waitFor.kind });
+    try {
+      const r = await d.forwarder.write(checked.value, o);
+      d.metrics.forwardedWrites.inc({ outcome: r.synced ? 'synced' : 'not_synced' });
+      req.log.debug({ version: r.version, synced: r.synced, ops: checked.value.length }, 'write forwarded');
+      return r;
+    } catch (e) {
+      d.metrics.forwardedWrites.inc({ outcome: e instanceof FactsyncError ? e.code : 'internal' });
+      throw e;
+    } finally {
+      end();
+    }
   };
   const okOps = (ops: Op[]): Result<Op[]> => ({ ok: true, value: ops });
   const one = (op: Result<Op>): Result<Op[]> => (op.ok ? okOps([op.value]) : op);

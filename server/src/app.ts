@@ -13,10 +13,12 @@ import { Broadcaster, type BroadcasterHooks } from './broadcast/broadcaster.js';
 import { AckBatcher } from './acks/ack-batcher.js';
 import { AckTracker } from './acks/ack-tracker.js';
 import { Gateway } from './ws/gateway.js';
+import { ServerMetrics } from './metrics.js';
 import { factsRoutes } from './routes/facts.js';
 import { readRoutes } from './routes/reads.js';
 import { syncRoutes } from './routes/sync.js';
 import { healthRoutes } from './routes/health.js';
+import { statusRoutes } from './routes/status.js';
 
 export interface ServerOptions {
   /** Use this store instead of building one from the config (tests share one across replicas). */
@@ -27,6 +29,7 @@ export interface ServerOptions {
 
 export interface FactsyncServer {
   app: FastifyInstance;
+  metrics: ServerMetrics;
   store: FactStore;
   broadcaster: Broadcaster;
   gateway: Gateway;
@@ -37,10 +40,10 @@ export interface FactsyncServer {
   close(): Promise<void>;
 }
 
-export function buildStore(config: Readonly<ServerConfig>, log: Logger): Promise<FactStore> {
+export function buildStore(config: Readonly<ServerConfig>, log: Logger, onError?: () => void): Promise<FactStore> {
   const common = { logRetention: config.logRetention, idempotencyTtlSeconds: config.idempotencyTtlSeconds, inlineChangeBytes: config.inlineChangeBytes };
   if (!config.redisUrl) return Promise.resolve(createMemoryStore(common));
-  return createRedisStore({ ...common, url: config.redisUrl, keyPrefix: config.keyPrefix, commandTimeoutMs: config.redisCommandTimeoutMs, log });
+  return createRedisStore({ ...common, url: config.redisUrl, keyPrefix: config.keyPrefix, commandTimeoutMs: config.redisCommandTimeoutMs, log, onError });
 }
 
 export async function createServer(config: Readonly<ServerConfig>, opts: ServerOptions = {}): Promise<FactsyncServer> {
@@ -49,7 +52,8 @@ export async function createServer(config: Readonly<ServerConfig>, opts: ServerO
     redact: ['req.headers.authorization', 'headers.authorization'],
   }).child({ replica: config.replicaId });
   const ownsStore = !opts.store;
-  const store = opts.store ?? await buildStore(config, log);
+  let metrics: ServerMetrics | undefined;
+  const store = opts.store ?? await buildStore(config, log, () => metrics?.redisErrors.inc());
 
   const app = Fastify({
     loggerInstance: log,
@@ -65,14 +69,20 @@ export async function createServer(config: Readonly<ServerConfig>, opts: ServerO
   const broadcaster = new Broadcaster(store, log, { healIntervalMs: config.healIntervalMs, pageSize: config.changesPageSize }, opts.hooks);
   const acks = new AckBatcher(store, log);
   const tracker = new AckTracker(store, log, { refreshMs: config.syncRefreshMs, lingerMs: 30_000 });
+  metrics = new ServerMetrics({
+    sessions: () => gateway.sessions,
+    feedHeads: () => broadcaster.feedHeads(),
+    gapsRepaired: () => broadcaster.gapsRepaired,
+  });
   const gateway = new Gateway({
-    store, broadcaster, acks, auth, log, replicaId: config.replicaId, leaseMs: config.leaseMs, leaseRenewMs: config.leaseRenewMs,
+    store, broadcaster, acks, auth, log, metrics, replicaId: config.replicaId, leaseMs: config.leaseMs, leaseRenewMs: config.leaseRenewMs,
     pingIntervalMs: config.pingIntervalMs, pageSize: config.changesPageSize, maxBufferedBytes: config.wsMaxBufferedBytes,
   });
   let closing = false;
 
   app.setErrorHandler((error: FastifyError, req, reply) => {
     const e = toFactsyncError(error);
+    metrics.rejected.inc({ code: e.code });
     if (e.code === 'internal') req.log.error({ err: error }, 'unhandled error');
     else if (e.status >= 500) req.log.warn({ code: e.code, msg: e.message }, 'request failed');
     if (e.code === 'store_unavailable' || e.code === 'shutting_down') reply.header('retry-after', '1');
@@ -91,15 +101,19 @@ export async function createServer(config: Readonly<ServerConfig>, opts: ServerO
   await app.register(swaggerUi, { routePrefix: '/docs' });
   await app.register(websocket, { options: { maxPayload: config.wsMaxPayloadBytes } });
   gateway.register(app);
-  const ctx = { store, tracker, auth, config };
+  const ctx = { store, tracker, auth, config, metrics };
+  app.get('/metrics', { schema: { summary: 'Prometheus metrics' } }, async (_req, reply) =>
+    reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()));
   factsRoutes(app, ctx);
   readRoutes(app, ctx);
   syncRoutes(app, ctx);
   healthRoutes(app, store, () => closing);
+  const status = statusRoutes(app, ctx);
 
   app.addHook('preClose', async () => {
     closing = true;
     gateway.closeAll();
+    status.closeStreams();
     await tracker.close();
   });
   app.addHook('onClose', async () => {
@@ -109,7 +123,7 @@ export async function createServer(config: Readonly<ServerConfig>, opts: ServerO
   });
 
   return {
-    app, store, broadcaster, gateway, config,
+    app, store, broadcaster, gateway, config, metrics,
     async listen() {
       await app.listen({ port: config.port, host: config.host });
       const addr = app.server.address();

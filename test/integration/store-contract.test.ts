@@ -161,4 +161,13 @@ describe.each(Object.keys(factories))('FactStore contract: %s', (kind) => {
     expect(snap.facts.map((f) => f.key).sort()).toEqual([...keys].sort());
     for (const f of snap.facts) expect(JSON.parse(f.valueJson)).toEqual({ k: f.key });
   });
+
+  it('lists the envs that have data', async () => {
+    const s = await make();
+    await s.write('env-b', { ops: [up('k')], ts: ts() });
+    await s.write('env-a', { ops: [up('k')], ts: ts() });
+    await s.ensureEpoch('env-c');
+    expect(await s.envs(100)).toEqual(['env-a', 'env-b', 'env-c']);
+    expect(await s.envs(1)).toEqual(['env-a']);
+  });
 });

@@ -18,6 +18,8 @@ interface FeedEntry {
  */
 export class Broadcaster {
   private readonly feeds = new Map<string, FeedEntry>();
+  /** The feeds that finished opening, for metrics. */
+  private readonly opened = new Map<string, EnvFeed>();
   private readonly healTimer: NodeJS.Timeout;
   gapsRepaired = 0;
 
@@ -60,6 +62,7 @@ export class Broadcaster {
       feed = new EnvFeed(env, head, this.store, this.opts.pageSize, this.log, (n) => (this.gapsRepaired += n));
       for (const ev of buffered) feed.onEvent(ev);
       self().unsubscribe = unsubscribe;
+      this.opened.set(env, feed);
       return feed;
     } catch (e) {
       await unsubscribe();
@@ -75,6 +78,7 @@ export class Broadcaster {
         feed.members.delete(member);
         if (feed.members.size > 0 || this.feeds.get(env) !== entry) return;
         this.feeds.delete(env);
+        if (this.opened.get(env) === feed) this.opened.delete(env);
         feed.close();
         await entry.unsubscribe?.();
       },
@@ -88,14 +92,15 @@ export class Broadcaster {
     }
   }
 
-  envs(): string[] {
-    return [...this.feeds.keys()];
+  *feedHeads(): Iterable<{ env: string; known: number }> {
+    for (const [env, feed] of this.opened) yield { env, known: feed.known };
   }
 
   async close(): Promise<void> {
     clearInterval(this.healTimer);
     const entries = [...this.feeds.values()];
     this.feeds.clear();
+    this.opened.clear();
     await Promise.allSettled(entries.map(async (e) => {
       (await e.feed).close();
       await e.unsubscribe?.();

@@ -4,6 +4,7 @@ import { permit, type Authenticator, type Capability } from '../auth.js';
 import type { FactStore } from '../store/fact-store.js';
 import type { AckTracker } from '../acks/ack-tracker.js';
 import type { ServerConfig } from '../config.js';
+import type { ServerMetrics } from '../metrics.js';
 
 /** What route plugins need; passed explicitly so each can be built against real parts in tests. */
 export interface RouteContext {
@@ -11,6 +12,7 @@ export interface RouteContext {
   tracker: AckTracker;
   auth: Authenticator;
   config: Readonly<ServerConfig>;
+  metrics: ServerMetrics;
 }
 
 const envRe = new RegExp(ENV_PATTERN);

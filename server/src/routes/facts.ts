@@ -49,12 +49,22 @@ export function factsRoutes(app: FastifyInstance, ctx: RouteContext): void {
     const policy = parseTimeoutPolicy(h['x-timeout-policy']);
     if (!policy.ok) throw new FactsyncError('invalid_request', policy.error);
 
+    const endWrite = ctx.metrics.writeDuration.startTimer();
     const outcome = await ctx.store.write(env, { ops: ops.value, ts: new Date().toISOString(), idempotencyKey });
-    if (outcome.duplicate) reply.header('idempotent-replayed', 'true');
+    endWrite();
+    if (outcome.duplicate) {
+      reply.header('idempotent-replayed', 'true');
+      ctx.metrics.idempotentReplays.inc({ env });
+    } else {
+      ctx.metrics.writes.inc({ env });
+      ctx.metrics.writeOps.inc({ env }, ops.value.length);
+    }
     req.log.debug({ env, version: outcome.version, ops: ops.value.length, duplicate: outcome.duplicate }, 'write');
     if (!wantsWait) return { version: outcome.version };
 
+    const endWait = ctx.metrics.syncWaitDuration.startTimer();
     const sync: SyncStatus = await ctx.tracker.wait(env, outcome.version, waitFor.value, timeout.value.ms, abortOnClose(reply));
+    endWait({ synced: String(sync.synced) });
     if (!sync.synced && policy.value === 'fail') {
       throw new FactsyncError('sync_timeout', `version ${outcome.version} was written but is not yet applied by ${sync.pending.join(', ') || 'enough agents'}`, { version: outcome.version, sync });
     }

@@ -94,6 +94,9 @@ export interface FactStore {
   /** Called after the event channel was re-established: events may have been lost meanwhile. */
   onEventsReset(cb: () => void): void;
 
+  /** Names of the envs that have data (at most `limit`). */
+  envs(limit: number): Promise<string[]>;
+
   ping(): Promise<void>;
   close(): Promise<void>;
 }

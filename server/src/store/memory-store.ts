@@ -185,6 +185,10 @@ export function createMemoryStore(opts: MemoryStoreOptions): FactStore {
       // An in-process bus cannot lose its subscription.
     },
 
+    async envs(limit: number) {
+      return [...envs.keys()].sort().slice(0, limit);
+    },
+
     async ping() {
       if (closed) throw new Error('memory store is closed');
     },

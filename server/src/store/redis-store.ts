@@ -17,6 +17,8 @@ export interface RedisStoreOptions {
   inlineChangeBytes: number;
   commandTimeoutMs: number;
   log: Logger;
+  /** Called on every connection error and every command that failed for lack of a store (metrics). */
+  onError?: () => void;
 }
 
 type ScriptCommands = {
@@ -55,6 +57,7 @@ export async function createRedisStore(opts: RedisStoreOptions): Promise<FactSto
   let lastError = '';
   for (const [name, conn] of [['command', redis], ['subscriber', sub]] as const) {
     conn.on('error', (e: Error) => {
+      opts.onError?.();
       if (e.message !== lastError) log.error({ conn: name, err: e.message }, 'redis connection error');
       lastError = e.message;
     });
@@ -74,6 +77,7 @@ export async function createRedisStore(opts: RedisStoreOptions): Promise<FactSto
     try {
       return await fn();
     } catch (e) {
+      opts.onError?.();
       if (e instanceof ReplyError && !/LOADING|BUSY|MASTERDOWN|READONLY|NOSCRIPT/.test((e as Error).message)) throw e;
       throw new FactsyncError('store_unavailable', `the store is unavailable (${what}: ${(e as Error).message}); retry shortly`);
     }
@@ -230,6 +234,21 @@ export async function createRedisStore(opts: RedisStoreOptions): Promise<FactSto
 
     onEventsReset(cb: () => void) {
       resetCallbacks.push(cb);
+    },
+
+    async envs(limit: number) {
+      const found = new Set<string>();
+      const pattern = `${opts.keyPrefix}:{*}:meta`;
+      let cursor = '0';
+      do {
+        const [next, keys] = await guard('envs', () => redis.scan(cursor, 'MATCH', pattern, 'COUNT', 1000));
+        cursor = next;
+        for (const key of keys) {
+          const env = key.slice(opts.keyPrefix.length + 2, key.length - ':meta'.length - 1);
+          if (env) found.add(env);
+        }
+      } while (cursor !== '0' && found.size < limit);
+      return [...found].sort().slice(0, limit);
     },
 
     async ping() {

@@ -5,12 +5,14 @@ import type { FactStore } from '../store/fact-store.js';
 import type { Broadcaster } from '../broadcast/broadcaster.js';
 import type { AckBatcher } from '../acks/ack-batcher.js';
 import { Session } from './session.js';
+import type { ServerMetrics } from '../metrics.js';
 
 export interface GatewayOptions {
   store: FactStore;
   broadcaster: Broadcaster;
   acks: AckBatcher;
   auth: Authenticator;
+  metrics: ServerMetrics;
   log: Logger;
   replicaId: string;
   leaseMs: number;
@@ -67,6 +69,7 @@ export class Gateway {
         store: this.opts.store,
         broadcaster: this.opts.broadcaster,
         acks: this.opts.acks,
+        metrics: this.opts.metrics,
         log: this.opts.log,
         replicaId: this.opts.replicaId,
         leaseMs: this.opts.leaseMs,

@@ -10,11 +10,13 @@ import type { Broadcaster } from '../broadcast/broadcaster.js';
 import { changesFrame, type ChangeBatch, type EnvFeed, type FeedMember } from '../broadcast/env-feed.js';
 import type { AckBatcher } from '../acks/ack-batcher.js';
 import { snapshotFrame } from './frames.js';
+import type { ServerMetrics } from '../metrics.js';
 
 export interface SessionDeps {
   store: FactStore;
   broadcaster: Broadcaster;
   acks: AckBatcher;
+  metrics: ServerMetrics;
   log: Logger;
   replicaId: string;
   leaseMs: number;
@@ -129,6 +131,7 @@ export class Session implements FeedMember {
       }
       this.send(changesFrame(fresh));
       this.sent = fresh[fresh.length - 1]!.version;
+      this.deps.metrics.resyncs.inc({ env: this.env, source: 'log' });
     }
   }
 
@@ -138,6 +141,7 @@ export class Session implements FeedMember {
     this.epoch = snap.epoch;
     this.send(snapshotFrame(snap));
     this.sent = snap.version;
+    this.deps.metrics.resyncs.inc({ env: this.env, source: 'snapshot' });
     this.log.info({ version: snap.version, facts: snap.facts.length }, 'snapshot sent');
   }
 
@@ -172,6 +176,7 @@ export class Session implements FeedMember {
     }
     if (version <= this.acked) return;
     this.acked = version;
+    this.deps.metrics.acks.inc({ env: this.env });
     this.deps.acks.add(this.env, this.agentId, version);
   }
 
@@ -180,6 +185,7 @@ export class Session implements FeedMember {
     if (this.socket.bufferedAmount > this.deps.maxBufferedBytes) {
       // Invariant 7: a reader that does not keep up is cut off; it resumes from its ack.
       this.log.warn({ buffered: this.socket.bufferedAmount, sent: this.sent }, 'slow consumer cut off');
+      this.deps.metrics.slowConsumers.inc();
       this.fail('slow_consumer', `more than ${this.deps.maxBufferedBytes} bytes were waiting to be read; reconnect and resume`);
       return;
     }
@@ -205,6 +211,7 @@ export class Session implements FeedMember {
   fail(code: ErrorCode, message: string): void {
     if (this.isClosed()) return;
     this.log.info({ code, message }, 'closing session with error');
+    this.deps.metrics.rejected.inc({ code });
     if (this.socket.readyState === this.socket.OPEN) this.socket.send(errorFrame(code, message));
     this.close(ErrorCodes[code].close, message.slice(0, 120));
   }

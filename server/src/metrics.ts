@@ -1,0 +1,72 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+/** What the metrics read at scrape time instead of being pushed on every event. */
+export interface MetricSources {
+  /** Per env: this replica's live acking sessions with their acked version. */
+  sessions(): Iterable<{ env: string; agentId: string; acking: boolean; acked: number }>;
+  /** Per env: the last version this replica's feed has seen. */
+  feedHeads(): Iterable<{ env: string; known: number }>;
+  gapsRepaired(): number;
+}
+
+/**
+ * The server's Prometheus metrics, one registry per server instance (no
+ * module-level singletons: tests run several replicas in one process).
+ * Names follow Prometheus conventions: `_total` counters, base units (seconds).
+ */
+export class ServerMetrics {
+  readonly registry = new Registry();
+  readonly writes = new Counter({ name: 'factsync_writes_total', help: 'Writes that got a new version', labelNames: ['env'], registers: [this.registry] });
+  readonly writeOps = new Counter({ name: 'factsync_write_ops_total', help: 'Operations in writes that got a new version', labelNames: ['env'], registers: [this.registry] });
+  readonly idempotentReplays = new Counter({ name: 'factsync_idempotent_replays_total', help: 'Writes answered from an Idempotency-Key without applying', labelNames: ['env'], registers: [this.registry] });
+  readonly writeDuration = new Histogram({
+    name: 'factsync_write_duration_seconds', help: 'Time to apply a write in the store (without waiting for sync)',
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1], registers: [this.registry],
+  });
+  readonly syncWaitDuration = new Histogram({
+    name: 'factsync_sync_wait_duration_seconds', help: 'Time writers and sync calls waited for acks', labelNames: ['synced'],
+    buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10], registers: [this.registry],
+  });
+  readonly acks = new Counter({ name: 'factsync_acks_total', help: 'Acks received from agents on this replica', labelNames: ['env'], registers: [this.registry] });
+  readonly resyncs = new Counter({ name: 'factsync_resyncs_total', help: 'Catch-up reads for agents on this replica, by source: a log page or a snapshot', labelNames: ['env', 'source'], registers: [this.registry] });
+  readonly slowConsumers = new Counter({ name: 'factsync_slow_consumers_total', help: 'Sockets cut off because they did not read fast enough', registers: [this.registry] });
+  readonly rejected = new Counter({ name: 'factsync_rejected_requests_total', help: 'HTTP requests and websocket sessions refused, by error code', labelNames: ['code'], registers: [this.registry] });
+  readonly redisErrors = new Counter({ name: 'factsync_redis_errors_total', help: 'Redis connection and command errors', registers: [this.registry] });
+
+  constructor(sources: MetricSources) {
+    collectDefaultMetrics({ register: this.registry, prefix: 'factsync_process_' });
+    const reg = [this.registry];
+    new Gauge({
+      name: 'factsync_env_head_version', help: 'Last version of each env seen by this replica', labelNames: ['env'], registers: reg,
+      collect() {
+        this.reset();
+        for (const f of sources.feedHeads()) this.set({ env: f.env }, f.known);
+      },
+    });
+    const heads = () => new Map([...sources.feedHeads()].map((f) => [f.env, f.known]));
+    new Gauge({
+      name: 'factsync_connected_agents', help: 'Acking agents connected to this replica', labelNames: ['env'], registers: reg,
+      collect() {
+        this.reset();
+        const n = new Map<string, number>();
+        for (const s of sources.sessions()) if (s.acking && s.env) n.set(s.env, (n.get(s.env) ?? 0) + 1);
+        for (const [env, count] of n) this.set({ env }, count);
+      },
+    });
+    new Gauge({
+      name: 'factsync_agent_lag_versions', help: 'Versions each connected agent is behind the env head', labelNames: ['env', 'agent'], registers: reg,
+      collect() {
+        this.reset();
+        const h = heads();
+        for (const s of sources.sessions()) if (s.acking && s.env) this.set({ env: s.env, agent: s.agentId }, Math.max(0, (h.get(s.env) ?? 0) - s.acked));
+      },
+    });
+    new Counter({
+      name: 'factsync_pubsub_gaps_repaired_total', help: 'Versions this replica read from the log because their doorbell was missing or skipped', registers: reg,
+      collect() {
+        this.reset();
+        this.inc(sources.gapsRepaired());
+      },
+    });
+  }
+}

@@ -1,0 +1,43 @@
+import type { FastifyInstance } from 'fastify';
+import type { ServerResponse } from 'node:http';
+import { readFileSync } from 'node:fs';
+import { Type } from '@sinclair/typebox';
+import { streamEnvStatus } from '../status/status-stream.js';
+import { EnvParams, ErrorBody } from './schemas.js';
+import { requireCap, type RouteContext } from './context.js';
+
+const PAGE = readFileSync(new URL('../status/page.html', import.meta.url), 'utf8');
+
+/** The status page (`/`), the env list it starts from, and its live stream. Returns a closer for shutdown. */
+export function statusRoutes(app: FastifyInstance, ctx: RouteContext): { closeStreams(): void } {
+  const streams = new Set<ServerResponse>();
+
+  app.get('/', { schema: { summary: 'Live status page (HTML)', hide: true } }, async (_req, reply) =>
+    reply.type('text/html; charset=utf-8').header('cache-control', 'no-store').send(PAGE));
+
+  app.get('/v1/envs', {
+    schema: { summary: 'Envs that have data (those this token may read)', response: { 200: Type.Object({ envs: Type.Array(Type.String()) }), '4xx': ErrorBody } },
+  }, async (req) => {
+    const p = ctx.auth.authenticate(req.headers.authorization);
+    if (p.env !== '*') return { envs: [p.env] };
+    return { envs: await ctx.store.envs(1000) };
+  });
+
+  app.get('/v1/envs/:env/status/stream', {
+    onRequest: requireCap(ctx.auth, 'read'),
+    schema: { summary: 'Server-sent events: head and agents of an env, as they change', params: EnvParams },
+  }, async (req, reply) => {
+    const { env } = req.params as { env: string };
+    reply.hijack();
+    streams.add(reply.raw);
+    reply.raw.on('close', () => streams.delete(reply.raw));
+    await streamEnvStatus(ctx.store, env, reply.raw, req.log);
+  });
+
+  return {
+    closeStreams() {
+      for (const s of streams) s.end();
+      streams.clear();
+    },
+  };
+}

@@ -1,0 +1,65 @@
+import type { ServerResponse } from 'node:http';
+import type { FastifyBaseLogger } from 'fastify';
+import type { FactStore } from '../store/fact-store.js';
+
+export interface EnvStatus {
+  env: string;
+  head: number;
+  epoch: string | null;
+  agents: { id: string; applied: number; lag: number; connected: boolean; replica: string | null; last_seen: string | null }[];
+  at: string;
+}
+
+/**
+ * Server-sent events of one env's status for the status page: pushed when the
+ * env's events (changes, acks, presence) arrive, at most every `minIntervalMs`,
+ * and at least every `maxIntervalMs` so presence that expired without an event shows.
+ */
+export async function streamEnvStatus(
+  store: FactStore, env: string, res: ServerResponse, log: FastifyBaseLogger, opts = { minIntervalMs: 250, maxIntervalMs: 2000 },
+): Promise<void> {
+  let pending = false;
+  let timer: NodeJS.Timeout | undefined;
+  let closed = false;
+  let lastSent = 0;
+
+  const send = async () => {
+    timer = undefined;
+    pending = false;
+    lastSent = Date.now();
+    try {
+      const [head, agents] = await Promise.all([store.head(env), store.agents(env)]);
+      const status: EnvStatus = {
+        env, head: head.version, epoch: head.epoch, at: new Date().toISOString(),
+        agents: agents.sort((a, b) => a.id.localeCompare(b.id)).map((a) => ({
+          id: a.id, applied: a.applied, lag: Math.max(0, head.version - a.applied), connected: a.connected, replica: a.replica,
+          last_seen: a.lastSeenMs > 0 ? new Date(a.lastSeenMs).toISOString() : null,
+        })),
+      };
+      if (!closed) res.write(`event: status\ndata: ${JSON.stringify(status)}\n\n`);
+    } catch (e) {
+      if (!closed) res.write(`event: problem\ndata: ${JSON.stringify({ message: (e as Error).message })}\n\n`);
+    }
+    schedule(opts.maxIntervalMs);
+  };
+  const schedule = (delay: number) => {
+    if (closed || timer) return;
+    timer = setTimeout(() => void send(), delay);
+  };
+  const poke = () => {
+    if (pending) return;
+    pending = true;
+    if (timer) clearTimeout(timer);
+    timer = undefined;
+    schedule(Math.max(0, opts.minIntervalMs - (Date.now() - lastSent)));
+  };
+
+  const unsubscribe = await store.subscribe(env, poke);
+  res.on('close', () => {
+    closed = true;
+    if (timer) clearTimeout(timer);
+    unsubscribe().catch((e: Error) => log.debug({ env, err: e.message }, 'status stream unsubscribe failed'));
+  });
+  res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive', 'x-accel-buffering': 'no' });
+  await send();
+}
