@@ -1,5 +1,6 @@
 import { pino, type Logger } from 'pino';
-import { assertNever, type Change, type Fact, type ServerMessage } from '@factsync/shared';
+import { IncrementalHash, assertNever, type Change, type Fact, type ServerMessage } from '@factsync/shared';
+import { HistoryWriter } from './history.js';
 import type { AgentConfig } from './config.js';
 import { LocalStore } from './local-store.js';
 import { Applier, type OfferResult } from './applier.js';
@@ -52,14 +53,20 @@ export interface PdpAgent {
  */
 export async function createAgent(config: Readonly<AgentConfig>, opts: AgentOptions = {}): Promise<PdpAgent> {
   const log = opts.logger ?? pino({ level: config.logLevel }).child({ agentId: config.agentId, env: config.env });
-  const store = new LocalStore();
+  const history = config.historyFile ? new HistoryWriter(config.historyFile) : undefined;
+  const store = new LocalStore(history ? new IncrementalHash() : undefined);
   const waiters = new AppliedWaiters();
   let changesApplied = 0;
   let snapshotsApplied = 0;
   const applier = new Applier(store, (c) => {
     changesApplied++;
     metrics.changesApplied.inc();
+    history?.record(c.version, store.stateHash!, 'change');
     opts.onApplied?.(c);
+  }, (version, epoch) => {
+    snapshotsApplied++;
+    metrics.snapshots.inc();
+    history?.recordSnapshot(version, epoch, store);
   });
   const client = new ServerClient(config.serverUrls, config.token);
 
@@ -80,6 +87,7 @@ export async function createAgent(config: Readonly<AgentConfig>, opts: AgentOpti
     const loaded = await loadState(config.dataDir, config.env);
     if (loaded.kind === 'ok') {
       store.replace(loaded.state.version, loaded.state.epoch, loaded.state.facts);
+      history?.record(store.version, store.stateHash!, 'restore', store.epoch);
       log.info({ version: store.version, facts: store.size }, 'resumed from DATA_DIR');
     } else if (loaded.kind === 'invalid') {
       log.error({ reason: loaded.reason }, 'state file in DATA_DIR is unusable; ignoring it and loading a snapshot');
@@ -130,8 +138,6 @@ export async function createAgent(config: Readonly<AgentConfig>, opts: AgentOpti
         socketSent = m.version;
         awaitingSnapshot = false;
         dirty = true;
-        snapshotsApplied++;
-        metrics.snapshots.inc();
         head = Math.max(head, m.version);
         const end = metrics.applyDuration.startTimer({ kind: 'snapshot' });
         const r = applier.snapshot(m.version, m.epoch, m.facts as Fact[]);
@@ -192,8 +198,6 @@ export async function createAgent(config: Readonly<AgentConfig>, opts: AgentOpti
           'GET', `/v1/envs/${config.env}/changes?after=${store.version}&limit=1000`, { preferred: conn.serverUrl });
         if (a.status === 410) {
           const s = await client.call<{ version: number; epoch: string | null; facts: Fact[] }>('GET', `/v1/envs/${config.env}/snapshot`, { preferred: conn.serverUrl });
-          snapshotsApplied++;
-          metrics.snapshots.inc();
           afterApply(applier.snapshot(s.body.version, s.body.epoch, s.body.facts));
           continue;
         }

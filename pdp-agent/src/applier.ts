@@ -18,7 +18,12 @@ export const MAX_BUFFERED = 100_000;
 export class Applier {
   private readonly buffer = new Map<number, Change>();
 
-  constructor(private readonly store: LocalStore, private readonly onApplied: (c: Change) => void = () => undefined) {}
+  constructor(
+    private readonly store: LocalStore,
+    private readonly onApplied: (c: Change) => void = () => undefined,
+    /** Called after a snapshot replaced the state, before buffered changes are drained on top of it. */
+    private readonly onSnapshot: (version: number, epoch: string | null) => void = () => undefined,
+  ) {}
 
   get applied(): number {
     return this.store.version;
@@ -34,6 +39,7 @@ export class Applier {
 
   snapshot(version: number, epoch: string | null, facts: readonly Fact[]): OfferResult {
     this.store.replace(version, epoch, facts);
+    this.onSnapshot(version, epoch);
     for (const v of this.buffer.keys()) if (v <= version) this.buffer.delete(v);
     return this.drain(0);
   }

@@ -25,6 +25,8 @@ export interface AgentConfig {
   /** Wait of a write or an `at_least` read that sends no X-Wait-Timeout. */
   defaultWaitSeconds: number;
   bodyLimitBytes: number;
+  /** Test and audit aid: append `{v, h, kind}` per applied version (h = state hash) to this file. */
+  historyFile: string | undefined;
 }
 
 type Env = Record<string, string | undefined>;
@@ -82,5 +84,6 @@ export function loadAgentConfig(env: Env): Readonly<AgentConfig> {
     shutdownTimeoutMs: int(env, 'SHUTDOWN_TIMEOUT_MS', 10_000, 100),
     defaultWaitSeconds: int(env, 'DEFAULT_WAIT_SECONDS', 10, 0, 3600),
     bodyLimitBytes: int(env, 'BODY_LIMIT_BYTES', 16 * 1024 * 1024, 1024),
+    historyFile: env.HISTORY_FILE?.trim() || undefined,
   });
 }

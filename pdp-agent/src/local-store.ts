@@ -1,4 +1,4 @@
-import { factsDigest, type Change, type Fact } from '@factsync/shared';
+import { IncrementalHash, factsDigest, type Change, type Fact } from '@factsync/shared';
 
 /**
  * The agent's replica of its env: facts by type, then key. It knows nothing of
@@ -10,6 +10,13 @@ export class LocalStore {
   private readonly byType = new Map<string, Map<string, Record<string, unknown>>>();
   private count = 0;
 
+  /** With `trackHash`, keeps an incremental hash of the state (for the history checker). */
+  constructor(private readonly hash?: IncrementalHash) {}
+
+  get stateHash(): string | undefined {
+    return this.hash?.hex();
+  }
+
   get size(): number {
     return this.count;
   }
@@ -17,6 +24,7 @@ export class LocalStore {
   replace(version: number, epoch: string | null, facts: readonly Fact[]): void {
     this.byType.clear();
     this.count = 0;
+    this.hash?.reset();
     for (const f of facts) this.put(f.type, f.key, f.value);
     this.version = version;
     this.epoch = epoch;
@@ -73,13 +81,19 @@ export class LocalStore {
   private put(type: string, key: string, value: Record<string, unknown>): void {
     let m = this.byType.get(type);
     if (!m) this.byType.set(type, (m = new Map()));
-    if (!m.has(key)) this.count++;
+    const old = m.get(key);
+    if (old === undefined) this.count++;
+    else this.hash?.remove(type, key, old);
     m.set(key, value);
+    this.hash?.add(type, key, value);
   }
 
   private remove(type: string, key: string): void {
     const m = this.byType.get(type);
-    if (m?.delete(key)) {
+    const old = m?.get(key);
+    if (m && old !== undefined) {
+      m.delete(key);
+      this.hash?.remove(type, key, old);
       this.count--;
       if (m.size === 0) this.byType.delete(type);
     }

@@ -77,6 +77,7 @@ export async function createServer(config: Readonly<ServerConfig>, opts: ServerO
   const gateway = new Gateway({
     store, broadcaster, acks, auth, log, metrics, replicaId: config.replicaId, leaseMs: config.leaseMs, leaseRenewMs: config.leaseRenewMs,
     pingIntervalMs: config.pingIntervalMs, pageSize: config.changesPageSize, maxBufferedBytes: config.wsMaxBufferedBytes,
+    maxConnectionsPerToken: config.maxConnectionsPerToken,
   });
   let closing = false;
 

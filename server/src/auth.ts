@@ -16,6 +16,8 @@ export interface TokenGrant {
 export interface Principal {
   role: Role;
   env: string;
+  /** Which configured token this is (its index), for per-token limits; not secret. */
+  tokenIndex: number;
   /** A short non-secret label for logs. */
   label: string;
 }
@@ -76,10 +78,13 @@ export function createAuthenticator(grants: readonly TokenGrant[]): Authenticato
     if (!m) throw new FactsyncError('unauthorized', 'missing bearer token: send Authorization: Bearer <token>');
     // Compare digests of equal length against every grant, without an early exit.
     const digest = sha256(m[1]!);
-    let found: TokenGrant | undefined;
-    for (const g of grants) if (timingSafeEqual(g.digest, digest) && !found) found = g;
-    if (!found) throw new FactsyncError('unauthorized', 'unknown token: check AUTH_TOKENS on the server');
-    return { role: found.role, env: found.env, label: `${found.role}:${found.env}` };
+    let found = -1;
+    grants.forEach((g, i) => {
+      if (timingSafeEqual(g.digest, digest) && found < 0) found = i;
+    });
+    const g = grants[found];
+    if (!g) throw new FactsyncError('unauthorized', 'unknown token: check AUTH_TOKENS on the server');
+    return { role: g.role, env: g.env, tokenIndex: found, label: `${g.role}:${g.env}` };
   }
   return {
     authenticate,

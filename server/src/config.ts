@@ -26,6 +26,7 @@ export interface ServerConfig {
   wsMaxPayloadBytes: number;
   changesPageSize: number;
   shutdownTimeoutMs: number;
+  maxConnectionsPerToken: number;
 }
 
 /** Reads and validates every setting once; nothing else reads process.env. */
@@ -61,5 +62,6 @@ export function loadServerConfig(env: Env): Readonly<ServerConfig> {
     wsMaxPayloadBytes: readInt(env, 'WS_MAX_PAYLOAD_BYTES', 64 * 1024, 256),
     changesPageSize: readInt(env, 'CHANGES_PAGE_SIZE', 1_000, 1, 100_000),
     shutdownTimeoutMs: readInt(env, 'SHUTDOWN_TIMEOUT_MS', 10_000, 100),
+    maxConnectionsPerToken: readInt(env, 'MAX_CONNECTIONS_PER_TOKEN', 50_000, 1),
   });
 }

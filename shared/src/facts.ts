@@ -6,6 +6,20 @@ import { err, ok, type Result } from './result.js';
 export const ENV_PATTERN = '^[A-Za-z0-9_-]{1,64}$';
 export const TYPE_PATTERN = '^[a-z][a-z0-9_]{0,63}$';
 export const MAX_KEY_LENGTH = 512;
+/** Values nest at most this deep: deeper JSON parses, but would overflow the stack of every JSON.stringify after it. */
+export const MAX_VALUE_DEPTH = 32;
+
+/** True when `v` nests objects/arrays deeper than `max` levels; iterative, so it cannot overflow itself. */
+export function nestsDeeperThan(v: unknown, max: number): boolean {
+  const stack: [unknown, number][] = [[v, 1]];
+  while (stack.length > 0) {
+    const [x, d] = stack.pop()!;
+    if (x === null || typeof x !== 'object') continue;
+    if (d > max) return true;
+    for (const child of Array.isArray(x) ? x : Object.values(x)) if (child !== null && typeof child === 'object') stack.push([child, d + 1]);
+  }
+  return false;
+}
 
 export const EnvName = Type.String({ pattern: ENV_PATTERN, description: 'environment: 1-64 of A-Z a-z 0-9 _ -' });
 export const FactType = Type.String({ pattern: TYPE_PATTERN, description: 'lower-case letter, then up to 63 of a-z 0-9 _' });
@@ -207,6 +221,7 @@ export function parseOps(wire: readonly WireOp[]): Result<Op[]> {
     const w = wire[i]!;
     if (w.op === 'upsert') {
       if (w.value === undefined) return err(`ops[${i}] (upsert ${w.type} "${w.key}") has no value: an upsert needs "value": {...}`);
+      if (nestsDeeperThan(w.value, MAX_VALUE_DEPTH)) return err(`ops[${i}] (upsert ${w.type} "${w.key}"): value nests deeper than ${MAX_VALUE_DEPTH} levels; flatten it`);
       ops.push({ op: 'upsert', type: w.type, key: w.key, value: w.value });
     } else {
       if (w.value !== undefined) return err(`ops[${i}] (delete ${w.type} "${w.key}") has a value: a delete takes only type and key`);

@@ -19,3 +19,32 @@ export function factsDigest(facts: Iterable<{ type: string; key: string; value: 
   for (const l of lines) h.update(l).update('\n');
   return h.digest('hex');
 }
+
+const MOD = 1n << 256n;
+const factLineHash = (type: string, key: string, value: unknown): bigint =>
+  BigInt(`0x${createHash('sha256').update(`${type}\u0000${key}\u0000${canonicalJson(value)}`).digest('hex')}`);
+
+/**
+ * An order-independent hash of a fact set that updates in O(1) per op (a sum of
+ * per-fact hashes modulo 2^256), so an agent can record the hash of its state
+ * after every version and a checker can compare it with a replay of the log.
+ */
+export class IncrementalHash {
+  private sum = 0n;
+
+  add(type: string, key: string, value: unknown): void {
+    this.sum = (this.sum + factLineHash(type, key, value)) % MOD;
+  }
+
+  remove(type: string, key: string, value: unknown): void {
+    this.sum = (this.sum - factLineHash(type, key, value) + MOD) % MOD;
+  }
+
+  reset(): void {
+    this.sum = 0n;
+  }
+
+  hex(): string {
+    return this.sum.toString(16).padStart(64, '0');
+  }
+}

@@ -70,6 +70,8 @@ describe.each(['memory', 'redis'])('server HTTP API (%s store)', (kind) => {
       [{ ops: Array.from({ length: 101 }, (_, i) => upsert('doc', `k${i}`, {})) }, 413, /at most 100 ops/],
       [{ ops: [upsert('doc', 'k', { blob: 'x'.repeat(70_000) })] }, 413, /BODY_LIMIT_BYTES/],
       ['{"ops": [', 400, /not valid JSON/],
+      [`{"ops":[{"op":"upsert","type":"doc","key":"k","value":${'{"a":'.repeat(5000)}1${'}'.repeat(5000)}}]}`, 400, /nests deeper than 32 levels/],
+      [`{"ops":[{"op":"upsert","type":"doc","key":"k","value":{"a":${'['.repeat(3000)}${']'.repeat(3000)}}}]}`, 400, /nests deeper than 32 levels/],
     ];
     for (const [body, status, re] of cases) {
       const r = await admin.post(`/v1/envs/${env}/facts`, body, typeof body === 'string' ? { 'content-type': 'application/json' } : {});

@@ -1,4 +1,5 @@
 import type { FastifyInstance } from 'fastify';
+import { FactsyncError } from '@factsync/shared';
 import type { Logger } from 'pino';
 import type { Authenticator, Principal } from '../auth.js';
 import type { FactStore } from '../store/fact-store.js';
@@ -20,6 +21,7 @@ export interface GatewayOptions {
   pingIntervalMs: number;
   pageSize: number;
   maxBufferedBytes: number;
+  maxConnectionsPerToken: number;
 }
 
 declare module 'fastify' {
@@ -36,6 +38,7 @@ declare module 'fastify' {
  */
 export class Gateway {
   readonly sessions = new Set<Session>();
+  private readonly perToken = new Map<number, number>();
   private readonly pingTimer: NodeJS.Timeout;
   private readonly leaseTimer: NodeJS.Timeout;
   private closing = false;
@@ -53,7 +56,11 @@ export class Gateway {
     app.get('/v1/ws', {
       websocket: true,
       onRequest: async (req) => {
-        req.principal = this.opts.auth.authenticate(req.headers.authorization);
+        const p = this.opts.auth.authenticate(req.headers.authorization);
+        if ((this.perToken.get(p.tokenIndex) ?? 0) >= this.opts.maxConnectionsPerToken) {
+          throw new FactsyncError('too_many_connections', `this token already has ${this.opts.maxConnectionsPerToken} websockets on this replica (MAX_CONNECTIONS_PER_TOKEN)`);
+        }
+        req.principal = p;
       },
     }, (socket, req) => {
       if (this.closing) {
@@ -75,9 +82,15 @@ export class Gateway {
         leaseMs: this.opts.leaseMs,
         pageSize: this.opts.pageSize,
         maxBufferedBytes: this.opts.maxBufferedBytes,
-        onClosed: (s) => this.sessions.delete(s),
+        onClosed: (s) => {
+          this.sessions.delete(s);
+          const n = (this.perToken.get(principal.tokenIndex) ?? 1) - 1;
+          if (n > 0) this.perToken.set(principal.tokenIndex, n);
+          else this.perToken.delete(principal.tokenIndex);
+        },
       });
       this.sessions.add(session);
+      this.perToken.set(principal.tokenIndex, (this.perToken.get(principal.tokenIndex) ?? 0) + 1);
     });
   }
 

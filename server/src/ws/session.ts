@@ -184,9 +184,11 @@ export class Session implements FeedMember {
     if (this.isClosed()) return;
     if (this.socket.bufferedAmount > this.deps.maxBufferedBytes) {
       // Invariant 7: a reader that does not keep up is cut off; it resumes from its ack.
+      // Terminate rather than close: a close frame would queue behind the bytes it is not reading.
       this.log.warn({ buffered: this.socket.bufferedAmount, sent: this.sent }, 'slow consumer cut off');
       this.deps.metrics.slowConsumers.inc();
-      this.fail('slow_consumer', `more than ${this.deps.maxBufferedBytes} bytes were waiting to be read; reconnect and resume`);
+      this.cleanup();
+      this.socket.terminate();
       return;
     }
     this.socket.send(frame);

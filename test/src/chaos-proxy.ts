@@ -1,0 +1,80 @@
+import { createServer, connect, type Server, type Socket } from 'node:net';
+
+/**
+ * A TCP proxy that cuts connections: on demand (`cutAll`) or at random moments,
+ * optionally in the middle of a chunk (forwarding only part of it first), so
+ * websocket frames are torn the way a flaky network tears them.
+ */
+export class ChaosProxy {
+  private readonly server: Server;
+  private readonly pairs = new Set<[Socket, Socket]>();
+  private timer: NodeJS.Timeout | undefined;
+  cuts = 0;
+  port = 0;
+
+  constructor(private readonly targetPort: number, private readonly targetHost = '127.0.0.1') {
+    this.server = createServer((client) => {
+      const upstream = connect(this.targetPort, this.targetHost);
+      const pair: [Socket, Socket] = [client, upstream];
+      this.pairs.add(pair);
+      let tearNext = false;
+      const forward = (from: Socket, to: Socket) => from.on('data', (chunk: Buffer) => {
+        if (tearNext && chunk.length > 1) {
+          tearNext = false;
+          to.write(chunk.subarray(0, Math.floor(Math.random() * (chunk.length - 1)) + 1));
+          this.cut(pair);
+          return;
+        }
+        to.write(chunk);
+      });
+      forward(client, upstream);
+      forward(upstream, client);
+      const end = () => this.cut(pair, false);
+      client.on('error', end).on('close', end);
+      upstream.on('error', end).on('close', end);
+      (pair as unknown as { tear: () => void }).tear = () => (tearNext = true);
+    });
+  }
+
+  async listen(): Promise<string> {
+    await new Promise<void>((r) => this.server.listen(0, '127.0.0.1', r));
+    const a = this.server.address();
+    this.port = typeof a === 'object' && a ? a.port : 0;
+    return `http://127.0.0.1:${this.port}`;
+  }
+
+  private cut(pair: [Socket, Socket], count = true): void {
+    if (!this.pairs.delete(pair)) return;
+    if (count) this.cuts++;
+    pair[0].destroy();
+    pair[1].destroy();
+  }
+
+  cutAll(): void {
+    for (const p of [...this.pairs]) this.cut(p);
+  }
+
+  /** Every `minMs`..`maxMs`, cut one random connection, half of the time mid-chunk. */
+  startRandomCuts(minMs: number, maxMs: number): void {
+    const tick = () => {
+      const all = [...this.pairs];
+      const p = all[Math.floor(Math.random() * all.length)];
+      if (p) {
+        if (Math.random() < 0.5) (p as unknown as { tear: () => void }).tear();
+        else this.cut(p);
+      }
+      this.timer = setTimeout(tick, minMs + Math.random() * (maxMs - minMs));
+    };
+    this.timer = setTimeout(tick, minMs);
+  }
+
+  stopRandomCuts(): void {
+    if (this.timer) clearTimeout(this.timer);
+  }
+
+  async close(): Promise<void> {
+    this.stopRandomCuts();
+    this.cutAll();
+    await new Promise<void>((r) => this.server.close(() => r()));
+  }
+}
