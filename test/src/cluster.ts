@@ -35,13 +35,14 @@ export class Cluster {
     return started;
   }
 
-  async startAgent(id: string, serverUrls: string[], extra: Record<string, string> = {}): Promise<AgentProc> {
+  /** With `persist`, the agent keeps its state in a DATA_DIR of its own that survives restarts under the same id. */
+  async startAgent(id: string, serverUrls: string[], extra: Record<string, string> = {}, persist = false): Promise<AgentProc> {
     if (!this.dir) this.dir = await mkdtemp(join(tmpdir(), 'factsync-fault-'));
     const historyFile = join(this.dir, `${id}.history`);
     const dataDir = join(this.dir, `${id}-data`);
     const p = await spawnAgent({
       SERVER_URL: serverUrls.join(','), AGENT_TOKEN: AGENT, AGENT_ENV: this.env, AGENT_ID: id, HISTORY_FILE: historyFile,
-      SERVER_TIMEOUT_MS: '3000', LOG_LEVEL: 'info', ...extra,
+      SERVER_TIMEOUT_MS: '3000', LOG_LEVEL: 'info', ...(persist ? { DATA_DIR: dataDir } : {}), ...extra,
     });
     const a = Object.assign(p, { id, historyFile, dataDir });
     this.agents.push(a);

@@ -9,8 +9,14 @@ import { waitUntil } from './wait.js';
 export class RawAgent {
   readonly messages: ServerMessage[] = [];
   closed: { code: number; reason: string } | undefined;
+  /** Ack every changes frame as it arrives, like a healthy agent. */
+  autoAck = false;
   private constructor(readonly ws: WebSocket) {
-    ws.on('message', (d) => this.messages.push(JSON.parse(d.toString()) as ServerMessage));
+    ws.on('message', (d) => {
+      const m = JSON.parse(d.toString()) as ServerMessage;
+      this.messages.push(m);
+      if (this.autoAck && m.type === 'changes') this.ack(m.changes[m.changes.length - 1]!.version);
+    });
     ws.on('close', (code, reason) => (this.closed = { code, reason: reason.toString() }));
     ws.on('error', () => undefined);
   }
@@ -51,6 +57,34 @@ export class RawAgent {
 
   async waitClosed(timeoutMs = 10_000): Promise<{ code: number; reason: string }> {
     return waitUntil(() => this.closed, 'socket close', timeoutMs, 5);
+  }
+
+  /** Stop reading the socket: what the server sends piles up in kernel buffers, then in the server's. */
+  pause(): void {
+    (this.ws as unknown as { _socket: { pause(): void } })._socket.pause();
+  }
+
+  resume(): void {
+    (this.ws as unknown as { _socket: { resume(): void } })._socket.resume();
+  }
+
+  /** The last version reached without a gap from the first snapshot (or from `from`), or -1 on a gap. */
+  contiguousFrom(from: number): number {
+    let v = from;
+    for (const m of this.messages) {
+      if (m.type === 'snapshot') v = m.version;
+      if (m.type !== 'changes') continue;
+      for (const c of m.changes) {
+        if (c.version <= v) continue;
+        if (c.version !== v + 1) return -1;
+        v = c.version;
+      }
+    }
+    return v;
+  }
+
+  contiguous(): number {
+    return this.contiguousFrom(0);
   }
 
   close(): void {
