@@ -6,7 +6,7 @@ import { startWriters } from '../src/load-writers.js';
 import { startRedisServer } from '../src/redis.js';
 import { ChaosProxy } from '../src/chaos-proxy.js';
 import { startServer, type RunningServer } from '../src/inproc.js';
-import { sleep, waitUntil } from '../src/wait.js';
+import { SOAK_SCALE, sleep, waitUntil } from '../src/wait.js';
 
 /**
  * The network misbehaves everywhere at once: agent sockets are cut at random
@@ -54,7 +54,7 @@ describe('fault: torn sockets, lost doorbells, killed subscriptions', () => {
     for (const p of proxies) p.startRandomCuts(40, 200);
 
     const writers = startWriters({ urls: servers.map((s) => s.url), env: cluster.env, token: ADMIN, writers: 3, pauseMs: 2 });
-    await waitUntil(() => writers.count >= 400, '400 writes under chaos', 30_000);
+    await waitUntil(() => writers.count >= 400 * SOAK_SCALE, 'writes under chaos', 30_000 * SOAK_SCALE);
     const stats = await writers.stop();
     clearInterval(killTimer);
     for (const p of proxies) p.stopRandomCuts();

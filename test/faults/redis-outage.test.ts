@@ -6,7 +6,7 @@ import { Cluster, ADMIN } from '../src/cluster.js';
 import { startWriters } from '../src/load-writers.js';
 import { startRedisServer } from '../src/redis.js';
 import { client } from '../src/http.js';
-import { sleep, waitUntil } from '../src/wait.js';
+import { SOAK_SCALE, sleep, waitUntil } from '../src/wait.js';
 
 /**
  * Redis goes away under concurrent writers: restarted (kill -9, with AOF
@@ -40,13 +40,13 @@ describe('fault: Redis outages', () => {
     const { cluster, r1, r2, redis, restart } = await setup();
     const epoch = (await client(r1.url, ADMIN).get(`/v1/envs/${cluster.env}/head`)).body.epoch;
     const writers = startWriters({ urls: [r1.url, r2.url], env: cluster.env, token: ADMIN, writers: 3, requestTimeoutMs: 8000 });
-    await waitUntil(() => writers.count >= 100, '100 writes before the outage');
+    await waitUntil(() => writers.count >= 100 * SOAK_SCALE, 'writes before the outage', 20_000 * SOAK_SCALE);
     redis().process.kill('SIGKILL');
     await sleep(1500);
     const during = { ...writers.stats.statuses };
     await restart();
     const after = writers.count;
-    await waitUntil(() => writers.count >= after + 100, '100 writes after the restart', 20_000);
+    await waitUntil(() => writers.count >= after + 100 * SOAK_SCALE, 'writes after the restart', 20_000 * SOAK_SCALE);
     const stats = await writers.stop();
 
     expect(during[503] ?? 0).toBeGreaterThan(0);
@@ -63,14 +63,14 @@ describe('fault: Redis outages', () => {
   it('Redis unreachable (frozen) for 2 s: writes get 503 quickly, then recover', async () => {
     const { cluster, r1, r2, redis } = await setup();
     const writers = startWriters({ urls: [r1.url, r2.url], env: cluster.env, token: ADMIN, writers: 3, requestTimeoutMs: 8000 });
-    await waitUntil(() => writers.count >= 100, '100 writes before the outage');
+    await waitUntil(() => writers.count >= 100 * SOAK_SCALE, 'writes before the outage', 20_000 * SOAK_SCALE);
     redis().process.kill('SIGSTOP');
     await sleep(2000);
     const ready = await client(r1.url).get('/readyz');
     const during = { ...writers.stats.statuses };
     redis().process.kill('SIGCONT');
     const after = writers.count;
-    await waitUntil(() => writers.count >= after + 100, '100 writes after the outage', 20_000);
+    await waitUntil(() => writers.count >= after + 100 * SOAK_SCALE, 'writes after the outage', 20_000 * SOAK_SCALE);
     const stats = await writers.stop();
 
     expect(ready.status).toBe(503);

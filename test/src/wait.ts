@@ -16,3 +16,6 @@ export async function waitUntil<T>(check: () => T | Promise<T>, what: string, ti
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** `npm run soak` multiplies the work of the fault scenarios by SOAK_SCALE (default 1 in CI). */
+export const SOAK_SCALE = Math.max(1, Number(process.env.SOAK_SCALE ?? 1) || 1);
