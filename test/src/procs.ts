@@ -16,8 +16,8 @@ export interface Proc {
  * Runs a TypeScript entry point as a real child process and waits until it logs
  * `readyMsg`; the log line's `url` field is where it listens.
  */
-export async function spawnTs(entry: string, env: Record<string, string>, readyMsg: string, timeoutMs = 20_000): Promise<Proc> {
-  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, entry)], {
+export async function spawnTs(entry: string, env: Record<string, string>, readyMsg: string, timeoutMs = 20_000, nodeArgs: string[] = []): Promise<Proc> {
+  const child = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', join(ROOT, entry)], {
     cwd: ROOT,
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -1,0 +1,106 @@
+import { fork, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { nanoid } from 'nanoid';
+import { spawnTs, spawnServer, type Proc } from '../../test/src/procs.js';
+import { startRedisServer, acquireRedis, type RedisHandle } from '../../test/src/redis.js';
+
+export const ADMIN = 'bench-admin';
+export const AGENT = 'bench-agent';
+export const TOKENS = `${ADMIN}=admin:*,${AGENT}=agent:*`;
+
+/** Everything one scenario started, stopped in reverse order. */
+export class Harness {
+  private readonly stops: (() => Promise<unknown>)[] = [];
+  redis!: RedisHandle;
+  /** KEY_PREFIX of the servers started last, for writing to their data directly. */
+  keyPrefix = '';
+
+  async startRedis(): Promise<RedisHandle> {
+    // A Redis of our own when we can start one, so nothing else competes for it.
+    this.redis = await startRedisServer().catch(() => acquireRedis());
+    this.stops.push(() => this.redis.stop());
+    return this.redis;
+  }
+
+  async servers(n: number, env: Record<string, string> = {}, nodeArgs: string[] = []): Promise<Proc[]> {
+    const prefix = `b${nanoid(6).replace(/[^A-Za-z0-9]/g, 'x')}`;
+    this.keyPrefix = prefix;
+    const procs = await Promise.all(Array.from({ length: n }, (_, i) =>
+      nodeArgs.length
+        ? spawnTs('server/src/main.ts', { PORT: '0', REDIS_URL: this.redis.url, KEY_PREFIX: prefix, AUTH_TOKENS: TOKENS, REPLICA_ID: `b${i + 1}`, LOG_LEVEL: 'info', ...env }, 'factsync server listening', 30_000, nodeArgs)
+        : spawnServer({ REDIS_URL: this.redis.url, KEY_PREFIX: prefix, AUTH_TOKENS: TOKENS, REPLICA_ID: `b${i + 1}`, LOG_LEVEL: 'info', ...env })));
+    for (const p of procs) this.stops.push(() => p.stop('SIGTERM'));
+    return procs;
+  }
+
+  async sioNodes(n: number): Promise<Proc[]> {
+    const id = nanoid(6);
+    const procs = await Promise.all(Array.from({ length: n }, (_, i) =>
+      spawnTs('bench/sim/sio-server.ts', { PORT: '0', REDIS_URL: this.redis.url, BENCH_ID: id, NODE_INDEX: String(i) }, 'sio node listening')));
+    for (const p of procs) this.stops.push(() => p.stop('SIGTERM'));
+    return procs;
+  }
+
+  async agentProcess(env: Record<string, string>): Promise<Proc> {
+    const p = await spawnTs('pdp-agent/src/main.ts', { PORT: '0', LOG_LEVEL: 'info', ...env }, 'factsync agent listening');
+    this.stops.push(() => p.stop('SIGTERM'));
+    return p;
+  }
+
+  /** `count` simulated agents over `processes` child processes; resolves once all are connected (and bootstrapped). */
+  async fleet(o: { kind: 'factsync' | 'sio'; urls: string[]; count: number; env?: string; idle?: boolean; processes?: number; onProgress?: (ready: number) => void }): Promise<Fleet> {
+    const n = o.processes ?? Math.max(1, Math.min(4, Math.ceil(o.count / 500)));
+    const children: ChildProcess[] = [];
+    const per = Math.ceil(o.count / n);
+    const script = fileURLToPath(new URL('../sim/fleet.ts', import.meta.url));
+    await Promise.all(Array.from({ length: n }, (_, i) => new Promise<void>((resolve, reject) => {
+      const count = Math.min(per, o.count - i * per);
+      const cfg = { kind: o.kind, urls: o.urls, count, env: o.env ?? 'bench', token: AGENT, idPrefix: `sim${i}`, idle: o.idle ?? false };
+      const child = fork(script, [JSON.stringify(cfg)], { execArgv: ['--import', 'tsx', '--max-old-space-size=4096'], stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+      children.push(child);
+      const timer = setTimeout(() => reject(new Error(`fleet ${i} not ready in 120 s`)), 120_000);
+      child.on('message', (m: { type: string; message?: string }) => {
+        if (m.type === 'ready') {
+          clearTimeout(timer);
+          resolve();
+        }
+      });
+      child.once('exit', (code) => reject(new Error(`fleet ${i} exited ${code}`)));
+    })));
+    const fleet = new Fleet(children);
+    this.stops.push(() => fleet.close());
+    return fleet;
+  }
+
+  async close(): Promise<void> {
+    for (const s of this.stops.reverse()) await s().catch(() => undefined);
+    this.stops.length = 0;
+  }
+}
+
+export class Fleet {
+  constructor(readonly children: ChildProcess[]) {}
+
+  /** Versions applied (factsync) or messages applied (sio), summed over the fleet. */
+  async applied(): Promise<number> {
+    const parts = await Promise.all(this.children.map((c) => new Promise<number>((resolve) => {
+      const on = (m: { type: string; applied: number }) => {
+        if (m.type !== 'stats') return;
+        c.off('message', on);
+        resolve(m.applied);
+      };
+      c.on('message', on);
+      c.send({ type: 'stats' });
+    })));
+    return parts.reduce((a, b) => a + b, 0);
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.children.map((c) => new Promise<void>((resolve) => {
+      if (c.exitCode !== null) return resolve();
+      c.once('exit', () => resolve());
+      c.send({ type: 'close' });
+      setTimeout(() => c.kill('SIGKILL'), 3000).unref();
+    })));
+  }
+}

@@ -1,0 +1,51 @@
+/**
+ * `npm run bench` runs every scenario; `npm run bench -- p1 p3` runs some.
+ * Each writes bench/results/<scenario>.json (raw figures, machine, baseline of
+ * the same run); a table is printed at the end. BENCH_QUICK=1 shrinks them.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { machineInfo } from './lib/stats.js';
+import { QUICK, p1, p2, p3, p4, p5, p6 } from './scenarios.js';
+import { renderChart } from './chart.js';
+
+const SCENARIOS: Record<string, { title: string; run: () => Promise<Record<string, unknown>> }> = {
+  p1: { title: 'fan-out latency, write → all agents applied and acked', run: p1 },
+  p2: { title: 'deliveries per second (versions × agents)', run: p2 },
+  p3: { title: 'write throughput by batch size', run: p3 },
+  p4: { title: 'catch-up and cold start', run: p4 },
+  p5: { title: 'server memory per idle agent', run: p5 },
+  p6: { title: 'write through an agent: plain vs wait(local)', run: p6 },
+};
+
+const RESULTS = fileURLToPath(new URL('./results/', import.meta.url));
+
+async function main(): Promise<void> {
+  const asked = process.argv.slice(2).map((s) => s.toLowerCase());
+  const unknown = asked.filter((s) => !SCENARIOS[s]);
+  if (unknown.length) {
+    process.stderr.write(`unknown scenario ${unknown.join(', ')}; choose from ${Object.keys(SCENARIOS).join(', ')}\n`);
+    process.exit(2);
+  }
+  const names = asked.length ? asked : Object.keys(SCENARIOS);
+  mkdirSync(RESULTS, { recursive: true });
+  const machine = machineInfo();
+  const summary: Record<string, unknown> = {};
+  for (const name of names) {
+    const s = SCENARIOS[name]!;
+    process.stderr.write(`\n== ${name.toUpperCase()}: ${s.title}${QUICK ? ' (quick)' : ''}\n`);
+    const startedAt = new Date().toISOString();
+    const t0 = Date.now();
+    const result = await s.run();
+    const doc = { scenario: name, title: s.title, quick: QUICK, startedAt, durationMs: Date.now() - t0, machine, ...result };
+    writeFileSync(`${RESULTS}${name}.json`, `${JSON.stringify(doc, null, 2)}\n`);
+    if (name === 'p1') writeFileSync(`${RESULTS}p1-latency.svg`, renderChart(doc as never));
+    summary[name] = result;
+  }
+  process.stdout.write(`\n${JSON.stringify({ machine, results: summary }, null, 2)}\n`);
+}
+
+main().then(() => process.exit(0), (e: Error) => {
+  process.stderr.write(`\nbench failed: ${e.stack ?? e.message}\n`);
+  process.exit(1);
+});

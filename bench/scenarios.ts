@@ -1,0 +1,315 @@
+import { execFileSync } from 'node:child_process';
+import WebSocket from 'ws';
+import { nanoid } from 'nanoid';
+import { Applier, LocalStore } from '@factsync/pdp-agent';
+import { createRedisStore } from '@factsync/server';
+import { parseServerMessage, type Change, type Fact, type Op } from '@factsync/shared';
+import { pino } from 'pino';
+import { WRITE } from '../server/src/store/redis-scripts.js';
+import { ADMIN, AGENT, Harness } from './lib/harness.js';
+import { LatencyRecorder, Progress, rssKiB, type Latency } from './lib/stats.js';
+
+export const QUICK = process.env.BENCH_QUICK === '1';
+const n = (full: number, quick: number) => (QUICK ? quick : full);
+
+async function post(url: string, body: unknown, headers: Record<string, string> = {}): Promise<{ status: number; body: any }> {
+  const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) });
+  return { status: res.status, body: await res.json() };
+}
+const writeUrl = (base: string, env: string) => `${base}/v1/envs/${env}/facts`;
+const auth = { authorization: `Bearer ${ADMIN}` };
+const sampleOps = (i: number, count = 1): Op[] =>
+  Array.from({ length: count }, (_, j) => ({ op: 'upsert', type: 'user', key: `u${(i * count + j) % 5000}@x.io`, value: { email: `u${i}@x.io`, attributes: { n: i, team: 'bench' } } }));
+
+/** P1: one writer, N agents over 2 replicas: write → every agent applied and acked, as `wait_for=all` sees it. */
+export async function p1(): Promise<Record<string, unknown>> {
+  const agents = n(1000, 200);
+  const writes = n(300, 60);
+  const out: Record<string, Latency> = {};
+  {
+    const h = new Harness();
+    try {
+      await h.startRedis();
+      const servers = await h.servers(2);
+      const prog = new Progress('P1 factsync');
+      prog.update(`connecting ${agents} agents`, true);
+      await h.fleet({ kind: 'factsync', urls: servers.map((s) => s.url), count: agents });
+      const rec = new LatencyRecorder();
+      for (let i = 0; i < writes; i++) {
+        const t0 = performance.now();
+        const r = await post(writeUrl(servers[i % 2]!.url, 'bench'), { ops: sampleOps(i) }, { ...auth, 'x-wait-for': 'all', 'x-wait-timeout': '10' });
+        if (!r.body.sync?.synced || r.body.sync.acked.length !== agents) throw new Error(`write ${i} not synced: ${JSON.stringify(r.body).slice(0, 300)}`);
+        if (i >= 10) rec.record(performance.now() - t0); // the first writes warm the JIT
+        prog.update(`${i + 1}/${writes} writes`);
+      }
+      out.factsync = rec.summary();
+      prog.done(`p50 ${out.factsync.p50} ms, p99 ${out.factsync.p99} ms`);
+    } finally {
+      await h.close();
+    }
+  }
+  {
+    const h = new Harness();
+    try {
+      await h.startRedis();
+      const nodes = await h.sioNodes(2);
+      const prog = new Progress('P1 socket.io');
+      prog.update(`connecting ${agents} clients`, true);
+      await h.fleet({ kind: 'sio', urls: nodes.map((s) => s.url), count: agents });
+      const rec = new LatencyRecorder();
+      for (let i = 0; i < writes; i++) {
+        const t0 = performance.now();
+        await post(`${nodes[i % 2]!.url}/publish?expect=${agents}`, { ops: sampleOps(i) });
+        if (i >= 10) rec.record(performance.now() - t0);
+        prog.update(`${i + 1}/${writes} broadcasts`);
+      }
+      out.baseline = rec.summary();
+      prog.done(`p50 ${out.baseline.p50} ms, p99 ${out.baseline.p99} ms`);
+    } finally {
+      await h.close();
+    }
+  }
+  return {
+    params: { agents, writes, replicas: 2, warmup: 10 },
+    factsync: out.factsync, baseline: out.baseline,
+    ratio: { p50: round(out.factsync!.p50 / out.baseline!.p50), p99: round(out.factsync!.p99 / out.baseline!.p99) },
+    targets: { p99_ms: 25, p99_ratio: 0.5 },
+  };
+}
+
+/** P2: sustained writes; deliveries (versions × agents applied) per second, at 100 and 1,000 agents. */
+export async function p2(): Promise<Record<string, unknown>> {
+  const seconds = n(10, 4);
+  const concurrency = 8;
+  const result: Record<string, unknown> = { params: { seconds, concurrency, replicas: 2 } };
+  for (const agents of [100, n(1000, 300)]) {
+    const row: Record<string, number> = {};
+    for (const kind of ['factsync', 'sio'] as const) {
+      const h = new Harness();
+      try {
+        await h.startRedis();
+        const urls = (kind === 'factsync' ? await h.servers(2) : await h.sioNodes(2)).map((s) => s.url);
+        const prog = new Progress(`P2 ${kind} ${agents}`);
+        prog.update('connecting', true);
+        const fleet = await h.fleet({ kind, urls, count: agents });
+        const before = await fleet.applied();
+        let writes = 0;
+        const end = Date.now() + seconds * 1000;
+        await Promise.all(Array.from({ length: concurrency }, async (_, w) => {
+          for (let i = w; Date.now() < end; i += concurrency) {
+            if (kind === 'factsync') await post(writeUrl(urls[i % 2]!, 'bench'), { ops: sampleOps(i) }, auth);
+            else await post(`${urls[i % 2]!}/publish`, { ops: sampleOps(i) });
+            writes++;
+            prog.update(`${writes} writes, ${Math.round((end - Date.now()) / 1000)} s left`);
+          }
+        }));
+        // Deliveries that land after the window still count, but the window is the denominator.
+        const deadline = Date.now() + 10_000;
+        let applied = 0;
+        while (Date.now() < deadline && (applied = (await fleet.applied()) - before) < writes * agents) await sleep(100);
+        const rate = applied / seconds;
+        row[kind === 'sio' ? 'baseline' : 'factsync'] = Math.round(rate);
+        row[`${kind === 'sio' ? 'baseline' : 'factsync'}_writes_per_s`] = Math.round(writes / seconds);
+        row[`${kind === 'sio' ? 'baseline' : 'factsync'}_complete`] = applied >= writes * agents ? 1 : round(applied / (writes * agents));
+        prog.done(`${Math.round(rate)} deliveries/s (${writes} writes)`);
+      } finally {
+        await h.close();
+      }
+    }
+    result[`agents_${agents}`] = { ...row, ratio: round(row.factsync! / row.baseline!) };
+  }
+  return { ...result, targets: { ratio: 1.5 } };
+}
+
+/** P3: write throughput with batches of 1, 10, 100 ops, fan-out to 10 agents; baseline: redis-benchmark EVALSHA of the same script. */
+export async function p3(): Promise<Record<string, unknown>> {
+  const seconds = n(5, 2);
+  const concurrency = 16;
+  const result: Record<string, unknown> = { params: { seconds, concurrency, agents: 10, replicas: 1 } };
+  for (const batch of [1, 10, 100]) {
+    const h = new Harness();
+    try {
+      const redis = await h.startRedis();
+      const [server] = await h.servers(1);
+      await h.fleet({ kind: 'factsync', urls: [server!.url], count: 10, processes: 1 });
+      const prog = new Progress(`P3 batch ${batch}`);
+      let writes = 0;
+      const rec = new LatencyRecorder();
+      const end = Date.now() + seconds * 1000;
+      await Promise.all(Array.from({ length: concurrency }, async (_, w) => {
+        for (let i = w; Date.now() < end; i += concurrency) {
+          const t0 = performance.now();
+          await post(writeUrl(server!.url, 'bench'), { ops: sampleOps(i, batch) }, auth);
+          rec.record(performance.now() - t0);
+          writes++;
+          prog.update(`${writes} writes`);
+        }
+      }));
+      const baseline = redisBenchmarkEvalsha(redis.url, batch);
+      const factsync = { writes_per_s: Math.round(writes / seconds), ops_per_s: Math.round((writes * batch) / seconds), latency: rec.summary() };
+      result[`batch_${batch}`] = { factsync, baseline, ratio: round(factsync.writes_per_s / baseline.evalsha_per_s) };
+      prog.done(`${factsync.writes_per_s} writes/s, ${factsync.ops_per_s} ops/s; EVALSHA ${baseline.evalsha_per_s}/s`);
+    } finally {
+      await h.close();
+    }
+  }
+  return result;
+}
+
+function redisBenchmarkEvalsha(url: string, batch: number): { evalsha_per_s: number } {
+  const u = new URL(url);
+  const sha = execFileSync('redis-cli', ['-h', u.hostname, '-p', u.port, 'SCRIPT', 'LOAD', WRITE], { encoding: 'utf8' }).trim();
+  const ops = sampleOps(1, batch);
+  const flat = ops.flatMap((o) => ['u', `user:${o.key}`, JSON.stringify((o as { value: unknown }).value)]);
+  const args = ['-h', u.hostname, '-p', u.port, '-c', '16', '-n', String(n(50_000, 10_000)), '-q',
+    'EVALSHA', sha, '3', 'rb:{bench}:meta', 'rb:{bench}:log', 'rb:{bench}:state', 'epoch1', new Date().toISOString(), '100000', '86400', '65536', 'rb:{bench}:events', JSON.stringify(ops), ...flat];
+  const out = execFileSync('redis-benchmark', args, { encoding: 'utf8' });
+  const m = /([\d.]+) requests per second/.exec(out);
+  return { evalsha_per_s: Math.round(Number(m?.[1] ?? 0)) };
+}
+
+/** P4: catch-up of an agent 100,000 versions behind; cold start from a snapshot of 1,000,000 facts. */
+export async function p4(): Promise<Record<string, unknown>> {
+  const behind = n(100_000, 20_000);
+  const facts = n(1_000_000, 100_000);
+  const h = new Harness();
+  try {
+    const redis = await h.startRedis();
+    const [server] = await h.servers(1, { LOG_RETENTION: String(behind + 10), WS_MAX_BUFFERED_BYTES: String(512 * 1024 * 1024) });
+    const store = await createRedisStore({
+      url: redis.url, keyPrefix: h.keyPrefix, logRetention: behind + 10, idempotencyTtlSeconds: 60, inlineChangeBytes: 65536, commandTimeoutMs: 30_000, log: pino({ level: 'silent' }),
+    });
+    try {
+      // An agent that applied version 1, then went away.
+      await store.write('catchup', { ops: sampleOps(0), ts: new Date().toISOString() });
+      const first = await simAgent(server!.url, 'catchup', 0, null, 1);
+      first.close();
+      const prog = new Progress('P4 catch-up');
+      for (let i = 0; i < behind; i += 500) {
+        await Promise.all(Array.from({ length: Math.min(500, behind - i) }, (_, j) => store.write('catchup', { ops: sampleOps(i + j + 1), ts: new Date().toISOString() })));
+        prog.update(`writing ${i + 500}/${behind} versions`);
+      }
+      const head = (await store.head('catchup')).version;
+      prog.update('reconnecting', true);
+      const t0 = performance.now();
+      const again = await simAgent(server!.url, 'catchup', first.applied, first.epoch, head);
+      const catchUpMs = performance.now() - t0;
+      again.close();
+      prog.done(`${behind} versions in ${Math.round(catchUpMs)} ms (snapshot used: ${again.snapshots > 0})`);
+
+      const cold = new Progress('P4 cold start');
+      for (let i = 0; i < facts; i += 10_000) {
+        const ops: Op[] = Array.from({ length: 10_000 }, (_, j) => ({ op: 'upsert', type: 'relationship', key: `document:${i + j}#viewer@user:${(i + j) % 997}`, value: { object: `document:${i + j}`, relation: 'viewer', subject: `user:${(i + j) % 997}` } }));
+        await store.write('cold', { ops, ts: new Date().toISOString() });
+        cold.update(`writing ${i + 10_000}/${facts} facts`);
+      }
+      const coldHead = (await store.head('cold')).version;
+      cold.update('loading snapshot', true);
+      const t1 = performance.now();
+      const c = await simAgent(server!.url, 'cold', 0, null, coldHead);
+      const coldMs = performance.now() - t1;
+      c.close();
+      cold.done(`${facts} facts in ${Math.round(coldMs)} ms`);
+      return {
+        params: { behind, facts },
+        catch_up: { versions: behind, ms: Math.round(catchUpMs), versions_per_s: Math.round(behind / (catchUpMs / 1000)), snapshot_used: again.snapshots > 0 },
+        cold_start: { facts, ms: Math.round(coldMs), facts_per_s: Math.round(facts / (coldMs / 1000)) },
+        targets: { catch_up_ms: 1000 },
+      };
+    } finally {
+      await store.close();
+    }
+  } finally {
+    await h.close();
+  }
+}
+
+/** One protocol client that applies with the agent's Applier and resolves once it reached `until`. */
+async function simAgent(url: string, env: string, applied: number, epoch: string | null, until: number) {
+  const store = new LocalStore();
+  let snapshots = 0;
+  const applier = new Applier(store, () => undefined, () => void snapshots++);
+  if (applied > 0) store.replace(applied, epoch, []);
+  const ws = new WebSocket(`${url.replace(/^http/, 'ws')}/v1/ws`, { headers: { authorization: `Bearer ${AGENT}` }, maxPayload: 2 ** 31 - 1, perMessageDeflate: false });
+  await new Promise<void>((resolve, reject) => {
+    ws.on('open', () => ws.send(JSON.stringify({ type: 'hello', env, agent_id: `sim-${nanoid(4)}`, applied, epoch, ack: true })));
+    ws.on('error', reject);
+    ws.on('message', (d) => {
+      const m = parseServerMessage(d.toString());
+      if (!m.ok) return reject(new Error(m.error));
+      if (m.value.type === 'snapshot') applier.snapshot(m.value.version, m.value.epoch, m.value.facts as Fact[]);
+      else if (m.value.type === 'changes') applier.offer(m.value.changes as Change[]);
+      if (store.version >= until) resolve();
+    });
+  });
+  return { applied: store.version, epoch: store.epoch, snapshots, close: () => ws.terminate() };
+}
+
+/** P5: server RSS per idle connected agent. */
+export async function p5(): Promise<Record<string, unknown>> {
+  const result: Record<string, unknown> = {};
+  for (const agents of [1000, n(10_000, 2000)]) {
+    const h = new Harness();
+    try {
+      await h.startRedis();
+      const [server] = await h.servers(1, { PING_INTERVAL_MS: '30000' });
+      const prog = new Progress(`P5 ${agents}`);
+      // Warm the server up with a few sessions first, so the baseline includes what any first session loads.
+      const warm = await h.fleet({ kind: 'factsync', urls: [server!.url], count: 10, idle: true, processes: 1 });
+      await sleep(1000);
+      const before = rssKiB(server!.child.pid!);
+      prog.update(`connecting ${agents} idle agents`, true);
+      const fleet = await h.fleet({ kind: 'factsync', urls: [server!.url], count: agents, idle: true, processes: Math.ceil(agents / 2500) });
+      await sleep(3000);
+      const after = rssKiB(server!.child.pid!);
+      const perAgent = (after - before) / agents;
+      result[`agents_${agents}`] = { rss_before_kib: before, rss_after_kib: after, kib_per_agent: round(perAgent) };
+      prog.done(`${round(perAgent)} KiB per idle agent (RSS ${before} → ${after} KiB)`);
+      await fleet.close();
+      await warm.close();
+    } finally {
+      await h.close();
+    }
+  }
+  return { ...result, targets: { kib_per_agent: 16 } };
+}
+
+/** P6: latency of a write through an agent, plain (timeout 0) vs waiting until that agent applied it (local). */
+export async function p6(): Promise<Record<string, unknown>> {
+  const writes = n(500, 100);
+  const h = new Harness();
+  try {
+    await h.startRedis();
+    const [server] = await h.servers(1);
+    const agent = await h.agentProcess({ SERVER_URL: server!.url, AGENT_TOKEN: AGENT, AGENT_ENV: 'bench', AGENT_ID: 'p6' });
+    await waitReady(agent.url);
+    const out: Record<string, Latency> = {};
+    for (const [name, headers] of [['plain', { 'x-wait-timeout': '0' }], ['wait_local', { 'x-wait-timeout': '5' }]] as const) {
+      const rec = new LatencyRecorder();
+      const prog = new Progress(`P6 ${name}`);
+      for (let i = 0; i < writes + 20; i++) {
+        const t0 = performance.now();
+        const r = await post(`${agent.url}/v1/facts`, { ops: sampleOps(i) }, headers);
+        if (name === 'wait_local' && !r.body.synced) throw new Error('local wait not synced');
+        if (i >= 20) rec.record(performance.now() - t0);
+        prog.update(`${i + 1}/${writes + 20}`);
+      }
+      out[name] = rec.summary();
+      prog.done(`p50 ${out[name]!.p50} ms, p99 ${out[name]!.p99} ms`);
+    }
+    return { params: { writes }, plain: out.plain, wait_local: out.wait_local, ratio: { p50: round(out.wait_local!.p50 / out.plain!.p50), p99: round(out.wait_local!.p99 / out.plain!.p99) } };
+  } finally {
+    await h.close();
+  }
+}
+
+async function waitReady(url: string): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    if ((await fetch(`${url}/readyz`).catch(() => undefined))?.status === 200) return;
+    await sleep(50);
+  }
+  throw new Error(`${url} not ready`);
+}
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+export const round = (x: number) => Math.round(x * 100) / 100;

@@ -1,0 +1,100 @@
+/**
+ * A fleet of simulated agents in one process, driven by the bench over IPC.
+ * `factsync` agents are real websockets that speak the protocol and apply with
+ * the agent's own Applier and LocalStore, then ack; `sio` clients are
+ * socket.io-client sockets that apply to a Map and ack. Idle mode connects and
+ * does nothing else (memory scenario).
+ */
+import WebSocket from 'ws';
+import { io as sioConnect, type Socket } from 'socket.io-client';
+import { Applier, LocalStore } from '@factsync/pdp-agent';
+import { parseServerMessage, type Change, type Fact } from '@factsync/shared';
+
+interface FleetConfig {
+  kind: 'factsync' | 'sio';
+  urls: string[];
+  count: number;
+  env: string;
+  token: string;
+  idPrefix: string;
+  idle?: boolean;
+}
+
+const cfg = JSON.parse(process.argv[2]!) as FleetConfig;
+let applied = 0; // versions (or messages) applied, summed over the fleet
+let ready = 0;
+const closers: (() => void)[] = [];
+const send = (m: unknown) => process.send?.(m);
+
+function factsyncAgent(i: number): void {
+  const url = cfg.urls[i % cfg.urls.length]!.replace(/^http/, 'ws') + '/v1/ws';
+  const store = new LocalStore();
+  const applier = new Applier(store, () => void applied++);
+  let acked = 0;
+  let ackScheduled = false;
+  let isReady = false;
+  const ws = new WebSocket(url, { headers: { authorization: `Bearer ${cfg.token}` }, perMessageDeflate: false });
+  closers.push(() => ws.terminate());
+  ws.on('open', () => ws.send(JSON.stringify({ type: 'hello', env: cfg.env, agent_id: `${cfg.idPrefix}-${i}`, applied: 0, ack: true })));
+  ws.on('error', (e) => send({ type: 'error', message: e.message }));
+  ws.on('message', (data) => {
+    if (cfg.idle) {
+      if (!isReady && (isReady = true)) ready++;
+      return;
+    }
+    const m = parseServerMessage(data.toString());
+    if (!m.ok) return;
+    if (m.value.type === 'snapshot') {
+      applier.snapshot(m.value.version, m.value.epoch, m.value.facts as Fact[]);
+      if (!isReady && (isReady = true)) ready++;
+    } else if (m.value.type === 'changes') applier.offer(m.value.changes as Change[]);
+    if (!ackScheduled && store.version > acked) {
+      ackScheduled = true;
+      setImmediate(() => {
+        ackScheduled = false;
+        acked = store.version;
+        ws.send(JSON.stringify({ type: 'ack', version: acked }));
+      });
+    }
+  });
+}
+
+function sioClient(i: number): void {
+  const state = new Map<string, unknown>();
+  const socket: Socket = sioConnect(cfg.urls[i % cfg.urls.length]!, { transports: ['websocket'], reconnection: false });
+  closers.push(() => socket.close());
+  socket.on('connect', () => {
+    ready++;
+  });
+  socket.on('connect_error', (e) => send({ type: 'error', message: e.message }));
+  socket.on('change', (change: { id: number; ops: { key: string; value: unknown }[] }) => {
+    if (cfg.idle) return;
+    for (const op of change.ops) state.set(op.key, op.value);
+    applied++;
+    socket.emit('ack', change.id);
+  });
+}
+
+async function main(): Promise<void> {
+  // Connect in waves so the servers see a realistic ramp, not one SYN flood.
+  for (let i = 0; i < cfg.count; i++) {
+    if (cfg.kind === 'factsync') factsyncAgent(i);
+    else sioClient(i);
+    if (i % 100 === 99) await new Promise((r) => setTimeout(r, 20));
+  }
+  const t = setInterval(() => {
+    if (ready >= cfg.count) {
+      clearInterval(t);
+      send({ type: 'ready' });
+    }
+  }, 20);
+  process.on('message', (m: { type: string }) => {
+    if (m.type === 'stats') send({ type: 'stats', applied, ready });
+    if (m.type === 'close') {
+      for (const c of closers) c();
+      setTimeout(() => process.exit(0), 100);
+    }
+  });
+}
+
+void main();
