@@ -4,6 +4,9 @@ import { nanoid } from 'nanoid';
 import { spawnTs, spawnServer, type Proc } from '../../test/src/procs.js';
 import { startRedisServer, acquireRedis, type RedisHandle } from '../../test/src/redis.js';
 
+/** BENCH_CPU_PROF=<dir>: run servers and fleets with --cpu-prof into that directory. */
+const PROFILE = process.env.BENCH_CPU_PROF;
+
 export const ADMIN = 'bench-admin';
 export const AGENT = 'bench-agent';
 export const TOKENS = `${ADMIN}=admin:*,${AGENT}=agent:*`;
@@ -22,7 +25,7 @@ export class Harness {
     return this.redis;
   }
 
-  async servers(n: number, env: Record<string, string> = {}, nodeArgs: string[] = []): Promise<Proc[]> {
+  async servers(n: number, env: Record<string, string> = {}, nodeArgs: string[] = PROFILE ? [`--cpu-prof`, `--cpu-prof-dir=${PROFILE}`] : []): Promise<Proc[]> {
     const prefix = `b${nanoid(6).replace(/[^A-Za-z0-9]/g, 'x')}`;
     this.keyPrefix = prefix;
     const procs = await Promise.all(Array.from({ length: n }, (_, i) =>
@@ -56,7 +59,8 @@ export class Harness {
     await Promise.all(Array.from({ length: n }, (_, i) => new Promise<void>((resolve, reject) => {
       const count = Math.min(per, o.count - i * per);
       const cfg = { kind: o.kind, urls: o.urls, count, env: o.env ?? 'bench', token: AGENT, idPrefix: `sim${i}`, idle: o.idle ?? false };
-      const child = fork(script, [JSON.stringify(cfg)], { execArgv: ['--import', 'tsx', '--max-old-space-size=4096'], stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+      const prof = PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${PROFILE}/fleet`] : [];
+      const child = fork(script, [JSON.stringify(cfg)], { execArgv: [...prof, '--import', 'tsx', '--max-old-space-size=4096'], stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
       children.push(child);
       const timer = setTimeout(() => reject(new Error(`fleet ${i} not ready in 120 s`)), 120_000);
       child.on('message', (m: { type: string; message?: string }) => {

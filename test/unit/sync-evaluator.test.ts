@@ -29,3 +29,20 @@ describe('evaluateSync', () => {
     expect(evaluateSync(new Map(), 3, { kind: 'all' }).synced).toBe(true);
   });
 });
+
+describe('isSynced agrees with evaluateSync', () => {
+  it('property: for random agent views and wait forms', async () => {
+    const fc = (await import('fast-check')).default;
+    const { isSynced } = await import('../../server/src/acks/sync-evaluator.js');
+    const agent = fc.record({ applied: fc.nat(10), since: fc.nat(10), connected: fc.boolean(), conn: fc.constant(null) });
+    const waitFor = fc.oneof(
+      fc.constant({ kind: 'all' as const }),
+      fc.integer({ min: 1, max: 6 }).map((n) => ({ kind: 'count' as const, n })),
+      fc.subarray(['a', 'b', 'c', 'd', 'x'], { minLength: 1 }).map((ids) => ({ kind: 'ids' as const, ids })),
+    );
+    fc.assert(fc.property(fc.dictionary(fc.constantFrom('a', 'b', 'c', 'd', 'e'), agent), fc.nat(10), waitFor, (d, v, w) => {
+      const m = new Map(Object.entries(d));
+      expect(isSynced(m, v, w)).toBe(evaluateSync(m, v, w).synced);
+    }), { numRuns: 1000 });
+  });
+});

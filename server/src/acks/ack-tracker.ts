@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import type { SyncStatus, WaitFor } from '@factsync/shared';
 import type { EnvEvent, FactStore } from '../store/fact-store.js';
-import { evaluateSync, type AgentView } from './sync-evaluator.js';
+import { evaluateSync, isSynced, type AgentView } from './sync-evaluator.js';
 
 interface Waiter {
   version: number;
@@ -143,8 +143,7 @@ export class AckTracker {
 
   private settle(view: View): void {
     for (const w of [...view.waiters]) {
-      const s = evaluateSync(view.agents, w.version, w.waitFor);
-      if (s.synced) w.resolve(s);
+      if (isSynced(view.agents, w.version, w.waitFor)) w.resolve(evaluateSync(view.agents, w.version, w.waitFor));
     }
   }
 

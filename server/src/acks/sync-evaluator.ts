@@ -13,6 +13,28 @@ export interface AgentView {
  * registered at a head < V) and still connected; an agent whose socket is gone
  * leaves the set. `n`: any n agents have applied V. ids: exactly those agents.
  */
+/**
+ * Whether V is synced, without building the status: the ack path calls this for
+ * every waiter on every ack event, so it must not allocate or sort (a profile
+ * showed the full evaluation there).
+ */
+export function isSynced(agents: ReadonlyMap<string, AgentView>, version: number, waitFor: WaitFor): boolean {
+  switch (waitFor.kind) {
+    case 'ids':
+      for (const id of waitFor.ids) if ((agents.get(id)?.applied ?? 0) < version) return false;
+      return true;
+    case 'count': {
+      let n = 0;
+      for (const a of agents.values()) if (a.applied >= version && ++n >= waitFor.n) return true;
+      return false;
+    }
+    case 'all':
+    case 'local':
+      for (const a of agents.values()) if (a.applied < version && a.connected && (waitFor.kind !== 'all' || a.since < version)) return false;
+      return true;
+  }
+}
+
 export function evaluateSync(agents: ReadonlyMap<string, AgentView>, version: number, waitFor: WaitFor): SyncStatus {
   const acked: string[] = [];
   const pending: string[] = [];

@@ -1,12 +1,12 @@
 import type { Logger } from 'pino';
 import type { EnvEvent, EnvHead, FactStore, RawChange } from '../store/fact-store.js';
 
-/** One frame's worth of consecutive versions, serialised once for every member. */
+/** One frame's worth of consecutive versions, serialised and UTF-8 encoded once for every member. */
 export interface ChangeBatch {
   first: number;
   last: number;
   changes: readonly RawChange[];
-  frame: string;
+  frame: Buffer;
 }
 
 export interface FeedMember {
@@ -18,6 +18,9 @@ export interface FeedMember {
 
 export const changesFrame = (changes: readonly RawChange[]): string =>
   `{"type":"changes","changes":[${changes.map((c) => c.json).join(',')}]}`;
+
+/** The frame as UTF-8 bytes: encoded once here instead of once per socket by ws (a profile showed it). */
+export const changesFrameBytes = (changes: readonly RawChange[]): Buffer => Buffer.from(changesFrame(changes), 'utf8');
 
 /**
  * The ordered stream of one env on this replica. Pub/sub is only a doorbell
@@ -144,7 +147,7 @@ export class EnvFeed {
     if (this.pending.length === 0) return;
     const changes = this.pending;
     this.pending = [];
-    const batch: ChangeBatch = { first: changes[0]!.version, last: changes[changes.length - 1]!.version, changes, frame: changesFrame(changes) };
+    const batch: ChangeBatch = { first: changes[0]!.version, last: changes[changes.length - 1]!.version, changes, frame: changesFrameBytes(changes) };
     for (const m of this.members) m.deliver(batch);
   }
 

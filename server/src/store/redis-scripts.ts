@@ -93,16 +93,20 @@ for i = 2, #ARGV do redis.call('ZADD', KEYS[1], 'XX', until_ms, ARGV[i]) end
 return #ARGV - 1
 `;
 
-// KEYS: acks, seen   ARGV: channel, eventJson, (id, version)*
+// KEYS: acks, seen   ARGV: channel, (id, version)*
 // Acks are cumulative: a late, lower ack (an old socket of a moved agent) never lowers the record.
+// The event is built here from the same arguments instead of being sent twice; agent ids
+// match AGENT_ID_PATTERN (no quotes or backslashes), so concatenation is valid JSON.
 export const ACKS = `
 ${NOW_MS}
-for i = 3, #ARGV, 2 do
+local parts = {}
+for i = 2, #ARGV, 2 do
   local cur = tonumber(redis.call('HGET', KEYS[1], ARGV[i]) or '-1')
   if tonumber(ARGV[i + 1]) > cur then redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
   redis.call('HSET', KEYS[2], ARGV[i], now)
+  parts[#parts + 1] = '"' .. ARGV[i] .. '":' .. ARGV[i + 1]
 end
-redis.call('PUBLISH', ARGV[1], ARGV[2])
+redis.call('PUBLISH', ARGV[1], '{"t":"acks","a":{' .. table.concat(parts, ',') .. '}}')
 return 1
 `;
 

@@ -3,7 +3,7 @@ import { nanoid } from 'nanoid';
 import type { Logger } from 'pino';
 import { FactsyncError, factField, splitFactField, streamIdOf, versionOfStreamId } from '@factsync/shared';
 import * as scripts from './redis-scripts.js';
-import { parseEnvEvent, encodeAckEvent } from './events.js';
+import { parseEnvEvent } from './events.js';
 import type {
   AgentConnect, AgentRecord, ChangesPage, EnvHead, EnvListener, FactStore, RawChange, Snapshot, WriteInput, WriteOutcome,
 } from './fact-store.js';
@@ -185,7 +185,7 @@ export async function createRedisStore(opts: RedisStoreOptions): Promise<FactSto
       const keys = k(env);
       const flat: (string | number)[] = [];
       for (const [id, v] of acks) flat.push(id, v);
-      await guard('acks', () => redis.fsAcks(keys.acks, keys.seen, keys.channel, encodeAckEvent(acks), ...flat));
+      await guard('acks', () => redis.fsAcks(keys.acks, keys.seen, keys.channel, ...flat));
     },
 
     async agents(env: string): Promise<AgentRecord[]> {

@@ -180,7 +180,8 @@ export class Session implements FeedMember {
     this.deps.acks.add(this.env, this.agentId, version);
   }
 
-  private send(frame: string): void {
+  /** Text frames only; a Buffer must hold UTF-8 JSON (it is sent as text, not binary). */
+  private send(frame: string | Buffer): void {
     if (this.isClosed()) return;
     if (this.socket.bufferedAmount > this.deps.maxBufferedBytes) {
       // Invariant 7: a reader that does not keep up is cut off; it resumes from its ack.
@@ -191,7 +192,7 @@ export class Session implements FeedMember {
       this.socket.terminate();
       return;
     }
-    this.socket.send(frame);
+    this.socket.send(frame, { binary: false });
   }
 
   ping(): void {
