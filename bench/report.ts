@@ -1,0 +1,60 @@
+/**
+ * `npm run bench:report`: renders bench/results/*.json as the results table of
+ * bench/README.md (between the results markers), so the README always shows
+ * the figures of the last run with the machine they were measured on.
+ */
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
+const dir = fileURLToPath(new URL('./results/', import.meta.url));
+const readme = fileURLToPath(new URL('./README.md', import.meta.url));
+const load = (name: string): any => (existsSync(`${dir}${name}.json`) ? JSON.parse(readFileSync(`${dir}${name}.json`, 'utf8')) : undefined);
+const ms = (x: number | undefined) => (x === undefined ? '–' : `${x} ms`);
+const num = (x: number | undefined) => (x === undefined ? '–' : x.toLocaleString('en-US'));
+
+const rows: string[] = ['| scenario | factsync | baseline (same run) | ratio | target |', '|---|---|---|---|---|'];
+const p1 = load('p1');
+if (p1) {
+  rows.push(`| P1 fan-out, ${p1.params.agents} agents / 2 replicas, p50 | ${ms(p1.factsync.p50)} | ${ms(p1.baseline.p50)} (Socket.IO) | ${p1.ratio.p50}× | |`);
+  rows.push(`| P1 fan-out, p99 | ${ms(p1.factsync.p99)} | ${ms(p1.baseline.p99)} | ${p1.ratio.p99}× | ≤ 25 ms and ≤ 0.5× |`);
+}
+const p2 = load('p2');
+if (p2) {
+  for (const k of Object.keys(p2).filter((k) => k.startsWith('agents_'))) {
+    const r = p2[k];
+    rows.push(`| P2 deliveries/s, ${k.slice(7)} agents | ${num(r.factsync)} (${num(r.factsync_writes_per_s)} writes/s) | ${num(r.baseline)} (${num(r.baseline_writes_per_s)} msgs/s, Socket.IO) | ${r.ratio}× | ≥ 1.5× |`);
+  }
+}
+const p3 = load('p3');
+if (p3) {
+  for (const k of Object.keys(p3).filter((k) => k.startsWith('batch_'))) {
+    const r = p3[k];
+    rows.push(`| P3 writes/s, ${k.slice(6)} op(s) per write, 10 agents | ${num(r.factsync.writes_per_s)} writes/s = ${num(r.factsync.ops_per_s)} ops/s (p99 ${ms(r.factsync.latency.p99)}) | ${num(r.baseline.evalsha_per_s)} EVALSHA/s (redis-benchmark) | ${r.ratio}× | |`);
+  }
+}
+const p4 = load('p4');
+if (p4) {
+  rows.push(`| P4 catch-up of ${num(p4.catch_up.versions)} versions | ${ms(p4.catch_up.ms)} (${num(p4.catch_up.versions_per_s)} versions/s) | | | ≤ 1 s |`);
+  rows.push(`| P4 cold start, snapshot of ${num(p4.cold_start.facts)} facts | ${ms(p4.cold_start.ms)} (${num(p4.cold_start.facts_per_s)} facts/s) | | | |`);
+}
+const p5 = load('p5');
+if (p5) {
+  for (const k of Object.keys(p5).filter((k) => k.startsWith('agents_'))) rows.push(`| P5 server RSS per idle agent, ${k.slice(7)} agents | ${p5[k].kib_per_agent} KiB | | | ≤ 16 KiB |`);
+}
+const p6 = load('p6');
+if (p6) {
+  rows.push(`| P6 write through an agent, plain, p50 / p99 | ${ms(p6.plain.p50)} / ${ms(p6.plain.p99)} | | | |`);
+  rows.push(`| P6 write + wait(local), p50 / p99 | ${ms(p6.wait_local.p50)} / ${ms(p6.wait_local.p99)} | plain | ${p6.ratio.p50}× / ${p6.ratio.p99}× | |`);
+}
+const machine = (p1 ?? p2 ?? p3 ?? p4 ?? p5 ?? p6)?.machine;
+const when = (p1 ?? p2 ?? p3 ?? p4 ?? p5 ?? p6)?.startedAt;
+const block = [
+  '<!-- results:start -->',
+  machine ? `Measured ${when?.slice(0, 10)} on ${machine.cpus} × ${machine.cpu}, ${machine.memGiB} GiB, ${machine.os}, Node ${machine.node}, ${machine.redis}; servers, simulated agents, the baseline and Redis all share this machine.` : 'No results yet: run `npm run bench`.',
+  '',
+  ...rows,
+  '<!-- results:end -->',
+].join('\n');
+const text = readFileSync(readme, 'utf8');
+writeFileSync(readme, text.replace(/<!-- results:start -->[\s\S]*<!-- results:end -->/, block));
+process.stdout.write(`${block}\n`);
