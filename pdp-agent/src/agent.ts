@@ -1,5 +1,5 @@
 import { pino, type Logger } from 'pino';
-import { IncrementalHash, assertNever, type Change, type Fact, type ServerMessage } from '@factsync/shared';
+import { IncrementalHash, assertNever, type AgentStatus, type Change, type Fact, type ServerMessage } from '@factsync/shared';
 import { HistoryWriter } from './history.js';
 import type { AgentConfig } from './config.js';
 import { LocalStore } from './local-store.js';
@@ -12,21 +12,6 @@ import { buildLocalApi, type LocalApi } from './local-api.js';
 import { Forwarder } from './forwarder.js';
 import { AgentMetrics } from './metrics.js';
 
-export interface AgentStatus {
-  agent_id: string;
-  env: string;
-  applied: number;
-  head: number;
-  connected: boolean;
-  ready: boolean;
-  epoch: string | null;
-  server: string;
-  facts: number;
-  reconnects: number;
-  /** Changes applied one by one and snapshots loaded since start: with one snapshot at 0, changes_applied must equal applied. */
-  changes_applied: number;
-  snapshots_applied: number;
-}
 
 export interface AgentOptions {
   logger?: Logger;

@@ -4,7 +4,7 @@ import Fastify, { LogController, type FastifyError, type FastifyInstance } from 
 import { Type } from '@sinclair/typebox';
 import type { Logger } from 'pino';
 import { timingSafeEqual, createHash } from 'node:crypto';
-import { FactKey, FactType, FactsyncError, createValidatorCompiler, describeValidationError, parseWaitTimeout } from '@factsync/shared';
+import { AgentStatus, FactKey, FactType, FactsyncError, createValidatorCompiler, describeValidationError, parseWaitTimeout } from '@factsync/shared';
 import type { PdpAgent } from './agent.js';
 import type { Forwarder } from './forwarder.js';
 import { registerWriteRoutes } from './write-api.js';
@@ -96,7 +96,7 @@ export async function buildLocalApi(agent: PdpAgent, forwarder: Forwarder, log: 
   });
 
   app.get('/v1/status', {
-    schema: { querystring: Type.Object({ digest: Type.Optional(Type.Boolean()) }) },
+    schema: { summary: 'This agent: identity, applied and head versions, connection', querystring: Type.Object({ digest: Type.Optional(Type.Boolean()) }), response: { 200: AgentStatus } },
   }, async (req) => {
     const { digest } = req.query as { digest?: boolean };
     return { ...agent.status(), ...(digest ? { digest: agent.store.digest() } : {}) };

@@ -1,5 +1,5 @@
 import type {
-  AttributeInput, AttributeRef, Fact, Op, RelationshipInput, RoleAssignmentInput, SyncStatus, TenantFields, UserFields,
+  AgentStatus, AttributeInput, AttributeRef, Fact, Op, RelationshipInput, RoleAssignmentInput, SyncStatus, TenantFields, UserFields,
 } from '@factsync/shared';
 import { FactsyncClientError } from './errors.js';
 
@@ -34,14 +34,6 @@ export interface Page {
   next_cursor: string | null;
 }
 
-export interface AgentStatus {
-  agent_id: string;
-  env: string;
-  applied: number;
-  head: number;
-  connected: boolean;
-  ready: boolean;
-}
 
 type BulkUser = UserFields & { key: string };
 

@@ -1,2 +1,3 @@
-export { createClient, FactsyncClient, type ClientOptions, type SyncOptions, type WriteResult, type Page, type AgentStatus } from './client.js';
+export { createClient, FactsyncClient, type ClientOptions, type SyncOptions, type WriteResult, type Page } from './client.js';
+export type { AgentStatus } from '@factsync/shared';
 export { FactsyncClientError } from './errors.js';

@@ -39,14 +39,10 @@ export const AttributeRef = Type.Union([
 ], { description: '{entity, attribute} or {tuple: "document:1$is_private"}' });
 export const MAX_BULK_USERS = 10_000;
 export const BulkUsersInput = Type.Object({
-  users: Type.Array(Type.Object({
-    key: Type.String({ minLength: 1, maxLength: 512 }),
-    email: Type.Optional(Type.String({ maxLength: 320 })),
-    first_name: Type.Optional(Type.String({ maxLength: 256 })),
-    last_name: Type.Optional(Type.String({ maxLength: 256 })),
-    attributes: Type.Optional(JsonObject),
-    roles: Type.Optional(Type.Array(RoleRef, { maxItems: 1000 })),
-  }, { additionalProperties: false }), { minItems: 1, maxItems: MAX_BULK_USERS }),
+  users: Type.Array(
+    Type.Composite([Type.Object({ key: Type.String({ minLength: 1, maxLength: 512 }) }), UserFields], { additionalProperties: false }),
+    { minItems: 1, maxItems: MAX_BULK_USERS },
+  ),
 }, { additionalProperties: false });
 
 export type UserFields = Static<typeof UserFields>;
@@ -196,3 +192,21 @@ export function attributeDeleteOp(input: AttributeRef): Result<Op> {
   if (!ref.ok) return ref;
   return ok({ op: 'delete', type: 'attribute', key: attributeKey(ref.value) });
 }
+
+/** `GET /v1/status` of the agent (DESIGN.md: agent_id, env, applied, head, connected; the rest is ours). */
+export const AgentStatus = Type.Object({
+  agent_id: Type.String(),
+  env: Type.String(),
+  applied: Type.Integer(),
+  head: Type.Integer(),
+  connected: Type.Boolean(),
+  ready: Type.Boolean(),
+  epoch: Type.Union([Type.String(), Type.Null()]),
+  server: Type.String(),
+  facts: Type.Integer(),
+  reconnects: Type.Integer(),
+  changes_applied: Type.Integer({ description: 'versions applied one by one since start' }),
+  snapshots_applied: Type.Integer({ description: 'snapshots loaded since start' }),
+  digest: Type.Optional(Type.String({ description: 'sha256 of the local facts, with ?digest=true' })),
+});
+export type AgentStatus = Static<typeof AgentStatus>;
