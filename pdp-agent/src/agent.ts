@@ -222,7 +222,7 @@ export async function createAgent(config: Readonly<AgentConfig>, opts: AgentOpti
     api: undefined as unknown as LocalApi,
     status: () => ({
       agent_id: config.agentId, env: config.env, applied: store.version, head: Math.max(head, store.version),
-      connected: conn.isOpen, ready, epoch: store.epoch, server: conn.serverUrl.origin, facts: store.size, reconnects: conn.reconnects,
+      connected: conn.isOpen, connection: conn.state, ready, epoch: store.epoch, server: conn.serverUrl.origin, facts: store.size, reconnects: conn.reconnects,
       changes_applied: changesApplied, snapshots_applied: snapshotsApplied,
     }),
     waitApplied: (version, timeoutMs, signal) => waiters.wait(store.version, version, timeoutMs, signal),

@@ -12,6 +12,9 @@ export interface ConnectionOptions {
   log: Logger;
 }
 
+/** idle → connecting → open → (retrying → connecting → …) → closed; changed only by `setState`. */
+export type ConnectionState = 'idle' | 'connecting' | 'open' | 'retrying' | 'closed';
+
 export interface ConnectionHandlers {
   /** Called on every open socket; the hello carries what is applied at that moment. */
   hello(): ClientMessage;
@@ -32,14 +35,27 @@ export class Connection {
   private attempt = 0;
   private retryTimer: NodeJS.Timeout | undefined;
   private silenceTimer: NodeJS.Timeout | undefined;
-  private stopped = false;
+  private stateValue: ConnectionState = 'idle';
   reconnects = 0;
   lastCloseReason = '';
+
+  get state(): ConnectionState {
+    return this.stateValue;
+  }
+
+  private setState(next: ConnectionState): void {
+    const prev = this.stateValue;
+    if (prev === next) return;
+    this.stateValue = next;
+    this.opts.log.debug({ newState: next, oldState: prev }, 'connection state');
+    if (next === 'open') this.handlers.connected(true);
+    else if (prev === 'open') this.handlers.connected(false);
+  }
 
   constructor(private readonly opts: ConnectionOptions, private readonly handlers: ConnectionHandlers) {}
 
   get isOpen(): boolean {
-    return this.ws?.readyState === WebSocket.OPEN;
+    return this.stateValue === 'open' && this.ws?.readyState === WebSocket.OPEN;
   }
 
   /** The base URL of the replica this socket talks to (HTTP repair goes to the same one). */
@@ -48,7 +64,6 @@ export class Connection {
   }
 
   start(): void {
-    this.stopped = false;
     this.open();
   }
 
@@ -70,7 +85,8 @@ export class Connection {
   }
 
   private open(): void {
-    if (this.stopped) return;
+    if (this.stateValue === 'closed') return;
+    this.setState('connecting');
     const base = this.serverUrl;
     const url = new URL('/v1/ws', base);
     url.protocol = base.protocol === 'https:' ? 'wss:' : 'ws:';
@@ -82,7 +98,7 @@ export class Connection {
     ws.on('open', () => {
       this.opts.log.info({ server: base.origin }, 'connected');
       this.touch(ws);
-      this.handlers.connected(true);
+      this.setState('open');
       ws.send(JSON.stringify(this.handlers.hello()));
     });
     ws.on('message', (data, isBinary) => {
@@ -113,8 +129,8 @@ export class Connection {
       this.ws = undefined;
       if (this.silenceTimer) clearTimeout(this.silenceTimer);
       this.lastCloseReason = `${code} ${reason.toString()}`.trim();
-      this.handlers.connected(false);
-      if (this.stopped) return;
+      if (this.stateValue === 'closed') return;
+      this.setState('retrying');
       const fatal = !isRetryableClose(code);
       if (fatal) this.opts.log.error({ code, reason: reason.toString() }, 'server rejected this agent; fix the configuration (retrying slowly)');
       else this.opts.log.info({ code, reason: reason.toString() }, 'disconnected');
@@ -141,7 +157,7 @@ export class Connection {
   }
 
   close(): Promise<void> {
-    this.stopped = true;
+    this.setState('closed');
     if (this.retryTimer) clearTimeout(this.retryTimer);
     if (this.silenceTimer) clearTimeout(this.silenceTimer);
     const ws = this.ws;

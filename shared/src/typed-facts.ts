@@ -200,6 +200,7 @@ export const AgentStatus = Type.Object({
   applied: Type.Integer(),
   head: Type.Integer(),
   connected: Type.Boolean(),
+  connection: Type.String({ description: 'idle, connecting, open, retrying or closed' }),
   ready: Type.Boolean(),
   epoch: Type.Union([Type.String(), Type.Null()]),
   server: Type.String(),

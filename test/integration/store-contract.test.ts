@@ -170,4 +170,17 @@ describe.each(Object.keys(factories))('FactStore contract: %s', (kind) => {
     expect(await s.envs(100)).toEqual(['env-a', 'env-b', 'env-c']);
     expect(await s.envs(1)).toEqual(['env-a']);
   });
+
+  it('an idempotency key is forgotten after its TTL', async () => {
+    let now = 1_000_000;
+    const s = kind === 'memory'
+      ? createMemoryStore({ ...opts, idempotencyTtlSeconds: 1, now: () => now })
+      : await createRedisStore({ ...opts, idempotencyTtlSeconds: 1, url: inject('redisUrl'), keyPrefix: `c${nanoid(6)}`, commandTimeoutMs: 2000, log: testLogger() });
+    stores.push(s);
+    expect((await s.write('ttl', { ops: [up('k')], ts: ts(), idempotencyKey: 'x' })).version).toBe(1);
+    expect((await s.write('ttl', { ops: [up('k')], ts: ts(), idempotencyKey: 'x' })).version).toBe(1);
+    now += 1001; // the memory store's clock; Redis expires the key in real time
+    await waitUntil(async () => (await s.write('ttl', { ops: [up('k')], ts: ts(), idempotencyKey: 'x' })).version === 2, 'the key to expire', 5000, 100);
+    expect((await s.head('ttl')).version).toBe(2);
+  });
 });

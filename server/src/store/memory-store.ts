@@ -91,6 +91,8 @@ export function createMemoryStore(opts: MemoryStoreOptions): FactStore {
       if (excess > 0) s.log.splice(0, excess);
       if (input.idempotencyKey !== undefined) {
         s.idem.set(input.idempotencyKey, { version: v, expiresMs: t + opts.idempotencyTtlSeconds * 1000 });
+        // Redis expires these keys by itself; here, sweep now and then so a long-running dev server does not grow.
+        if (s.idem.size % 1024 === 0) for (const [k, e] of s.idem) if (e.expiresMs <= t) s.idem.delete(k);
       }
       publish(env, encodeChangeEvent(v, epoch, json.length <= opts.inlineChangeBytes ? json : undefined));
       return { version: v, epoch, duplicate: false };
