@@ -40,6 +40,7 @@ export async function p1(): Promise<Record<string, unknown>> {
   const agents = n(1000, 200);
   const writes = n(300, 60);
   const out: Record<string, Latency> = {};
+  let breakdown: Record<string, number> = {};
   {
     const h = new Harness();
     try {
@@ -57,7 +58,8 @@ export async function p1(): Promise<Record<string, unknown>> {
         prog.update(`${i + 1}/${writes} writes`);
       }
       out.factsync = rec.summary();
-      prog.done(`p50 ${out.factsync.p50} ms, p99 ${out.factsync.p99} ms`);
+      breakdown = await serverBreakdown(servers.map((s) => s.url));
+      prog.done(`p50 ${out.factsync.p50} ms, p99 ${out.factsync.p99} ms (store write ${breakdown.store_write_mean_ms} ms, waiting for acks ${breakdown.ack_wait_mean_ms} ms, mean)`);
     } finally {
       await h.close();
     }
@@ -85,9 +87,26 @@ export async function p1(): Promise<Record<string, unknown>> {
   }
   return {
     params: { agents, writes, replicas: 2, warmup: 10 },
-    factsync: out.factsync, baseline: out.baseline,
+    factsync: out.factsync, baseline: out.baseline, factsync_server_breakdown: breakdown,
     ratio: { p50: round(out.factsync!.p50 / out.baseline!.p50), p99: round(out.factsync!.p99 / out.baseline!.p99) },
     targets: { p99_ms: 25, p99_ratio: 0.5 },
+  };
+}
+
+/** Where the server's time goes, from its own histograms: the store write, then the wait for acks. */
+async function serverBreakdown(urls: string[]): Promise<Record<string, number>> {
+  let writeSum = 0, writeCount = 0, waitSum = 0, waitCount = 0;
+  for (const u of urls) {
+    const text = await (await fetch(`${u}/metrics`)).text();
+    const get = (re: RegExp) => Number(re.exec(text)?.[1] ?? 0);
+    writeSum += get(/^factsync_write_duration_seconds_sum ([\d.e+-]+)$/m);
+    writeCount += get(/^factsync_write_duration_seconds_count (\d+)$/m);
+    waitSum += get(/^factsync_sync_wait_duration_seconds_sum\{synced="true"\} ([\d.e+-]+)$/m);
+    waitCount += get(/^factsync_sync_wait_duration_seconds_count\{synced="true"\} (\d+)$/m);
+  }
+  return {
+    store_write_mean_ms: round((writeSum / Math.max(1, writeCount)) * 1000),
+    ack_wait_mean_ms: round((waitSum / Math.max(1, waitCount)) * 1000),
   };
 }
 

@@ -4,6 +4,12 @@ import { join } from 'node:path';
 
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
+// Whatever a failed test left running dies with the test worker.
+const children = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+});
+
 export interface Proc {
   child: ChildProcess;
   url: string;
@@ -22,11 +28,17 @@ export async function spawnTs(entry: string, env: Record<string, string>, readyM
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  children.add(child);
+  child.once('exit', () => children.delete(child));
   const lines: string[] = [];
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   let buf = '';
   const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${entry} did not become ready in ${timeoutMs} ms:\n${lines.slice(-20).join('\n')}`)), timeoutMs);
+    const timer = setTimeout(() => {
+      // Never leave a half-started process behind: it would outlive the test run.
+      child.kill('SIGKILL');
+      reject(new Error(`${entry} did not become ready in ${timeoutMs} ms:\n${lines.slice(-20).join('\n')}`));
+    }, timeoutMs);
     const onData = (d: Buffer) => {
       buf += d.toString('utf8');
       let nl: number;
