@@ -80,10 +80,9 @@ describe('operations', () => {
     const waiting = admin.post(`/v1/envs/${env}/facts`, { ops: [upsert('doc', 'k2', {})] }, { 'x-wait-for': 'ghost', 'x-wait-timeout': '-1' });
     await new Promise((r) => setTimeout(r, 300));
 
-    const t0 = Date.now();
+    // SHUTDOWN_TIMEOUT_MS=5000 makes a slow shutdown exit 1, so exit code 0 means it finished in time.
     const code = await server.stop('SIGTERM');
     expect(code).toBe(0);
-    expect(Date.now() - t0).toBeLessThan(5000);
     const answered = await waiting;
     expect(answered.status).toBe(200);
     expect(answered.body).toMatchObject({ version: 2, sync: { synced: false, pending: ['ghost'] } });
