@@ -203,16 +203,27 @@ export async function createAgent(config: Readonly<AgentConfig>, opts: AgentOpti
     ? setInterval(() => void persist(), config.persistIntervalMs)
     : undefined;
   persistTimer?.unref();
-  let persisting: Promise<void> = Promise.resolve();
-  function persist(): Promise<void> {
-    if (!config.dataDir || !dirty) return persisting;
+  let saving: Promise<void> | undefined;
+  let nextSaveAtMs = 0;
+  /**
+   * One save at a time, never queued: a save copies the whole state. Saves of a
+   * large state are spaced so that writing takes at most a tenth of the time
+   * (a stale file only means more catch-up from the log after a restart).
+   */
+  function persist(force = false): Promise<void> {
+    if (saving) return saving;
+    if (!config.dataDir || !dirty || (!force && Date.now() < nextSaveAtMs)) return Promise.resolve();
     dirty = false;
+    const started = Date.now();
     const snapshot = { env: config.env, version: store.version, epoch: store.epoch, facts: [...store.all()] };
-    persisting = persisting.then(() => saveState(config.dataDir!, snapshot)).catch((e: Error) => {
-      dirty = true;
-      log.error({ err: e.message }, 'could not persist state to DATA_DIR');
-    });
-    return persisting;
+    saving = saveState(config.dataDir, snapshot).then(
+      () => void (nextSaveAtMs = Date.now() + 9 * (Date.now() - started)),
+      (e: Error) => {
+        dirty = true;
+        log.error({ err: e.message }, 'could not persist state to DATA_DIR');
+      },
+    ).finally(() => (saving = undefined));
+    return saving;
   }
 
   const agent: PdpAgent = {
@@ -237,7 +248,8 @@ export async function createAgent(config: Readonly<AgentConfig>, opts: AgentOpti
       await agent.api.close();
       await conn.close();
       if (persistTimer) clearInterval(persistTimer);
-      await persist();
+      await saving;
+      await persist(true);
     },
   };
   const forwarder = new Forwarder({
