@@ -3,7 +3,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Cluster, ADMIN } from '../src/cluster.js';
 import { startWriters, type WriteRecord } from '../src/load-writers.js';
-import { AGENT, newEnv, startServer } from '../src/inproc.js';
+import { AGENT, newEnv, startAgent, startServer } from '../src/inproc.js';
 import { RawAgent } from '../src/raw-agent.js';
 import { client, upsert } from '../src/http.js';
 import { freePort } from '../src/ports.js';
@@ -54,6 +54,23 @@ describe('fault: agents that stall, restart, or find their state file damaged', 
     expect(again.messages.some((m) => m.type === 'snapshot')).toBe(false);
     expect(again.contiguousFrom(got)).toBe(head);
     for (const a of [...fast, again, stalled]) a.close();
+  });
+
+  it('a snapshot much larger than WS_MAX_BUFFERED_BYTES is not mistaken for a slow consumer, even with writes during it', async () => {
+    const server = await startServer({ env: { WS_MAX_BUFFERED_BYTES: String(64 * 1024) } });
+    cleanups.push(() => server.close());
+    const env = newEnv();
+    const admin = client(server.url, ADMIN);
+    for (let i = 0; i < 8; i++) {
+      await admin.post(`/v1/envs/${env}/facts`, { ops: Array.from({ length: 500 }, (_, j) => upsert('doc', `big-${i}-${j}`, { pad: 'x'.repeat(1000) })) });
+    }
+    const agent = await startAgent(server.url, { env: { AGENT_ENV: env, AGENT_ID: 'big' } });
+    cleanups.push(() => agent.close());
+    // Live writes while the ~4 MB snapshot drains.
+    for (let i = 0; i < 30; i++) await admin.post(`/v1/envs/${env}/facts`, { ops: [upsert('doc', `live-${i}`, {})] });
+    await waitUntil(() => agent.store.version === 38, 'agent at 38');
+    expect((await server.metrics.slowConsumers.get()).values[0]?.value ?? 0).toBe(0);
+    expect(agent.status()).toMatchObject({ snapshots_applied: 1, reconnects: 0 });
   });
 
   it('restart with DATA_DIR resumes from its version (log or snapshot as the log allows); a damaged state file is never served', async () => {

@@ -129,7 +129,7 @@ export class Session implements FeedMember {
         this.state = 'live';
         return;
       }
-      this.send(changesFrame(fresh));
+      await this.sendFlushed(changesFrame(fresh));
       this.sent = fresh[fresh.length - 1]!.version;
       this.deps.metrics.resyncs.inc({ env: this.env, source: 'log' });
     }
@@ -139,7 +139,7 @@ export class Session implements FeedMember {
     const snap = await this.deps.store.snapshot(this.env);
     if (this.isClosed()) return;
     this.epoch = snap.epoch;
-    this.send(snapshotFrame(snap));
+    await this.sendFlushed(snapshotFrame(snap));
     this.sent = snap.version;
     this.deps.metrics.resyncs.inc({ env: this.env, source: 'snapshot' });
     this.log.info({ version: snap.version, facts: snap.facts.length }, 'snapshot sent');
@@ -178,6 +178,28 @@ export class Session implements FeedMember {
     this.acked = version;
     this.deps.metrics.acks.inc({ env: this.env });
     this.deps.acks.add(this.env, this.agentId, version);
+  }
+
+  /**
+   * Catch-up frames (a snapshot, log pages) wait until the previous one was
+   * handed to the kernel instead of piling up: a 100 MB snapshot must not look
+   * like a slow consumer, and a reader that takes none of it for a lease is cut.
+   */
+  private sendFlushed(frame: string): Promise<void> {
+    if (this.isClosed()) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.log.warn({ sent: this.sent, bytes: frame.length }, 'catch-up frame not read in time; cutting off');
+        this.deps.metrics.slowConsumers.inc();
+        this.cleanup();
+        this.socket.terminate();
+        resolve();
+      }, this.deps.leaseMs);
+      this.socket.send(frame, { binary: false }, () => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
   }
 
   /** Text frames only; a Buffer must hold UTF-8 JSON (it is sent as text, not binary). */
