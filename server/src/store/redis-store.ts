@@ -247,7 +247,7 @@ export async function createRedisStore(opts: RedisStoreOptions): Promise<FactSto
           const env = key.slice(opts.keyPrefix.length + 2, key.length - ':meta'.length - 1);
           if (env) found.add(env);
         }
-      } while (cursor !== '0' && found.size < limit);
+      } while (cursor !== '0'); // to the end: stopping early would not give the first names in order
       return [...found].sort().slice(0, limit);
     },
 
