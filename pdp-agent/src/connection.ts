@@ -37,7 +37,6 @@ export class Connection {
   private silenceTimer: NodeJS.Timeout | undefined;
   private stateValue: ConnectionState = 'idle';
   reconnects = 0;
-  lastCloseReason = '';
 
   get state(): ConnectionState {
     return this.stateValue;
@@ -128,7 +127,6 @@ export class Connection {
       if (this.ws !== ws) return;
       this.ws = undefined;
       if (this.silenceTimer) clearTimeout(this.silenceTimer);
-      this.lastCloseReason = `${code} ${reason.toString()}`.trim();
       if (this.stateValue === 'closed') return;
       this.setState('retrying');
       const fatal = !isRetryableClose(code);

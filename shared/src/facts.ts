@@ -45,11 +45,6 @@ export type UpsertOp = Static<typeof UpsertOp>;
 export type DeleteOp = Static<typeof DeleteOp>;
 export type Op = Static<typeof Op>;
 
-export const WriteBody = Type.Object(
-  { ops: Type.Array(Op, { minItems: 1 }) },
-  { additionalProperties: false },
-);
-export type WriteBody = Static<typeof WriteBody>;
 
 export const Change = Type.Object({
   version: Type.Integer({ minimum: 1 }),

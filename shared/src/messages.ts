@@ -1,7 +1,7 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { Change, EnvName, Fact } from './facts.js';
-import { isErrorCode, type ErrorCode } from './errors.js';
+import type { ErrorCode } from './errors.js';
 import { err, ok, type Result } from './result.js';
 
 /** Websocket protocol (DESIGN.md, "Websocket protocol"): JSON text frames, a union on `type`. */
@@ -76,5 +76,3 @@ export function parseServerMessage(raw: string): Result<ServerMessage> {
 
 export const errorFrame = (code: ErrorCode, message: string): string =>
   JSON.stringify({ type: 'error', error: code, message } satisfies ErrorMessage);
-
-export const errorCodeOf = (m: ErrorMessage): ErrorCode => (isErrorCode(m.error) ? m.error : 'internal');

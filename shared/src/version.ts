@@ -3,9 +3,6 @@
  * Change-log (Redis Stream) ids are derived from them so that "changes after V"
  * is a plain range read.
  */
-export const isVersion = (v: unknown): v is number =>
-  typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
-
 export const streamIdOf = (version: number): string => `${version}-0`;
 
 export function versionOfStreamId(id: string): number {

@@ -111,8 +111,7 @@ describe.each(['memory', 'redis'])('server HTTP API (%s store)', (kind) => {
   it('sync: timeout 0 answers at once, positive times out, negative waits until acked', async () => {
     const env = newEnv();
     const agent = await RawAgent.connect(server.url, AGENT, { type: 'hello', env, agent_id: 'held', applied: 0 });
-    await agent.waitReceived(0);
-    await new Promise((r) => setTimeout(r, 50));
+    await agent.waitReceived(0); // the snapshot comes after registration
     const { version } = (await admin.post(`/v1/envs/${env}/facts`, { ops: [upsert('doc', 'k', {})] })).body;
     await agent.waitReceived(version);
 

@@ -122,9 +122,9 @@ describe('resume and repair', () => {
     const env = newEnv();
     const held = await RawAgent.connect(a.url, AGENT, { type: 'hello', env, agent_id: 'held', applied: 0 });
     const quiet = await RawAgent.connect(a.url, AGENT, { type: 'hello', env, agent_id: 'quiet', applied: 0 });
+    // The snapshot is sent after the agent is registered, so both count for `all` from here on.
     await held.waitReceived(0);
     await quiet.waitReceived(0);
-    await sleep(50);
 
     const pending = client(b.url, ADMIN).post(`/v1/envs/${env}/facts`, { ops: [upsert('doc', 'x', {})] }, { 'x-wait-for': 'held', 'x-wait-timeout': '-1' });
     await held.waitReceived(1);

@@ -41,9 +41,9 @@ export class RawAgent {
     this.send({ type: 'ack', version });
   }
 
-  /** Highest version received (snapshot or changes). */
+  /** Highest version received (snapshot or changes); -1 before the first snapshot or changes frame. */
   get received(): number {
-    let v = 0;
+    let v = -1;
     for (const m of this.messages) {
       if (m.type === 'snapshot') v = Math.max(v, m.version);
       if (m.type === 'changes') v = Math.max(v, m.changes[m.changes.length - 1]!.version);

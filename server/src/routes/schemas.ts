@@ -9,7 +9,6 @@ export const ErrorBody = Type.Object(
   { additionalProperties: true, description: 'every error: a stable code and a sentence for humans' },
 );
 
-export const VersionBody = Type.Object({ version: Type.Integer({ minimum: 0 }) });
 export const WriteResponse = Type.Object({ version: Type.Integer({ minimum: 1 }), sync: Type.Optional(SyncStatus) });
 
 export const WAIT_HEADERS = {
