@@ -43,7 +43,7 @@ export interface FactsyncServer {
 export function buildStore(config: Readonly<ServerConfig>, log: Logger, onError?: () => void): Promise<FactStore> {
   const common = { logRetention: config.logRetention, idempotencyTtlSeconds: config.idempotencyTtlSeconds, inlineChangeBytes: config.inlineChangeBytes };
   if (!config.redisUrl) return Promise.resolve(createMemoryStore(common));
-  return createRedisStore({ ...common, url: config.redisUrl, keyPrefix: config.keyPrefix, commandTimeoutMs: config.redisCommandTimeoutMs, log, onError });
+  return createRedisStore({ ...common, url: config.redisUrl, cluster: config.redisCluster, keyPrefix: config.keyPrefix, commandTimeoutMs: config.redisCommandTimeoutMs, log, onError });
 }
 
 export async function createServer(config: Readonly<ServerConfig>, opts: ServerOptions = {}): Promise<FactsyncServer> {

@@ -6,6 +6,8 @@ export interface ServerConfig {
   port: number;
   host: string;
   redisUrl: string | undefined;
+  /** REDIS_URL is a comma list of seed nodes of a Redis Cluster. */
+  redisCluster: boolean;
   keyPrefix: string;
   tokens: TokenGrant[];
   logRetention: number;
@@ -32,7 +34,12 @@ export interface ServerConfig {
 /** Reads and validates every setting once; nothing else reads process.env. */
 export function loadServerConfig(env: Env): Readonly<ServerConfig> {
   const redisUrl = readOptional(env, 'REDIS_URL');
-  if (redisUrl) readUrl(env, 'REDIS_URL', redisUrl, ['redis:', 'rediss:']);
+  const redisCluster = readString(env, 'REDIS_CLUSTER', 'false', /^(true|false)$/, 'use true or false') === 'true';
+  if (redisUrl) {
+    const urls = redisCluster ? redisUrl.split(',') : [redisUrl];
+    for (const u of urls) readUrl(env, 'REDIS_URL', u.trim(), ['redis:', 'rediss:']);
+  }
+  if (redisCluster && !redisUrl) throw new ConfigError('REDIS_CLUSTER=true needs REDIS_URL: a comma list of seed nodes, e.g. redis://10.0.0.1:6379,redis://10.0.0.2:6379');
   const pingIntervalMs = readInt(env, 'PING_INTERVAL_MS', 10_000, 100, 600_000);
   const leaseMs = readInt(env, 'LEASE_MS', Math.max(30_000, pingIntervalMs * 3), 300);
   if (leaseMs <= pingIntervalMs * 2) {
@@ -42,6 +49,7 @@ export function loadServerConfig(env: Env): Readonly<ServerConfig> {
     port: readInt(env, 'PORT', 7002, 0, 65535),
     host: readString(env, 'HOST', '127.0.0.1'),
     redisUrl,
+    redisCluster,
     keyPrefix: readString(env, 'KEY_PREFIX', 'fs', /^[A-Za-z0-9_.-]{1,32}$/, 'use 1-32 of A-Z a-z 0-9 _ . -'),
     tokens: parseTokens(env.AUTH_TOKENS ?? ''),
     logRetention: readInt(env, 'LOG_RETENTION', 100_000, 1),

@@ -2,6 +2,7 @@ import { afterAll, describe, expect, inject, it } from 'vitest';
 import { nanoid } from 'nanoid';
 import { createMemoryStore, createRedisStore, type EnvEvent, type FactStore } from '@factsync/server';
 import { testLogger } from '../src/inproc.js';
+import { startRedisCluster } from '../src/redis-cluster.js';
 import { waitUntil } from '../src/wait.js';
 
 /**
@@ -12,9 +13,18 @@ const RETENTION = 20;
 const INLINE = 200;
 const opts = { logRetention: RETENTION, idempotencyTtlSeconds: 60, inlineChangeBytes: INLINE };
 
-const factories: Record<string, () => Promise<FactStore>> = {
-  memory: async () => createMemoryStore(opts),
-  redis: () => createRedisStore({ ...opts, url: inject('redisUrl'), keyPrefix: `c${nanoid(6)}`, commandTimeoutMs: 2000, log: testLogger() }),
+// One Redis Cluster for this file, started on first use.
+let cluster: Promise<{ url: string; stop(): Promise<void> }> | undefined;
+afterAll(async () => {
+  await (await cluster)?.stop();
+});
+
+const factories: Record<string, (o?: Partial<typeof opts> & { now?: () => number }) => Promise<FactStore>> = {
+  memory: async (o = {}) => createMemoryStore({ ...opts, ...o }),
+  redis: (o = {}) => createRedisStore({ ...opts, ...o, url: inject('redisUrl'), keyPrefix: `c${nanoid(6)}`, commandTimeoutMs: 2000, log: testLogger() }),
+  'redis-cluster': async (o = {}) => createRedisStore({
+    ...opts, ...o, url: (await (cluster ??= startRedisCluster())).url, cluster: true, keyPrefix: `c${nanoid(6)}`, commandTimeoutMs: 2000, log: testLogger(),
+  }),
 };
 
 const up = (key: string, value: Record<string, unknown> = { n: 1 }) => ({ op: 'upsert' as const, type: 'user', key, value });
@@ -173,9 +183,7 @@ describe.each(Object.keys(factories))('FactStore contract: %s', (kind) => {
 
   it('an idempotency key is forgotten after its TTL', async () => {
     let now = 1_000_000;
-    const s = kind === 'memory'
-      ? createMemoryStore({ ...opts, idempotencyTtlSeconds: 1, now: () => now })
-      : await createRedisStore({ ...opts, idempotencyTtlSeconds: 1, url: inject('redisUrl'), keyPrefix: `c${nanoid(6)}`, commandTimeoutMs: 2000, log: testLogger() });
+    const s = await factories[kind]!({ idempotencyTtlSeconds: 1, now: () => now });
     stores.push(s);
     expect((await s.write('ttl', { ops: [up('k')], ts: ts(), idempotencyKey: 'x' })).version).toBe(1);
     expect((await s.write('ttl', { ops: [up('k')], ts: ts(), idempotencyKey: 'x' })).version).toBe(1);

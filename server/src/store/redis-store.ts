@@ -1,4 +1,4 @@
-import { Redis, ReplyError } from 'ioredis';
+import { Cluster, Redis, ReplyError } from 'ioredis';
 import { nanoid } from 'nanoid';
 import type { Logger } from 'pino';
 import { FactsyncError, factField, splitFactField, streamIdOf, versionOfStreamId } from '@factsync/shared';
@@ -9,7 +9,9 @@ import type {
 } from './fact-store.js';
 
 export interface RedisStoreOptions {
+  /** One URL; with `cluster`, a comma list of seed nodes of a Redis Cluster. */
   url: string;
+  cluster?: boolean;
   keyPrefix: string;
   logRetention: number;
   idempotencyTtlSeconds: number;
@@ -42,8 +44,23 @@ export async function createRedisStore(opts: RedisStoreOptions): Promise<FactSto
     commandTimeout: opts.commandTimeoutMs,
     retryStrategy: (times: number) => Math.min(100 * 2 ** Math.min(times, 5), 2000),
   };
-  const redis = new Redis(opts.url, common) as Redis & ScriptCommands;
-  const sub = new Redis(opts.url, { ...common, enableOfflineQueue: true, commandTimeout: undefined });
+  // Every key of an env shares the hash tag {env}: each script and MULTI touches one slot, so the
+  // same code runs on one Redis or on a Cluster that shards envs across nodes.
+  const connect = (o: typeof common | (Omit<typeof common, 'commandTimeout'> & { commandTimeout: undefined })): Redis | Cluster => {
+    if (!opts.cluster) return new Redis(opts.url, o);
+    const seeds = opts.url.split(',').map((u) => {
+      const x = new URL(u.trim());
+      return { host: x.hostname, port: Number(x.port || 6379) };
+    });
+    return new Cluster(seeds, {
+      lazyConnect: true, enableOfflineQueue: o.enableOfflineQueue, clusterRetryStrategy: o.retryStrategy,
+      redisOptions: { maxRetriesPerRequest: o.maxRetriesPerRequest, commandTimeout: o.commandTimeout },
+    });
+  };
+  const raw = connect(common);
+  // The commands used below exist on both clients with the same signatures.
+  const redis = raw as unknown as Redis & ScriptCommands;
+  const sub = connect({ ...common, enableOfflineQueue: true, commandTimeout: undefined }) as unknown as Redis;
   const log = opts.log.child({ module: 'redis-store' });
 
   redis.defineCommand('fsWrite', { lua: scripts.WRITE });
@@ -239,15 +256,19 @@ export async function createRedisStore(opts: RedisStoreOptions): Promise<FactSto
     async envs(limit: number) {
       const found = new Set<string>();
       const pattern = `${opts.keyPrefix}:{*}:meta`;
-      let cursor = '0';
-      do {
-        const [next, keys] = await guard('envs', () => redis.scan(cursor, 'MATCH', pattern, 'COUNT', 1000));
-        cursor = next;
-        for (const key of keys) {
-          const env = key.slice(opts.keyPrefix.length + 2, key.length - ':meta'.length - 1);
-          if (env) found.add(env);
-        }
-      } while (cursor !== '0'); // to the end: stopping early would not give the first names in order
+      // A Cluster is scanned node by node; to the end, since stopping early would not give the first names in order.
+      const nodes: Redis[] = raw instanceof Cluster ? raw.nodes('master') : [raw];
+      for (const node of nodes) {
+        let cursor = '0';
+        do {
+          const [next, keys] = await guard('envs', () => node.scan(cursor, 'MATCH', pattern, 'COUNT', 1000));
+          cursor = next;
+          for (const key of keys) {
+            const env = key.slice(opts.keyPrefix.length + 2, key.length - ':meta'.length - 1);
+            if (env) found.add(env);
+          }
+        } while (cursor !== '0');
+      }
       return [...found].sort().slice(0, limit);
     },
 
