@@ -103,7 +103,8 @@ export async function createAgent(config: Readonly<AgentConfig>, opts: AgentOpti
   function onMessage(m: ServerMessage): void {
     switch (m.type) {
       case 'welcome': {
-        head = Math.max(head, m.head);
+        // Versions of another epoch say nothing about this one: the head starts over with it.
+        head = m.epoch !== store.epoch ? m.head : Math.max(head, m.head);
         if (!ready) bootHead = Math.max(bootHead, m.head);
         // Mirrors the server's rule: a snapshot comes on first start (no epoch), on another epoch, or when ahead of the store.
         const snapshotComing = m.epoch !== store.epoch || store.version > m.head;

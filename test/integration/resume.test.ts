@@ -168,4 +168,18 @@ describe('resume and repair', () => {
     expect(a.store.get('doc', 'd1')).toBeUndefined();
     expect(a.status().snapshots_applied).toBe(2);
   });
+
+  it('after the store lost an env, an agent ahead of the new epoch resyncs and reports the new head', async () => {
+    const s = await server({ env: { HEAL_INTERVAL_MS: '100' } });
+    const env = newEnv();
+    const a = await agent(s.url, { AGENT_ENV: env });
+    await writeMany(s.url, env, 20);
+    await waitUntil(() => a.store.version === 20, 'agent at 20');
+    const redis = new Redis(inject('redisUrl'));
+    await redis.del(...(await redis.keys(`${s.config.keyPrefix}:{${env}}:*`)));
+    await redis.quit();
+    await writeMany(s.url, env, 5);
+    await expectConverged(a, s.url, env);
+    expect(a.status()).toMatchObject({ applied: 5, head: 5, snapshots_applied: 2 });
+  });
 });
