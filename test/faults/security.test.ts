@@ -5,7 +5,7 @@ import WebSocket from 'ws';
 import { startServer, startAgent, type RunningServer } from '../src/inproc.js';
 import { client, upsert } from '../src/http.js';
 import { RawAgent } from '../src/raw-agent.js';
-import { waitUntil } from '../src/wait.js';
+import { SOAK_SCALE, waitUntil } from '../src/wait.js';
 
 const ROLES = ['admin', 'writer', 'agent', 'reader'] as const;
 const tokenOf = (role: string) => `${role}-own-token`;
@@ -126,7 +126,7 @@ describe('security: authorization matrix, fuzzing, limits', () => {
         expect(typeof b.error).toBe('string');
         expect(b.message.length).toBeGreaterThan(5);
       }
-    }), { numRuns: 1500 });
+    }), { numRuns: 1500 * SOAK_SCALE });
 
     const queries = fc.record({
       path: fc.constantFrom('changes', 'sync', 'head', 'snapshot', 'agents'),
@@ -138,7 +138,7 @@ describe('security: authorization matrix, fuzzing, limits', () => {
       const res = await raw(server.url, 'GET', `/v1/envs/own/${path}?${new URLSearchParams(q)}`, undefined, admin);
       totals.httpInputs++;
       expect(res.status, `${path}?${new URLSearchParams(q)} → ${res.text.slice(0, 200)}`).toBeLessThan(500);
-    }), { numRuns: 500 });
+    }), { numRuns: 500 * SOAK_SCALE });
 
     expect((await client(server.url).get('/readyz')).status).toBe(200);
     const w = await client(server.url, tokenOf('admin')).post('/v1/envs/own/facts', { ops: [upsert('doc', 'after-fuzz', {})] }, { 'x-wait-timeout': '5' });
@@ -177,7 +177,7 @@ describe('security: authorization matrix, fuzzing, limits', () => {
       // Either the frame was harmless (still open) or the socket was closed with a protocol code.
       if (code !== 0) expect(allowed.has(code), `close ${code} for ${f.kind} ${String(f.data).slice(0, 40)}`).toBe(true);
       ws.terminate();
-    }), { numRuns: 400 });
+    }), { numRuns: 400 * SOAK_SCALE });
 
     const w = await client(server.url, tokenOf('admin')).post('/v1/envs/own/facts', { ops: [upsert('doc', 'after-ws-fuzz', {})] }, { 'x-wait-for': 'bystander', 'x-wait-timeout': '5' });
     expect(w.body.sync.synced).toBe(true);
