@@ -1,9 +1,10 @@
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { nanoid } from 'nanoid';
 import { createClient, FactsyncClientError, type FactsyncClient } from '@factsync/sdk';
-import { AGENT, TOKENS, newEnv } from '../src/inproc.js';
+import { ADMIN, AGENT, TOKENS, newEnv } from '../src/inproc.js';
 import { spawnAgent, spawnServer, type Proc } from '../src/procs.js';
 import { freePort } from '../src/ports.js';
+import { ChaosProxy } from '../src/chaos-proxy.js';
 import { client } from '../src/http.js';
 import { sleep, waitUntil } from '../src/wait.js';
 
@@ -209,5 +210,20 @@ describe('agent facts API and SDK', () => {
     expect((await client(F.url).get('/healthz')).status).toBe(200);
     const sdk = createClient({ url: F.url, token: 'local-secret' });
     expect((await sdk.waitForSync({ timeout: 5 }).write([{ op: 'upsert', type: 'doc', key: 'authed', value: {} }])).synced).toBe(true);
+  });
+
+  it('a write whose answer is lost is retried with the same Idempotency-Key and applied once', async () => {
+    const proxy = new ChaosProxy(Number(new URL(servers[0]!.url).port));
+    const url = await proxy.listen();
+    const G = await spawnAgent(agentEnv('G', url));
+    procs.push(G);
+    await ready(G);
+    const before = (await client(servers[0]!.url, ADMIN).get(`/v1/envs/${env}/head`)).body.version as number;
+    proxy.loseNextPostAnswers = 1;
+    const r = await createClient({ url: G.url }).waitForSync({ timeout: 5 }).write([{ op: 'upsert', type: 'doc', key: 'lost-answer', value: {} }]);
+    expect(proxy.lostAnswers).toBe(1);
+    expect(r).toMatchObject({ version: before + 1, synced: true });
+    expect((await client(servers[0]!.url, ADMIN).get(`/v1/envs/${env}/head`)).body.version).toBe(before + 1);
+    await proxy.close();
   });
 });

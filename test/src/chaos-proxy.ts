@@ -11,6 +11,9 @@ export class ChaosProxy {
   private timer: NodeJS.Timeout | undefined;
   cuts = 0;
   port = 0;
+  /** Lose the answer of the next n HTTP POSTs: the request reaches the server, the response never the client. */
+  loseNextPostAnswers = 0;
+  lostAnswers = 0;
 
   constructor(private readonly targetPort: number, private readonly targetHost = '127.0.0.1') {
     this.server = createServer((client) => {
@@ -18,7 +21,21 @@ export class ChaosProxy {
       const pair: [Socket, Socket] = [client, upstream];
       this.pairs.add(pair);
       let tearNext = false;
+      let loseAnswer = false;
+      let first = true;
       const forward = (from: Socket, to: Socket) => from.on('data', (chunk: Buffer) => {
+        if (from === client && first) {
+          first = false;
+          if (this.loseNextPostAnswers > 0 && chunk.subarray(0, 5).toString() === 'POST ') {
+            this.loseNextPostAnswers--;
+            loseAnswer = true;
+          }
+        }
+        if (from === upstream && loseAnswer) {
+          this.lostAnswers++;
+          this.cut(pair);
+          return;
+        }
         if (tearNext && chunk.length > 1) {
           tearNext = false;
           to.write(chunk.subarray(0, Math.floor(Math.random() * (chunk.length - 1)) + 1));
