@@ -8,6 +8,8 @@ export class LocalStore {
   version = 0;
   epoch: string | null = null;
   private readonly byType = new Map<string, Map<string, Record<string, unknown>>>();
+  /** Sorted keys per type for paging, rebuilt only after a key was added or removed (not on updates). */
+  private readonly sorted = new Map<string, string[]>();
   private count = 0;
 
   /** With `trackHash`, keeps an incremental hash of the state (for the history checker). */
@@ -23,6 +25,7 @@ export class LocalStore {
 
   replace(version: number, epoch: string | null, facts: readonly Fact[]): void {
     this.byType.clear();
+    this.sorted.clear();
     this.count = 0;
     this.hash?.reset();
     for (const f of facts) this.put(f.type, f.key, f.value);
@@ -47,7 +50,8 @@ export class LocalStore {
   list(type: string, limit: number, cursor: string | undefined): { facts: Fact[]; next: string | null } {
     const m = this.byType.get(type);
     if (!m) return { facts: [], next: null };
-    const keys = [...m.keys()].sort();
+    let keys = this.sorted.get(type);
+    if (!keys) this.sorted.set(type, (keys = [...m.keys()].sort()));
     let i = 0;
     if (cursor !== undefined) {
       // First key strictly greater than the cursor (binary search on the sorted keys).
@@ -82,8 +86,10 @@ export class LocalStore {
     let m = this.byType.get(type);
     if (!m) this.byType.set(type, (m = new Map()));
     const old = m.get(key);
-    if (old === undefined) this.count++;
-    else this.hash?.remove(type, key, old);
+    if (old === undefined) {
+      this.count++;
+      this.sorted.delete(type);
+    } else this.hash?.remove(type, key, old);
     m.set(key, value);
     this.hash?.add(type, key, value);
   }
@@ -93,6 +99,7 @@ export class LocalStore {
     const old = m?.get(key);
     if (m && old !== undefined) {
       m.delete(key);
+      this.sorted.delete(type);
       this.hash?.remove(type, key, old);
       this.count--;
       if (m.size === 0) this.byType.delete(type);

@@ -66,6 +66,9 @@ describe('LocalStore', () => {
     expect(p2.facts.map((f) => f.key)).toEqual(['c', 'd']);
     const p3 = s.list('user', 2, p2.next!);
     expect(p3).toEqual({ facts: [{ type: 'user', key: 'e', value: {} }], next: null });
+    // The sorted index follows adds and removes after it was built; updates keep it.
+    s.apply({ version: 2, ts: '', ops: [{ op: 'upsert', type: 'user', key: 'aa', value: {} }, { op: 'delete', type: 'user', key: 'b' }, { op: 'upsert', type: 'user', key: 'c', value: { x: 1 } }] });
+    expect(s.list('user', 10, undefined).facts.map((f) => [f.key, f.value])).toEqual([['a', {}], ['aa', {}], ['c', { x: 1 }], ['d', {}], ['e', {}]]);
   });
 
   it('digest ignores insertion order and key order inside values', () => {
