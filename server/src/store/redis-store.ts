@@ -1,11 +1,11 @@
 import { Cluster, Redis, ReplyError } from 'ioredis';
 import { nanoid } from 'nanoid';
 import type { Logger } from 'pino';
-import { FactsyncError, factField, splitFactField, streamIdOf, versionOfStreamId } from '@factsync/shared';
+import { FactsyncError, factField, streamIdOf, versionOfStreamId } from '@factsync/shared';
 import * as scripts from './redis-scripts.js';
 import { parseEnvEvent } from './events.js';
 import type {
-  AgentConnect, AgentRecord, ChangesPage, EnvHead, EnvListener, FactStore, RawChange, Snapshot, WriteInput, WriteOutcome,
+  AgentConnect, AgentRecord, ChangesPage, EnvHead, EnvListener, FactStore, RawChange, RawFact, Snapshot, WriteInput, WriteOutcome,
 } from './fact-store.js';
 
 export interface RedisStoreOptions {
@@ -61,6 +61,9 @@ export async function createRedisStore(opts: RedisStoreOptions): Promise<FactSto
   // The commands used below exist on both clients with the same signatures.
   const redis = raw as unknown as Redis & ScriptCommands;
   const sub = connect({ ...common, enableOfflineQueue: true, commandTimeout: undefined }) as unknown as Redis;
+  // Snapshots of large envs legitimately take seconds: they get their own connection with a longer timeout.
+  const bulkClient = connect({ ...common, commandTimeout: opts.commandTimeoutMs * 12 }) as unknown as Redis;
+  const bulk = (): Redis => bulkClient;
   const log = opts.log.child({ module: 'redis-store' });
 
   redis.defineCommand('fsWrite', { lua: scripts.WRITE });
@@ -72,14 +75,14 @@ export async function createRedisStore(opts: RedisStoreOptions): Promise<FactSto
   redis.defineCommand('fsAgents', { lua: scripts.AGENTS, numberOfKeys: 4 });
 
   let lastError = '';
-  for (const [name, conn] of [['command', redis], ['subscriber', sub]] as const) {
+  for (const [name, conn] of [['command', redis], ['subscriber', sub], ['bulk', bulkClient]] as const) {
     conn.on('error', (e: Error) => {
       opts.onError?.();
       if (e.message !== lastError) log.error({ conn: name, err: e.message }, 'redis connection error');
       lastError = e.message;
     });
   }
-  await Promise.all([redis.connect(), sub.connect()]);
+  await Promise.all([redis.connect(), sub.connect(), bulkClient.connect()]);
 
   const k = (env: string) => {
     const base = `${opts.keyPrefix}:{${env}}`;
@@ -169,10 +172,18 @@ export async function createRedisStore(opts: RedisStoreOptions): Promise<FactSto
 
     async snapshot(env: string): Promise<Snapshot> {
       const keys = k(env);
-      const res = await guard('snapshot', () => redis.multi().hmget(keys.meta, 'version', 'epoch').hgetall(keys.state).exec());
+      // `call('HGETALL')` keeps the flat reply: the typed hgetall builds an object of a million
+      // keys first, which took most of a large snapshot's time. The bulk connection has a longer
+      // command timeout, since reading a large env legitimately takes seconds.
+      const res = await guard('snapshot', () => bulk().multi().hmget(keys.meta, 'version', 'epoch').call('HGETALL', keys.state).exec());
       const [v, e] = (res?.[0]?.[1] ?? []) as (string | null)[];
-      const state = (res?.[1]?.[1] ?? {}) as Record<string, string>;
-      const facts = Object.entries(state).map(([field, valueJson]) => ({ ...splitFactField(field), valueJson }));
+      const flat = (res?.[1]?.[1] ?? []) as string[];
+      const facts: RawFact[] = new Array(flat.length >> 1);
+      for (let i = 0; i + 1 < flat.length; i += 2) {
+        const field = flat[i]!;
+        const colon = field.indexOf(':');
+        facts[i >> 1] = { type: field.slice(0, colon), key: field.slice(colon + 1), valueJson: flat[i + 1]! };
+      }
       return { version: Number(v ?? 0), epoch: e ?? null, facts };
     },
 
@@ -277,9 +288,10 @@ export async function createRedisStore(opts: RedisStoreOptions): Promise<FactSto
     },
 
     async close() {
-      await Promise.allSettled([redis.quit(), sub.quit()]);
+      await Promise.allSettled([redis.quit(), sub.quit(), bulkClient.quit()]);
       redis.disconnect();
       sub.disconnect();
+      bulkClient.disconnect();
     },
   };
   return store;
