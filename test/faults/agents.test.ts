@@ -73,6 +73,22 @@ describe('fault: agents that stall, restart, or find their state file damaged', 
     expect(agent.status()).toMatchObject({ snapshots_applied: 1, reconnects: 0 });
   });
 
+  it('an agent that stops reading during its snapshot is cut off, not waited for forever', async () => {
+    const server = await startServer({ env: { PING_INTERVAL_MS: '1000', LEASE_MS: '2100' } });
+    cleanups.push(() => server.close());
+    const env = newEnv();
+    const admin = client(server.url, ADMIN);
+    for (let i = 0; i < 20; i++) {
+      await admin.post(`/v1/envs/${env}/facts`, { ops: Array.from({ length: 500 }, (_, j) => upsert('doc', `s-${i}-${j}`, { pad: 'y'.repeat(1000) })) });
+    }
+    const reader = await RawAgent.connect(server.url, AGENT);
+    reader.pause();
+    reader.send({ type: 'hello', env, agent_id: 'frozen', applied: 0 });
+    await waitUntil(async () => ((await server.metrics.slowConsumers.get()).values[0]?.value ?? 0) === 1, 'the frozen reader to be cut', 10_000);
+    expect([...server.gateway.sessions].some((x) => x.agentId === 'frozen')).toBe(false);
+    reader.close();
+  });
+
   it('restart with DATA_DIR resumes from its version (log or snapshot as the log allows); a damaged state file is never served', async () => {
     const cluster = new Cluster(inject('redisUrl'), { LOG_RETENTION: '40' });
     cleanups.push(() => cluster.stop());

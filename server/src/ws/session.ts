@@ -183,20 +183,29 @@ export class Session implements FeedMember {
   /**
    * Catch-up frames (a snapshot, log pages) wait until the previous one was
    * handed to the kernel instead of piling up: a 100 MB snapshot must not look
-   * like a slow consumer, and a reader that takes none of it for a lease is cut.
+   * like a slow consumer. A slow link may take minutes for it, which is fine
+   * while bytes keep leaving; a reader that takes nothing for a third of a
+   * lease is cut.
    */
   private sendFlushed(frame: string): Promise<void> {
     if (this.isClosed()) return Promise.resolve();
     return new Promise((resolve) => {
-      const timer = setTimeout(() => {
-        this.log.warn({ sent: this.sent, bytes: frame.length }, 'catch-up frame not read in time; cutting off');
+      let lastBuffered = Number.POSITIVE_INFINITY;
+      const watch = setInterval(() => {
+        const now = this.socket.bufferedAmount;
+        if (now < lastBuffered) {
+          lastBuffered = now;
+          return;
+        }
+        clearInterval(watch);
+        this.log.warn({ sent: this.sent, buffered: now }, 'catch-up frame not being read; cutting off');
         this.deps.metrics.slowConsumers.inc();
         this.cleanup();
         this.socket.terminate();
         resolve();
-      }, this.deps.leaseMs);
+      }, Math.max(100, Math.floor(this.deps.leaseMs / 3)));
       this.socket.send(frame, { binary: false }, () => {
-        clearTimeout(timer);
+        clearInterval(watch);
         resolve();
       });
     });
