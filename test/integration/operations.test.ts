@@ -5,6 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { nanoid } from 'nanoid';
 import { ADMIN, AGENT, TOKENS, newEnv, startAgent, startServer } from '../src/inproc.js';
+import { createMemoryStore, type FactStore } from '@factsync/server';
+import { FactsyncError } from '@factsync/shared';
 import { spawnAgent, spawnServer } from '../src/procs.js';
 import { client, upsert } from '../src/http.js';
 import { waitUntil } from '../src/wait.js';
@@ -99,5 +101,19 @@ describe('operations', () => {
     const writeLine = server.lines.map((l) => { try { return JSON.parse(l); } catch { return {}; } }).find((o) => o.msg === 'write');
     expect(writeLine).toMatchObject({ env, version: 1, reqId: expect.any(String) });
     expect(agent.lines.some((l) => l.includes('"agentId":"op-1"'))).toBe(true);
+  });
+
+  it('a write whose wait fails (store gone after the write) still answers 200 with its version, never an error to retry', async () => {
+    const real = createMemoryStore({ logRetention: 100, idempotencyTtlSeconds: 60, inlineChangeBytes: 65536 });
+    // The write goes through; everything the wait needs fails, as when Redis drops right after the script.
+    const store: FactStore = { ...real, subscribe: async () => { throw new FactsyncError('store_unavailable', 'gone'); } };
+    const server = await startServer({ store });
+    try {
+      const r = await client(server.url, ADMIN).post('/v1/envs/e/facts', { ops: [upsert('doc', 'k', {})] }, { 'x-wait-timeout': '1' });
+      expect(r.status).toBe(200);
+      expect(r.body).toEqual({ version: 1, sync: { version: 1, synced: false, acked: [], pending: [] } });
+    } finally {
+      await server.close();
+    }
   });
 });

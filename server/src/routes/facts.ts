@@ -63,7 +63,14 @@ export function factsRoutes(app: FastifyInstance, ctx: RouteContext): void {
     if (!wantsWait) return { version: outcome.version };
 
     const endWait = ctx.metrics.syncWaitDuration.startTimer();
-    const sync: SyncStatus = await ctx.tracker.wait(env, outcome.version, waitFor.value, timeout.value.ms, abortOnClose(reply));
+    let sync: SyncStatus;
+    try {
+      sync = await ctx.tracker.wait(env, outcome.version, waitFor.value, timeout.value.ms, abortOnClose(reply));
+    } catch (e) {
+      // The write has its version: a failed wait must not turn it into an error a client would retry.
+      req.log.warn({ env, version: outcome.version, err: (e as Error).message }, 'could not wait for sync after the write');
+      sync = { version: outcome.version, synced: false, acked: [], pending: [] };
+    }
     endWait({ synced: String(sync.synced) });
     if (!sync.synced && policy.value === 'fail') {
       throw new FactsyncError('sync_timeout', `version ${outcome.version} was written but is not yet applied by ${sync.pending.join(', ') || 'enough agents'}`, { version: outcome.version, sync });
