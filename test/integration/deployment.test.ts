@@ -70,4 +70,9 @@ describe('docker-compose.yml and Dockerfile', () => {
     expect(df).toMatch(/^USER node$/m);
     expect(df).toMatch(/npm ci/);
   });
+
+  it('the README documents every variable a component reads', () => {
+    const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
+    for (const name of new Set([...serverVars, ...agentVars])) expect(readme, name).toContain(`\`${name}\``);
+  });
 });
