@@ -7,6 +7,7 @@ COPY server/package.json server/
 COPY pdp-agent/package.json pdp-agent/
 COPY sdk/package.json sdk/
 COPY test/package.json test/
+COPY bench/package.json bench/
 RUN npm ci --no-audit --no-fund
 COPY shared shared
 COPY server server

@@ -69,6 +69,9 @@ describe('docker-compose.yml and Dockerfile', () => {
     expect(df.match(/^FROM /gm)?.length).toBeGreaterThanOrEqual(2);
     expect(df).toMatch(/^USER node$/m);
     expect(df).toMatch(/npm ci/);
+    // npm ci needs the package.json of every workspace before the sources are copied.
+    const workspaces = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { workspaces: string[] }).workspaces;
+    for (const w of workspaces) expect(df, w).toContain(`COPY ${w}/package.json ${w}/`);
   });
 
   it('the README documents every variable a component reads', () => {
