@@ -11,6 +11,8 @@ export interface TokenGrant {
   role: Role;
   /** An env name, or '*' for every env. */
   env: string;
+  /** Optional third part: the agent ids this token may connect as (exact, or a prefix ending in '*'). */
+  agentIds?: string;
 }
 
 export interface Principal {
@@ -18,6 +20,7 @@ export interface Principal {
   env: string;
   /** Which configured token this is (its index), for per-token limits; not secret. */
   tokenIndex: number;
+  agentIds?: string;
   /** A short non-secret label for logs. */
   label: string;
 }
@@ -39,10 +42,13 @@ export function parseTokens(raw: string): TokenGrant[] {
   for (const entry of raw.split(',').map((s) => s.trim()).filter(Boolean)) {
     const eq = entry.lastIndexOf('=');
     const token = eq > 0 ? entry.slice(0, eq) : '';
-    const [role, env, ...rest] = (eq > 0 ? entry.slice(eq + 1) : '').split(':');
+    const [role, env, agentIds, ...rest] = (eq > 0 ? entry.slice(eq + 1) : '').split(':');
     const shown = token ? `${token.slice(0, 3)}…` : '(empty)';
-    if (!token || rest.length > 0 || !role || !env) {
-      throw new ConfigError(`AUTH_TOKENS entry for token ${shown} is invalid: write token=role:env, e.g. s3cret=agent:prod`);
+    if (!token || rest.length > 0 || !role || !env || agentIds === '') {
+      throw new ConfigError(`AUTH_TOKENS entry for token ${shown} is invalid: write token=role:env or token=agent:env:agent-id (a trailing * matches a prefix), e.g. s3cret=agent:prod`);
+    }
+    if (agentIds !== undefined && !/^[A-Za-z0-9_.@-]+\*?$|^\*$/.test(agentIds)) {
+      throw new ConfigError(`AUTH_TOKENS entry for token ${shown}: agent ids "${agentIds}" must be an agent id or a prefix ending in *`);
     }
     if (!(ROLES as readonly string[]).includes(role)) {
       throw new ConfigError(`AUTH_TOKENS entry for token ${shown}: role "${role}" is unknown; use ${ROLES.join(', ')}`);
@@ -50,7 +56,7 @@ export function parseTokens(raw: string): TokenGrant[] {
     if (env !== '*' && !envRe.test(env)) {
       throw new ConfigError(`AUTH_TOKENS entry for token ${shown}: env "${env}" must be * or match ${ENV_PATTERN}`);
     }
-    grants.push({ digest: sha256(token), role: role as Role, env });
+    grants.push({ digest: sha256(token), role: role as Role, env, ...(agentIds !== undefined && agentIds !== '*' ? { agentIds } : {}) });
   }
   return grants;
 }
@@ -72,6 +78,13 @@ export function permit(p: Principal, env: string, cap: Capability): Principal {
   return p;
 }
 
+/** Throws 403 unless a token bound to agent ids (token=agent:env:ids) may connect as `agentId`. */
+export function permitAgentId(p: Principal, agentId: string): void {
+  if (!p.agentIds) return;
+  const ok = p.agentIds.endsWith('*') ? agentId.startsWith(p.agentIds.slice(0, -1)) : agentId === p.agentIds;
+  if (!ok) throw new FactsyncError('forbidden', `this token may only connect as agent ${p.agentIds}, not "${agentId}"`);
+}
+
 export function createAuthenticator(grants: readonly TokenGrant[]): Authenticator {
   function authenticate(authorization: string | undefined): Principal {
     const m = /^Bearer\s+(\S+)\s*$/i.exec(authorization ?? '');
@@ -84,7 +97,7 @@ export function createAuthenticator(grants: readonly TokenGrant[]): Authenticato
     });
     const g = grants[found];
     if (!g) throw new FactsyncError('unauthorized', 'unknown token: check AUTH_TOKENS on the server');
-    return { role: g.role, env: g.env, tokenIndex: found, label: `${g.role}:${g.env}` };
+    return { role: g.role, env: g.env, tokenIndex: found, label: `${g.role}:${g.env}`, ...(g.agentIds ? { agentIds: g.agentIds } : {}) };
   }
   return {
     authenticate,

@@ -9,7 +9,7 @@ import { SOAK_SCALE, waitUntil } from '../src/wait.js';
 
 const ROLES = ['admin', 'writer', 'agent', 'reader'] as const;
 const tokenOf = (role: string) => `${role}-own-token`;
-const AUTH_TOKENS = ROLES.map((r) => `${tokenOf(r)}=${r}:own`).join(',');
+const AUTH_TOKENS = `${ROLES.map((r) => `${tokenOf(r)}=${r}:own`).join(',')},bound-token=agent:own:pdp-eu-*`;
 
 /** Raw HTTP, so bodies can be any bytes (invalid UTF-8 included) and headers anything Node will send. */
 function raw(base: string, method: string, path: string, body: Buffer | string | undefined, headers: Record<string, string>): Promise<{ status: number; text: string }> {
@@ -83,6 +83,14 @@ describe('security: authorization matrix, fuzzing, limits', () => {
     }
     await expect(RawAgent.connect(server.url, undefined)).rejects.toThrow(/401/);
     await expect(RawAgent.connect(server.url, 'bad')).rejects.toThrow(/401/);
+    // A token bound to agent ids cannot connect as another agent.
+    const impostor = await RawAgent.connect(server.url, 'bound-token', { type: 'hello', env: 'own', agent_id: 'bystander', applied: 0 });
+    expect((await impostor.waitClosed()).code).toBe(4403);
+    expect(impostor.messages[0]).toMatchObject({ type: 'error', error: 'forbidden' });
+    const own = await RawAgent.connect(server.url, 'bound-token', { type: 'hello', env: 'own', agent_id: 'pdp-eu-1', applied: 0 });
+    await waitUntil(() => own.messages.length > 0, 'welcome');
+    expect(own.messages[0]?.type).toBe('welcome');
+    own.close();
     // Only health, metrics, docs and the status page shell are open.
     for (const p of ['/healthz', '/readyz', '/metrics', '/docs/json', '/']) expect((await client(server.url).get(p)).status, p).toBe(200);
     expect((await client(server.url).get('/v1/envs')).status).toBe(401);

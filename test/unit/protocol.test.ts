@@ -3,7 +3,7 @@ import fc from 'fast-check';
 import {
   backoffDelayMs, parseClientMessage, parseOps, parseTimeoutPolicy, parseWaitFor, parseWaitTimeout, factsDigest,
 } from '@factsync/shared';
-import { parseTokens, createAuthenticator } from '../../server/src/auth.js';
+import { parseTokens, createAuthenticator, permitAgentId } from '../../server/src/auth.js';
 import { parseEnvEvent, encodeChangeEvent } from '../../server/src/store/events.js';
 import { loadServerConfig } from '@factsync/server';
 import { loadAgentConfig } from '@factsync/pdp-agent';
@@ -97,6 +97,13 @@ describe('auth and config', () => {
     expect(() => auth.authorize(undefined, 'prod', 'read')).toThrow(/missing bearer token/);
     expect(() => parseTokens('x=boss:prod')).toThrow(/role "boss" is unknown/);
     expect(() => parseTokens('x=admin')).toThrow(/token=role:env/);
+    expect(() => parseTokens('x=agent:prod:bad id')).toThrow(/prefix ending in \*/);
+    const bound = createAuthenticator(parseTokens('eu=agent:prod:pdp-eu-*,one=agent:prod:pdp-1,any=agent:prod:*'));
+    expect(() => permitAgentId(bound.authenticate('Bearer eu'), 'pdp-eu-7')).not.toThrow();
+    expect(() => permitAgentId(bound.authenticate('Bearer eu'), 'pdp-us-1')).toThrow(/only connect as agent pdp-eu-\*/);
+    expect(() => permitAgentId(bound.authenticate('Bearer one'), 'pdp-1')).not.toThrow();
+    expect(() => permitAgentId(bound.authenticate('Bearer one'), 'pdp-10')).toThrow(/not "pdp-10"/);
+    expect(() => permitAgentId(bound.authenticate('Bearer any'), 'whatever')).not.toThrow();
   });
 
   it('a bad setting is one clear line', () => {

@@ -4,7 +4,7 @@ import { nanoid } from 'nanoid';
 import {
   ErrorCodes, FactsyncError, assertNever, errorFrame, parseClientMessage, type ErrorCode, type HelloMessage,
 } from '@factsync/shared';
-import { permit, type Principal } from '../auth.js';
+import { permit, permitAgentId, type Principal } from '../auth.js';
 import type { FactStore } from '../store/fact-store.js';
 import type { Broadcaster } from '../broadcast/broadcaster.js';
 import { changesFrame, type ChangeBatch, type EnvFeed, type FeedMember } from '../broadcast/env-feed.js';
@@ -80,6 +80,7 @@ export class Session implements FeedMember {
   private async onHello(h: HelloMessage): Promise<void> {
     this.acking = h.ack !== false;
     permit(this.principal, h.env, this.acking ? 'ack' : 'subscribe');
+    permitAgentId(this.principal, h.agent_id);
     this.env = h.env;
     this.agentId = h.agent_id;
     this.log = this.log.child({ env: h.env, agentId: h.agent_id });
