@@ -39,6 +39,15 @@ async function writeMany(base: string, env: string, n: number, from = 0): Promis
   return version;
 }
 
+/** Simulate Redis losing an env's data (no AOF and a restart, a flush): all its keys vanish. */
+async function loseEnv(s: RunningServer, env: string): Promise<void> {
+  const redis = new Redis(inject('redisUrl'));
+  const keys = await redis.keys(`${s.config.keyPrefix}:{${env}}:*`);
+  expect(keys.length).toBeGreaterThan(0);
+  await redis.del(...keys);
+  await redis.quit();
+}
+
 async function expectConverged(a: Agent, base: string, env: string): Promise<void> {
   const snap = (await client(base, ADMIN).get(`/v1/envs/${env}/snapshot`)).body;
   await waitUntil(() => a.store.version === snap.version, `agent to reach ${snap.version} (at ${a.store.version})`);
@@ -153,12 +162,7 @@ describe('resume and repair', () => {
     await waitUntil(() => a.store.version === 20, 'agent at 20');
     const oldEpoch = a.store.epoch;
 
-    // Simulate Redis losing its data (no AOF + restart): the env's keys vanish.
-    const redis = new Redis(inject('redisUrl'));
-    const keys = await redis.keys(`${s.config.keyPrefix}:{${env}}:*`);
-    expect(keys.length).toBeGreaterThan(0);
-    await redis.del(...keys);
-    await redis.quit();
+    await loseEnv(s, env);
 
     // The new epoch overtakes the agent's version; contiguous-looking doorbells must not be applied on top.
     const admin = client(s.url, ADMIN);
@@ -175,9 +179,7 @@ describe('resume and repair', () => {
     const a = await agent(s.url, { AGENT_ENV: env });
     await writeMany(s.url, env, 20);
     await waitUntil(() => a.store.version === 20, 'agent at 20');
-    const redis = new Redis(inject('redisUrl'));
-    await redis.del(...(await redis.keys(`${s.config.keyPrefix}:{${env}}:*`)));
-    await redis.quit();
+    await loseEnv(s, env);
     await writeMany(s.url, env, 5);
     await expectConverged(a, s.url, env);
     expect(a.status()).toMatchObject({ applied: 5, head: 5, snapshots_applied: 2 });
