@@ -5,7 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import { pino } from 'pino';
 import { createServer, loadServerConfig, ConfigError, runUntilSignal } from '@factsync/server';
-import { createAgent, loadAgentConfig, ConfigError as AgentConfigError } from '@factsync/pdp-agent';
+import { createAgent, loadAgentConfig } from '@factsync/pdp-agent';
 
 async function main(): Promise<void> {
   const token = process.env.DEV_TOKEN ?? `dev-${randomBytes(12).toString('hex')}`;
@@ -37,7 +37,7 @@ async function main(): Promise<void> {
       '',
     ].join('\n') + '\n');
   } catch (e) {
-    if (e instanceof ConfigError || e instanceof AgentConfigError) {
+    if (e instanceof ConfigError) {
       process.stderr.write(`factsync: ${e.message}\n`);
       process.exit(2);
     }

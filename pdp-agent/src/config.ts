@@ -1,10 +1,8 @@
 import { hostname } from 'node:os';
 import { nanoid } from 'nanoid';
-import { AGENT_ID_PATTERN, ENV_PATTERN } from '@factsync/shared';
+import { AGENT_ID_PATTERN, ConfigError, ENV_PATTERN, readInt as int, readLogLevel, readString as str, type Env } from '@factsync/shared';
 
-export class ConfigError extends Error {
-  override name = 'ConfigError';
-}
+export { ConfigError };
 
 export interface AgentConfig {
   port: number;
@@ -29,23 +27,6 @@ export interface AgentConfig {
   historyFile: string | undefined;
 }
 
-type Env = Record<string, string | undefined>;
-
-function int(env: Env, name: string, fallback: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
-  const raw = env[name]?.trim();
-  if (!raw) return fallback;
-  const n = Number(raw);
-  if (!Number.isSafeInteger(n) || n < min || n > max) throw new ConfigError(`${name}=${JSON.stringify(raw)} is invalid: expected an integer from ${min} to ${max}`);
-  return n;
-}
-
-function str(env: Env, name: string, fallback: string, re?: RegExp, hint?: string): string {
-  const raw = env[name]?.trim();
-  if (!raw) return fallback;
-  if (re && !re.test(raw)) throw new ConfigError(`${name}=${JSON.stringify(raw)} is invalid: ${hint ?? `must match ${re}`}`);
-  return raw;
-}
-
 function serverUrls(raw: string): URL[] {
   const urls = raw.split(',').map((s) => s.trim()).filter(Boolean).map((s) => {
     let u: URL;
@@ -61,8 +42,6 @@ function serverUrls(raw: string): URL[] {
   return urls;
 }
 
-const LEVELS = /^(fatal|error|warn|info|debug|trace|silent)$/;
-
 /** Reads and validates every agent setting once (DESIGN.md, "Configuration"). */
 export function loadAgentConfig(env: Env): Readonly<AgentConfig> {
   const reconnectMinMs = int(env, 'RECONNECT_MIN_MS', 200, 10);
@@ -75,7 +54,7 @@ export function loadAgentConfig(env: Env): Readonly<AgentConfig> {
     agentId: str(env, 'AGENT_ID', `${hostname().replace(/[^A-Za-z0-9_.-]/g, '-').slice(0, 100)}-${nanoid(6)}`,
       new RegExp(AGENT_ID_PATTERN), 'use 1-128 of A-Z a-z 0-9 _ . : @ -'),
     dataDir: env.DATA_DIR?.trim() || undefined,
-    logLevel: str(env, 'LOG_LEVEL', 'info', LEVELS, 'use fatal, error, warn, info, debug, trace or silent'),
+    logLevel: readLogLevel(env),
     apiToken: env.AGENT_API_TOKEN?.trim() || undefined,
     reconnectMinMs,
     reconnectMaxMs: int(env, 'RECONNECT_MAX_MS', 10_000, reconnectMinMs),

@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import { nanoid } from 'nanoid';
-import { FactsyncError, backoffDelayMs, isErrorCode, type Op, type SyncStatus, type TimeoutPolicy, type WaitFor } from '@factsync/shared';
-import type { ServerClient } from './server-client.js';
+import { FactsyncError, backoffDelayMs, formatWaitFor, type Op, type SyncStatus, type TimeoutPolicy, type WaitFor } from '@factsync/shared';
+import { errorOf, type ServerClient } from './server-client.js';
 
 export interface WriteOptions {
   waitFor: WaitFor;
@@ -47,7 +47,7 @@ export class Forwarder {
     const remote = o.waitFor.kind !== 'local';
     const headers: Record<string, string> = { 'idempotency-key': key };
     if (remote) {
-      headers['x-wait-for'] = o.waitFor.kind === 'all' ? 'all' : o.waitFor.kind === 'count' ? String(o.waitFor.n) : o.waitFor.kind === 'ids' ? o.waitFor.ids.join(',') : 'all';
+      headers['x-wait-for'] = formatWaitFor(o.waitFor);
       headers['x-wait-timeout'] = o.timeoutMs === null ? '-1' : String(o.timeoutMs / 1000);
       headers['x-timeout-policy'] = o.policy;
     }
@@ -66,11 +66,8 @@ export class Forwarder {
       await new Promise((r) => setTimeout(r, backoffDelayMs(attempt, { initialMs: 100, maxMs: 2000 })));
     }
     if (!answer) throw new FactsyncError('upstream_unavailable', 'no factsync server accepted the write');
-    const body = answer.body as { version?: number; sync?: SyncStatus; error?: string; message?: string };
-    if (answer.status !== 200 || typeof body.version !== 'number') {
-      const code = isErrorCode(body?.error) ? body.error : answer.status >= 500 ? 'upstream_unavailable' : 'invalid_request';
-      throw new FactsyncError(code, body?.message ?? `server answered ${answer.status}`, body as Record<string, unknown>);
-    }
+    const body = answer.body as { version?: number; sync?: SyncStatus };
+    if (answer.status !== 200 || typeof body.version !== 'number') throw errorOf(answer);
     const version = body.version;
     if (remote) {
       const synced = body.sync?.synced ?? false;

@@ -51,8 +51,13 @@ export class ServerClient {
   async call<T>(method: string, path: string, opts: Parameters<ServerClient['request']>[2] = {}): Promise<HttpAnswer<T>> {
     const a = await this.request<T>(method, path, opts);
     if (a.status >= 200 && a.status < 300) return a;
-    const b = a.body as { error?: unknown; message?: unknown } | undefined;
-    const code = isErrorCode(b?.error) ? b.error : a.status >= 500 ? 'upstream_unavailable' : 'invalid_request';
-    throw new FactsyncError(code, typeof b?.message === 'string' ? b.message : `server answered ${a.status}`, b as Record<string, unknown>);
+    throw errorOf(a);
   }
+}
+
+/** A server's error answer as a FactsyncError with the server's code (or one derived from the status). */
+export function errorOf(a: HttpAnswer<unknown>): FactsyncError {
+  const b = a.body as { error?: unknown; message?: unknown } | undefined;
+  const code = isErrorCode(b?.error) ? b.error : a.status >= 500 ? 'upstream_unavailable' : 'invalid_request';
+  return new FactsyncError(code, typeof b?.message === 'string' ? b.message : `server answered ${a.status}`, b as Record<string, unknown>);
 }

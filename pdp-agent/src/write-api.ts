@@ -2,8 +2,8 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { Type } from '@sinclair/typebox';
 import {
   AttributeInput, AttributeRef, BulkUsersInput, FactKey, FactsyncError, RelationshipInput, RoleAssignmentInput, SyncStatus,
-  TenantFields, UserFields, WriteRequest, attributeDeleteOp, attributeOp, parseOps, parseTimeoutPolicy, parseWaitFor,
-  parseWaitTimeout, relationshipOp, roleAssignmentOp, tenantOp, userOps, type Op, type Result,
+  TenantFields, UserFields, WriteRequest, attributeDeleteOp, attributeOp, parseOps, parseWriteHeaders,
+  relationshipOp, roleAssignmentOp, tenantOp, userOps, type Op, type Result,
 } from '@factsync/shared';
 import type { Forwarder, WriteOptions, WriteResult } from './forwarder.js';
 import type { LocalStore } from './local-store.js';
@@ -40,20 +40,12 @@ const schema = (summary: string, extra: Record<string, unknown> = {}) => ({
  */
 export function registerWriteRoutes(app: FastifyInstance, d: WriteApiDeps): void {
   function waitOptions(req: FastifyRequest, reply: FastifyReply): WriteOptions {
-    const h = req.headers as Record<string, string | undefined>;
-    const waitFor = parseWaitFor(h['x-wait-for'], { kind: 'local' });
-    if (!waitFor.ok) throw new FactsyncError('invalid_request', `X-Wait-For: ${waitFor.error}`);
-    const timeout = parseWaitTimeout(h['x-wait-timeout'], d.defaultWaitSeconds);
-    if (!timeout.ok) throw new FactsyncError('invalid_request', `X-Wait-Timeout: ${timeout.error}`);
-    const policy = parseTimeoutPolicy(h['x-timeout-policy']);
-    if (!policy.ok) throw new FactsyncError('invalid_request', policy.error);
-    const key = h['idempotency-key'];
-    if (key !== undefined && !/^[\x21-\x7e]{1,200}$/.test(key)) {
-      throw new FactsyncError('invalid_request', 'Idempotency-Key must be 1-200 printable ASCII characters without spaces');
-    }
+    const parsed = parseWriteHeaders(req.headers, { waitFor: { kind: 'local' }, waitSeconds: d.defaultWaitSeconds });
+    if (!parsed.ok) throw new FactsyncError('invalid_request', parsed.error);
+    const { waitFor, timeoutMs, policy, idempotencyKey } = parsed.value;
     const ac = new AbortController();
     reply.raw.once('close', () => !reply.raw.writableFinished && ac.abort());
-    return { waitFor: waitFor.value, timeoutMs: timeout.value.ms, policy: policy.value, idempotencyKey: key, signal: ac.signal };
+    return { waitFor, timeoutMs, policy, idempotencyKey, signal: ac.signal };
   }
 
   const forward = async (req: FastifyRequest, reply: FastifyReply, ops: Result<Op[]>): Promise<WriteResult> => {

@@ -1,6 +1,5 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { ENV_PATTERN, FactsyncError } from '@factsync/shared';
-import { ConfigError } from './env-config.js';
+import { ConfigError, ENV_PATTERN, FactsyncError } from '@factsync/shared';
 
 export const ROLES = ['admin', 'writer', 'agent', 'reader'] as const;
 export type Role = (typeof ROLES)[number];

@@ -1,5 +1,5 @@
 import { nanoid } from 'nanoid';
-import { ConfigError, readInt, readLogLevel, readOptional, readString, readUrl, type Env } from './env-config.js';
+import { ConfigError, readInt, readLogLevel, readOptional, readString, readUrl, type Env } from '@factsync/shared';
 import { parseTokens, type TokenGrant } from './auth.js';
 
 export interface ServerConfig {

@@ -1,6 +1,6 @@
 export { createServer, buildStore, type FactsyncServer, type ServerOptions } from './app.js';
 export { loadServerConfig, type ServerConfig } from './config.js';
-export { ConfigError } from './env-config.js';
+export { ConfigError } from '@factsync/shared';
 export { runUntilSignal } from './lifecycle.js';
 export { createMemoryStore } from './store/memory-store.js';
 export { createRedisStore } from './store/redis-store.js';

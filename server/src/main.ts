@@ -1,5 +1,5 @@
 import { loadServerConfig } from './config.js';
-import { ConfigError } from './env-config.js';
+import { ConfigError } from '@factsync/shared';
 import { createServer } from './app.js';
 import { runUntilSignal } from './lifecycle.js';
 

@@ -16,7 +16,6 @@ export const ErrorCodes = {
   store_unavailable: { status: 503, close: 1013 },
   upstream_unavailable: { status: 502, close: 1013 },
   internal: { status: 500, close: 1011 },
-  slow_consumer: { status: 503, close: 4008 },
   shutting_down: { status: 503, close: 1001 },
 } as const;
 

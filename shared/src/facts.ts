@@ -45,7 +45,6 @@ export type UpsertOp = Static<typeof UpsertOp>;
 export type DeleteOp = Static<typeof DeleteOp>;
 export type Op = Static<typeof Op>;
 
-
 export const Change = Type.Object({
   version: Type.Integer({ minimum: 1 }),
   ts: Type.String(),

@@ -9,3 +9,4 @@ export * from './hash.js';
 export * from './typed-facts.js';
 export * from './validation-errors.js';
 export * from './validator.js';
+export * from './env-config.js';

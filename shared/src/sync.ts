@@ -37,6 +37,16 @@ export function parseWaitFor(raw: string | undefined, fallback: WaitFor): Result
   return err(`wait_for ${JSON.stringify(raw)} is not valid; accepted forms: ${WAIT_FOR_FORMS}`);
 }
 
+/** The header form of a WaitFor; `parseWaitFor(formatWaitFor(w))` gives `w` back. */
+export function formatWaitFor(w: WaitFor): string {
+  switch (w.kind) {
+    case 'local': return 'local';
+    case 'all': return 'all';
+    case 'count': return String(w.n);
+    case 'ids': return w.ids.join(',');
+  }
+}
+
 /** Seconds → a wait: 0 = answer now, >0 = up to that long, <0 = until done (null). */
 export type WaitTimeout = { ms: number | null };
 
@@ -61,4 +71,45 @@ export function parseTimeoutPolicy(raw: string | undefined): Result<TimeoutPolic
   const s = raw.trim().toLowerCase();
   if (s === 'ignore' || s === 'fail') return ok(s);
   return err(`X-Timeout-Policy ${JSON.stringify(raw)} is not valid: use "ignore" (default) or "fail"`);
+}
+
+/** What the headers of a write ask for: whose acks to wait for, how long, and what a timeout means. */
+export interface WriteHeaders {
+  waitFor: WaitFor;
+  /** null = until synced. */
+  timeoutMs: number | null;
+  policy: TimeoutPolicy;
+  idempotencyKey: string | undefined;
+  /** The request sent X-Wait-For or X-Wait-Timeout. */
+  wantsWait: boolean;
+}
+
+const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,200}$/;
+
+/**
+ * `Idempotency-Key`, `X-Wait-For`, `X-Wait-Timeout` and `X-Timeout-Policy` of a
+ * write, parsed the same way by the server and the agent (DESIGN.md, "Waiting").
+ */
+export function parseWriteHeaders(
+  h: Record<string, string | string[] | undefined>,
+  defaults: { waitFor: WaitFor; waitSeconds: number },
+): Result<WriteHeaders> {
+  const one = (name: string) => {
+    const v = h[name];
+    return Array.isArray(v) ? v[0] : v;
+  };
+  const idempotencyKey = one('idempotency-key');
+  if (idempotencyKey !== undefined && !IDEMPOTENCY_KEY.test(idempotencyKey)) {
+    return err('Idempotency-Key must be 1-200 printable ASCII characters without spaces (a UUID works well)');
+  }
+  const waitFor = parseWaitFor(one('x-wait-for'), defaults.waitFor);
+  if (!waitFor.ok) return err(`X-Wait-For: ${waitFor.error}`);
+  const timeout = parseWaitTimeout(one('x-wait-timeout'), defaults.waitSeconds);
+  if (!timeout.ok) return err(`X-Wait-Timeout: ${timeout.error}`);
+  const policy = parseTimeoutPolicy(one('x-timeout-policy'));
+  if (!policy.ok) return policy;
+  return ok({
+    waitFor: waitFor.value, timeoutMs: timeout.value.ms, policy: policy.value, idempotencyKey,
+    wantsWait: one('x-wait-for') !== undefined || one('x-wait-timeout') !== undefined,
+  });
 }

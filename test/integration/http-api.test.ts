@@ -142,4 +142,16 @@ describe.each(['memory', 'redis'])('server HTTP API (%s store)', (kind) => {
     expect(agents.body).toEqual([{ id: 'held', applied: version + 1, connected: true, last_seen: expect.any(String), replica: server.config.replicaId }]);
     agent.close();
   });
+
+  it('refuses an ack ahead of what the connection was sent (invariant 3: an ack claims every version up to it)', async () => {
+    const env = newEnv();
+    const forger = await RawAgent.connect(server.url, AGENT, { type: 'hello', env, agent_id: 'forger', applied: 0 });
+    await forger.waitReceived(0);
+    const { version } = (await admin.post(`/v1/envs/${env}/facts`, { ops: [upsert('doc', 'k', {})] })).body;
+    await forger.waitReceived(version);
+    forger.ack(version + 5);
+    expect(await forger.waitClosed()).toMatchObject({ code: 4400 });
+    expect(forger.messages.at(-1)).toMatchObject({ type: 'error', error: 'invalid_request', message: expect.stringMatching(/ahead of the last version sent/) });
+    expect((await admin.get(`/v1/envs/${env}/agents`)).body).toMatchObject([{ id: 'forger', applied: 0, connected: false }]);
+  });
 });

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import {
-  backoffDelayMs, parseClientMessage, parseOps, parseTimeoutPolicy, parseWaitFor, parseWaitTimeout, factsDigest,
+  backoffDelayMs, formatWaitFor, parseClientMessage, type WaitFor, parseOps, parseTimeoutPolicy, parseWaitFor, parseWaitTimeout, factsDigest,
 } from '@factsync/shared';
 import { parseTokens, createAuthenticator, permitAgentId } from '../../server/src/auth.js';
 import { parseEnvEvent, encodeChangeEvent } from '../../server/src/store/events.js';
@@ -18,6 +18,13 @@ describe('waiting headers', () => {
       const r = parseWaitFor(bad, { kind: 'all' });
       expect(r.ok, bad).toBe(false);
       if (!r.ok) expect(r.error).toContain('accepted forms');
+    }
+  });
+
+  it('formats every wait form so that it parses back to itself', () => {
+    const forms: WaitFor[] = [{ kind: 'local' }, { kind: 'all' }, { kind: 'count', n: 3 }, { kind: 'ids', ids: ['a1', 'b-2'] }];
+    for (const w of forms) {
+      expect(parseWaitFor(formatWaitFor(w), { kind: 'all' })).toEqual({ ok: true, value: w });
     }
   });
 

@@ -9,6 +9,8 @@ export interface BroadcasterHooks {
 
 interface FeedEntry {
   feed: Promise<EnvFeed>;
+  /** The feed once it opened, for synchronous readers (metrics). */
+  opened?: EnvFeed;
   unsubscribe?: () => Promise<void>;
 }
 
@@ -18,8 +20,6 @@ interface FeedEntry {
  */
 export class Broadcaster {
   private readonly feeds = new Map<string, FeedEntry>();
-  /** The feeds that finished opening, for metrics. */
-  private readonly opened = new Map<string, EnvFeed>();
   private readonly healTimer: NodeJS.Timeout;
   gapsRepaired = 0;
 
@@ -62,7 +62,7 @@ export class Broadcaster {
       feed = new EnvFeed(env, head, this.store, this.opts.pageSize, this.log, (n) => (this.gapsRepaired += n));
       for (const ev of buffered) feed.onEvent(ev);
       self().unsubscribe = unsubscribe;
-      this.opened.set(env, feed);
+      self().opened = feed;
       return feed;
     } catch (e) {
       await unsubscribe();
@@ -78,7 +78,6 @@ export class Broadcaster {
         feed.members.delete(member);
         if (feed.members.size > 0 || this.feeds.get(env) !== entry) return;
         this.feeds.delete(env);
-        if (this.opened.get(env) === feed) this.opened.delete(env);
         feed.close();
         await entry.unsubscribe?.();
       },
@@ -93,14 +92,13 @@ export class Broadcaster {
   }
 
   *feedHeads(): Iterable<{ env: string; known: number }> {
-    for (const [env, feed] of this.opened) yield { env, known: feed.known };
+    for (const [env, entry] of this.feeds) if (entry.opened) yield { env, known: entry.opened.known };
   }
 
   async close(): Promise<void> {
     clearInterval(this.healTimer);
     const entries = [...this.feeds.values()];
     this.feeds.clear();
-    this.opened.clear();
     await Promise.allSettled(entries.map(async (e) => {
       (await e.feed).close();
       await e.unsubscribe?.();

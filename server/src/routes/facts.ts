@@ -1,12 +1,10 @@
 import type { FastifyInstance } from 'fastify';
 import { Type } from '@sinclair/typebox';
 import {
-  FactsyncError, WriteRequest, parseOps, parseTimeoutPolicy, parseWaitFor, parseWaitTimeout, type SyncStatus,
+  FactsyncError, WriteRequest, parseOps, parseWriteHeaders, type SyncStatus,
 } from '@factsync/shared';
 import { EnvParams, ErrorBody, WAIT_HEADERS, WriteResponse } from './schemas.js';
 import { abortOnClose, requireCap, type RouteContext } from './context.js';
-
-const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,200}$/;
 
 /** `POST /v1/envs/:env/facts`: one write, one version, optionally waiting for acks. */
 export function factsRoutes(app: FastifyInstance, ctx: RouteContext): void {
@@ -25,7 +23,6 @@ export function factsRoutes(app: FastifyInstance, ctx: RouteContext): void {
   }, async (req, reply) => {
     const { env } = req.params as { env: string };
     const body = req.body as WriteRequest;
-    const h = req.headers as Record<string, string | undefined>;
 
     if (body.ops.length > ctx.config.maxOpsPerWrite) {
       throw new FactsyncError('payload_too_large', `a write may carry at most ${ctx.config.maxOpsPerWrite} ops (got ${body.ops.length}); split it into several writes`);
@@ -33,21 +30,13 @@ export function factsRoutes(app: FastifyInstance, ctx: RouteContext): void {
     const ops = parseOps(body.ops);
     if (!ops.ok) throw new FactsyncError('invalid_request', ops.error);
 
-    const idempotencyKey = h['idempotency-key'];
-    if (idempotencyKey !== undefined && !IDEMPOTENCY_KEY.test(idempotencyKey)) {
-      throw new FactsyncError('invalid_request', 'Idempotency-Key must be 1-200 printable ASCII characters without spaces (a UUID works well)');
-    }
-    // Parse the wait before writing: a bad header must not leave a write behind.
-    const wantsWait = h['x-wait-for'] !== undefined || h['x-wait-timeout'] !== undefined;
-    const waitFor = parseWaitFor(h['x-wait-for'], { kind: 'all' });
-    if (!waitFor.ok) throw new FactsyncError('invalid_request', waitFor.error);
-    if (waitFor.value.kind === 'local') {
+    // Parse the headers before writing: a bad header must not leave a write behind.
+    const parsed = parseWriteHeaders(req.headers, { waitFor: { kind: 'all' }, waitSeconds: ctx.config.defaultWaitSeconds });
+    if (!parsed.ok) throw new FactsyncError('invalid_request', parsed.error);
+    const { idempotencyKey, waitFor, timeoutMs, policy, wantsWait } = parsed.value;
+    if (waitFor.kind === 'local') {
       throw new FactsyncError('invalid_request', 'X-Wait-For: local is only meaningful on a pdp-agent; the server accepts "all", an integer n, or agent ids');
     }
-    const timeout = parseWaitTimeout(h['x-wait-timeout'], ctx.config.defaultWaitSeconds);
-    if (!timeout.ok) throw new FactsyncError('invalid_request', `X-Wait-Timeout: ${timeout.error}`);
-    const policy = parseTimeoutPolicy(h['x-timeout-policy']);
-    if (!policy.ok) throw new FactsyncError('invalid_request', policy.error);
 
     const endWrite = ctx.metrics.writeDuration.startTimer();
     const outcome = await ctx.store.write(env, { ops: ops.value, ts: new Date().toISOString(), idempotencyKey });
@@ -65,14 +54,14 @@ export function factsRoutes(app: FastifyInstance, ctx: RouteContext): void {
     const endWait = ctx.metrics.syncWaitDuration.startTimer();
     let sync: SyncStatus;
     try {
-      sync = await ctx.tracker.wait(env, outcome.version, waitFor.value, timeout.value.ms, abortOnClose(reply));
+      sync = await ctx.tracker.wait(env, outcome.version, waitFor, timeoutMs, abortOnClose(reply));
     } catch (e) {
       // The write has its version: a failed wait must not turn it into an error a client would retry.
       req.log.warn({ env, version: outcome.version, err: (e as Error).message }, 'could not wait for sync after the write');
       sync = { version: outcome.version, synced: false, acked: [], pending: [] };
     }
     endWait({ synced: String(sync.synced) });
-    if (!sync.synced && policy.value === 'fail') {
+    if (!sync.synced && policy === 'fail') {
       throw new FactsyncError('sync_timeout', `version ${outcome.version} was written but is not yet applied by ${sync.pending.join(', ') || 'enough agents'}`, { version: outcome.version, sync });
     }
     return { version: outcome.version, sync };

@@ -1,4 +1,5 @@
-import { Type } from '@sinclair/typebox';
+import { Type, type Static } from '@sinclair/typebox';
+import type { AgentRecord } from '../store/fact-store.js';
 import { EnvName, SyncStatus } from '@factsync/shared';
 
 /** Route-level schemas shared by several route files; fact and protocol schemas live in shared/. */
@@ -16,3 +17,22 @@ export const WAIT_HEADERS = {
   'x-wait-timeout': Type.Optional(Type.String({ description: 'seconds: 0 = now, >0 = up to, <0 = until synced' })),
   'x-timeout-policy': Type.Optional(Type.String({ description: '"ignore" (default) or "fail" (424 on timeout)' })),
 };
+
+/** One agent as `GET /agents` and the status stream show it. */
+export const AgentInfo = Type.Object({
+  id: Type.String(),
+  applied: Type.Integer(),
+  connected: Type.Boolean(),
+  last_seen: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
+  replica: Type.Union([Type.String(), Type.Null()]),
+});
+export type AgentInfo = Static<typeof AgentInfo>;
+
+/** Store records → the wire form, sorted by id. */
+export const agentInfos = (records: AgentRecord[]): AgentInfo[] =>
+  records
+    .sort((a, b) => a.id.localeCompare(b.id))
+    .map((a) => ({
+      id: a.id, applied: a.applied, connected: a.connected,
+      last_seen: a.lastSeenMs > 0 ? new Date(a.lastSeenMs).toISOString() : null, replica: a.replica,
+    }));

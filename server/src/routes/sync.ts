@@ -1,16 +1,8 @@
 import type { FastifyInstance } from 'fastify';
 import { Type } from '@sinclair/typebox';
 import { FactsyncError, SyncStatus, parseWaitFor, parseWaitTimeout } from '@factsync/shared';
-import { EnvParams, ErrorBody } from './schemas.js';
+import { AgentInfo, EnvParams, ErrorBody, agentInfos } from './schemas.js';
 import { abortOnClose, requireCap, type RouteContext } from './context.js';
-
-const AgentInfo = Type.Object({
-  id: Type.String(),
-  applied: Type.Integer(),
-  connected: Type.Boolean(),
-  last_seen: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
-  replica: Type.Union([Type.String(), Type.Null()]),
-});
 
 /** `sync` (the long-poll of the waiting contract) and `agents`. */
 export function syncRoutes(app: FastifyInstance, ctx: RouteContext): void {
@@ -50,12 +42,6 @@ export function syncRoutes(app: FastifyInstance, ctx: RouteContext): void {
     },
   }, async (req) => {
     const { env } = req.params as { env: string };
-    const agents = await ctx.store.agents(env);
-    return agents
-      .sort((a, b) => a.id.localeCompare(b.id))
-      .map((a) => ({
-        id: a.id, applied: a.applied, connected: a.connected,
-        last_seen: a.lastSeenMs > 0 ? new Date(a.lastSeenMs).toISOString() : null, replica: a.replica,
-      }));
+    return agentInfos(await ctx.store.agents(env));
   });
 }

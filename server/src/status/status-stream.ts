@@ -1,12 +1,13 @@
 import type { ServerResponse } from 'node:http';
 import type { FastifyBaseLogger } from 'fastify';
 import type { FactStore } from '../store/fact-store.js';
+import { agentInfos, type AgentInfo } from '../routes/schemas.js';
 
 export interface EnvStatus {
   env: string;
   head: number;
   epoch: string | null;
-  agents: { id: string; applied: number; lag: number; connected: boolean; replica: string | null; last_seen: string | null }[];
+  agents: (AgentInfo & { lag: number })[];
   at: string;
 }
 
@@ -31,10 +32,7 @@ export async function streamEnvStatus(
       const [head, agents] = await Promise.all([store.head(env), store.agents(env)]);
       const status: EnvStatus = {
         env, head: head.version, epoch: head.epoch, at: new Date().toISOString(),
-        agents: agents.sort((a, b) => a.id.localeCompare(b.id)).map((a) => ({
-          id: a.id, applied: a.applied, lag: Math.max(0, head.version - a.applied), connected: a.connected, replica: a.replica,
-          last_seen: a.lastSeenMs > 0 ? new Date(a.lastSeenMs).toISOString() : null,
-        })),
+        agents: agentInfos(agents).map((a) => ({ ...a, lag: Math.max(0, head.version - a.applied) })),
       };
       if (!closed) res.write(`event: status\ndata: ${JSON.stringify(status)}\n\n`);
     } catch (e) {

@@ -1,7 +1,7 @@
 import { Cluster, Redis, ReplyError } from 'ioredis';
 import { nanoid } from 'nanoid';
 import type { Logger } from 'pino';
-import { FactsyncError, factField, streamIdOf, versionOfStreamId } from '@factsync/shared';
+import { FactsyncError, factField, splitFactField, streamIdOf, versionOfStreamId } from '@factsync/shared';
 import * as scripts from './redis-scripts.js';
 import { parseEnvEvent } from './events.js';
 import type {
@@ -63,7 +63,6 @@ export async function createRedisStore(opts: RedisStoreOptions): Promise<FactSto
   const sub = connect({ ...common, enableOfflineQueue: true, commandTimeout: undefined }) as unknown as Redis;
   // Snapshots of large envs legitimately take seconds: they get their own connection with a longer timeout.
   const bulkClient = connect({ ...common, commandTimeout: opts.commandTimeoutMs * 12 }) as unknown as Redis;
-  const bulk = (): Redis => bulkClient;
   const log = opts.log.child({ module: 'redis-store' });
 
   redis.defineCommand('fsWrite', { lua: scripts.WRITE });
@@ -175,14 +174,13 @@ export async function createRedisStore(opts: RedisStoreOptions): Promise<FactSto
       // `call('HGETALL')` keeps the flat reply: the typed hgetall builds an object of a million
       // keys first, which took most of a large snapshot's time. The bulk connection has a longer
       // command timeout, since reading a large env legitimately takes seconds.
-      const res = await guard('snapshot', () => bulk().multi().hmget(keys.meta, 'version', 'epoch').call('HGETALL', keys.state).exec());
+      const res = await guard('snapshot', () => bulkClient.multi().hmget(keys.meta, 'version', 'epoch').call('HGETALL', keys.state).exec());
       const [v, e] = (res?.[0]?.[1] ?? []) as (string | null)[];
       const flat = (res?.[1]?.[1] ?? []) as string[];
       const facts: RawFact[] = new Array(flat.length >> 1);
       for (let i = 0; i + 1 < flat.length; i += 2) {
-        const field = flat[i]!;
-        const colon = field.indexOf(':');
-        facts[i >> 1] = { type: field.slice(0, colon), key: field.slice(colon + 1), valueJson: flat[i + 1]! };
+        const { type, key } = splitFactField(flat[i]!);
+        facts[i >> 1] = { type, key, valueJson: flat[i + 1]! };
       }
       return { version: Number(v ?? 0), epoch: e ?? null, facts };
     },

@@ -199,10 +199,7 @@ export class Session implements FeedMember {
           return;
         }
         clearInterval(watch);
-        this.log.warn({ sent: this.sent, buffered: now }, 'catch-up frame not being read; cutting off');
-        this.deps.metrics.slowConsumers.inc();
-        this.cleanup();
-        this.socket.terminate();
+        this.cutOff('catch-up frame not being read');
         resolve();
       }, Math.max(100, Math.floor(this.deps.leaseMs / 3)));
       this.socket.send(frame, { binary: false }, () => {
@@ -215,15 +212,7 @@ export class Session implements FeedMember {
   /** Text frames only; a Buffer must hold UTF-8 JSON (it is sent as text, not binary). */
   private send(frame: string | Buffer): void {
     if (this.isClosed()) return;
-    if (this.socket.bufferedAmount > this.deps.maxBufferedBytes) {
-      // Invariant 7: a reader that does not keep up is cut off; it resumes from its ack.
-      // Terminate rather than close: a close frame would queue behind the bytes it is not reading.
-      this.log.warn({ buffered: this.socket.bufferedAmount, sent: this.sent }, 'slow consumer cut off');
-      this.deps.metrics.slowConsumers.inc();
-      this.cleanup();
-      this.socket.terminate();
-      return;
-    }
+    if (this.socket.bufferedAmount > this.deps.maxBufferedBytes) return this.cutOff('slow consumer');
     this.socket.send(frame, { binary: false });
   }
 
@@ -259,6 +248,18 @@ export class Session implements FeedMember {
     } catch {
       this.socket.terminate();
     }
+  }
+
+  /**
+   * Invariant 7: a reader that does not keep up is cut off and resumes from its
+   * ack. Terminate rather than close: a close frame would queue behind the bytes
+   * it is not reading.
+   */
+  private cutOff(why: string): void {
+    this.log.warn({ buffered: this.socket.bufferedAmount, sent: this.sent }, `${why}; cutting off`);
+    this.deps.metrics.slowConsumers.inc();
+    this.cleanup();
+    this.socket.terminate();
   }
 
   /** Drop the TCP connection without a close frame, as a network failure would. */
