@@ -262,7 +262,7 @@ async function simAgent(url: string, env: string, applied: number, epoch: string
   const store = new LocalStore();
   let snapshots = 0;
   const applier = new Applier(store, () => undefined, () => void snapshots++);
-  if (applied > 0) store.replace(applied, epoch, []);
+  if (applied > 0) store.replace(applied, epoch, [], null);
   const ws = new WebSocket(`${url.replace(/^http/, 'ws')}/v1/ws`, { headers: { authorization: `Bearer ${AGENT}` }, maxPayload: 2 ** 31 - 1, perMessageDeflate: false });
   await new Promise<void>((resolve, reject) => {
     ws.on('open', () => ws.send(JSON.stringify({ type: 'hello', env, agent_id: `sim-${nanoid(4)}`, applied, epoch, ack: true })));
@@ -270,7 +270,7 @@ async function simAgent(url: string, env: string, applied: number, epoch: string
     ws.on('message', (d) => {
       const m = parseServerMessage(d.toString());
       if (!m.ok) return reject(new Error(m.error));
-      if (m.value.type === 'snapshot') applier.snapshot(m.value.version, m.value.epoch, m.value.facts as Fact[]);
+      if (m.value.type === 'snapshot') applier.snapshot(m.value.version, m.value.epoch, m.value.facts as Fact[], m.value.id ?? null);
       else if (m.value.type === 'changes') applier.offer(m.value.changes as Change[]);
       if (store.version >= until) resolve();
     });

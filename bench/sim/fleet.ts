@@ -44,7 +44,7 @@ function factsyncAgent(i: number): void {
     const m = parseServerMessage(data.toString());
     if (!m.ok) return;
     if (m.value.type === 'snapshot') {
-      applier.snapshot(m.value.version, m.value.epoch, m.value.facts as Fact[]);
+      applier.snapshot(m.value.version, m.value.epoch, m.value.facts as Fact[], m.value.id ?? null);
       if (!isReady && (isReady = true)) ready++;
     } else if (m.value.type === 'changes') applier.offer(m.value.changes as Change[]);
     // A real agent defers its ack by one setImmediate to coalesce a burst; alone in its process

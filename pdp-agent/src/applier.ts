@@ -1,11 +1,13 @@
-import type { Change, Fact } from '@factsync/shared';
+import { followsChain, type Change, type Fact } from '@factsync/shared';
 import type { LocalStore } from './local-store.js';
 
 export type OfferResult =
   /** Everything contiguous was applied; `applied` is the new version (maybe unchanged, if all were duplicates). */
   | { kind: 'ok'; applied: number; count: number }
   /** Versions (after, before) are missing; later versions wait in the buffer until the gap is repaired. */
-  | { kind: 'gap'; applied: number; count: number; after: number; before: number };
+  | { kind: 'gap'; applied: number; count: number; after: number; before: number }
+  /** Version `at` does not follow the chain of what was applied (invariant 9): the history was rewritten. */
+  | { kind: 'forked'; applied: number; count: number; at: number };
 
 /** Upper bound on versions held back behind a gap before we give up and resync. */
 export const MAX_BUFFERED = 100_000;
@@ -13,7 +15,8 @@ export const MAX_BUFFERED = 100_000;
 /**
  * Applies versions strictly in order, each exactly once (invariant 2). It
  * accepts changes from any source (the socket, HTTP repair) in any order and
- * with duplicates; a version is applied only when it is exactly applied+1.
+ * with duplicates; a version is applied only when it is exactly applied+1 and
+ * its chained id follows the last one applied (invariant 9).
  */
 export class Applier {
   private readonly buffer = new Map<number, Change>();
@@ -37,8 +40,8 @@ export class Applier {
     return this.buffer.size;
   }
 
-  snapshot(version: number, epoch: string | null, facts: readonly Fact[]): OfferResult {
-    this.store.replace(version, epoch, facts);
+  snapshot(version: number, epoch: string | null, facts: readonly Fact[], id: string | null): OfferResult {
+    this.store.replace(version, epoch, facts, id);
     this.onSnapshot(version, epoch);
     for (const v of this.buffer.keys()) if (v <= version) this.buffer.delete(v);
     return this.drain(0);
@@ -60,6 +63,11 @@ export class Applier {
     for (;;) {
       const next = this.buffer.get(this.applied + 1);
       if (!next) break;
+      const prevId = this.store.lastId;
+      if (prevId !== null && !followsChain(prevId, next)) {
+        this.buffer.clear();
+        return { kind: 'forked', applied: this.applied, count, at: next.version };
+      }
       this.buffer.delete(next.version);
       this.store.apply(next);
       this.onApplied(next);

@@ -1,6 +1,6 @@
 import WebSocket from 'ws';
 import type { Logger } from 'pino';
-import { backoffDelayMs, isRetryableClose, parseServerMessage, type ClientMessage, type ServerMessage } from '@factsync/shared';
+import { ErrorCodes, backoffDelayMs, isRetryableClose, parseServerMessage, type ClientMessage, type ServerMessage } from '@factsync/shared';
 
 export interface ConnectionOptions {
   urls: readonly URL[];
@@ -9,6 +9,8 @@ export interface ConnectionOptions {
   reconnectMaxMs: number;
   serverTimeoutMs: number;
   maxPayloadBytes?: number;
+  /** Named in the error when another agent with the same id takes our session over. */
+  agentId?: string;
   log: Logger;
 }
 
@@ -130,9 +132,14 @@ export class Connection {
       if (this.stateValue === 'closed') return;
       this.setState('retrying');
       const fatal = !isRetryableClose(code);
+      const replaced = code === ErrorCodes.agent_replaced.close;
       if (fatal) this.opts.log.error({ code, reason: reason.toString() }, 'server rejected this agent; fix the configuration (retrying slowly)');
-      else this.opts.log.info({ code, reason: reason.toString() }, 'disconnected');
-      this.scheduleReconnect(fatal);
+      else if (replaced) {
+        // Two PDPs with one AGENT_ID take each other's session over in turn; back off so the live one keeps it.
+        this.opts.log.error({ code, agentId: this.opts.agentId, reason: reason.toString() },
+          `another agent connected with the same AGENT_ID "${this.opts.agentId ?? ''}" and replaced this session: give every agent its own AGENT_ID (retrying slowly)`);
+      } else this.opts.log.info({ code, reason: reason.toString() }, 'disconnected');
+      this.scheduleReconnect(fatal || replaced);
     });
   }
 

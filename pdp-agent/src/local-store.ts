@@ -7,6 +7,8 @@ import { IncrementalHash, factsDigest, type Change, type Fact } from '@factsync/
 export class LocalStore {
   version = 0;
   epoch: string | null = null;
+  /** Chain id of the change at `version` (invariant 9); null when unknown (state saved before ids existed). */
+  lastId: string | null = null;
   private readonly byType = new Map<string, Map<string, Record<string, unknown>>>();
   /** Sorted keys per type for paging, rebuilt only after a key was added or removed (not on updates). */
   private readonly sorted = new Map<string, string[]>();
@@ -23,7 +25,7 @@ export class LocalStore {
     return this.count;
   }
 
-  replace(version: number, epoch: string | null, facts: readonly Fact[]): void {
+  replace(version: number, epoch: string | null, facts: readonly Fact[], id: string | null): void {
     this.byType.clear();
     this.sorted.clear();
     this.count = 0;
@@ -31,6 +33,7 @@ export class LocalStore {
     for (const f of facts) this.put(f.type, f.key, f.value);
     this.version = version;
     this.epoch = epoch;
+    this.lastId = id;
   }
 
   apply(change: Change): void {
@@ -39,6 +42,7 @@ export class LocalStore {
       else this.remove(op.type, op.key);
     }
     this.version = change.version;
+    this.lastId = change.id;
   }
 
   get(type: string, key: string): Fact | undefined {

@@ -7,6 +7,8 @@ export interface PersistedState {
   env: string;
   version: number;
   epoch: string | null;
+  /** Chain id at `version`; absent in files written before ids existed. */
+  id?: string | null;
   facts: Fact[];
 }
 

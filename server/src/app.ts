@@ -10,8 +10,7 @@ import type { FactStore } from './store/fact-store.js';
 import { createRedisStore } from './store/redis-store.js';
 import { createMemoryStore } from './store/memory-store.js';
 import { Broadcaster, type BroadcasterHooks } from './broadcast/broadcaster.js';
-import { AckBatcher } from './acks/ack-batcher.js';
-import { AckTracker } from './acks/ack-tracker.js';
+import { ControlPlane } from './control/control-plane.js';
 import { Gateway } from './ws/gateway.js';
 import { ServerMetrics } from './metrics.js';
 import { factsRoutes } from './routes/facts.js';
@@ -41,9 +40,15 @@ export interface FactsyncServer {
 }
 
 export function buildStore(config: Readonly<ServerConfig>, log: Logger, onError?: () => void): Promise<FactStore> {
-  const common = { logRetention: config.logRetention, idempotencyTtlSeconds: config.idempotencyTtlSeconds, inlineChangeBytes: config.inlineChangeBytes };
+  const common = {
+    logRetention: config.logRetention, idempotencyTtlSeconds: config.idempotencyTtlSeconds, inlineChangeBytes: config.inlineChangeBytes,
+    agentRecordTtlMs: config.agentRecordTtlMs,
+  };
   if (!config.redisUrl) return Promise.resolve(createMemoryStore(common));
-  return createRedisStore({ ...common, url: config.redisUrl, cluster: config.redisCluster, keyPrefix: config.keyPrefix, commandTimeoutMs: config.redisCommandTimeoutMs, log, onError });
+  return createRedisStore({
+    ...common, url: config.redisUrl, cluster: config.redisCluster, keyPrefix: config.keyPrefix, commandTimeoutMs: config.redisCommandTimeoutMs,
+    waitReplicas: config.redisWaitReplicas, waitReplicasTimeoutMs: config.redisWaitTimeoutMs, log, onError,
+  });
 }
 
 export async function createServer(config: Readonly<ServerConfig>, opts: ServerOptions = {}): Promise<FactsyncServer> {
@@ -67,15 +72,17 @@ export async function createServer(config: Readonly<ServerConfig>, opts: ServerO
   app.setValidatorCompiler(createValidatorCompiler());
   const auth = createAuthenticator(config.tokens);
   const broadcaster = new Broadcaster(store, log, { healIntervalMs: config.healIntervalMs, pageSize: config.changesPageSize }, opts.hooks);
-  const acks = new AckBatcher(store, log);
-  const tracker = new AckTracker(store, log, { refreshMs: config.syncRefreshMs, lingerMs: 30_000 });
+  const control = new ControlPlane(store, log, {
+    replicaId: config.replicaId, leaseMs: config.leaseMs, refreshMs: config.syncRefreshMs, lingerMs: 30_000,
+    onReplaced: (_env, _id, session) => gateway.replaced(session),
+  });
   metrics = new ServerMetrics({
     sessions: () => gateway.sessions,
     feedHeads: () => broadcaster.feedHeads(),
     gapsRepaired: () => broadcaster.gapsRepaired,
   });
-  const gateway = new Gateway({
-    store, broadcaster, acks, auth, log, metrics, replicaId: config.replicaId, leaseMs: config.leaseMs, leaseRenewMs: config.leaseRenewMs,
+  const gateway: Gateway = new Gateway({
+    store, broadcaster, control, auth, log, metrics, replicaId: config.replicaId, leaseMs: config.leaseMs, leaseRenewMs: config.leaseRenewMs,
     pingIntervalMs: config.pingIntervalMs, pageSize: config.changesPageSize, maxBufferedBytes: config.wsMaxBufferedBytes,
     maxConnectionsPerToken: config.maxConnectionsPerToken,
   });
@@ -102,7 +109,8 @@ export async function createServer(config: Readonly<ServerConfig>, opts: ServerO
   await app.register(swaggerUi, { routePrefix: '/docs' });
   await app.register(websocket, { options: { maxPayload: config.wsMaxPayloadBytes } });
   gateway.register(app);
-  const ctx = { store, tracker, auth, config, metrics };
+  broadcaster.onFork = (env) => metrics.historyForks.inc({ env, where: 'feed' });
+  const ctx = { store, control, auth, config, metrics };
   app.get('/metrics', { schema: { summary: 'Prometheus metrics' } }, async (_req, reply) =>
     reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()));
   factsRoutes(app, ctx);
@@ -115,10 +123,9 @@ export async function createServer(config: Readonly<ServerConfig>, opts: ServerO
     closing = true;
     gateway.closeAll();
     status.closeStreams();
-    await tracker.close();
+    await control.close();
   });
   app.addHook('onClose', async () => {
-    await acks.close();
     await broadcaster.close();
     if (ownsStore) await store.close();
   });

@@ -29,6 +29,9 @@ export interface ServerConfig {
   changesPageSize: number;
   shutdownTimeoutMs: number;
   maxConnectionsPerToken: number;
+  agentRecordTtlMs: number;
+  redisWaitReplicas: number;
+  redisWaitTimeoutMs: number;
 }
 
 /** Reads and validates every setting once; nothing else reads process.env. */
@@ -40,6 +43,9 @@ export function loadServerConfig(env: Env): Readonly<ServerConfig> {
     for (const u of urls) readUrl(env, 'REDIS_URL', u.trim(), ['redis:', 'rediss:']);
   }
   if (redisCluster && !redisUrl) throw new ConfigError('REDIS_CLUSTER=true needs REDIS_URL: a comma list of seed nodes, e.g. redis://10.0.0.1:6379,redis://10.0.0.2:6379');
+  const redisWaitReplicas = readInt(env, 'REDIS_WAIT_REPLICAS', 0, 0, 100);
+  if (redisWaitReplicas > 0 && redisCluster) throw new ConfigError('REDIS_WAIT_REPLICAS is not supported with REDIS_CLUSTER=true (WAIT must reach the shard of each env); use 0');
+  if (redisWaitReplicas > 0 && !redisUrl) throw new ConfigError('REDIS_WAIT_REPLICAS needs REDIS_URL: the embedded store has no replicas');
   const pingIntervalMs = readInt(env, 'PING_INTERVAL_MS', 10_000, 100, 600_000);
   const leaseMs = readInt(env, 'LEASE_MS', Math.max(30_000, pingIntervalMs * 3), 300);
   if (leaseMs <= pingIntervalMs * 2) {
@@ -71,5 +77,8 @@ export function loadServerConfig(env: Env): Readonly<ServerConfig> {
     changesPageSize: readInt(env, 'CHANGES_PAGE_SIZE', 1_000, 1, 100_000),
     shutdownTimeoutMs: readInt(env, 'SHUTDOWN_TIMEOUT_MS', 10_000, 100),
     maxConnectionsPerToken: readInt(env, 'MAX_CONNECTIONS_PER_TOKEN', 50_000, 1),
+    agentRecordTtlMs: readInt(env, 'AGENT_RECORD_TTL_MS', 24 * 3600_000, 1000),
+    redisWaitReplicas,
+    redisWaitTimeoutMs: readInt(env, 'REDIS_WAIT_TIMEOUT_MS', 1_000, 1, 60_000),
   });
 }

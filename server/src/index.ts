@@ -4,5 +4,5 @@ export { ConfigError } from '@factsync/shared';
 export { runUntilSignal } from './lifecycle.js';
 export { createMemoryStore } from './store/memory-store.js';
 export { createRedisStore } from './store/redis-store.js';
-export type { FactStore, EnvEvent, AgentRecord } from './store/fact-store.js';
+export type { FactStore, EnvEvent, ControlEvent, AgentRecord } from './store/fact-store.js';
 export type { BroadcasterHooks } from './broadcast/broadcaster.js';

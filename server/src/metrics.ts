@@ -31,6 +31,8 @@ export class ServerMetrics {
   readonly resyncs = new Counter({ name: 'factsync_resyncs_total', help: 'Catch-up reads for agents on this replica, by source: a log page or a snapshot', labelNames: ['env', 'source'], registers: [this.registry] });
   readonly slowConsumers = new Counter({ name: 'factsync_slow_consumers_total', help: 'Sockets cut off because they did not read fast enough', registers: [this.registry] });
   readonly rejected = new Counter({ name: 'factsync_rejected_requests_total', help: 'HTTP requests and websocket sessions refused, by error code', labelNames: ['code'], registers: [this.registry] });
+  readonly historyForks = new Counter({ name: 'factsync_history_forks_total', help: 'Agents or feeds whose history did not follow the store chain (invariant 9: the store lost or rewrote versions)', labelNames: ['env', 'where'], registers: [this.registry] });
+  readonly replacedSessions = new Counter({ name: 'factsync_replaced_sessions_total', help: 'Sessions closed because a newer hello came with the same agent id', labelNames: ['env'], registers: [this.registry] });
   readonly redisErrors = new Counter({ name: 'factsync_redis_errors_total', help: 'Redis connection and command errors', registers: [this.registry] });
 
   constructor(sources: MetricSources) {

@@ -47,6 +47,8 @@ export type Op = Static<typeof Op>;
 
 export const Change = Type.Object({
   version: Type.Integer({ minimum: 1 }),
+  /** Chained hash of this change and the previous one (invariant 9; see chain.ts). */
+  id: Type.String({ minLength: 1, maxLength: 64 }),
   ts: Type.String(),
   ops: Type.Array(Op),
 });

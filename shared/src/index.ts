@@ -6,6 +6,7 @@ export * from './facts.js';
 export * from './messages.js';
 export * from './sync.js';
 export * from './hash.js';
+export * from './chain.js';
 export * from './typed-facts.js';
 export * from './validation-errors.js';
 export * from './validator.js';

@@ -17,6 +17,8 @@ export const HelloMessage = Type.Object({
   agent_id: AgentId,
   applied: Version,
   epoch: Type.Optional(Epoch),
+  /** The `id` of the change at `applied` (invariant 9): lets the server see a history that forked under the agent. */
+  applied_id: Type.Optional(Type.Union([Type.String({ maxLength: 64 }), Type.Null()])),
   ack: Type.Optional(Type.Boolean()),
 });
 export const AckMessage = Type.Object({ type: Type.Literal('ack'), version: Version });
@@ -25,11 +27,19 @@ export type HelloMessage = Static<typeof HelloMessage>;
 export type AckMessage = Static<typeof AckMessage>;
 export type ClientMessage = Static<typeof ClientMessage>;
 
-export const WelcomeMessage = Type.Object({ type: Type.Literal('welcome'), head: Version, epoch: Epoch });
+export const WelcomeMessage = Type.Object({
+  type: Type.Literal('welcome'),
+  head: Version,
+  epoch: Epoch,
+  /** A snapshot follows (first start, another epoch, or a history that does not continue the agent's). */
+  snapshot: Type.Optional(Type.Boolean()),
+});
 export const SnapshotMessage = Type.Object({
   type: Type.Literal('snapshot'),
   version: Version,
   epoch: Epoch,
+  /** The chain id at `version`: the agent continues the chain from it. */
+  id: Type.Optional(Type.Union([Type.String(), Type.Null()])),
   facts: Type.Array(Fact),
 });
 export const ChangesMessage = Type.Object({ type: Type.Literal('changes'), changes: Type.Array(Change, { minItems: 1 }) });

@@ -32,7 +32,7 @@ describe('security: authorization matrix, fuzzing, limits', () => {
   const totals = { httpInputs: 0, wsFrames: 0, fiveHundreds: 0 };
 
   beforeAll(async () => {
-    server = await startServer({ env: { AUTH_TOKENS, WS_MAX_PAYLOAD_BYTES: '4096', BODY_LIMIT_BYTES: '65536', MAX_OPS_PER_WRITE: '50', MAX_CONNECTIONS_PER_TOKEN: '200' } });
+    server = await startServer({ env: { AUTH_TOKENS, LEASE_MS: '1500', PING_INTERVAL_MS: '400', WS_MAX_PAYLOAD_BYTES: '4096', BODY_LIMIT_BYTES: '65536', MAX_OPS_PER_WRITE: '50', MAX_CONNECTIONS_PER_TOKEN: '200' } });
     // A healthy agent that must keep working through everything below.
     agent = await startAgent(server.url, { env: { AGENT_TOKEN: tokenOf('agent'), AGENT_ENV: 'own', AGENT_ID: 'bystander' } });
     await waitUntil(() => agent.status().ready, 'bystander ready');

@@ -1,10 +1,11 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import type { Change } from '@factsync/shared';
 import { FakeServer } from '../src/fake-server.js';
 import { startAgent } from '../src/inproc.js';
 import { waitUntil } from '../src/wait.js';
 
-const change = (v: number): Change => ({ version: v, ts: new Date().toISOString(), ops: [{ op: 'upsert', type: 'doc', key: `k${v}`, value: { v } }] });
+import { chainedHistory } from '../src/chain.js';
+
+const change = chainedHistory((v) => [{ op: 'upsert', type: 'doc', key: `k${v}`, value: { v } }]);
 
 /** The agent against a server that skips versions: it must detect the gap, repair it, and never apply out of order. */
 describe('agent gap detection and repair', () => {
@@ -47,7 +48,7 @@ describe('agent gap detection and repair', () => {
       ws.send(FakeServer.changesFrame([change(1), change(9)]));
     });
     fake.changes = () => ({ status: 410, body: { error: 'log_truncated', message: 'gone', head: 9 } });
-    fake.snapshot = () => ({ version: 8, epoch: 'ep', facts: [{ type: 'doc', key: 'from-snapshot', value: {} }] });
+    fake.snapshot = () => ({ version: 8, epoch: 'ep', id: change(8).id, facts: [{ type: 'doc', key: 'from-snapshot', value: {} }] });
     await waitUntil(() => agent.store.version === 9, 'agent at 9');
     expect(applied).toEqual([1, 9]);
     expect(agent.store.get('doc', 'from-snapshot')).toBeDefined();

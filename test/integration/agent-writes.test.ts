@@ -23,7 +23,7 @@ describe('agent facts API and SDK', () => {
   const ready = (p: Proc) => waitUntil(async () => (await client(p.url).get('/readyz')).status === 200, `${p.url} ready`);
 
   beforeAll(async () => {
-    const common = { REDIS_URL: inject('redisUrl'), KEY_PREFIX: `w${nanoid(6)}`, AUTH_TOKENS: TOKENS };
+    const common = { REDIS_URL: inject('redisUrl'), KEY_PREFIX: `w${nanoid(6)}`, AUTH_TOKENS: TOKENS, LEASE_MS: '2500', PING_INTERVAL_MS: '500' };
     servers = await Promise.all([spawnServer({ ...common, REPLICA_ID: 'r1' }), spawnServer({ ...common, REPLICA_ID: 'r2' })]);
     [A, B, C] = await Promise.all([
       spawnAgent(agentEnv('A', servers[0]!.url)), spawnAgent(agentEnv('B', servers[1]!.url)), spawnAgent(agentEnv('C', servers[1]!.url)),
@@ -80,7 +80,7 @@ describe('agent facts API and SDK', () => {
     }
   });
 
-  it('wait_for=all over 3 agents on 2 replicas: an agent killed mid-wait leaves "all" once its socket is gone', async () => {
+  it('wait_for=all over 3 agents on 2 replicas: an agent killed mid-wait stays awaited for its lease, then leaves "all"', async () => {
     const D = await spawnAgent(agentEnv('D', servers[1]!.url));
     await ready(D);
     D.child.kill('SIGSTOP');
@@ -89,6 +89,8 @@ describe('agent facts API and SDK', () => {
     await sleep(400);
     expect(answered).toBe(false); // D holds it back
     D.child.kill('SIGKILL');
+    await sleep(300);
+    expect(answered).toBe(false); // invariant 8: a lost socket is not an ack; D is awaited until its lease ends
     const r = await waiting;
     expect(r.synced).toBe(true);
     expect(r.sync?.acked).toEqual(['A', 'B', 'C']);

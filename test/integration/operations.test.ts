@@ -106,7 +106,8 @@ describe('operations', () => {
   it('a write whose wait fails (store gone after the write) still answers 200 with its version, never an error to retry', async () => {
     const real = createMemoryStore({ logRetention: 100, idempotencyTtlSeconds: 60, inlineChangeBytes: 65536 });
     // The write goes through; everything the wait needs fails, as when Redis drops right after the script.
-    const store: FactStore = { ...real, subscribe: async () => { throw new FactsyncError('store_unavailable', 'gone'); } };
+    const gone = async (): Promise<never> => { throw new FactsyncError('store_unavailable', 'gone'); };
+    const store: FactStore = { ...real, subscribe: gone, subscribeControl: gone, agents: gone };
     const server = await startServer({ store });
     try {
       const r = await client(server.url, ADMIN).post('/v1/envs/e/facts', { ops: [upsert('doc', 'k', {})] }, { 'x-wait-timeout': '1' });

@@ -125,9 +125,10 @@ describe('resume and repair', () => {
     expect(a.status()).toMatchObject({ applied: head, changes_applied: head, snapshots_applied: 1 });
   });
 
-  it('acks received on replica A release a waiter on replica B; a dead agent leaves "all"', async () => {
-    const a = await server();
-    const b = await server({ keyPrefix: a.config.keyPrefix });
+  it('acks received on replica A release a waiter on replica B; a dead agent leaves "all" when its lease ends', async () => {
+    const fast = { LEASE_MS: '1500', PING_INTERVAL_MS: '400' };
+    const a = await server({ env: fast });
+    const b = await server({ keyPrefix: a.config.keyPrefix, env: fast });
     const env = newEnv();
     const held = await RawAgent.connect(a.url, AGENT, { type: 'hello', env, agent_id: 'held', applied: 0 });
     const quiet = await RawAgent.connect(a.url, AGENT, { type: 'hello', env, agent_id: 'quiet', applied: 0 });
@@ -145,10 +146,12 @@ describe('resume and repair', () => {
     const r = await pending;
     expect(r.body).toEqual({ version: 1, sync: { version: 1, synced: true, acked: ['held'], pending: [] } });
 
-    // wait_for=all on B: "quiet" never acks; when its socket goes away it no longer counts.
+    // wait_for=all on B: "quiet" never acks; once its socket is gone it stays awaited until its lease ends.
     const all = client(b.url, ADMIN).get(`/v1/envs/${env}/sync?version=1&wait_for=all&timeout=-1`);
     await sleep(200);
     quiet.close();
+    await sleep(200);
+    expect((await client(b.url, ADMIN).get(`/v1/envs/${env}/sync?version=1&wait_for=all&timeout=0`)).body).toMatchObject({ synced: false, pending: ['quiet'] });
     expect((await all).body).toEqual({ version: 1, synced: true, acked: ['held'], pending: [] });
     held.close();
   });

@@ -1,6 +1,7 @@
 import { afterAll, describe, expect, inject, it } from 'vitest';
 import { nanoid } from 'nanoid';
-import { createMemoryStore, createRedisStore, type EnvEvent, type FactStore } from '@factsync/server';
+import { createMemoryStore, createRedisStore, type ControlEvent, type EnvEvent, type FactStore } from '@factsync/server';
+import { FactsyncError, GENESIS_ID, chainId, idOfChangeJson } from '@factsync/shared';
 import { testLogger } from '../src/inproc.js';
 import { startRedisCluster } from '../src/redis-cluster.js';
 import { waitUntil } from '../src/wait.js';
@@ -11,7 +12,7 @@ import { waitUntil } from '../src/wait.js';
  */
 const RETENTION = 20;
 const INLINE = 200;
-const opts = { logRetention: RETENTION, idempotencyTtlSeconds: 60, inlineChangeBytes: INLINE };
+const opts = { logRetention: RETENTION, idempotencyTtlSeconds: 60, inlineChangeBytes: INLINE, agentRecordTtlMs: 24 * 3600_000 };
 
 // One Redis Cluster for this file, started on first use.
 let cluster: Promise<{ url: string; stop(): Promise<void> }> | undefined;
@@ -43,13 +44,13 @@ describe.each(Object.keys(factories))('FactStore contract: %s', (kind) => {
 
   it('assigns versions 1, 2, 3 with no gap, per env, and creates the epoch with the first write', async () => {
     const s = await make();
-    expect(await s.head('a')).toEqual({ version: 0, epoch: null });
+    expect(await s.head('a')).toEqual({ version: 0, epoch: null, id: '' });
     const r = [];
     for (let i = 0; i < 5; i++) r.push(await s.write('a', { ops: [up(`u${i}`)], ts: ts() }));
     expect(r.map((x) => x.version)).toEqual([1, 2, 3, 4, 5]);
     expect(new Set(r.map((x) => x.epoch)).size).toBe(1);
     expect((await s.write('b', { ops: [up('x')], ts: ts() })).version).toBe(1);
-    expect(await s.head('a')).toEqual({ version: 5, epoch: r[0]!.epoch });
+    expect(await s.head('a')).toMatchObject({ version: 5, epoch: r[0]!.epoch });
   });
 
   it('concurrent writes get distinct consecutive versions', async () => {
@@ -90,7 +91,7 @@ describe.each(Object.keys(factories))('FactStore contract: %s', (kind) => {
   it('an idempotency key returns the first version and applies nothing the second time', async () => {
     const s = await make();
     const a = await s.write('i', { ops: [up('k', { v: 1 })], ts: ts(), idempotencyKey: 'key-1' });
-    const b = await s.write('i', { ops: [up('k', { v: 2 })], ts: ts(), idempotencyKey: 'key-1' });
+    const b = await s.write('i', { ops: [up('k', { v: 1 })], ts: ts(), idempotencyKey: 'key-1' });
     expect(a).toMatchObject({ version: 1, duplicate: false });
     expect(b).toMatchObject({ version: 1, duplicate: true });
     expect((await s.head('i')).version).toBe(1);
@@ -113,44 +114,138 @@ describe.each(Object.keys(factories))('FactStore contract: %s', (kind) => {
     await unsub();
   });
 
-  it('tracks agents: connect, cumulative acks, presence events, disconnect by connection only', async () => {
+  it('chains every change to the one before (invariant 9) and reports the head id', async () => {
     const s = await make();
-    const events: EnvEvent[] = [];
-    await s.subscribe('g', (e) => events.push(e));
-    await s.write('g', { ops: [up('k')], ts: ts() });
-    const c = await s.connectAgent('g', { id: 'a1', conn: 'c1', replica: 'r1', leaseMs: 60_000 });
-    expect(c).toMatchObject({ version: 1, since: 1 });
-    expect(c.epoch).toBe((await s.head('g')).epoch);
-    await s.recordAcks('g', new Map([['a1', 1]]));
-    await s.recordAcks('g', new Map([['a1', 0]])); // acks never go backwards
-    let [rec] = await s.agents('g');
-    expect(rec).toMatchObject({ id: 'a1', applied: 1, since: 1, connected: true, replica: 'r1' });
-    expect(rec!.lastSeenMs).toBeGreaterThan(Date.now() - 60_000);
-
-    await s.disconnectAgent('g', 'a1', 'stale-conn'); // an old socket's late close must not evict the new one
-    expect((await s.agents('g'))[0]!.connected).toBe(true);
-    await s.disconnectAgent('g', 'a1', 'c1');
-    [rec] = await s.agents('g');
-    expect(rec).toMatchObject({ id: 'a1', applied: 1, connected: false });
-    await waitUntil(() => events.some((e) => e.t === 'presence' && !e.connected), 'disconnect event');
-    expect(events.find((e) => e.t === 'presence' && e.connected)).toMatchObject({ id: 'a1', conn: 'c1', since: 1 });
-    expect(events.find((e) => e.t === 'acks')).toEqual({ t: 'acks', a: { a1: 1 } });
+    const t = ts();
+    await s.write('ch', { ops: [up('a')], ts: t });
+    await s.write('ch', { ops: [up('b', { x: [1, 'two'] })], ts: t });
+    const page = await s.changes('ch', 0, 10);
+    expect(page.truncated).toBe(false);
+    if (page.truncated) return;
+    let prev = GENESIS_ID;
+    for (const c of page.changes) {
+      const parsed = JSON.parse(c.json) as { version: number; id: string; ts: string; ops: unknown };
+      expect(parsed.id).toBe(chainId(prev, parsed.version, parsed.ts, JSON.stringify(parsed.ops)));
+      expect(idOfChangeJson(c.json)).toBe(parsed.id);
+      prev = parsed.id;
+    }
+    expect((await s.head('ch')).id).toBe(prev);
+    expect((await s.snapshot('ch')).id).toBe(prev);
   });
 
-  it('an agent whose lease is not renewed stops counting as connected', async () => {
+  it('binds an idempotency key to its request: a different body is idempotency_key_reused', async () => {
     const s = await make();
-    await s.connectAgent('l', { id: 'a1', conn: 'c1', replica: 'r1', leaseMs: 300 });
-    await s.connectAgent('l', { id: 'a2', conn: 'c2', replica: 'r1', leaseMs: 300 });
-    const renew = setInterval(() => void s.renewLeases('l', ['a2'], 300), 50);
+    expect((await s.write('ik', { ops: [up('k', { n: 1 })], ts: ts(), idempotencyKey: 'key-1' })).version).toBe(1);
+    expect(await s.write('ik', { ops: [up('k', { n: 1 })], ts: ts(), idempotencyKey: 'key-1' })).toMatchObject({ version: 1, duplicate: true });
+    const e = await s.write('ik', { ops: [up('k', { n: 2 })], ts: ts(), idempotencyKey: 'key-1' }).catch((x: unknown) => x);
+    expect(e).toBeInstanceOf(FactsyncError);
+    expect(e).toMatchObject({ code: 'idempotency_key_reused', status: 422, details: { version: 1 } });
+    expect((await s.head('ik')).version).toBe(1);
+  });
+
+  it('judges a hello: resume, new, other epoch, ahead, forked', async () => {
+    const s = await make();
+    await s.write('v', { ops: [up('a')], ts: ts() });
+    await s.write('v', { ops: [up('b')], ts: ts() });
+    const head = await s.head('v');
+    const page = await s.changes('v', 0, 10);
+    const id1 = page.truncated ? '' : idOfChangeJson(page.changes[0]!.json)!;
+    const r = (applied: number, epoch: string | null, appliedId: string | null) => s.resume('v', { applied, epoch, appliedId });
+    expect((await r(1, head.epoch, id1)).verdict).toBe('resume');
+    expect((await r(2, head.epoch, head.id)).verdict).toBe('resume');
+    expect((await r(0, head.epoch, null)).verdict).toBe('resume');
+    expect((await r(0, null, null)).verdict).toBe('new');
+    expect((await r(1, 'another-epoch', id1)).verdict).toBe('other_epoch');
+    expect((await r(3, head.epoch, 'x')).verdict).toBe('ahead');
+    expect((await r(1, head.epoch, 'f'.repeat(40))).verdict).toBe('forked');
+    expect((await r(2, head.epoch, id1)).verdict).toBe('forked');
+  });
+
+  it('one live session per agent id: a newer one replaces it, only its acks count, and it is awaited from hello.applied', async () => {
+    const s = await make();
+    const control: ControlEvent[] = [];
+    await s.subscribeControl('g', (e) => control.push(e));
+    for (let i = 0; i < 3; i++) await s.write('g', { ops: [up(`k${i}`)], ts: ts() });
+    const head = await s.head('g');
+    const open = (session: string, applied: number, appliedId: string | null) => s.openSession('g', {
+      id: 'a1', session, replica: 'r1', leaseMs: 60_000, addr: `10.0.0.1:${session}`, resume: { applied, epoch: head.epoch, appliedId },
+    });
+    const page = await s.changes('g', 0, 10);
+    const idAt = (v: number) => (page.truncated ? '' : idOfChangeJson(page.changes[v - 1]!.json)!);
+    const first = await open('c1', 1, idAt(1));
+    expect(first).toMatchObject({ version: 3, verdict: 'resume', since: 1, applied: 1, replaced: null });
+    await s.recordAcks('g', [{ id: 'a1', session: 'c1', version: 3, chainId: idAt(3) }]);
+    await s.recordAcks('g', [{ id: 'a1', session: 'c1', version: 2, chainId: idAt(2) }]); // cumulative: never lowers
+    expect((await s.agents('g'))[0]).toMatchObject({ id: 'a1', session: 'c1', applied: 3, since: 1, connected: true, present: true, replica: 'r1' });
+
+    // A second socket with the same id (a restarted agent, or a twin) at version 1.
+    const second = await open('c2', 1, idAt(1));
+    expect(second.replaced).toEqual({ session: 'c1', replica: 'r1', addr: '10.0.0.1:c1' });
+    let [rec] = await s.agents('g');
+    expect(rec).toMatchObject({ session: 'c2', applied: 1, since: 1 });
+    await s.recordAcks('g', [{ id: 'a1', session: 'c1', version: 3, chainId: idAt(3) }]); // the replaced one's ack
+    expect((await s.agents('g'))[0]!.applied).toBe(1);
+    expect(await s.renewSessions('g', [['a1', 'c1']], 60_000)).toEqual(['a1']);
+    expect(await s.renewSessions('g', [['a1', 'c2']], 60_000)).toEqual([]);
+    await s.endSession('g', 'a1', 'c1', false, 60_000); // an old socket's late close must not end the new session
+    expect((await s.agents('g'))[0]!.connected).toBe(true);
+
+    // An ack whose chain id is not this history's does not count (a rewound store, invariant 9).
+    await s.recordAcks('g', [{ id: 'a1', session: 'c2', version: 2, chainId: 'not-this-history' }]);
+    expect((await s.agents('g'))[0]!.applied).toBe(0);
+    await s.recordAcks('g', [{ id: 'a1', session: 'c2', version: 3, chainId: idAt(3) }]);
+    expect((await s.agents('g'))[0]!.applied).toBe(3);
+
+    // An unclean end keeps it present (awaited) for its lease; a goodbye does not.
+    await s.endSession('g', 'a1', 'c2', false, 60_000);
+    [rec] = await s.agents('g');
+    expect(rec).toMatchObject({ connected: false, present: true });
+    const third = await open('c3', 0, null);
+    expect(third.replaced).toBeNull(); // the previous session had ended
+    await s.endSession('g', 'a1', 'c3', true, 60_000);
+    expect((await s.agents('g'))[0]).toMatchObject({ connected: false, present: false });
+    await waitUntil(() => control.filter((e) => e.t === 'join').length === 3, 'three join events');
+    expect(control.find((e) => e.t === 'join')).toEqual({ t: 'join', id: 'a1', s: 'c1', r: 'r1' });
+  });
+
+  it('a fresh agent is awaited from the head; a resuming one from its hello; a forked one gets no applied', async () => {
+    const s = await make();
+    for (let i = 0; i < 4; i++) await s.write('f', { ops: [up(`k${i}`)], ts: ts() });
+    const head = await s.head('f');
+    const base = { replica: 'r1', leaseMs: 60_000, addr: 'x' };
+    expect(await s.openSession('f', { ...base, id: 'fresh', session: 's1', resume: { applied: 0, epoch: null, appliedId: null } }))
+      .toMatchObject({ verdict: 'new', since: 4, applied: 0 });
+    expect(await s.openSession('f', { ...base, id: 'forked', session: 's2', resume: { applied: 3, epoch: head.epoch, appliedId: 'f'.repeat(40) } }))
+      .toMatchObject({ verdict: 'forked', since: 4, applied: 0 });
+    expect(await s.openSession('f', { ...base, id: 'ahead', session: 's3', resume: { applied: 9, epoch: head.epoch, appliedId: 'x' } }))
+      .toMatchObject({ verdict: 'ahead', since: 4, applied: 0 });
+  });
+
+  it('an agent whose lease is not renewed stops being present', async () => {
+    const s = await make();
+    const base = { replica: 'r1', leaseMs: 300, addr: 'x', resume: { applied: 0, epoch: null, appliedId: null } };
+    await s.openSession('l', { ...base, id: 'a1', session: 'c1' });
+    await s.openSession('l', { ...base, id: 'a2', session: 'c2' });
+    const renew = setInterval(() => void s.renewSessions('l', [['a2', 'c2']], 300), 50);
     try {
       await waitUntil(async () => {
         const agents = await s.agents('l');
-        return agents.find((a) => a.id === 'a1')?.connected === false;
+        return agents.find((a) => a.id === 'a1')?.present === false;
       }, 'lease of a1 to expire', 5000);
-      expect((await s.agents('l')).find((a) => a.id === 'a2')?.connected).toBe(true);
+      expect((await s.agents('l')).find((a) => a.id === 'a2')).toMatchObject({ connected: true, present: true });
     } finally {
       clearInterval(renew);
     }
+  });
+
+  it('records of agents that left expire after AGENT_RECORD_TTL_MS', async () => {
+    const s = await factories[kind]!({ agentRecordTtlMs: 1000 });
+    stores.push(s);
+    const base = { replica: 'r1', leaseMs: 60_000, addr: 'x', resume: { applied: 0, epoch: null, appliedId: null } };
+    await s.openSession('ttl-a', { ...base, id: 'left', session: 'c1' });
+    await s.openSession('ttl-a', { ...base, id: 'stays', session: 'c2' });
+    await s.endSession('ttl-a', 'left', 'c1', true, 60_000);
+    await waitUntil(async () => (await s.agents('ttl-a')).map((a) => a.id).join() === 'stays', 'the record of the agent that left to expire', 10_000, 200);
   });
 
   it('ensureEpoch creates an epoch for an empty env once', async () => {

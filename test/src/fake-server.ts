@@ -14,7 +14,7 @@ export class FakeServer {
   sockets: WebSocket[] = [];
   /** What `GET /v1/envs/:env/changes?after=` answers: a page, or a status with a body. */
   changes: (after: number) => { status: number; body: unknown } = () => ({ status: 404, body: { error: 'not_found', message: 'none' } });
-  snapshot: () => { version: number; epoch: string; facts: Fact[] } = () => ({ version: 0, epoch: 'fake', facts: [] });
+  snapshot: () => { version: number; epoch: string; id?: string; facts: Fact[] } = () => ({ version: 0, epoch: 'fake', facts: [] });
   httpCalls: string[] = [];
 
   constructor(private readonly onHello: (ws: WebSocket, hello: { applied: number }) => void) {

@@ -24,8 +24,7 @@ describe('EnvFeed', () => {
     // The head answer (version 1) is delayed until after the doorbell of version 2 was handled.
     let release!: () => void;
     const slow: FactStore = { ...store, head: async (env) => { const h = await store.head(env); await new Promise<void>((r) => (release = r)); return { ...h, version: 1 }; } };
-    const racing = new EnvFeed('e', { version: 1, epoch: first.epoch }, slow, 100, log);
-    racing.members.add(m);
+    const racing = new EnvFeed('e', { version: 1, epoch: first.epoch, id: '' }, new Set([m]), slow, 100, log);
     const healing = racing.heal();
     const w = await store.write('e', { ops: [op], ts: 't' });
     racing.onEvent({ t: 'change', v: w.version, e: w.epoch, c: `{"version":2,"ts":"t","ops":[]}` });
@@ -39,9 +38,8 @@ describe('EnvFeed', () => {
   it('a doorbell of another epoch resets members instead of being delivered', async () => {
     const store = createMemoryStore({ logRetention: 100, idempotencyTtlSeconds: 60, inlineChangeBytes: 10_000 });
     const w = await store.write('e', { ops: [op], ts: 't' });
-    const feed = new EnvFeed('e', { version: 1, epoch: 'old-epoch' }, store, 100, log);
     const m = member();
-    feed.members.add(m);
+    const feed = new EnvFeed('e', { version: 1, epoch: 'old-epoch', id: '' }, new Set([m]), store, 100, log);
     feed.onEvent({ t: 'change', v: 2, e: w.epoch, c: '{"version":2,"ts":"t","ops":[]}' });
     await new Promise((r) => setTimeout(r, 20));
     expect(m.got).toEqual([]);
@@ -50,9 +48,8 @@ describe('EnvFeed', () => {
 
   it('fills a jump from the log and delivers versions in order', async () => {
     const store = createMemoryStore({ logRetention: 100, idempotencyTtlSeconds: 60, inlineChangeBytes: 10_000 });
-    const feed = new EnvFeed('e', { version: 0, epoch: null }, store, 2, log);
     const m = member();
-    feed.members.add(m);
+    const feed = new EnvFeed('e', { version: 0, epoch: null, id: '' }, new Set([m]), store, 2, log);
     let last = { version: 0, epoch: '' };
     for (let i = 0; i < 5; i++) last = await store.write('e', { ops: [op], ts: 't' });
     feed.onEvent({ t: 'change', v: last.version, e: last.epoch }); // only the last doorbell rang, without payload

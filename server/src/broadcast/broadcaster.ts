@@ -5,13 +5,22 @@ import { EnvFeed, type FeedMember } from './env-feed.js';
 export interface BroadcasterHooks {
   /** Test seam: return true to drop a pub/sub event before the feed sees it. */
   dropEvent?: (env: string, ev: EnvEvent) => boolean;
+  /** Test seam: runs before a feed subscribes, so a test can hold the opening. */
+  beforeOpen?: (env: string) => Promise<void>;
 }
 
 interface FeedEntry {
   feed: Promise<EnvFeed>;
+  /**
+   * The members live on the entry, not on the feed: a leave that empties the
+   * entry closes it at once, and a join that awaited the opening checks that
+   * its entry is still the env's before it trusts the feed.
+   */
+  members: Set<FeedMember>;
   /** The feed once it opened, for synchronous readers (metrics). */
   opened?: EnvFeed;
   unsubscribe?: () => Promise<void>;
+  closed: boolean;
 }
 
 /**
@@ -22,6 +31,8 @@ export class Broadcaster {
   private readonly feeds = new Map<string, FeedEntry>();
   private readonly healTimer: NodeJS.Timeout;
   gapsRepaired = 0;
+  /** Called when a feed finds the store's history rewritten under it (invariant 9). */
+  onFork: (env: string) => void = () => undefined;
 
   constructor(
     private readonly store: FactStore,
@@ -35,19 +46,27 @@ export class Broadcaster {
   }
 
   async join(env: string, member: FeedMember): Promise<EnvFeed> {
-    let entry = this.feeds.get(env);
-    if (!entry) {
-      const created: FeedEntry = { feed: this.open(env, () => created) };
-      entry = created;
-      this.feeds.set(env, entry);
-      entry.feed.catch(() => this.feeds.delete(env));
+    for (;;) {
+      let entry = this.feeds.get(env);
+      if (!entry) {
+        const created: FeedEntry = { feed: Promise.resolve(undefined as never), members: new Set(), closed: false };
+        created.feed = this.open(env, created);
+        created.feed.catch(() => {
+          if (this.feeds.get(env) === created) this.feeds.delete(env);
+        });
+        this.feeds.set(env, created);
+        entry = created;
+      }
+      entry.members.add(member);
+      const feed = await entry.feed;
+      // A leave may have emptied and closed this entry while we waited: join the env's current one instead.
+      if (!entry.closed && this.feeds.get(env) === entry) return feed;
+      entry.members.delete(member);
     }
-    const feed = await entry.feed;
-    feed.members.add(member);
-    return feed;
   }
 
-  private async open(env: string, self: () => FeedEntry): Promise<EnvFeed> {
+  private async open(env: string, entry: FeedEntry): Promise<EnvFeed> {
+    await this.hooks.beforeOpen?.(env);
     // Subscribe first, then read the head: a version committed in between is both
     // in the head and in a doorbell, and the feed drops the duplicate.
     let feed: EnvFeed | undefined;
@@ -59,10 +78,15 @@ export class Broadcaster {
     });
     try {
       const head = await this.store.head(env);
-      feed = new EnvFeed(env, head, this.store, this.opts.pageSize, this.log, (n) => (this.gapsRepaired += n));
+      feed = new EnvFeed(env, head, entry.members, this.store, this.opts.pageSize, this.log,
+        (n) => (this.gapsRepaired += n), () => this.onFork(env));
       for (const ev of buffered) feed.onEvent(ev);
-      self().unsubscribe = unsubscribe;
-      self().opened = feed;
+      entry.unsubscribe = unsubscribe;
+      entry.opened = feed;
+      if (entry.closed) {
+        feed.close();
+        await unsubscribe();
+      }
       return feed;
     } catch (e) {
       await unsubscribe();
@@ -72,22 +96,19 @@ export class Broadcaster {
 
   leave(env: string, member: FeedMember): void {
     const entry = this.feeds.get(env);
-    if (!entry) return;
-    void entry.feed.then(
-      async (feed) => {
-        feed.members.delete(member);
-        if (feed.members.size > 0 || this.feeds.get(env) !== entry) return;
-        this.feeds.delete(env);
-        feed.close();
-        await entry.unsubscribe?.();
-      },
-      () => undefined,
-    );
+    if (!entry || !entry.members.delete(member) || entry.members.size > 0) return;
+    this.feeds.delete(env);
+    entry.closed = true;
+    // An entry still opening closes itself when it opens (see open).
+    if (entry.opened) {
+      entry.opened.close();
+      void entry.unsubscribe?.();
+    }
   }
 
   healAll(): void {
     for (const [env, entry] of this.feeds) {
-      void entry.feed.then((f) => f.heal()).catch((e: Error) => this.log.debug({ env, err: e.message }, 'heal failed'));
+      entry.opened?.heal().catch((e: Error) => this.log.debug({ env, err: e.message }, 'heal failed'));
     }
   }
 
@@ -100,6 +121,7 @@ export class Broadcaster {
     const entries = [...this.feeds.values()];
     this.feeds.clear();
     await Promise.allSettled(entries.map(async (e) => {
+      e.closed = true;
       (await e.feed).close();
       await e.unsubscribe?.();
     }));

@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import { idOfChangeJson, rawFollowsChain } from '@factsync/shared';
 import type { EnvEvent, EnvHead, FactStore, RawChange } from '../store/fact-store.js';
 
 /** One frame's worth of consecutive versions, serialised and UTF-8 encoded once for every member. */
@@ -32,6 +33,8 @@ export const changesFrameBytes = (changes: readonly RawChange[]): Buffer => Buff
 export class EnvFeed {
   /** Highest version handed to members, contiguous from where this feed started. */
   known: number;
+  /** Chain id of `known` (invariant 9); null when unknown (data written before ids existed). */
+  private knownId: string | null;
   /** Epoch of the versions in `known`; a doorbell or log page of another epoch means the store lost data. */
   private epoch: string | null;
   private target: number;
@@ -39,17 +42,20 @@ export class EnvFeed {
   private pending: RawChange[] = [];
   private flushScheduled = false;
   private closed = false;
-  readonly members = new Set<FeedMember>();
 
   constructor(
     readonly env: string,
     start: EnvHead,
+    /** Owned by the broadcaster's entry for this env. */
+    readonly members: ReadonlySet<FeedMember>,
     private readonly store: FactStore,
     private readonly pageSize: number,
     private readonly log: Logger,
     private readonly onGapFilled: (count: number) => void = () => undefined,
+    private readonly onFork: () => void = () => undefined,
   ) {
     this.known = start.version;
+    this.knownId = start.version === 0 || start.id !== '' ? start.id : null;
     this.target = start.version;
     this.epoch = start.epoch;
   }
@@ -63,7 +69,9 @@ export class EnvFeed {
     }
     if (ev.v <= this.known) return;
     if (!this.filling && ev.c !== undefined && ev.v === this.known + 1) {
+      if (!this.follows(ev.v, ev.c)) return this.forked(ev.v);
       this.known = ev.v;
+      this.knownId = idOfChangeJson(ev.c);
       this.pending.push({ version: ev.v, json: ev.c });
       this.scheduleFlush();
       return;
@@ -79,9 +87,14 @@ export class EnvFeed {
     // subscriber connection while the head read is in flight are newer than the
     // answer, and must not look like versions going backwards.
     const knownBefore = this.known;
+    const idBefore = this.knownId;
     const head = await this.store.head(this.env);
     if (this.closed) return;
     if (head.version < knownBefore || (this.epoch !== null && head.epoch !== this.epoch)) return this.reset(head);
+    // Same version, other id: the store rewrote history under us (failover to a replica that missed writes).
+    if (head.version === knownBefore && this.known === knownBefore && idBefore !== null && head.id !== '' && head.id !== idBefore) {
+      return this.forked(head.version, head);
+    }
     if (head.version > this.target) this.target = head.version;
     await this.fill();
   }
@@ -94,7 +107,7 @@ export class EnvFeed {
       while (!this.closed && this.known < this.target) {
         const page = await this.store.changes(this.env, this.known, this.pageSize);
         if (this.epoch !== null && page.epoch !== this.epoch) {
-          this.reset({ version: page.head, epoch: page.epoch });
+          this.reset({ version: page.head, epoch: page.epoch, id: '' });
           break;
         }
         if (page.truncated) {
@@ -105,12 +118,22 @@ export class EnvFeed {
           break;
         }
         if (page.changes.length === 0) break;
+        let forkedAt = 0;
         for (const c of page.changes) {
-          if (c.version === this.known + 1) {
-            this.pending.push(c);
-            this.known = c.version;
-            filled++;
+          if (c.version !== this.known + 1) continue;
+          if (!this.follows(c.version, c.json)) {
+            forkedAt = c.version;
+            break;
           }
+          this.pending.push(c);
+          this.known = c.version;
+          this.knownId = idOfChangeJson(c.json);
+          filled++;
+        }
+        if (forkedAt > 0) {
+          this.flush();
+          this.forked(forkedAt);
+          break;
         }
         this.flush();
       }
@@ -122,11 +145,32 @@ export class EnvFeed {
     }
   }
 
+  /** Invariant 9 on the server side: does this stored change follow the last one we handed out? */
+  private follows(version: number, json: string): boolean {
+    if (this.knownId === null) return true;
+    if (idOfChangeJson(json) === null) return true; // written before ids existed: nothing to check
+    return rawFollowsChain(this.knownId, version, json);
+  }
+
+  /** The history this feed handed out was rewritten: every member resyncs, and the agents' chain checks force snapshots. */
+  private forked(at: number, head?: EnvHead): void {
+    this.log.error({ env: this.env, known: this.known, at },
+      'the store history was rewritten (a version does not follow the chain): the store lost or replaced versions; agents of this env resync');
+    this.onFork();
+    this.known = head?.version ?? at - 1;
+    this.knownId = head?.id ?? null;
+    this.target = this.known;
+    this.pending = [];
+    for (const m of this.members) m.resync('store_reset');
+    if (!head) void this.heal().catch(() => undefined);
+  }
+
   /** The store lost data (invariant 5): our version numbers mean nothing now, so every member resyncs from scratch. */
   private reset(head: EnvHead): void {
     this.log.error({ env: this.env, known: this.known, epoch: this.epoch, head: head.version, newEpoch: head.epoch },
       'the store lost data (head went backwards or the epoch changed); every agent of this env resyncs from a snapshot');
     this.known = head.version;
+    this.knownId = head.version === 0 || head.id !== '' ? head.id : null;
     this.target = head.version;
     this.epoch = head.epoch;
     this.pending = [];
@@ -151,9 +195,12 @@ export class EnvFeed {
     for (const m of this.members) m.deliver(batch);
   }
 
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
   close(): void {
     this.closed = true;
-    this.members.clear();
     this.pending = [];
   }
 }

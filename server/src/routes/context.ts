@@ -2,14 +2,14 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { ENV_PATTERN, FactsyncError } from '@factsync/shared';
 import { permit, type Authenticator, type Capability } from '../auth.js';
 import type { FactStore } from '../store/fact-store.js';
-import type { AckTracker } from '../acks/ack-tracker.js';
+import type { ControlPlane } from '../control/control-plane.js';
 import type { ServerConfig } from '../config.js';
 import type { ServerMetrics } from '../metrics.js';
 
 /** What route plugins need; passed explicitly so each can be built against real parts in tests. */
 export interface RouteContext {
   store: FactStore;
-  tracker: AckTracker;
+  control: ControlPlane;
   auth: Authenticator;
   config: Readonly<ServerConfig>;
   metrics: ServerMetrics;

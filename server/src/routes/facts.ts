@@ -54,7 +54,7 @@ export function factsRoutes(app: FastifyInstance, ctx: RouteContext): void {
     const endWait = ctx.metrics.syncWaitDuration.startTimer();
     let sync: SyncStatus;
     try {
-      sync = await ctx.tracker.wait(env, outcome.version, waitFor, timeoutMs, abortOnClose(reply));
+      sync = await ctx.control.wait(env, outcome.version, waitFor, timeoutMs, abortOnClose(reply));
     } catch (e) {
       // The write has its version: a failed wait must not turn it into an error a client would retry.
       req.log.warn({ env, version: outcome.version, err: (e as Error).message }, 'could not wait for sync after the write');

@@ -16,7 +16,7 @@ export function readRoutes(app: FastifyInstance, ctx: RouteContext): void {
     schema: {
       summary: 'Current version of an env',
       params: EnvParams,
-      response: { 200: Type.Object({ version: Type.Integer(), epoch: Epoch }), '4xx': ErrorBody, '5xx': ErrorBody },
+      response: { 200: Type.Object({ version: Type.Integer(), epoch: Epoch, id: Type.String({ description: 'chain id of the head version' }) }), '4xx': ErrorBody, '5xx': ErrorBody },
     },
   }, async (req) => {
     const { env } = req.params as { env: string };
@@ -28,14 +28,14 @@ export function readRoutes(app: FastifyInstance, ctx: RouteContext): void {
     schema: {
       summary: 'All facts of an env at one consistent version',
       params: EnvParams,
-      response: { 200: Type.Object({ version: Type.Integer(), epoch: Epoch, facts: Type.Array(Fact) }), '4xx': ErrorBody, '5xx': ErrorBody },
+      response: { 200: Type.Object({ version: Type.Integer(), epoch: Epoch, id: Type.String(), facts: Type.Array(Fact) }), '4xx': ErrorBody, '5xx': ErrorBody },
     },
   }, async (req, reply) => {
     const { env } = req.params as { env: string };
     const snap = await ctx.store.snapshot(env);
     // Raw text: a million facts are never parsed into objects and re-serialised.
     return reply.type('application/json').serializer((s: string) => s)
-      .send(`{"version":${snap.version},"epoch":${JSON.stringify(snap.epoch)},"facts":[${factsJson(snap)}]}`);
+      .send(`{"version":${snap.version},"epoch":${JSON.stringify(snap.epoch)},"id":${JSON.stringify(snap.id)},"facts":[${factsJson(snap)}]}`);
   });
 
   app.get('/v1/envs/:env/changes', {

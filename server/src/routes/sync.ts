@@ -30,7 +30,7 @@ export function syncRoutes(app: FastifyInstance, ctx: RouteContext): void {
     }
     const timeout = parseWaitTimeout(q.timeout, 0);
     if (!timeout.ok) throw new FactsyncError('invalid_request', timeout.error);
-    return ctx.tracker.wait(env, q.version, waitFor.value, timeout.value.ms, abortOnClose(reply));
+    return ctx.control.wait(env, q.version, waitFor.value, timeout.value.ms, abortOnClose(reply));
   });
 
   app.get('/v1/envs/:env/agents', {

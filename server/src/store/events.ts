@@ -1,33 +1,35 @@
 import { err, ok, type Result } from '@factsync/shared';
-import { isValidEvent, type EnvEvent } from './fact-store.js';
+import { isValidControlEvent, type ControlEvent, type EnvEvent } from './fact-store.js';
 
 /**
  * Wire form of cross-replica events. A change doorbell is `c:<version>:<epoch>`
  * or `c:<version>:<epoch>:<change JSON>`, so the change text is forwarded to
  * agents without being parsed, and a doorbell from another epoch (the store
  * lost data) is never mistaken for the next version. Epochs are nanoids, which
- * never contain ':'. Acks and presence are small JSON objects.
+ * never contain ':'. Control events (joins, ack summaries) are small JSON
+ * objects on a channel of their own.
  */
 export function parseEnvEvent(message: string): Result<EnvEvent> {
-  if (message.startsWith('c:')) {
-    const second = message.indexOf(':', 2);
-    const third = second < 0 ? -1 : message.indexOf(':', second + 1);
-    const v = Number(message.slice(2, second < 0 ? undefined : second));
-    const e = second < 0 ? '' : message.slice(second + 1, third < 0 ? undefined : third);
-    if (!Number.isSafeInteger(v) || v < 1 || e === '') return err(`bad change doorbell ${message.slice(0, 40)}`);
-    return ok(third < 0 ? { t: 'change', v, e } : { t: 'change', v, e, c: message.slice(third + 1) });
-  }
+  if (!message.startsWith('c:')) return err('doorbell does not start with "c:"');
+  const second = message.indexOf(':', 2);
+  const third = second < 0 ? -1 : message.indexOf(':', second + 1);
+  const v = Number(message.slice(2, second < 0 ? undefined : second));
+  const e = second < 0 ? '' : message.slice(second + 1, third < 0 ? undefined : third);
+  if (!Number.isSafeInteger(v) || v < 1 || e === '') return err(`bad change doorbell ${message.slice(0, 40)}`);
+  return ok(third < 0 ? { t: 'change', v, e } : { t: 'change', v, e, c: message.slice(third + 1) });
+}
+
+export function parseControlEvent(message: string): Result<ControlEvent> {
   let parsed: unknown;
   try {
     parsed = JSON.parse(message);
   } catch {
-    return err('event is not JSON');
+    return err('control event is not JSON');
   }
-  return isValidEvent(parsed) ? ok(parsed) : err('event has an unknown shape');
+  return isValidControlEvent(parsed) ? ok(parsed) : err('control event has an unknown shape');
 }
 
 export const encodeChangeEvent = (v: number, epoch: string, change: string | undefined): string =>
   change === undefined ? `c:${v}:${epoch}` : `c:${v}:${epoch}:${change}`;
 
-export const encodeAckEvent = (acks: ReadonlyMap<string, number>): string =>
-  JSON.stringify({ t: 'acks', a: Object.fromEntries(acks) });
+export const encodeControlEvent = (e: ControlEvent): string => JSON.stringify(e);

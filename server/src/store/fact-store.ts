@@ -10,6 +10,8 @@ export interface EnvHead {
   version: number;
   /** Random id of the env's log; changes when the store lost its data (invariant 5). */
   epoch: string | null;
+  /** Chain id of the change at `version` ("" at 0): invariant 9. */
+  id: string;
 }
 
 /** A change kept as the exact JSON text stored in the log, so fan-out never re-serialises it. */
@@ -34,7 +36,7 @@ export interface WriteInput {
 export interface WriteOutcome {
   version: number;
   epoch: string;
-  /** True when the idempotency key was seen before: nothing was applied. */
+  /** True when the idempotency key was seen before with the same request: nothing was applied. */
   duplicate: boolean;
 }
 
@@ -45,37 +47,91 @@ export type ChangesPage =
 export interface Snapshot {
   version: number;
   epoch: string | null;
+  id: string;
   facts: RawFact[];
+}
+
+/** Where a hello asks to resume from. */
+export interface ResumeRequest {
+  applied: number;
+  epoch: string | null;
+  /** Chain id of the agent's change at `applied`; null = not sent (not checked). */
+  appliedId: string | null;
+}
+
+/**
+ * Whether the agent can continue from the log: `resume` (same epoch, chain id
+ * matches), `new` (first start: a snapshot, nothing wrong), or why its state
+ * cannot be trusted and needs a snapshot: another epoch, ahead of the store,
+ * a forked chain, or a version the log no longer holds to check against.
+ */
+export type ResumeVerdict = 'resume' | 'new' | 'other_epoch' | 'ahead' | 'forked' | 'unverifiable';
+
+export interface Resume extends EnvHead {
+  verdict: ResumeVerdict;
+}
+
+export interface SessionOpen {
+  id: string;
+  /** Unique per socket: only this session's acks count, and a late close of an older one evicts nothing. */
+  session: string;
+  replica: string;
+  leaseMs: number;
+  addr: string;
+  resume: ResumeRequest;
+}
+
+export interface SessionOpened extends Resume {
+  /** The agent is awaited for versions > since (invariant 8). */
+  since: number;
+  /** What this session starts with as applied: hello.applied when it resumes, else 0. */
+  applied: number;
+  /** The session this one replaced, if the agent id had a live one. */
+  replaced: { session: string; replica: string; addr: string } | null;
+}
+
+export interface AckEntry {
+  id: string;
+  session: string;
+  version: number;
+  /** Chain id of `version` as sent on that session: an ack of a history that was rewritten does not count. */
+  chainId: string;
 }
 
 export interface AgentRecord {
   id: string;
-  /** Highest version the agent acknowledged (cumulative). */
-  applied: number;
-  /** Head when its current connection registered: it counts for `all` of versions > since. */
-  since: number;
-  connected: boolean;
-  lastSeenMs: number;
+  session: string;
   replica: string | null;
+  /** Awaited for versions > since. */
+  since: number;
+  /** Highest version the current session acknowledged (0 when its ack belongs to a rewritten history). */
+  applied: number;
+  /** A live session holds it now. */
+  connected: boolean;
+  /** Connected, or its last session ended less than a lease ago (it stays awaited). */
+  present: boolean;
+  lastSeenMs: number;
 }
 
-export interface AgentConnect {
-  id: string;
-  /** Unique per socket, so a late disconnect of an old socket cannot evict a newer one. */
-  conn: string;
-  replica: string;
-  leaseMs: number;
-}
+export type EnvEvent = { t: 'change'; v: number; e: string; c?: string };
 
-export type EnvEvent =
-  | { t: 'change'; v: number; e: string; c?: string }
-  | { t: 'acks'; a: Record<string, number> }
-  | { t: 'presence'; id: string; connected: boolean; conn: string; since?: number };
+/** Cross-replica control events, on a channel of their own (never the doorbell's). */
+export type ControlEvent =
+  /** A session of `id` opened on replica `r`: any other replica closes its older session of that id. */
+  | { t: 'join'; id: string; s: string; r: string }
+  /**
+   * A replica's compact summary of its agents for one env (one per tick with acks, and a heartbeat):
+   * f = min over its present agents of max(since, applied) (all of them have every V <= f),
+   * h = [applied, count] pairs of its present agents, m = the highest applied.
+   */
+  | { t: 'sum'; r: string; f: number; h: [number, number][]; m: number };
 
 export type EnvListener = (event: EnvEvent) => void;
+export type ControlListener = (event: ControlEvent) => void;
 
 export interface FactStore {
   readonly kind: 'redis' | 'memory';
+  /** Throws `idempotency_key_reused` when the key was used for a different request. */
   write(env: string, input: WriteInput): Promise<WriteOutcome>;
   head(env: string): Promise<EnvHead>;
   /** Like head, but creates the env's epoch if it has none yet. */
@@ -83,14 +139,22 @@ export interface FactStore {
   changes(env: string, after: number, limit: number): Promise<ChangesPage>;
   snapshot(env: string): Promise<Snapshot>;
 
-  connectAgent(env: string, c: AgentConnect): Promise<EnvHead & { since: number }>;
-  disconnectAgent(env: string, id: string, conn: string): Promise<void>;
-  renewLeases(env: string, ids: readonly string[], leaseMs: number): Promise<void>;
-  recordAcks(env: string, acks: ReadonlyMap<string, number>): Promise<void>;
+  /** The verdict on a hello, without registering anything (subscribers). */
+  resume(env: string, req: ResumeRequest): Promise<Resume>;
+  /** Registers the one live session of (env, agent id), replacing any older one, in one atomic step. */
+  openSession(env: string, o: SessionOpen): Promise<SessionOpened>;
+  /** Ends `session` if it is still the agent's; graceful (the agent said goodbye) drops its lease at once. */
+  endSession(env: string, id: string, session: string, graceful: boolean, leaseMs: number): Promise<void>;
+  /** Renews the leases of live sessions; returns the ids whose current session is another one (replaced elsewhere). */
+  renewSessions(env: string, sessions: readonly (readonly [string, string])[], leaseMs: number): Promise<string[]>;
+  /** Records acks of current sessions (others are ignored) and publishes `summary` on the control channel. */
+  recordAcks(env: string, acks: readonly AckEntry[], summary?: ControlEvent): Promise<void>;
+  publishControl(env: string, event: ControlEvent): Promise<void>;
   agents(env: string): Promise<AgentRecord[]>;
 
-  /** Events of one env from every replica. Resolves once the subscription is active. */
+  /** Change doorbells of one env from every replica. Resolves once the subscription is active. */
   subscribe(env: string, listener: EnvListener): Promise<() => Promise<void>>;
+  subscribeControl(env: string, listener: ControlListener): Promise<() => Promise<void>>;
   /** Called after the event channel was re-established: events may have been lost meanwhile. */
   onEventsReset(cb: () => void): void;
 
@@ -101,16 +165,15 @@ export interface FactStore {
   close(): Promise<void>;
 }
 
-export const isValidEvent = (x: unknown): x is EnvEvent => {
+export const isValidControlEvent = (x: unknown): x is ControlEvent => {
   if (typeof x !== 'object' || x === null) return false;
   const e = x as Record<string, unknown>;
   switch (e.t) {
-    case 'change':
-      return typeof e.v === 'number' && typeof e.e === 'string' && (e.c === undefined || typeof e.c === 'string');
-    case 'acks':
-      return typeof e.a === 'object' && e.a !== null && Object.values(e.a).every((v) => typeof v === 'number');
-    case 'presence':
-      return typeof e.id === 'string' && typeof e.connected === 'boolean' && typeof e.conn === 'string';
+    case 'join':
+      return typeof e.id === 'string' && typeof e.s === 'string' && typeof e.r === 'string';
+    case 'sum':
+      return typeof e.r === 'string' && typeof e.f === 'number' && typeof e.m === 'number' && Array.isArray(e.h)
+        && e.h.every((p) => Array.isArray(p) && p.length === 2 && typeof p[0] === 'number' && typeof p[1] === 'number');
     default:
       return false;
   }

@@ -1,60 +1,78 @@
+import { createHash } from 'node:crypto';
 import { nanoid } from 'nanoid';
-import { factField, splitFactField } from '@factsync/shared';
-import { encodeAckEvent, encodeChangeEvent, parseEnvEvent } from './events.js';
+import { GENESIS_ID, chainId, factField, idOfChangeJson, splitFactField } from '@factsync/shared';
+import { encodeChangeEvent, encodeControlEvent, parseControlEvent, parseEnvEvent } from './events.js';
+import { idempotencyKeyReused, toAgentRecords, type AgentInfoRecord } from './agent-records.js';
 import type {
-  AgentConnect, AgentRecord, ChangesPage, EnvHead, EnvListener, FactStore, RawChange, Snapshot, WriteInput, WriteOutcome,
+  AckEntry, AgentRecord, ChangesPage, ControlEvent, ControlListener, EnvHead, EnvListener, FactStore, RawChange, Resume,
+  ResumeRequest, ResumeVerdict, SessionOpen, SessionOpened, Snapshot, WriteInput, WriteOutcome,
 } from './fact-store.js';
 
 export interface MemoryStoreOptions {
   logRetention: number;
   idempotencyTtlSeconds: number;
   inlineChangeBytes: number;
+  /** Records of agents that left are dropped this long after they left (default a day). */
+  agentRecordTtlMs?: number;
   now?: () => number;
 }
 
 interface EnvState {
   version: number;
   epoch: string | null;
+  id: string;
   log: RawChange[];
   state: Map<string, string>;
-  idem: Map<string, { version: number; expiresMs: number }>;
-  agents: Map<string, { since: number; conn: string; replica: string }>;
-  acks: Map<string, number>;
-  seen: Map<string, number>;
+  idem: Map<string, { version: number; hash: string; expiresMs: number }>;
+  sess: Map<string, string>;
+  info: Map<string, AgentInfoRecord & { addr: string }>;
+  applied: Map<string, { v: number; id: string }>;
   leases: Map<string, number>;
+  gone: Map<string, number>;
 }
 
 /**
  * The embedded store: one process, no Redis. Every method runs synchronously
  * inside one call, which gives it the same atomicity as the Redis scripts, and
  * events travel through the same wire encoding as Redis pub/sub, delivered
- * asynchronously like a real doorbell.
+ * asynchronously like a real doorbell. It mirrors redis-scripts.ts rule for rule.
  */
 export function createMemoryStore(opts: MemoryStoreOptions): FactStore {
   const now = opts.now ?? Date.now;
   const envs = new Map<string, EnvState>();
   const listeners = new Map<string, Set<EnvListener>>();
+  const controlListeners = new Map<string, Set<ControlListener>>();
   let closed = false;
 
   const envOf = (env: string): EnvState => {
     let s = envs.get(env);
     if (!s) {
-      s = { version: 0, epoch: null, log: [], state: new Map(), idem: new Map(), agents: new Map(), acks: new Map(), seen: new Map(), leases: new Map() };
+      s = {
+        version: 0, epoch: null, id: GENESIS_ID, log: [], state: new Map(), idem: new Map(),
+        sess: new Map(), info: new Map(), applied: new Map(), leases: new Map(), gone: new Map(),
+      };
       envs.set(env, s);
     }
     return s;
   };
   const epochOf = (s: EnvState): string => (s.epoch ??= nanoid(12));
 
-  const publish = (env: string, message: string) => {
-    const parsed = parseEnvEvent(message);
-    if (!parsed.ok) throw new Error(`memory store produced a bad event: ${parsed.error}`);
-    const set = listeners.get(env);
+  const deliver = <T>(set: Set<(e: T) => void> | undefined, ev: T) => {
     if (!set || set.size === 0) return;
     const targets = [...set];
     queueMicrotask(() => {
-      for (const l of targets) l(parsed.value);
+      for (const l of targets) l(ev);
     });
+  };
+  const publish = (env: string, message: string) => {
+    const parsed = parseEnvEvent(message);
+    if (!parsed.ok) throw new Error(`memory store produced a bad event: ${parsed.error}`);
+    deliver(listeners.get(env), parsed.value);
+  };
+  const publishControl = (env: string, e: ControlEvent) => {
+    const parsed = parseControlEvent(encodeControlEvent(e));
+    if (!parsed.ok) throw new Error(`memory store produced a bad control event: ${parsed.error}`);
+    deliver(controlListeners.get(env), parsed.value);
   };
 
   /** Index of the first log entry with version > after (binary search: versions are dense and sorted). */
@@ -67,6 +85,30 @@ export function createMemoryStore(opts: MemoryStoreOptions): FactStore {
     }
     return lo;
   };
+  /** The chain id at v ('' at 0), null when the log no longer holds it. */
+  const idAt = (s: EnvState, v: number): string | null => {
+    if (v === 0) return GENESIS_ID;
+    if (v === s.version) return s.id;
+    const i = firstAfter(s.log, v - 1);
+    const c = s.log[i];
+    return c && c.version === v ? idOfChangeJson(c.json) ?? '' : null;
+  };
+  const verdictOf = (s: EnvState, r: ResumeRequest): ResumeVerdict => {
+    const epoch = epochOf(s);
+    if ((r.epoch ?? '') !== epoch) return r.applied === 0 && !r.epoch ? 'new' : 'other_epoch';
+    if (r.applied > s.version) return 'ahead';
+    if (r.applied === 0 || !r.appliedId) return 'resume';
+    const at = idAt(s, r.applied);
+    if (at === null) return 'unverifiable';
+    return at === r.appliedId ? 'resume' : 'forked';
+  };
+  const purge = (s: EnvState, t: number) => {
+    let n = 0;
+    for (const [id, leftAt] of s.gone) {
+      if (leftAt > t - (opts.agentRecordTtlMs ?? 24 * 3600_000) || n++ >= 64) continue;
+      s.sess.delete(id); s.info.delete(id); s.applied.delete(id); s.leases.delete(id); s.gone.delete(id);
+    }
+  };
 
   return {
     kind: 'memory',
@@ -74,23 +116,29 @@ export function createMemoryStore(opts: MemoryStoreOptions): FactStore {
     async write(env: string, input: WriteInput): Promise<WriteOutcome> {
       const s = envOf(env);
       const t = now();
+      const opsJson = JSON.stringify(input.ops);
+      const hash = createHash('sha1').update(opsJson).digest('hex');
       if (input.idempotencyKey !== undefined) {
         const prev = s.idem.get(input.idempotencyKey);
-        if (prev && prev.expiresMs > t) return { version: prev.version, epoch: epochOf(s), duplicate: true };
+        if (prev && prev.expiresMs > t) {
+          if (prev.hash !== hash) throw idempotencyKeyReused(input.idempotencyKey, prev.version);
+          return { version: prev.version, epoch: epochOf(s), duplicate: true };
+        }
       }
       const epoch = epochOf(s);
       const v = ++s.version;
+      s.id = chainId(s.id, v, input.ts, opsJson);
       for (const op of input.ops) {
         const field = factField(op.type, op.key);
         if (op.op === 'upsert') s.state.set(field, JSON.stringify(op.value));
         else s.state.delete(field);
       }
-      const json = `{"version":${v},"ts":"${input.ts}","ops":${JSON.stringify(input.ops)}}`;
+      const json = `{"version":${v},"id":"${s.id}","ts":"${input.ts}","ops":${opsJson}}`;
       s.log.push({ version: v, json });
       const excess = s.log.length - opts.logRetention;
       if (excess > 0) s.log.splice(0, excess);
       if (input.idempotencyKey !== undefined) {
-        s.idem.set(input.idempotencyKey, { version: v, expiresMs: t + opts.idempotencyTtlSeconds * 1000 });
+        s.idem.set(input.idempotencyKey, { version: v, hash, expiresMs: t + opts.idempotencyTtlSeconds * 1000 });
         // Redis expires these keys by itself; here, sweep now and then so a long-running dev server does not grow.
         if (s.idem.size % 1024 === 0) for (const [k, e] of s.idem) if (e.expiresMs <= t) s.idem.delete(k);
       }
@@ -100,12 +148,12 @@ export function createMemoryStore(opts: MemoryStoreOptions): FactStore {
 
     async head(env: string): Promise<EnvHead> {
       const s = envs.get(env);
-      return { version: s?.version ?? 0, epoch: s?.epoch ?? null };
+      return { version: s?.version ?? 0, epoch: s?.epoch ?? null, id: s?.id ?? GENESIS_ID };
     },
 
     async ensureEpoch(env: string): Promise<EnvHead> {
       const s = envOf(env);
-      return { version: s.version, epoch: epochOf(s) };
+      return { version: s.version, epoch: epochOf(s), id: s.id };
     },
 
     async changes(env: string, after: number, limit: number): Promise<ChangesPage> {
@@ -121,57 +169,91 @@ export function createMemoryStore(opts: MemoryStoreOptions): FactStore {
 
     async snapshot(env: string): Promise<Snapshot> {
       const s = envs.get(env);
-      if (!s) return { version: 0, epoch: null, facts: [] };
+      if (!s) return { version: 0, epoch: null, id: GENESIS_ID, facts: [] };
       const facts = [...s.state].map(([field, valueJson]) => ({ ...splitFactField(field), valueJson }));
-      return { version: s.version, epoch: s.epoch, facts };
+      return { version: s.version, epoch: s.epoch, id: s.id, facts };
     },
 
-    async connectAgent(env: string, c: AgentConnect) {
+    async resume(env: string, r: ResumeRequest): Promise<Resume> {
+      const s = envOf(env);
+      const verdict = verdictOf(s, r);
+      return { version: s.version, epoch: epochOf(s), id: s.id, verdict };
+    },
+
+    async openSession(env: string, o: SessionOpen): Promise<SessionOpened> {
       const s = envOf(env);
       const t = now();
-      const epoch = epochOf(s);
-      s.agents.set(c.id, { since: s.version, conn: c.conn, replica: c.replica });
-      s.leases.set(c.id, t + c.leaseMs);
-      s.seen.set(c.id, t);
-      publish(env, JSON.stringify({ t: 'presence', id: c.id, connected: true, conn: c.conn, since: s.version }));
-      return { version: s.version, since: s.version, epoch };
+      const verdict = verdictOf(s, o.resume);
+      const prevSession = s.sess.get(o.id);
+      const prev = s.info.get(o.id);
+      const present = (s.leases.get(o.id) ?? 0) >= t;
+      let since = s.version;
+      let applied = 0;
+      let appliedId = '';
+      if (verdict === 'resume') {
+        since = applied = o.resume.applied;
+        appliedId = o.resume.appliedId ?? '';
+      } else if (present && prev) since = Math.min(prev.since, s.version);
+      const replaced = prevSession !== undefined && prevSession !== o.session && prev?.c === 1 && present
+        ? { session: prevSession, replica: prev.r ?? '', addr: prev.addr } : null;
+      s.sess.set(o.id, o.session);
+      s.applied.set(o.id, { v: applied, id: appliedId });
+      s.info.set(o.id, { r: o.replica, since, c: 1, seen: t, lm: o.leaseMs, addr: o.addr });
+      s.leases.set(o.id, t + o.leaseMs);
+      s.gone.delete(o.id);
+      purge(s, t);
+      publishControl(env, { t: 'join', id: o.id, s: o.session, r: o.replica });
+      return { version: s.version, epoch: epochOf(s), id: s.id, verdict, since, applied, replaced };
     },
 
-    async disconnectAgent(env: string, id: string, conn: string) {
+    async endSession(env: string, id: string, session: string, graceful: boolean, leaseMs: number) {
       const s = envs.get(env);
-      const rec = s?.agents.get(id);
-      if (!s || !rec || rec.conn !== conn) return;
-      s.leases.delete(id);
-      s.seen.set(id, now());
-      publish(env, JSON.stringify({ t: 'presence', id, connected: false, conn }));
+      if (!s || s.sess.get(id) !== session) return;
+      const t = now();
+      const info = s.info.get(id);
+      if (info) s.info.set(id, { ...info, c: 0, seen: t });
+      if (graceful) s.leases.delete(id);
+      else s.leases.set(id, t + leaseMs);
+      s.gone.set(id, t);
     },
 
-    async renewLeases(env: string, ids: readonly string[], leaseMs: number) {
+    async renewSessions(env: string, sessions: readonly (readonly [string, string])[], leaseMs: number) {
       const s = envs.get(env);
-      if (!s) return;
+      if (!s) return sessions.map(([id]) => id);
       const until = now() + leaseMs;
-      for (const id of ids) if (s.leases.has(id)) s.leases.set(id, until);
+      const lost: string[] = [];
+      for (const [id, session] of sessions) {
+        if (s.sess.get(id) === session) s.leases.set(id, until);
+        else lost.push(id);
+      }
+      return lost;
     },
 
-    async recordAcks(env: string, acks: ReadonlyMap<string, number>) {
-      if (acks.size === 0) return;
+    async recordAcks(env: string, acks: readonly AckEntry[], summary?: ControlEvent) {
       const s = envOf(env);
-      const t = now();
-      for (const [id, v] of acks) {
-        if (v > (s.acks.get(id) ?? -1)) s.acks.set(id, v);
-        s.seen.set(id, t);
+      for (const a of acks) {
+        if (s.sess.get(a.id) !== a.session) continue;
+        if (a.version > (s.applied.get(a.id)?.v ?? -1)) s.applied.set(a.id, { v: a.version, id: a.chainId });
       }
-      publish(env, encodeAckEvent(acks));
+      if (summary) publishControl(env, summary);
+    },
+
+    async publishControl(env: string, event: ControlEvent) {
+      publishControl(env, event);
     },
 
     async agents(env: string): Promise<AgentRecord[]> {
       const s = envs.get(env);
       if (!s) return [];
       const t = now();
-      return [...s.agents].map(([id, rec]) => ({
-        id, applied: s.acks.get(id) ?? 0, since: rec.since, connected: (s.leases.get(id) ?? 0) >= t,
-        lastSeenMs: s.seen.get(id) ?? 0, replica: rec.replica,
-      }));
+      purge(s, t);
+      const applied = new Map<string, number>();
+      for (const [id, a] of s.applied) {
+        const at = a.v > 0 && a.id !== '' ? idAt(s, a.v) : undefined;
+        const valid = a.v <= s.version && (at === undefined || at === null || at === a.id);
+        applied.set(id, valid ? a.v : 0);
+      }
+      return toAgentRecords(t, s.sess, s.info, applied, s.leases);
     },
 
     async subscribe(env: string, listener: EnvListener) {
@@ -183,12 +265,21 @@ export function createMemoryStore(opts: MemoryStoreOptions): FactStore {
       };
     },
 
+    async subscribeControl(env: string, listener: ControlListener) {
+      let set = controlListeners.get(env);
+      if (!set) controlListeners.set(env, (set = new Set()));
+      set.add(listener);
+      return async () => {
+        controlListeners.get(env)?.delete(listener);
+      };
+    },
+
     onEventsReset() {
       // An in-process bus cannot lose its subscription.
     },
 
     async envs(limit: number) {
-      return [...envs.keys()].sort().slice(0, limit);
+      return [...envs.keys()].filter((e) => envs.get(e)!.epoch !== null).sort().slice(0, limit);
     },
 
     async ping() {
@@ -198,6 +289,7 @@ export function createMemoryStore(opts: MemoryStoreOptions): FactStore {
     async close() {
       closed = true;
       listeners.clear();
+      controlListeners.clear();
     },
   };
 }

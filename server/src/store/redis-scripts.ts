@@ -1,41 +1,109 @@
 /**
- * Lua scripts of the Redis store. Each runs atomically; WRITE is invariant 1:
- * the version is assigned in the same step that makes the write durable.
+ * Lua scripts of the Redis store. Each runs atomically; WRITE is invariants 1
+ * and 9: the version and its chained id are assigned in the same step that
+ * makes the write durable.
  *
  * Keys of one env share the hash tag `{env}` so Redis Cluster keeps an env on
  * one shard. Ops arrive flattened in ARGV (kind, field, valueJson) so Lua never
  * decodes and re-encodes fact values (cjson would turn [] into {}).
+ *
+ * The control plane of an env (invariant 8) is five keys: `sess` (agent id →
+ * its current session), `applied` (agent id → "V:chainId" acked by that
+ * session), `info` (agent id → JSON {r, since, c, t, seen, addr, lm}),
+ * `leases` (agent id → expiry ms: renewed while connected, LEASE_MS past the
+ * end of an unclean disconnect) and `gone` (agent id → when it left), which
+ * expires records after AGENT_RECORD_TTL_MS a few at a time, so nothing ever
+ * scans every id ever seen.
  */
 
+const NOW_MS = `local t = redis.call('TIME'); local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)`;
+
+/** The id of the change at version v ('' at 0), false when the log no longer holds it. */
+const ID_AT = `
+local function id_at(meta_head, head_id, log, v)
+  if v == 0 then return '' end
+  if v == meta_head then return head_id end
+  local e = redis.call('XRANGE', log, v .. '-0', v .. '-0')
+  if #e == 0 then return false end
+  return string.match(e[1][2][2], '"id":"(%x+)"') or ''
+end`;
+
+/** Invariants 5 and 9: can an agent at (applied, epoch, id) continue from the log? */
+const VERDICT = `
+${ID_AT}
+local function verdict(log, applied, hello_epoch, hello_id, epoch, head, head_id)
+  if hello_epoch ~= epoch then
+    if applied == 0 and hello_epoch == '' then return 'new' end
+    return 'other_epoch'
+  end
+  if applied > head then return 'ahead' end
+  if applied == 0 or hello_id == '' then return 'resume' end
+  local at = id_at(head, head_id, log, applied)
+  if at == false then return 'unverifiable' end
+  if at ~= hello_id then return 'forked' end
+  return 'resume'
+end`;
+
+const ENSURE = `
+local epoch = redis.call('HGET', KEYS[1], 'epoch')
+if not epoch then
+  epoch = ARGV[5]
+  redis.call('HSET', KEYS[1], 'epoch', epoch)
+end
+local head = tonumber(redis.call('HGET', KEYS[1], 'version') or '0')
+local head_id = redis.call('HGET', KEYS[1], 'id') or ''`;
+
+const PURGE = `
+local function purge(sess, info, applied, leases, gone, before)
+  local old = redis.call('ZRANGEBYSCORE', gone, '-inf', before, 'LIMIT', 0, 64)
+  for _, x in ipairs(old) do
+    redis.call('HDEL', sess, x)
+    redis.call('HDEL', info, x)
+    redis.call('HDEL', applied, x)
+    redis.call('ZREM', leases, x)
+    redis.call('ZREM', gone, x)
+  end
+end`;
+
 // KEYS: meta, log, state, [idem]
-// ARGV: epochCandidate, ts, retention, idemTtlSeconds, inlineLimit, channel, opsJson, (kind, field, value)*
+// ARGV: epochCandidate, ts, retention, idemTtlSeconds, inlineLimit, channel, opsJson, requestHash, (kind, field, value)*
 export const WRITE = `
 local meta, log, state = KEYS[1], KEYS[2], KEYS[3]
 if KEYS[4] then
   local prev = redis.call('GET', KEYS[4])
-  if prev then return {tonumber(prev), redis.call('HGET', meta, 'epoch'), 1} end
+  if prev then
+    local sep = string.find(prev, ':', 1, true)
+    local pv, ph = prev, ''
+    if sep then pv = string.sub(prev, 1, sep - 1); ph = string.sub(prev, sep + 1) end
+    local flag = 1
+    if ph ~= '' and ph ~= ARGV[8] then flag = 2 end
+    return {tonumber(pv), redis.call('HGET', meta, 'epoch'), flag}
+  end
 end
 local epoch = redis.call('HGET', meta, 'epoch')
 if not epoch then
   epoch = ARGV[1]
   redis.call('HSET', meta, 'epoch', epoch)
 end
+local prev_id = redis.call('HGET', meta, 'id') or ''
 local v = redis.call('HINCRBY', meta, 'version', 1)
-for i = 8, #ARGV, 3 do
+local id = redis.sha1hex(prev_id .. '\\n' .. v .. '\\n' .. ARGV[2] .. '\\n' .. ARGV[7])
+redis.call('HSET', meta, 'id', id)
+for i = 9, #ARGV, 3 do
   if ARGV[i] == 'u' then
     redis.call('HSET', state, ARGV[i + 1], ARGV[i + 2])
   else
     redis.call('HDEL', state, ARGV[i + 1])
   end
 end
-local change = '{"version":' .. v .. ',"ts":"' .. ARGV[2] .. '","ops":' .. ARGV[7] .. '}'
+local change = '{"version":' .. v .. ',"id":"' .. id .. '","ts":"' .. ARGV[2] .. '","ops":' .. ARGV[7] .. '}'
 local minid = v - tonumber(ARGV[3]) + 1
 if minid > 1 then
   redis.call('XADD', log, 'MINID', minid .. '-0', v .. '-0', 'c', change)
 else
   redis.call('XADD', log, v .. '-0', 'c', change)
 end
-if KEYS[4] then redis.call('SET', KEYS[4], v, 'EX', tonumber(ARGV[4])) end
+if KEYS[4] then redis.call('SET', KEYS[4], v .. ':' .. ARGV[8], 'EX', tonumber(ARGV[4])) end
 if #change <= tonumber(ARGV[5]) then
   redis.call('PUBLISH', ARGV[6], 'c:' .. v .. ':' .. epoch .. ':' .. change)
 else
@@ -44,75 +112,135 @@ end
 return {v, epoch, 0}
 `;
 
-// KEYS: meta   ARGV: epochCandidate
+// KEYS: meta   ARGV: (unused)*4, epochCandidate
 export const ENSURE_EPOCH = `
-local epoch = redis.call('HGET', KEYS[1], 'epoch')
-if not epoch then
-  epoch = ARGV[1]
-  redis.call('HSET', KEYS[1], 'epoch', epoch)
-end
-return {tonumber(redis.call('HGET', KEYS[1], 'version') or '0'), epoch}
+${ENSURE}
+return {head, epoch, head_id}
 `;
 
-const NOW_MS = `local t = redis.call('TIME'); local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)`;
-
-// KEYS: meta, agents, leases, seen   ARGV: id, conn, replica, leaseMs, epochCandidate, channel
-export const CONNECT = `
-${NOW_MS}
-local epoch = redis.call('HGET', KEYS[1], 'epoch')
-if not epoch then
-  epoch = ARGV[5]
-  redis.call('HSET', KEYS[1], 'epoch', epoch)
-end
-local head = tonumber(redis.call('HGET', KEYS[1], 'version') or '0')
-redis.call('HSET', KEYS[2], ARGV[1], cjson.encode({since = head, conn = ARGV[2], replica = ARGV[3]}))
-redis.call('ZADD', KEYS[3], now + tonumber(ARGV[4]), ARGV[1])
-redis.call('HSET', KEYS[4], ARGV[1], now)
-redis.call('PUBLISH', ARGV[6], cjson.encode({t = 'presence', id = ARGV[1], connected = true, conn = ARGV[2], since = head}))
-return {head, epoch}
+// KEYS: meta, log   ARGV: applied, helloEpoch, helloId, (unused), epochCandidate
+export const RESUME = `
+${VERDICT}
+${ENSURE}
+local v = verdict(KEYS[2], tonumber(ARGV[1]), ARGV[2], ARGV[3], epoch, head, head_id)
+return {head, epoch, head_id, v}
 `;
 
-// KEYS: agents, leases, seen   ARGV: id, conn, channel
-export const DISCONNECT = `
+// KEYS: meta, log, sess, info, applied, leases, gone, ctl
+// ARGV: applied, helloEpoch, helloId, id, epochCandidate, session, replica, leaseMs, addr, recordTtlMs
+export const OPEN_SESSION = `
 ${NOW_MS}
-local raw = redis.call('HGET', KEYS[1], ARGV[1])
-if not raw then return 0 end
-local rec = cjson.decode(raw)
-if rec.conn ~= ARGV[2] then return 0 end
-redis.call('ZREM', KEYS[2], ARGV[1])
-redis.call('HSET', KEYS[3], ARGV[1], now)
-redis.call('PUBLISH', ARGV[3], cjson.encode({t = 'presence', id = ARGV[1], connected = false, conn = ARGV[2]}))
+${VERDICT}
+${PURGE}
+${ENSURE}
+local applied = tonumber(ARGV[1])
+local v = verdict(KEYS[2], applied, ARGV[2], ARGV[3], epoch, head, head_id)
+local id = ARGV[4]
+local prev_sess = redis.call('HGET', KEYS[3], id)
+local prev_raw = redis.call('HGET', KEYS[4], id)
+local prev = nil
+if prev_raw then prev = cjson.decode(prev_raw) end
+local present = tonumber(redis.call('ZSCORE', KEYS[6], id) or '0') >= now
+local since, applied_rec, applied_id = head, 0, ''
+if v == 'resume' then
+  since, applied_rec, applied_id = applied, applied, ARGV[3]
+elseif present and prev and prev.since then
+  since = math.min(prev.since, head)
+end
+local r1, r2, r3 = '', '', ''
+if prev_sess and prev_sess ~= ARGV[6] and prev and prev.c == 1 and present then
+  r1, r2, r3 = prev_sess, prev.r or '', prev.addr or ''
+end
+redis.call('HSET', KEYS[3], id, ARGV[6])
+redis.call('HSET', KEYS[5], id, applied_rec .. ':' .. applied_id)
+redis.call('HSET', KEYS[4], id, cjson.encode({r = ARGV[7], since = since, c = 1, t = now, seen = now, addr = ARGV[9], lm = tonumber(ARGV[8])}))
+redis.call('ZADD', KEYS[6], now + tonumber(ARGV[8]), id)
+redis.call('ZREM', KEYS[7], id)
+purge(KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], now - tonumber(ARGV[10]))
+redis.call('PUBLISH', KEYS[8], cjson.encode({t = 'join', id = id, s = ARGV[6], r = ARGV[7]}))
+return {head, epoch, head_id, v, since, applied_rec, r1, r2, r3}
+`;
+
+// KEYS: sess, info, leases, gone   ARGV: id, session, graceful, leaseMs
+export const END_SESSION = `
+${NOW_MS}
+if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
+local raw = redis.call('HGET', KEYS[2], ARGV[1])
+local rec = {}
+if raw then rec = cjson.decode(raw) end
+rec.c = 0
+rec.seen = now
+redis.call('HSET', KEYS[2], ARGV[1], cjson.encode(rec))
+if ARGV[3] == '1' then
+  redis.call('ZREM', KEYS[3], ARGV[1])
+else
+  redis.call('ZADD', KEYS[3], now + tonumber(ARGV[4]), ARGV[1])
+end
+redis.call('ZADD', KEYS[4], now, ARGV[1])
 return 1
 `;
 
-// KEYS: leases   ARGV: leaseMs, id*
+// KEYS: leases, sess   ARGV: leaseMs, (id, session)*   → ids whose current session is another one
 export const RENEW = `
 ${NOW_MS}
 local until_ms = now + tonumber(ARGV[1])
-for i = 2, #ARGV do redis.call('ZADD', KEYS[1], 'XX', until_ms, ARGV[i]) end
-return #ARGV - 1
+local lost = {}
+for i = 2, #ARGV, 2 do
+  if redis.call('HGET', KEYS[2], ARGV[i]) == ARGV[i + 1] then
+    redis.call('ZADD', KEYS[1], until_ms, ARGV[i])
+  else
+    lost[#lost + 1] = ARGV[i]
+  end
+end
+return lost
 `;
 
-// KEYS: acks, seen   ARGV: channel, (id, version)*
-// Acks are cumulative: a late, lower ack (an old socket of a moved agent) never lowers the record.
-// The event is built here from the same arguments instead of being sent twice; agent ids
-// match AGENT_ID_PATTERN (no quotes or backslashes), so concatenation is valid JSON.
+// KEYS: sess, applied, ctl   ARGV: summary, (id, session, version, chainId)*
+// Acks are cumulative and belong to a session: a late ack of a replaced session is ignored,
+// and a lower one never lowers the record.
 export const ACKS = `
-${NOW_MS}
-local parts = {}
-for i = 2, #ARGV, 2 do
-  local cur = tonumber(redis.call('HGET', KEYS[1], ARGV[i]) or '-1')
-  if tonumber(ARGV[i + 1]) > cur then redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
-  redis.call('HSET', KEYS[2], ARGV[i], now)
-  parts[#parts + 1] = '"' .. ARGV[i] .. '":' .. ARGV[i + 1]
+for i = 2, #ARGV, 4 do
+  if redis.call('HGET', KEYS[1], ARGV[i]) == ARGV[i + 1] then
+    local cur = redis.call('HGET', KEYS[2], ARGV[i])
+    local cv = -1
+    if cur then
+      local sep = string.find(cur, ':', 1, true)
+      if sep then cv = tonumber(string.sub(cur, 1, sep - 1)) else cv = tonumber(cur) end
+    end
+    if tonumber(ARGV[i + 2]) > cv then redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 2] .. ':' .. ARGV[i + 3]) end
+  end
 end
-redis.call('PUBLISH', ARGV[1], '{"t":"acks","a":{' .. table.concat(parts, ',') .. '}}')
+if ARGV[1] ~= '' then redis.call('PUBLISH', KEYS[3], ARGV[1]) end
 return 1
 `;
 
-// KEYS: agents, acks, seen, leases
-export const AGENTS = `
+// KEYS: meta, log, sess, info, applied, leases, gone   ARGV: recordTtlMs
+// An ack counts only if its chain id is the one this history has at that version (invariant 9):
+// after a failover to a replica that lost versions, acks of the lost history do not vouch for new ones.
+export const REGISTRY = `
 ${NOW_MS}
-return {now, redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', KEYS[2]), redis.call('HGETALL', KEYS[3]),
-  redis.call('ZRANGEBYSCORE', KEYS[4], now, '+inf')}
+${ID_AT}
+${PURGE}
+purge(KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], now - tonumber(ARGV[1]))
+local head = tonumber(redis.call('HGET', KEYS[1], 'version') or '0')
+local head_id = redis.call('HGET', KEYS[1], 'id') or ''
+local applied = redis.call('HGETALL', KEYS[5])
+local known = {}
+local valid = {}
+for i = 1, #applied, 2 do
+  local val = applied[i + 1]
+  local sep = string.find(val, ':', 1, true)
+  local v, cid = tonumber(val), ''
+  if sep then v = tonumber(string.sub(val, 1, sep - 1)); cid = string.sub(val, sep + 1) end
+  local ok = 1
+  if v > head then ok = 0
+  elseif v > 0 and cid ~= '' then
+    local k = tostring(v)
+    if known[k] == nil then known[k] = id_at(head, head_id, KEYS[2], v) end
+    if known[k] ~= false and known[k] ~= cid then ok = 0 end
+  end
+  valid[#valid + 1] = ok
+end
+return {now, redis.call('HGETALL', KEYS[3]), redis.call('HGETALL', KEYS[4]), applied, valid,
+  redis.call('ZRANGE', KEYS[6], 0, -1, 'WITHSCORES')}
 `;

@@ -1,12 +1,15 @@
+import { createHash } from 'node:crypto';
 import { Cluster, Redis, ReplyError } from 'ioredis';
 import { nanoid } from 'nanoid';
 import type { Logger } from 'pino';
 import { FactsyncError, factField, splitFactField, streamIdOf, versionOfStreamId } from '@factsync/shared';
 import * as scripts from './redis-scripts.js';
-import { parseEnvEvent } from './events.js';
+import { encodeControlEvent, parseControlEvent, parseEnvEvent } from './events.js';
 import type {
-  AgentConnect, AgentRecord, ChangesPage, EnvHead, EnvListener, FactStore, RawChange, RawFact, Snapshot, WriteInput, WriteOutcome,
+  AckEntry, AgentRecord, ChangesPage, ControlEvent, ControlListener, EnvHead, EnvListener, FactStore, RawChange, RawFact, Resume,
+  ResumeRequest, ResumeVerdict, SessionOpen, SessionOpened, Snapshot, WriteInput, WriteOutcome,
 } from './fact-store.js';
+import { idempotencyKeyReused, parseAgentInfo, toAgentRecords } from './agent-records.js';
 
 export interface RedisStoreOptions {
   /** One URL; with `cluster`, a comma list of seed nodes of a Redis Cluster. */
@@ -18,6 +21,11 @@ export interface RedisStoreOptions {
   /** Changes up to this many bytes ride inside the pub/sub doorbell; larger ones are read from the log. */
   inlineChangeBytes: number;
   commandTimeoutMs: number;
+  /** Records of agents that left are dropped this long after they left (default a day). */
+  agentRecordTtlMs?: number;
+  /** With n > 0, a write is answered only once n Redis replicas have it (WAIT). */
+  waitReplicas?: number;
+  waitReplicasTimeoutMs?: number;
   log: Logger;
   /** Called on every connection error and every command that failed for lack of a store (metrics). */
   onError?: () => void;
@@ -25,15 +33,25 @@ export interface RedisStoreOptions {
 
 type ScriptCommands = {
   fsWrite(numKeys: number, ...args: (string | number)[]): Promise<[number, string, number]>;
-  fsEnsureEpoch(meta: string, epoch: string): Promise<[number, string]>;
-  fsConnect(...args: (string | number)[]): Promise<[number, string]>;
-  fsDisconnect(...args: string[]): Promise<number>;
-  fsRenew(...args: (string | number)[]): Promise<number>;
+  fsEnsureEpoch(...args: (string | number)[]): Promise<[number, string, string]>;
+  fsResume(...args: (string | number)[]): Promise<[number, string, string, string]>;
+  fsOpen(...args: (string | number)[]): Promise<[number, string, string, string, number, number, string, string, string]>;
+  fsEnd(...args: (string | number)[]): Promise<number>;
+  fsRenew(...args: (string | number)[]): Promise<string[]>;
   fsAcks(...args: (string | number)[]): Promise<number>;
-  fsAgents(...keys: string[]): Promise<[number, string[], string[], string[], string[]]>;
+  fsRegistry(...args: (string | number)[]): Promise<[number, string[], string[], string[], number[], string[]]>;
 };
 
+/**
+ * Redis answers that mean "not now" rather than "your request is wrong": the
+ * write did not happen and a retry later may succeed, so they are a 503 with
+ * Retry-After (and the agent's forwarder retries them with the same key).
+ */
+const TRANSIENT_REPLY = /^(LOADING|BUSY|MASTERDOWN|READONLY|NOSCRIPT|OOM|CLUSTERDOWN|TRYAGAIN|MOVED|ASK|NOREPLICAS|NOTREADY)\b/;
+export const isTransientRedisReply = (message: string): boolean => TRANSIENT_REPLY.test(message);
+
 const RENEW_CHUNK = 500;
+export const DEFAULT_AGENT_RECORD_TTL_MS = 24 * 3600_000;
 
 export async function createRedisStore(opts: RedisStoreOptions): Promise<FactStore> {
   const common = {
@@ -64,14 +82,16 @@ export async function createRedisStore(opts: RedisStoreOptions): Promise<FactSto
   // Snapshots of large envs legitimately take seconds: they get their own connection with a longer timeout.
   const bulkClient = connect({ ...common, commandTimeout: opts.commandTimeoutMs * 12 }) as unknown as Redis;
   const log = opts.log.child({ module: 'redis-store' });
+  const recordTtlMs = opts.agentRecordTtlMs ?? DEFAULT_AGENT_RECORD_TTL_MS;
 
   redis.defineCommand('fsWrite', { lua: scripts.WRITE });
   redis.defineCommand('fsEnsureEpoch', { lua: scripts.ENSURE_EPOCH, numberOfKeys: 1 });
-  redis.defineCommand('fsConnect', { lua: scripts.CONNECT, numberOfKeys: 4 });
-  redis.defineCommand('fsDisconnect', { lua: scripts.DISCONNECT, numberOfKeys: 3 });
-  redis.defineCommand('fsRenew', { lua: scripts.RENEW, numberOfKeys: 1 });
-  redis.defineCommand('fsAcks', { lua: scripts.ACKS, numberOfKeys: 2 });
-  redis.defineCommand('fsAgents', { lua: scripts.AGENTS, numberOfKeys: 4 });
+  redis.defineCommand('fsResume', { lua: scripts.RESUME, numberOfKeys: 2 });
+  redis.defineCommand('fsOpen', { lua: scripts.OPEN_SESSION, numberOfKeys: 8 });
+  redis.defineCommand('fsEnd', { lua: scripts.END_SESSION, numberOfKeys: 4 });
+  redis.defineCommand('fsRenew', { lua: scripts.RENEW, numberOfKeys: 2 });
+  redis.defineCommand('fsAcks', { lua: scripts.ACKS, numberOfKeys: 3 });
+  redis.defineCommand('fsRegistry', { lua: scripts.REGISTRY, numberOfKeys: 7 });
 
   let lastError = '';
   for (const [name, conn] of [['command', redis], ['subscriber', sub], ['bulk', bulkClient]] as const) {
@@ -87,7 +107,8 @@ export async function createRedisStore(opts: RedisStoreOptions): Promise<FactSto
     const base = `${opts.keyPrefix}:{${env}}`;
     return {
       meta: `${base}:meta`, log: `${base}:log`, state: `${base}:state`, idem: (key: string) => `${base}:idem:${key}`,
-      agents: `${base}:agents`, acks: `${base}:acks`, seen: `${base}:seen`, leases: `${base}:leases`, channel: `${base}:events`,
+      sess: `${base}:sess`, info: `${base}:info`, applied: `${base}:applied`, leases: `${base}:leases`, gone: `${base}:gone`,
+      channel: `${base}:events`, ctl: `${base}:ctl`,
     };
   };
 
@@ -96,15 +117,16 @@ export async function createRedisStore(opts: RedisStoreOptions): Promise<FactSto
     try {
       return await fn();
     } catch (e) {
+      if (e instanceof FactsyncError) throw e;
       opts.onError?.();
-      if (e instanceof ReplyError && !/LOADING|BUSY|MASTERDOWN|READONLY|NOSCRIPT/.test((e as Error).message)) throw e;
+      if (e instanceof ReplyError && !isTransientRedisReply((e as Error).message)) throw e;
       throw new FactsyncError('store_unavailable', `the store is unavailable (${what}: ${(e as Error).message}); retry shortly`);
     }
   }
 
   // ---- events -------------------------------------------------------------
-  const listeners = new Map<string, Set<EnvListener>>();
-  const envOfChannel = new Map<string, string>();
+  // One subscription per channel; a channel carries either doorbells or control events of one env.
+  const listeners = new Map<string, Set<(message: string) => void>>();
   const resetCallbacks: (() => void)[] = [];
   let subReadyOnce = false;
   sub.on('ready', () => {
@@ -115,15 +137,41 @@ export async function createRedisStore(opts: RedisStoreOptions): Promise<FactSto
     subReadyOnce = true;
   });
   sub.on('message', (channel: string, message: string) => {
-    const env = envOfChannel.get(channel);
-    if (!env) return;
-    const ev = parseEnvEvent(message);
-    if (!ev.ok) {
-      log.warn({ env, err: ev.error }, 'ignoring malformed event');
-      return;
-    }
-    for (const l of listeners.get(env) ?? []) l(ev.value);
+    for (const l of listeners.get(channel) ?? []) l(message);
   });
+  async function listen(channel: string, l: (message: string) => void): Promise<() => Promise<void>> {
+    let set = listeners.get(channel);
+    if (!set) {
+      set = new Set();
+      listeners.set(channel, set);
+      await sub.subscribe(channel);
+    }
+    set.add(l);
+    return async () => {
+      const s = listeners.get(channel);
+      if (!s) return;
+      s.delete(l);
+      if (s.size === 0) {
+        listeners.delete(channel);
+        await sub.unsubscribe(channel).catch(() => undefined);
+      }
+    };
+  }
+  const resumeArgs = (r: ResumeRequest) => [r.applied, r.epoch ?? '', r.appliedId ?? ''] as const;
+
+  /**
+   * REDIS_WAIT_REPLICAS: WAIT covers every write this connection sent before it, so one WAIT
+   * after the script makes this write (and all earlier ones) survive a failover to any of n replicas.
+   */
+  async function waitForReplicas(version: number): Promise<void> {
+    const n = opts.waitReplicas ?? 0;
+    const got = Number(await guard('wait replicas', () => redis.call('WAIT', n, opts.waitReplicasTimeoutMs ?? 1000) as Promise<number>));
+    if (got < n) {
+      throw new FactsyncError('store_unavailable',
+        `version ${version} was written but only ${got} of the ${n} Redis replicas REDIS_WAIT_REPLICAS asks for confirmed it; retry with the same Idempotency-Key`,
+        { version });
+    }
+  }
 
   const store: FactStore = {
     kind: 'redis',
@@ -137,21 +185,25 @@ export async function createRedisStore(opts: RedisStoreOptions): Promise<FactSto
       }
       const keyList = [keys.meta, keys.log, keys.state];
       if (input.idempotencyKey !== undefined) keyList.push(keys.idem(input.idempotencyKey));
-      const [version, epoch, dup] = await guard('write', () =>
+      const opsJson = JSON.stringify(input.ops);
+      const requestHash = createHash('sha1').update(opsJson).digest('hex');
+      const [version, epoch, flag] = await guard('write', () =>
         redis.fsWrite(keyList.length, ...keyList, nanoid(12), input.ts, opts.logRetention, opts.idempotencyTtlSeconds,
-          opts.inlineChangeBytes, keys.channel, JSON.stringify(input.ops), ...flat),
+          opts.inlineChangeBytes, keys.channel, opsJson, requestHash, ...flat),
       );
-      return { version: Number(version), epoch, duplicate: dup === 1 };
+      if (flag === 2) throw idempotencyKeyReused(input.idempotencyKey!, Number(version));
+      if (flag === 0 && opts.waitReplicas) await waitForReplicas(Number(version));
+      return { version: Number(version), epoch, duplicate: flag === 1 };
     },
 
     async head(env: string): Promise<EnvHead> {
-      const [v, e] = await guard('head', () => redis.hmget(k(env).meta, 'version', 'epoch'));
-      return { version: Number(v ?? 0), epoch: e ?? null };
+      const [v, e, id] = await guard('head', () => redis.hmget(k(env).meta, 'version', 'epoch', 'id'));
+      return { version: Number(v ?? 0), epoch: e ?? null, id: id ?? '' };
     },
 
     async ensureEpoch(env: string): Promise<EnvHead> {
-      const [v, e] = await guard('epoch', () => redis.fsEnsureEpoch(k(env).meta, nanoid(12)));
-      return { version: Number(v), epoch: e };
+      const [v, e, id] = await guard('epoch', () => redis.fsEnsureEpoch(k(env).meta, 0, 0, 0, 0, nanoid(12)));
+      return { version: Number(v), epoch: e, id };
     },
 
     async changes(env: string, after: number, limit: number): Promise<ChangesPage> {
@@ -174,88 +226,95 @@ export async function createRedisStore(opts: RedisStoreOptions): Promise<FactSto
       // `call('HGETALL')` keeps the flat reply: the typed hgetall builds an object of a million
       // keys first, which took most of a large snapshot's time. The bulk connection has a longer
       // command timeout, since reading a large env legitimately takes seconds.
-      const res = await guard('snapshot', () => bulkClient.multi().hmget(keys.meta, 'version', 'epoch').call('HGETALL', keys.state).exec());
-      const [v, e] = (res?.[0]?.[1] ?? []) as (string | null)[];
+      const res = await guard('snapshot', () => bulkClient.multi().hmget(keys.meta, 'version', 'epoch', 'id').call('HGETALL', keys.state).exec());
+      const [v, e, id] = (res?.[0]?.[1] ?? []) as (string | null)[];
       const flat = (res?.[1]?.[1] ?? []) as string[];
       const facts: RawFact[] = new Array(flat.length >> 1);
       for (let i = 0; i + 1 < flat.length; i += 2) {
         const { type, key } = splitFactField(flat[i]!);
         facts[i >> 1] = { type, key, valueJson: flat[i + 1]! };
       }
-      return { version: Number(v ?? 0), epoch: e ?? null, facts };
+      return { version: Number(v ?? 0), epoch: e ?? null, id: id ?? '', facts };
     },
 
-    async connectAgent(env: string, c: AgentConnect) {
+    async resume(env: string, r: ResumeRequest): Promise<Resume> {
       const keys = k(env);
-      const [since, epoch] = await guard('connect', () =>
-        redis.fsConnect(keys.meta, keys.agents, keys.leases, keys.seen, c.id, c.conn, c.replica, c.leaseMs, nanoid(12), keys.channel),
-      );
-      return { version: Number(since), since: Number(since), epoch };
+      const [head, epoch, id, verdict] = await guard('resume', () => redis.fsResume(keys.meta, keys.log, ...resumeArgs(r), 0, nanoid(12)));
+      return { version: Number(head), epoch, id, verdict: verdict as ResumeVerdict };
     },
 
-    async disconnectAgent(env: string, id: string, conn: string) {
+    async openSession(env: string, o: SessionOpen): Promise<SessionOpened> {
       const keys = k(env);
-      await guard('disconnect', () => redis.fsDisconnect(keys.agents, keys.leases, keys.seen, id, conn, keys.channel));
+      const [head, epoch, id, verdict, since, applied, rs, rr, ra] = await guard('open session', () =>
+        redis.fsOpen(keys.meta, keys.log, keys.sess, keys.info, keys.applied, keys.leases, keys.gone, keys.ctl,
+          ...resumeArgs(o.resume), o.id, nanoid(12), o.session, o.replica, o.leaseMs, o.addr, recordTtlMs));
+      return {
+        version: Number(head), epoch, id, verdict: verdict as ResumeVerdict, since: Number(since), applied: Number(applied),
+        replaced: rs ? { session: rs, replica: rr, addr: ra } : null,
+      };
     },
 
-    async renewLeases(env: string, ids: readonly string[], leaseMs: number) {
+    async endSession(env: string, id: string, session: string, graceful: boolean, leaseMs: number) {
       const keys = k(env);
-      for (let i = 0; i < ids.length; i += RENEW_CHUNK) {
-        const chunk = ids.slice(i, i + RENEW_CHUNK);
-        await guard('renew', () => redis.fsRenew(keys.leases, leaseMs, ...chunk));
+      await guard('end session', () => redis.fsEnd(keys.sess, keys.info, keys.leases, keys.gone, id, session, graceful ? '1' : '0', leaseMs));
+    },
+
+    async renewSessions(env: string, sessions: readonly (readonly [string, string])[], leaseMs: number) {
+      const keys = k(env);
+      const lost: string[] = [];
+      for (let i = 0; i < sessions.length; i += RENEW_CHUNK) {
+        const flat = sessions.slice(i, i + RENEW_CHUNK).flat();
+        lost.push(...await guard('renew', () => redis.fsRenew(keys.leases, keys.sess, leaseMs, ...flat)));
       }
+      return lost;
     },
 
-    async recordAcks(env: string, acks: ReadonlyMap<string, number>) {
-      if (acks.size === 0) return;
+    async recordAcks(env: string, acks: readonly AckEntry[], summary?: ControlEvent) {
+      if (acks.length === 0 && !summary) return;
       const keys = k(env);
       const flat: (string | number)[] = [];
-      for (const [id, v] of acks) flat.push(id, v);
-      await guard('acks', () => redis.fsAcks(keys.acks, keys.seen, keys.channel, ...flat));
+      for (const a of acks) flat.push(a.id, a.session, a.version, a.chainId);
+      await guard('acks', () => redis.fsAcks(keys.sess, keys.applied, keys.ctl, summary ? encodeControlEvent(summary) : '', ...flat));
+    },
+
+    async publishControl(env: string, event: ControlEvent) {
+      await guard('publish', () => redis.publish(k(env).ctl, encodeControlEvent(event)));
     },
 
     async agents(env: string): Promise<AgentRecord[]> {
       const keys = k(env);
-      const [, agents, acks, seen, live] = await guard('agents', () => redis.fsAgents(keys.agents, keys.acks, keys.seen, keys.leases));
+      const [now, sess, info, applied, valid, leases] = await guard('agents', () =>
+        redis.fsRegistry(keys.meta, keys.log, keys.sess, keys.info, keys.applied, keys.leases, keys.gone, recordTtlMs));
       const pairs = (flat: string[]) => {
         const m = new Map<string, string>();
         for (let i = 0; i + 1 < flat.length; i += 2) m.set(flat[i]!, flat[i + 1]!);
         return m;
       };
-      const ackMap = pairs(acks);
-      const seenMap = pairs(seen);
-      const liveSet = new Set(live);
-      const out: AgentRecord[] = [];
-      for (const [id, raw] of pairs(agents)) {
-        const rec = parseAgentRecord(raw);
-        out.push({
-          id, applied: Number(ackMap.get(id) ?? 0), since: rec.since, connected: liveSet.has(id),
-          lastSeenMs: Number(seenMap.get(id) ?? 0), replica: rec.replica,
-        });
+      const appliedMap = new Map<string, number>();
+      for (let i = 0; i + 1 < applied.length; i += 2) {
+        appliedMap.set(applied[i]!, Number(valid[i >> 1]) === 1 ? parseInt(applied[i + 1]!, 10) : 0);
       }
-      return out;
+      const leaseMap = new Map<string, number>();
+      for (let i = 0; i + 1 < leases.length; i += 2) leaseMap.set(leases[i]!, Number(leases[i + 1]));
+      const infos = new Map<string, ReturnType<typeof parseAgentInfo>>();
+      for (const [id, raw] of pairs(info)) infos.set(id, parseAgentInfo(raw));
+      return toAgentRecords(Number(now), pairs(sess), infos, appliedMap, leaseMap);
     },
 
     async subscribe(env: string, listener: EnvListener) {
-      const channel = k(env).channel;
-      let set = listeners.get(env);
-      if (!set) {
-        set = new Set();
-        listeners.set(env, set);
-        envOfChannel.set(channel, env);
-        await sub.subscribe(channel);
-      }
-      set.add(listener);
-      return async () => {
-        const s = listeners.get(env);
-        if (!s) return;
-        s.delete(listener);
-        if (s.size === 0) {
-          listeners.delete(env);
-          envOfChannel.delete(channel);
-          await sub.unsubscribe(channel).catch(() => undefined);
-        }
-      };
+      return listen(k(env).channel, (message) => {
+        const ev = parseEnvEvent(message);
+        if (ev.ok) listener(ev.value);
+        else log.warn({ env, err: ev.error }, 'ignoring malformed doorbell');
+      });
+    },
+
+    async subscribeControl(env: string, listener: ControlListener) {
+      return listen(k(env).ctl, (message) => {
+        const ev = parseControlEvent(message);
+        if (ev.ok) listener(ev.value);
+        else log.warn({ env, err: ev.error }, 'ignoring malformed control event');
+      });
     },
 
     onEventsReset(cb: () => void) {
@@ -295,11 +354,4 @@ export async function createRedisStore(opts: RedisStoreOptions): Promise<FactSto
   return store;
 }
 
-function parseAgentRecord(raw: string): { since: number; replica: string | null } {
-  try {
-    const o = JSON.parse(raw) as { since?: unknown; replica?: unknown };
-    return { since: typeof o.since === 'number' ? o.since : 0, replica: typeof o.replica === 'string' ? o.replica : null };
-  } catch {
-    return { since: 0, replica: null };
-  }
-}
+

@@ -2,7 +2,7 @@ import type { Snapshot } from '../store/fact-store.js';
 
 /** Snapshot frames are assembled from stored JSON text, never parsed and re-serialised. */
 export function snapshotFrame(s: Snapshot): string {
-  return `{"type":"snapshot","version":${s.version},"epoch":${JSON.stringify(s.epoch)},"facts":[${factsJson(s)}]}`;
+  return `{"type":"snapshot","version":${s.version},"epoch":${JSON.stringify(s.epoch)},"id":${JSON.stringify(s.id)},"facts":[${factsJson(s)}]}`;
 }
 
 export function factsJson(s: Snapshot): string {

@@ -4,14 +4,14 @@ import type { Logger } from 'pino';
 import type { Authenticator, Principal } from '../auth.js';
 import type { FactStore } from '../store/fact-store.js';
 import type { Broadcaster } from '../broadcast/broadcaster.js';
-import type { AckBatcher } from '../acks/ack-batcher.js';
+import type { ControlPlane } from '../control/control-plane.js';
 import { Session } from './session.js';
 import type { ServerMetrics } from '../metrics.js';
 
 export interface GatewayOptions {
   store: FactStore;
   broadcaster: Broadcaster;
-  acks: AckBatcher;
+  control: ControlPlane;
   auth: Authenticator;
   metrics: ServerMetrics;
   log: Logger;
@@ -38,6 +38,8 @@ declare module 'fastify' {
  */
 export class Gateway {
   readonly sessions = new Set<Session>();
+  /** Sessions by their id, so a replacement announced by the control plane finds its socket. */
+  private readonly byConn = new Map<string, Session>();
   private readonly perToken = new Map<number, number>();
   private readonly pingTimer: NodeJS.Timeout;
   private readonly leaseTimer: NodeJS.Timeout;
@@ -75,7 +77,7 @@ export class Gateway {
       const session = new Session(socket, principal, {
         store: this.opts.store,
         broadcaster: this.opts.broadcaster,
-        acks: this.opts.acks,
+        control: this.opts.control,
         metrics: this.opts.metrics,
         log: this.opts.log,
         replicaId: this.opts.replicaId,
@@ -84,27 +86,43 @@ export class Gateway {
         maxBufferedBytes: this.opts.maxBufferedBytes,
         onClosed: (s) => {
           this.sessions.delete(s);
+          this.byConn.delete(s.conn);
           const n = (this.perToken.get(principal.tokenIndex) ?? 1) - 1;
           if (n > 0) this.perToken.set(principal.tokenIndex, n);
           else this.perToken.delete(principal.tokenIndex);
         },
       });
       this.sessions.add(session);
+      this.byConn.set(session.conn, session);
       this.perToken.set(principal.tokenIndex, (this.perToken.get(principal.tokenIndex) ?? 0) + 1);
     });
   }
 
+  /** The control plane says this session's agent id now belongs to a newer session (invariant 8). */
+  replaced(session: string): void {
+    this.byConn.get(session)?.replaced();
+  }
+
+  /**
+   * Renews the leases of live sessions. A session the store no longer knows as
+   * its agent's (a newer hello elsewhere whose event this replica missed) is closed.
+   */
   private async renewLeases(): Promise<void> {
-    const byEnv = new Map<string, string[]>();
+    const byEnv = new Map<string, Session[]>();
     for (const s of this.sessions) {
-      if (!s.acking || !s.env) continue;
-      let ids = byEnv.get(s.env);
-      if (!ids) byEnv.set(s.env, (ids = []));
-      ids.push(s.agentId);
+      if (!s.acking || !s.env || !s.isRegistered) continue;
+      let list = byEnv.get(s.env);
+      if (!list) byEnv.set(s.env, (list = []));
+      list.push(s);
     }
-    await Promise.all([...byEnv].map(([env, ids]) =>
-      this.opts.store.renewLeases(env, ids, this.opts.leaseMs).catch((e: Error) =>
-        this.opts.log.warn({ env, agents: ids.length, err: e.message }, 'lease renewal failed'))));
+    await Promise.all([...byEnv].map(async ([env, list]) => {
+      try {
+        const lost = new Set(await this.opts.store.renewSessions(env, list.map((s) => [s.agentId, s.conn] as const), this.opts.leaseMs));
+        for (const s of list) if (lost.has(s.agentId) && s.isRegistered) s.replaced();
+      } catch (e) {
+        this.opts.log.warn({ env, agents: list.length, err: (e as Error).message }, 'lease renewal failed');
+      }
+    }));
   }
 
   /** Stop accepting and close every socket with 1001 so agents reconnect to another replica at once. */

@@ -2,20 +2,21 @@ import type { WebSocket } from 'ws';
 import type { Logger } from 'pino';
 import { nanoid } from 'nanoid';
 import {
-  ErrorCodes, FactsyncError, assertNever, errorFrame, parseClientMessage, type ErrorCode, type HelloMessage,
+  ErrorCodes, FactsyncError, assertNever, errorFrame, idOfChangeJson, parseClientMessage, type ErrorCode, type HelloMessage,
 } from '@factsync/shared';
 import { permit, permitAgentId, type Principal } from '../auth.js';
-import type { FactStore } from '../store/fact-store.js';
+import type { FactStore, Resume, ResumeVerdict } from '../store/fact-store.js';
 import type { Broadcaster } from '../broadcast/broadcaster.js';
 import { changesFrame, type ChangeBatch, type EnvFeed, type FeedMember } from '../broadcast/env-feed.js';
-import type { AckBatcher } from '../acks/ack-batcher.js';
+import type { ControlPlane } from '../control/control-plane.js';
+import type { EnvControl } from '../control/env-control.js';
 import { snapshotFrame } from './frames.js';
 import type { ServerMetrics } from '../metrics.js';
 
 export interface SessionDeps {
   store: FactStore;
   broadcaster: Broadcaster;
-  acks: AckBatcher;
+  control: ControlPlane;
   metrics: ServerMetrics;
   log: Logger;
   replicaId: string;
@@ -24,6 +25,11 @@ export interface SessionDeps {
   maxBufferedBytes: number;
   onClosed: (s: Session) => void;
 }
+
+/** Verdicts that mean the agent's state cannot be trusted: the store lost or rewrote what it had applied. */
+const DIVERGED: ReadonlySet<ResumeVerdict> = new Set(['other_epoch', 'ahead', 'forked']);
+/** Chain ids of versions sent but not yet acked are kept for at most this many versions. */
+const MAX_SENT_IDS = 100_000;
 
 type State = 'awaiting_hello' | 'syncing' | 'live' | 'closed';
 
@@ -44,19 +50,32 @@ export class Session implements FeedMember {
   isAlive = true;
   /** The epoch announced in welcome; a log page from another epoch ends the session. */
   private epoch: string | null = null;
+  /** Chain ids of what was sent and not yet acked: an ack is recorded with the id of the history it acks (invariant 9). */
+  private readonly sentIds = new Map<number, string>();
+  private welcomed = false;
+  readonly remoteAddress: string;
   private feed: EnvFeed | undefined;
+  private control: EnvControl | undefined;
   private log: Logger;
 
   constructor(private readonly socket: WebSocket, private readonly principal: Principal, private readonly deps: SessionDeps) {
     this.log = deps.log.child({ conn: this.conn });
+    const raw = (socket as unknown as { _socket?: { remoteAddress?: string; remotePort?: number } })._socket;
+    this.remoteAddress = raw?.remoteAddress ? `${raw.remoteAddress}:${raw.remotePort ?? ''}` : 'unknown';
     socket.on('message', (data, isBinary) => this.onFrame(data, isBinary));
     socket.on('pong', () => (this.isAlive = true));
-    socket.on('close', () => this.cleanup());
+    // 1000 is the agent's own goodbye: it is gone on purpose and no longer awaited (invariant 8).
+    socket.on('close', (code) => this.cleanup(code === 1000));
     socket.on('error', (e) => this.log.debug({ err: e.message }, 'socket error'));
   }
 
   get isLive(): boolean {
     return this.state === 'live';
+  }
+
+  /** The store holds this session as its agent's (welcome was sent). */
+  get isRegistered(): boolean {
+    return this.welcomed && this.state !== 'closed';
   }
 
   private onFrame(data: unknown, isBinary: boolean): void {
@@ -85,26 +104,54 @@ export class Session implements FeedMember {
     this.agentId = h.agent_id;
     this.log = this.log.child({ env: h.env, agentId: h.agent_id });
     this.state = 'syncing';
+    const control = this.acking ? this.deps.control.acquire(h.env) : undefined;
+    this.control = control?.control;
     this.feed = await this.deps.broadcaster.join(h.env, this);
+    if (control) await control.ready;
     if (this.isClosed()) return;
-    const head = this.acking
-      ? await this.deps.store.connectAgent(h.env, { id: h.agent_id, conn: this.conn, replica: this.deps.replicaId, leaseMs: this.deps.leaseMs })
-      : await this.deps.store.ensureEpoch(h.env);
+    const resume = { applied: h.applied, epoch: h.epoch ?? null, appliedId: h.applied_id ?? null };
+    let head: Resume;
+    if (this.acking) {
+      const opened = await this.deps.store.openSession(h.env, {
+        id: h.agent_id, session: this.conn, replica: this.deps.replicaId, leaseMs: this.deps.leaseMs, addr: this.remoteAddress, resume,
+      });
+      head = opened;
+      if (opened.replaced) {
+        this.log.warn({ agentId: h.agent_id, newAddress: this.remoteAddress, oldAddress: opened.replaced.addr, oldReplica: opened.replaced.replica },
+          'a second session with this agent id replaced the older one: two agents share this AGENT_ID, or an old instance is still connected');
+      }
+      if (this.isClosed()) {
+        void this.deps.store.endSession(h.env, h.agent_id, this.conn, false, this.deps.leaseMs).catch(() => undefined);
+        return;
+      }
+      control!.control.opened(h.agent_id, this.conn, opened.since, opened.applied, opened.verdict === 'resume' ? h.applied_id ?? '' : '');
+    } else {
+      head = await this.deps.store.resume(h.env, resume);
+    }
     if (this.isClosed()) return;
     this.epoch = head.epoch;
-    this.send(JSON.stringify({ type: 'welcome', head: head.version, epoch: head.epoch }));
+    this.welcomed = true;
+    this.send(JSON.stringify({ type: 'welcome', head: head.version, epoch: head.epoch, snapshot: head.verdict !== 'resume' }));
 
-    const epochDiffers = h.epoch !== head.epoch;
-    if (h.applied > 0 && (epochDiffers || h.applied > head.version)) {
-      // Invariant 5: version numbers from another epoch mean nothing here.
-      this.log.error({ agentEpoch: h.epoch ?? null, epoch: head.epoch, applied: h.applied, head: head.version },
-        'agent state is from another epoch or ahead of the store: the store lost data; resyncing agent from a snapshot');
+    if (DIVERGED.has(head.verdict)) {
+      // Invariants 5 and 9: version numbers from another epoch or another history mean nothing here.
+      this.deps.metrics.historyForks.inc({ env: h.env, where: 'hello' });
+      this.log.error({ verdict: head.verdict, agentEpoch: h.epoch ?? null, epoch: head.epoch, applied: h.applied, appliedId: h.applied_id ?? null, head: head.version },
+        'agent state is from another epoch, ahead of the store, or from a history the store no longer has: the store lost data; resyncing agent from a snapshot');
     }
-    // A first start has no epoch, so it differs. An agent at 0 of this very epoch just reads the log.
-    if (epochDiffers || h.applied > head.version) await this.sendSnapshot();
-    else this.sent = h.applied;
+    if (head.verdict === 'resume') {
+      this.sent = h.applied;
+    } else {
+      await this.sendSnapshot();
+    }
     await this.catchUp();
-    this.log.info({ applied: h.applied, sent: this.sent, acking: this.acking }, 'agent session ready');
+    this.log.info({ applied: h.applied, sent: this.sent, verdict: head.verdict, acking: this.acking }, 'agent session ready');
+  }
+
+  /** A newer hello with the same agent id took over (invariant 8): only its acks count from now on. */
+  replaced(): void {
+    this.deps.metrics.replacedSessions.inc({ env: this.env });
+    this.fail('agent_replaced', `another session with agent id "${this.agentId}" connected to env "${this.env}"; two agents share this id, or this is an old instance`);
   }
 
   /** Read the log from `sent` until this session has everything the feed has seen, then go live. */
@@ -131,6 +178,7 @@ export class Session implements FeedMember {
         return;
       }
       await this.sendFlushed(changesFrame(fresh));
+      this.noteSent(fresh);
       this.sent = fresh[fresh.length - 1]!.version;
       this.deps.metrics.resyncs.inc({ env: this.env, source: 'log' });
     }
@@ -142,6 +190,7 @@ export class Session implements FeedMember {
     this.epoch = snap.epoch;
     await this.sendFlushed(snapshotFrame(snap));
     this.sent = snap.version;
+    if (this.acking) this.sentIds.set(snap.version, snap.id);
     this.deps.metrics.resyncs.inc({ env: this.env, source: 'snapshot' });
     this.log.info({ version: snap.version, facts: snap.facts.length }, 'snapshot sent');
   }
@@ -150,13 +199,26 @@ export class Session implements FeedMember {
     if (this.state !== 'live' || batch.last <= this.sent) return;
     if (batch.first === this.sent + 1) {
       this.send(batch.frame);
+      this.noteSent(batch.changes);
       this.sent = batch.last;
     } else if (batch.first <= this.sent) {
       const rest = batch.changes.filter((c) => c.version > this.sent);
       this.send(changesFrame(rest));
+      this.noteSent(rest);
       this.sent = batch.last;
     } else {
       void this.catchUp().catch((e: unknown) => this.failWith(e));
+    }
+  }
+
+  private noteSent(changes: readonly { version: number; json: string }[]): void {
+    if (!this.acking) return;
+    for (const c of changes) this.sentIds.set(c.version, idOfChangeJson(c.json) ?? '');
+    if (this.sentIds.size > MAX_SENT_IDS) {
+      for (const v of this.sentIds.keys()) {
+        this.sentIds.delete(v);
+        if (this.sentIds.size <= MAX_SENT_IDS) break;
+      }
     }
   }
 
@@ -177,8 +239,13 @@ export class Session implements FeedMember {
     }
     if (version <= this.acked) return;
     this.acked = version;
+    const chainId = this.sentIds.get(version) ?? '';
+    for (const v of this.sentIds.keys()) {
+      if (v > version) break;
+      this.sentIds.delete(v);
+    }
     this.deps.metrics.acks.inc({ env: this.env });
-    this.deps.acks.add(this.env, this.agentId, version);
+    this.control?.acked(this.agentId, this.conn, version, chainId);
   }
 
   /**
@@ -271,15 +338,17 @@ export class Session implements FeedMember {
     return this.state === 'closed';
   }
 
-  private cleanup(): void {
+  private cleanup(graceful = false): void {
     if (this.state === 'closed') return;
     const wasRegistered = this.env !== '';
     this.state = 'closed';
     if (wasRegistered) {
       this.deps.broadcaster.leave(this.env, this);
       if (this.acking) {
-        this.deps.store.disconnectAgent(this.env, this.agentId, this.conn).catch((e: Error) =>
-          this.log.warn({ err: e.message }, 'could not record disconnect; the lease will expire'));
+        this.control?.ended(this.agentId, this.conn, graceful);
+        this.deps.control.maybeRelease(this.env);
+        this.deps.store.endSession(this.env, this.agentId, this.conn, graceful, this.deps.leaseMs).catch((e: Error) =>
+          this.log.warn({ err: e.message }, 'could not record the end of the session; the lease will expire'));
       }
     }
     this.deps.onClosed(this);

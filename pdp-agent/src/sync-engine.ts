@@ -1,0 +1,210 @@
+import type { Logger } from 'pino';
+import { assertNever, type Change, type Fact, type HelloMessage, type ServerMessage } from '@factsync/shared';
+import type { LocalStore } from './local-store.js';
+import type { Applier, OfferResult } from './applier.js';
+import type { ServerClient } from './server-client.js';
+import type { AppliedWaiters } from './applied-waiters.js';
+import type { AgentMetrics } from './metrics.js';
+
+/**
+ * Where the protocol stands on the current socket; changed only by `setState`.
+ * offline → greeting (hello sent) → awaiting_snapshot | streaming → … → offline.
+ * `sent` is the highest version this socket delivered: acks never run ahead of
+ * it (the server refuses an ack of what it did not send on that session).
+ */
+export type EngineState =
+  | { phase: 'offline' }
+  | { phase: 'greeting' }
+  | { phase: 'awaiting_snapshot' }
+  | { phase: 'streaming'; sent: number };
+
+/** What the engine needs of the socket; the Connection provides it. */
+export interface Link {
+  send(m: { type: 'ack'; version: number }): boolean;
+  restart(reason: string): void;
+  markHealthy(): void;
+  readonly serverUrl: URL;
+}
+
+export interface SyncEngineDeps {
+  env: string;
+  agentId: string;
+  store: LocalStore;
+  applier: Applier;
+  client: ServerClient;
+  waiters: AppliedWaiters;
+  metrics: AgentMetrics;
+  log: Logger;
+  link: () => Link;
+  /** Local state changed (persistence). */
+  onDirty: () => void;
+}
+
+/**
+ * The agent's protocol engine: hello, welcome, snapshot or log catch-up, live
+ * changes, the chain check of every applied version (invariant 9), repair of
+ * gaps from the log, and coalesced cumulative acks (invariant 3).
+ */
+export class SyncEngine {
+  private state: EngineState = { phase: 'offline' };
+  /** Highest head the server has told us of, in the current epoch. */
+  head = 0;
+  ready = false;
+  private bootHead = 0;
+  private lastAck = 0;
+  private ackScheduled = false;
+  private repairing = false;
+  private closed = false;
+  /** A fork seen at this version: if the next session forks there again, start over from nothing. */
+  private forkedAt = 0;
+  private forkRepeat = false;
+
+  constructor(private readonly d: SyncEngineDeps) {}
+
+  get phase(): EngineState['phase'] {
+    return this.state.phase;
+  }
+
+  private setState(next: EngineState): void {
+    if (next.phase !== this.state.phase) this.d.log.debug({ from: this.state.phase, to: next.phase }, 'sync state');
+    this.state = next;
+  }
+
+  /** The hello of a new socket carries what is applied at this moment. */
+  hello(): HelloMessage {
+    const { store } = this.d;
+    this.setState({ phase: 'greeting' });
+    this.lastAck = 0;
+    if (this.forkRepeat) {
+      // The same fork twice: our state cannot be continued; ask for everything.
+      this.forkRepeat = false;
+      return { type: 'hello', env: this.d.env, agent_id: this.d.agentId, applied: 0, epoch: null, applied_id: null, ack: true };
+    }
+    return { type: 'hello', env: this.d.env, agent_id: this.d.agentId, applied: store.version, epoch: store.epoch, applied_id: store.lastId, ack: true };
+  }
+
+  disconnected(): void {
+    this.setState({ phase: 'offline' });
+    this.lastAck = 0;
+  }
+
+  onMessage(m: ServerMessage): void {
+    const { store, applier, metrics, log } = this.d;
+    switch (m.type) {
+      case 'welcome': {
+        // Versions of another epoch say nothing about this one: the head starts over with it.
+        this.head = m.epoch !== store.epoch ? m.head : Math.max(this.head, m.head);
+        if (!this.ready) this.bootHead = Math.max(this.bootHead, m.head);
+        // The server says whether a snapshot follows; older servers: mirror their rule.
+        const snapshotComing = m.snapshot ?? (m.epoch !== store.epoch || store.version > m.head);
+        if (store.version > 0 && snapshotComing) {
+          log.error({ applied: store.version, epoch: store.epoch, serverEpoch: m.epoch, head: m.head },
+            'local state is from another epoch, ahead of the server, or from a history the server no longer has: the store lost data; resyncing from a snapshot');
+        }
+        if (snapshotComing) {
+          applier.clearBuffer();
+          this.setState({ phase: 'awaiting_snapshot' });
+        } else this.setState({ phase: 'streaming', sent: store.version });
+        this.d.link().markHealthy();
+        this.afterApply({ kind: 'ok', applied: store.version, count: 0 });
+        return;
+      }
+      case 'snapshot': {
+        this.setState({ phase: 'streaming', sent: m.version });
+        this.head = Math.max(this.head, m.version);
+        const end = metrics.applyDuration.startTimer({ kind: 'snapshot' });
+        const r = applier.snapshot(m.version, m.epoch, m.facts as Fact[], m.id ?? null);
+        end();
+        log.info({ version: m.version, facts: m.facts.length }, 'snapshot applied');
+        this.d.onDirty();
+        this.afterApply(r);
+        return;
+      }
+      case 'changes': {
+        const last = m.changes[m.changes.length - 1]!.version;
+        if (this.state.phase === 'streaming') this.setState({ phase: 'streaming', sent: Math.max(this.state.sent, last) });
+        this.head = Math.max(this.head, last);
+        const end = metrics.applyDuration.startTimer({ kind: 'changes' });
+        const r = applier.offer(m.changes as Change[]);
+        end();
+        this.afterApply(r);
+        return;
+      }
+      case 'error':
+        log.warn({ code: m.error, message: m.message }, 'server closed the session with an error');
+        return;
+      default:
+        assertNever(m, 'server message');
+    }
+  }
+
+  private afterApply(r: OfferResult): void {
+    const { store } = this.d;
+    if (r.count > 0) this.d.onDirty();
+    this.d.waiters.advance(store.version);
+    if (!this.ready && this.state.phase === 'streaming' && store.version >= this.bootHead) {
+      this.ready = true;
+      this.d.log.info({ applied: store.version }, 'bootstrapped; ready');
+    }
+    this.scheduleAck();
+    if (r.kind === 'gap') void this.repair(r.before);
+    else if (r.kind === 'forked') this.forked(r.at);
+  }
+
+  /** Invariant 9: what the server sends does not continue what we applied. Resync through a new session. */
+  private forked(at: number): void {
+    this.d.metrics.historyForks.inc();
+    this.d.log.error({ applied: this.d.store.version, appliedId: this.d.store.lastId, at },
+      'the server history does not follow what this agent applied: the store lost or rewrote versions; resyncing from a snapshot');
+    this.forkRepeat = this.forkedAt === at;
+    this.forkedAt = at;
+    this.d.link().restart('history fork');
+  }
+
+  private scheduleAck(): void {
+    if (this.ackScheduled) return;
+    this.ackScheduled = true;
+    // Coalesce: a burst of frames in one tick is acked once, with the highest version.
+    setImmediate(() => {
+      this.ackScheduled = false;
+      if (this.state.phase !== 'streaming') return;
+      const v = Math.min(this.d.store.version, this.state.sent);
+      if (v > this.lastAck && this.d.link().send({ type: 'ack', version: v })) this.lastAck = v;
+    });
+  }
+
+  /** Missing versions behind a gap: read them over HTTP from the same replica; a snapshot if the log moved on. */
+  private async repair(before: number): Promise<void> {
+    if (this.repairing) return;
+    this.repairing = true;
+    const { store, applier, client, env, log } = this.d;
+    log.warn({ applied: store.version, before }, 'gap detected; repairing from the change log');
+    this.d.metrics.gaps.inc();
+    try {
+      while (!this.closed && applier.buffered > 0 && store.version < before) {
+        const preferred = this.d.link().serverUrl;
+        const a = await client.request<{ head: number; epoch: string | null; changes: Change[] }>(
+          'GET', `/v1/envs/${env}/changes?after=${store.version}&limit=1000`, { preferred });
+        if (a.status === 410) {
+          const s = await client.call<{ version: number; epoch: string | null; id?: string; facts: Fact[] }>('GET', `/v1/envs/${env}/snapshot`, { preferred });
+          this.afterApply(applier.snapshot(s.body.version, s.body.epoch, s.body.facts, s.body.id ?? null));
+          continue;
+        }
+        if (a.status !== 200 || a.body.epoch !== store.epoch || a.body.changes.length === 0) {
+          this.d.link().restart(`gap repair got status ${a.status}; resuming through a new session`);
+          return;
+        }
+        this.afterApply(applier.offer(a.body.changes));
+      }
+    } catch (e) {
+      this.d.link().restart(`gap repair failed: ${(e as Error).message}`);
+    } finally {
+      this.repairing = false;
+    }
+  }
+
+  close(): void {
+    this.closed = true;
+    this.setState({ phase: 'offline' });
+  }
+}

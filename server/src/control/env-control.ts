@@ -1,0 +1,271 @@
+import type { Logger } from 'pino';
+import type { SyncStatus, WaitFor } from '@factsync/shared';
+import type { AckEntry, AgentRecord, ControlEvent, FactStore } from '../store/fact-store.js';
+import { evaluateSync } from './waiting-rules.js';
+import { gate, summarize, type Summary } from './summary.js';
+
+export interface EnvControlDeps {
+  store: FactStore;
+  log: Logger;
+  replicaId: string;
+  leaseMs: number;
+  /** A session of this replica lost its agent id to a newer one (close it with 4409). */
+  onReplaced: (env: string, agentId: string, session: string) => void;
+}
+
+/** An agent whose current session is (or last was) on this replica. */
+interface LocalAgent {
+  session: string;
+  since: number;
+  applied: number;
+  chainId: string;
+  live: boolean;
+  /** After an unclean end it stays awaited until this time (its lease), unless it joins elsewhere. */
+  lingerUntil: number;
+}
+
+interface Waiter {
+  version: number;
+  waitFor: WaitFor;
+  resolve: (s: SyncStatus) => void;
+}
+
+/**
+ * The control plane of one env on one replica (invariant 8). It holds this
+ * replica's agents exactly, applying their acks as they arrive, and the other
+ * replicas' compact summaries. Once per tick it writes the new acks to the
+ * store and publishes its own summary in the same script; waiters are checked
+ * against the summaries (cheap, O(replicas)) and, when those say a version may
+ * be synced, judged by one read of the store's registry, which is what the
+ * answer's ids come from. A periodic store read catches what summaries cannot
+ * see (a crashed replica's agents whose leases run out).
+ */
+export class EnvControl {
+  private readonly local = new Map<string, LocalAgent>();
+  private readonly remote = new Map<string, Summary & { at: number }>();
+  readonly waiters = new Set<Waiter>();
+  private readonly pendingAcks = new Map<string, AckEntry>();
+  private summaryDirty = false;
+  private flushScheduled = false;
+  private flushing = false;
+  private checking = false;
+  private recheck = false;
+  private lastRecords: AgentRecord[] | undefined;
+  private lastPublishedMs = 0;
+  private closed = false;
+  unsubscribe: (() => Promise<void>) | undefined;
+
+  constructor(readonly env: string, private readonly d: EnvControlDeps) {}
+
+  get idle(): boolean {
+    return this.local.size === 0 && this.waiters.size === 0;
+  }
+
+  // ---- this replica's sessions ----------------------------------------------
+
+  opened(id: string, session: string, since: number, applied: number, chainId: string): void {
+    const cur = this.local.get(id);
+    if (cur && cur.session !== session && cur.live) this.d.onReplaced(this.env, id, cur.session);
+    this.local.set(id, { session, since, applied, chainId, live: true, lingerUntil: 0 });
+    this.touch();
+  }
+
+  acked(id: string, session: string, version: number, chainId: string): void {
+    const cur = this.local.get(id);
+    if (!cur || cur.session !== session || version <= cur.applied) return;
+    cur.applied = version;
+    cur.chainId = chainId;
+    this.pendingAcks.set(id, { id, session, version, chainId });
+    this.touch();
+  }
+
+  ended(id: string, session: string, graceful: boolean): void {
+    const cur = this.local.get(id);
+    if (!cur || cur.session !== session) return;
+    if (graceful) this.local.delete(id);
+    else {
+      cur.live = false;
+      cur.lingerUntil = Date.now() + this.d.leaseMs;
+    }
+    this.pendingAcks.delete(id);
+    this.touch();
+  }
+
+  /** Sessions the store says were replaced elsewhere (lease renewal found another session). */
+  lost(id: string, session: string): void {
+    const cur = this.local.get(id);
+    if (cur?.session === session) this.local.delete(id);
+    this.touch();
+  }
+
+  // ---- other replicas -------------------------------------------------------
+
+  onControl(ev: ControlEvent): void {
+    if (this.closed || ev.r === this.d.replicaId) return;
+    if (ev.t === 'join') {
+      const cur = this.local.get(ev.id);
+      if (!cur || cur.session === ev.s) return;
+      if (cur.live) this.d.onReplaced(this.env, ev.id, cur.session);
+      this.local.delete(ev.id);
+      this.touch();
+      return;
+    }
+    this.remote.set(ev.r, { f: ev.f, h: ev.h, m: ev.m, at: Date.now() });
+    this.evaluate();
+  }
+
+  /** The event channel was re-established: summaries may be stale; the next store read reseeds them. */
+  reset(): void {
+    this.remote.clear();
+    void this.storeCheck();
+  }
+
+  private summary(): Summary {
+    const now = Date.now();
+    const held: LocalAgent[] = [];
+    for (const [id, a] of this.local) {
+      if (a.live || a.lingerUntil > now) held.push(a);
+      else this.local.delete(id);
+    }
+    return summarize(held);
+  }
+
+  /** Something local changed: one flush per tick writes acks and the summary, then re-checks waiters. */
+  private touch(): void {
+    this.summaryDirty = true;
+    if (this.flushScheduled || this.flushing) return;
+    this.flushScheduled = true;
+    setImmediate(() => {
+      this.flushScheduled = false;
+      void this.flush();
+    });
+  }
+
+  private async flush(): Promise<void> {
+    if (this.flushing || this.closed) return;
+    this.flushing = true;
+    const acks = [...this.pendingAcks.values()];
+    this.pendingAcks.clear();
+    const dirty = this.summaryDirty;
+    this.summaryDirty = false;
+    try {
+      const s = this.summary();
+      await this.d.store.recordAcks(this.env, acks, dirty ? { t: 'sum', r: this.d.replicaId, ...s } : undefined);
+      if (dirty) this.lastPublishedMs = Date.now();
+    } catch (e) {
+      this.d.log.warn({ env: this.env, acks: acks.length, err: (e as Error).message }, 'recording acks failed; retrying');
+      // Keep them (the highest per agent) so an ack is never forgotten while the store is away.
+      for (const a of acks) if (a.version > (this.pendingAcks.get(a.id)?.version ?? -1)) this.pendingAcks.set(a.id, a);
+      this.summaryDirty ||= dirty;
+      this.flushing = false;
+      if (!this.closed) setTimeout(() => this.touch(), 500).unref();
+      return;
+    }
+    this.flushing = false;
+    if (this.pendingAcks.size > 0 || this.summaryDirty) this.touch();
+    this.evaluate();
+  }
+
+  /** Heartbeat: republish the summary (others drop silent replicas), expire lingering agents, re-judge waiters. */
+  heartbeat(staleMs: number): void {
+    const now = Date.now();
+    for (const [r, s] of this.remote) if (now - s.at > staleMs) this.remote.delete(r);
+    if (this.local.size > 0 && now - this.lastPublishedMs > staleMs / 3) this.touch();
+    if (this.waiters.size > 0) void this.storeCheck();
+  }
+
+  // ---- waiting --------------------------------------------------------------
+
+  /** Current status now (timeoutMs 0), or once synced, or when the timeout (null = none) passes. */
+  async wait(version: number, waitFor: WaitFor, timeoutMs: number | null, signal?: AbortSignal): Promise<SyncStatus> {
+    const now = evaluateSync(await this.readRecords(), version, waitFor);
+    if (now.synced || timeoutMs === 0 || this.closed || signal?.aborted) return now;
+    return new Promise<SyncStatus>((resolve) => {
+      let timer: NodeJS.Timeout | undefined;
+      const waiter: Waiter = {
+        version, waitFor,
+        resolve: (s) => {
+          if (timer) clearTimeout(timer);
+          signal?.removeEventListener('abort', onAbort);
+          this.waiters.delete(waiter);
+          resolve(s);
+        },
+      };
+      const settleNow = () => {
+        this.waiters.delete(waiter);
+        this.readRecords().then(
+          (r) => waiter.resolve(evaluateSync(r, version, waitFor)),
+          () => waiter.resolve(evaluateSync(this.lastRecords ?? [], version, waitFor)),
+        );
+      };
+      const onAbort = () => settleNow();
+      signal?.addEventListener('abort', onAbort, { once: true });
+      if (timeoutMs !== null) timer = setTimeout(settleNow, timeoutMs);
+      this.waiters.add(waiter);
+    });
+  }
+
+  private evaluate(): void {
+    if (this.waiters.size === 0) return;
+    const summaries: Summary[] = [this.summary(), ...this.remote.values()];
+    const localHas = (id: string, v: number) => {
+      const a = this.local.get(id);
+      return a ? a.applied >= v : undefined;
+    };
+    for (const w of this.waiters) {
+      if (gate(summaries, w.version, w.waitFor, (id) => localHas(id, w.version))) {
+        void this.storeCheck();
+        return;
+      }
+    }
+  }
+
+  /** One registry read judges every waiter; reads never overlap, and a trigger during one runs one more. */
+  private async storeCheck(): Promise<void> {
+    if (this.checking) {
+      this.recheck = true;
+      return;
+    }
+    this.checking = true;
+    try {
+      const records = await this.readRecords();
+      for (const w of [...this.waiters]) {
+        const s = evaluateSync(records, w.version, w.waitFor);
+        if (s.synced) w.resolve(s);
+      }
+    } catch (e) {
+      this.d.log.debug({ env: this.env, err: (e as Error).message }, 'sync check failed; retrying on the next trigger');
+    } finally {
+      this.checking = false;
+    }
+    if (this.recheck) {
+      this.recheck = false;
+      void this.storeCheck();
+    }
+  }
+
+  private async readRecords(): Promise<AgentRecord[]> {
+    const records = await this.d.store.agents(this.env);
+    this.lastRecords = records;
+    // Replicas not heard from yet get a summary built from the store, until they speak for themselves.
+    const byReplica = new Map<string, AgentRecord[]>();
+    for (const r of records) {
+      if (!r.present || !r.replica || r.replica === this.d.replicaId || this.remote.has(r.replica)) continue;
+      let list = byReplica.get(r.replica);
+      if (!list) byReplica.set(r.replica, (list = []));
+      list.push(r);
+    }
+    for (const [replica, list] of byReplica) this.remote.set(replica, { ...summarize(list), at: Date.now() });
+    return records;
+  }
+
+  /** Write what acks are pending (best effort), then answer every waiter with its current status. */
+  async close(): Promise<void> {
+    const acks = [...this.pendingAcks.values()];
+    if (acks.length > 0) await this.d.store.recordAcks(this.env, acks).catch(() => undefined);
+    this.closed = true;
+    const records = await this.readRecords().catch(() => this.lastRecords ?? []);
+    for (const w of [...this.waiters]) w.resolve(evaluateSync(records, w.version, w.waitFor));
+    await this.unsubscribe?.().catch(() => undefined);
+  }
+}

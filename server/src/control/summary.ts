@@ -1,0 +1,56 @@
+import type { WaitFor } from '@factsync/shared';
+
+/**
+ * A replica's compact view of its agents for one env, what it publishes for
+ * the other replicas once per tick with acks (and as a heartbeat): O(distinct
+ * applied versions), not O(agents). f: every agent it holds has every V <= f
+ * (min of max(since, applied)); h: [applied, count] pairs; m: the highest applied.
+ */
+export interface Summary {
+  f: number;
+  h: [number, number][];
+  m: number;
+}
+
+export const EMPTY_SUMMARY: Summary = { f: Number.MAX_SAFE_INTEGER, h: [], m: 0 };
+
+export function summarize(agents: Iterable<{ since: number; applied: number }>): Summary {
+  let f = Number.MAX_SAFE_INTEGER;
+  let m = 0;
+  const counts = new Map<number, number>();
+  for (const a of agents) {
+    f = Math.min(f, Math.max(a.since, a.applied));
+    m = Math.max(m, a.applied);
+    counts.set(a.applied, (counts.get(a.applied) ?? 0) + 1);
+  }
+  return { f, h: [...counts].sort((x, y) => x[0] - y[0]), m };
+}
+
+const countAtLeast = (s: Summary, version: number): number => {
+  let n = 0;
+  for (const [v, c] of s.h) if (v >= version) n += c;
+  return n;
+};
+
+/**
+ * Whether the summaries say V may be synced: the trigger to ask the store,
+ * which is the judge (the answer lists ids, and summaries may lag a tick).
+ * `local` answers for the agents this replica holds exactly.
+ */
+export function gate(
+  summaries: Iterable<Summary>,
+  version: number,
+  waitFor: WaitFor,
+  localHas: (id: string) => boolean | undefined,
+): boolean {
+  const all = [...summaries];
+  switch (waitFor.kind) {
+    case 'all':
+    case 'local':
+      return all.every((s) => s.f >= version);
+    case 'count':
+      return all.reduce((n, s) => n + countAtLeast(s, version), 0) >= waitFor.n;
+    case 'ids':
+      return waitFor.ids.every((id) => localHas(id) ?? all.some((s) => s.m >= version));
+  }
+}

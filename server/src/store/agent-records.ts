@@ -1,0 +1,48 @@
+import { FactsyncError } from '@factsync/shared';
+import type { AgentRecord } from './fact-store.js';
+
+/** What the store keeps about an agent's last session (the `info` record of redis-scripts.ts). */
+export interface AgentInfoRecord {
+  r: string | null;
+  since: number;
+  c: number;
+  seen: number;
+  lm: number;
+}
+
+export function parseAgentInfo(raw: string): AgentInfoRecord {
+  try {
+    const o = JSON.parse(raw) as Record<string, unknown>;
+    const num = (x: unknown) => (typeof x === 'number' && Number.isFinite(x) ? x : 0);
+    return { r: typeof o.r === 'string' ? o.r : null, since: num(o.since), c: num(o.c), seen: num(o.seen), lm: num(o.lm) };
+  } catch {
+    return { r: null, since: 0, c: 0, seen: 0, lm: 0 };
+  }
+}
+
+/** Both stores build the listing the same way from the same five pieces. */
+export function toAgentRecords(
+  now: number,
+  sessions: ReadonlyMap<string, string>,
+  infos: ReadonlyMap<string, AgentInfoRecord>,
+  applied: ReadonlyMap<string, number>,
+  leases: ReadonlyMap<string, number>,
+): AgentRecord[] {
+  const out: AgentRecord[] = [];
+  for (const [id, session] of sessions) {
+    const info = infos.get(id) ?? { r: null, since: 0, c: 0, seen: 0, lm: 0 };
+    const lease = leases.get(id) ?? 0;
+    const present = lease >= now;
+    const connected = present && info.c === 1;
+    // A connected agent was last seen at its last lease renewal.
+    const lastSeenMs = connected && info.lm > 0 ? Math.max(info.seen, lease - info.lm) : info.seen;
+    out.push({ id, session, replica: info.r, since: info.since, applied: applied.get(id) ?? 0, connected, present, lastSeenMs });
+  }
+  return out;
+}
+
+/** The same key with a different body (both stores): the first write stands, the new one is refused. */
+export function idempotencyKeyReused(key: string, version: number): FactsyncError {
+  return new FactsyncError('idempotency_key_reused',
+    `Idempotency-Key "${key}" was first used for a different write (version ${version}); use a new key for a new write`, { version });
+}
