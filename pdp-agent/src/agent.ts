@@ -48,7 +48,7 @@ export async function createAgent(config: Readonly<AgentConfig>, opts: AgentOpti
   const applier = new Applier(store, (c) => {
     changesApplied++;
     metrics.changesApplied.inc();
-    history?.record(c.version, store.stateHash!, 'change');
+    history?.record(c.version, store.stateHash!, 'change', undefined, c.id);
     opts.onApplied?.(c);
   }, (version, epoch) => {
     snapshotsApplied++;
@@ -63,7 +63,7 @@ export async function createAgent(config: Readonly<AgentConfig>, opts: AgentOpti
     const loaded = await loadState(config.dataDir, config.env);
     if (loaded.kind === 'ok') {
       store.replace(loaded.state.version, loaded.state.epoch, loaded.state.facts, loaded.state.id ?? null);
-      history?.record(store.version, store.stateHash!, 'restore', store.epoch);
+      history?.record(store.version, store.stateHash!, 'restore', store.epoch, store.lastId);
       log.info({ version: store.version, facts: store.size }, 'resumed from DATA_DIR');
     } else if (loaded.kind === 'invalid') {
       log.error({ reason: loaded.reason }, 'state file in DATA_DIR is unusable; ignoring it and loading a snapshot');

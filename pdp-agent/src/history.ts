@@ -10,12 +10,13 @@ import type { LocalStore } from './local-store.js';
 export class HistoryWriter {
   constructor(private readonly path: string) {}
 
-  record(v: number, h: string, kind: 'change' | 'snapshot' | 'restore', epoch?: string | null): void {
-    appendFileSync(this.path, `${JSON.stringify({ v, h, kind, ...(epoch !== undefined ? { epoch } : {}), t: Date.now() })}\n`);
+  /** `id` is the chain id at v (invariant 9), so the checker can compare each agent's history with the server's. */
+  record(v: number, h: string, kind: 'change' | 'snapshot' | 'restore', epoch?: string | null, id?: string | null): void {
+    appendFileSync(this.path, `${JSON.stringify({ v, h, kind, ...(epoch !== undefined ? { epoch } : {}), ...(id ? { id } : {}), t: Date.now() })}\n`);
   }
 
   /** A snapshot may also release buffered changes; those are recorded by the applier callback after this line. */
   recordSnapshot(v: number, epoch: string | null, store: LocalStore): void {
-    this.record(v, store.stateHash!, 'snapshot', epoch);
+    this.record(v, store.stateHash!, 'snapshot', epoch, store.lastId);
   }
 }

@@ -6,3 +6,4 @@ export { createMemoryStore } from './store/memory-store.js';
 export { createRedisStore } from './store/redis-store.js';
 export type { FactStore, EnvEvent, ControlEvent, AgentRecord } from './store/fact-store.js';
 export type { BroadcasterHooks } from './broadcast/broadcaster.js';
+export { Broadcaster } from './broadcast/broadcaster.js';

@@ -15,7 +15,7 @@ export class ChaosProxy {
   loseNextPostAnswers = 0;
   lostAnswers = 0;
 
-  constructor(private readonly targetPort: number, private readonly targetHost = '127.0.0.1') {
+  constructor(private targetPort: number, private readonly targetHost = '127.0.0.1') {
     this.server = createServer((client) => {
       const upstream = connect(this.targetPort, this.targetHost);
       const pair: [Socket, Socket] = [client, upstream];
@@ -65,6 +65,12 @@ export class ChaosProxy {
     if (count) this.cuts++;
     pair[0].destroy();
     pair[1].destroy();
+  }
+
+  /** Send new connections to another port (a failover) and cut the current ones. */
+  retarget(port: number): void {
+    this.targetPort = port;
+    this.cutAll();
   }
 
   cutAll(): void {

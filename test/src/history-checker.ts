@@ -7,6 +7,8 @@ export interface HistoryEntry {
   h: string;
   kind: 'change' | 'snapshot' | 'restore';
   epoch?: string | null;
+  /** Chain id at v as the agent had it (invariant 9). */
+  id?: string;
 }
 
 export function readHistory(path: string): HistoryEntry[] {
@@ -57,7 +59,14 @@ export function hashOfFacts(facts: readonly Fact[]): string {
  * 1..head were each given to exactly one write (none lost, none invented).
  * And the server's snapshot at head equals the replay (acknowledged writes survived).
  */
-export function checkHistories(input: { writes: WriteRecord[]; histories: Map<string, HistoryEntry[]>; head: number; snapshotFacts: readonly Fact[] }): CheckResult {
+export function checkHistories(input: {
+  writes: WriteRecord[];
+  histories: Map<string, HistoryEntry[]>;
+  head: number;
+  snapshotFacts: readonly Fact[];
+  /** The server's chain ids by version (what its log still holds): every agent's id at v must be the same. */
+  chain?: ReadonlyMap<number, string>;
+}): CheckResult {
   const violations: string[] = [];
   const byVersion = new Map<number, Op[]>();
   const ids = new Map<number, string>();
@@ -87,6 +96,9 @@ export function checkHistories(input: { writes: WriteRecord[]; histories: Map<st
       else restores++;
       if (e.v > input.head) violations.push(`${agent}: ${e.kind} at ${e.v} is beyond head ${input.head}`);
       else if (e.h !== expected[e.v]) violations.push(`${agent}: state after ${e.kind} ${e.v} differs from the replay`);
+      const serverId = input.chain?.get(e.v);
+      if (serverId !== undefined && e.id !== undefined && e.id !== serverId) violations.push(`${agent}: chain id after ${e.kind} ${e.v} is not the server's (a forked history)`);
+      if (input.chain && e.kind === 'change' && e.id === undefined) violations.push(`${agent}: change ${e.v} was applied without a chain id`);
       prev = e.v;
     }
     const last = entries[entries.length - 1];

@@ -37,4 +37,13 @@ describe('history checker', () => {
     expect(run([entry(0, 'snapshot'), entry(1), entry(2), entry(3), entry(4)], [...writes, { id: 'x', version: 3, ops: [] }]).join()).toMatch(/given to two writes/);
     expect(run([entry(0, 'snapshot'), entry(1), entry(2), entry(3), entry(4)], [...writes, { id: 'lost', version: 5, ops: [] }]).join()).toMatch(/beyond head 4 \(lost write\)/);
   });
+
+  it('catches an agent whose chain ids are not the server\'s (invariant 9)', () => {
+    const chain = new Map([[1, 'i1'], [2, 'i2'], [3, 'i3'], [4, 'i4']]);
+    const withIds = (ids: string[]) => [entry(0, 'snapshot'), ...[1, 2, 3, 4].map((v) => ({ ...entry(v), id: ids[v - 1]! }))];
+    const check = (entries: HistoryEntry[]) => checkHistories({ writes, histories: new Map([['a', entries]]), head: 4, snapshotFacts, chain }).violations;
+    expect(check(withIds(['i1', 'i2', 'i3', 'i4']))).toEqual([]);
+    expect(check(withIds(['i1', 'i2', 'other', 'i4'])).join()).toMatch(/chain id after change 3 is not the server's/);
+    expect(check([entry(0, 'snapshot'), entry(1), entry(2), entry(3), entry(4)]).join()).toMatch(/applied without a chain id/);
+  });
 });

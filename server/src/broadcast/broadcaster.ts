@@ -5,8 +5,6 @@ import { EnvFeed, type FeedMember } from './env-feed.js';
 export interface BroadcasterHooks {
   /** Test seam: return true to drop a pub/sub event before the feed sees it. */
   dropEvent?: (env: string, ev: EnvEvent) => boolean;
-  /** Test seam: runs before a feed subscribes, so a test can hold the opening. */
-  beforeOpen?: (env: string) => Promise<void>;
 }
 
 interface FeedEntry {
@@ -66,7 +64,6 @@ export class Broadcaster {
   }
 
   private async open(env: string, entry: FeedEntry): Promise<EnvFeed> {
-    await this.hooks.beforeOpen?.(env);
     // Subscribe first, then read the head: a version committed in between is both
     // in the head and in a doorbell, and the feed drops the duplicate.
     let feed: EnvFeed | undefined;
