@@ -168,6 +168,33 @@ describe('history is chained (invariant 9)', () => {
   });
 });
 
+describe('REDIS_WAIT_REPLICAS', () => {
+  it('answers a write only once a Redis replica has it; without one in time it is a 503 naming the version', async () => {
+    const master = await startRedisServer();
+    closers.push(() => master.stop());
+    const s = await startServer({ redisUrl: master.url, env: { REDIS_WAIT_REPLICAS: '1', REDIS_WAIT_TIMEOUT_MS: '200' } });
+    closers.push(() => s.close());
+    const env = newEnv();
+    const c = client(s.url, ADMIN);
+    const body = { ops: [upsert('doc', 'k', {})] };
+    const alone = await c.post(`/v1/envs/${env}/facts`, body, { 'idempotency-key': 'w-1' });
+    expect(alone.status).toBe(503);
+    expect(alone.body).toMatchObject({ error: 'store_unavailable', version: 1 });
+    expect(alone.body.message).toMatch(/only 0 of the 1 Redis replicas/);
+
+    const replica = await startRedisServer();
+    closers.push(() => replica.stop());
+    const r = new Redis(replica.url);
+    closers.push(() => r.disconnect());
+    await r.call('REPLICAOF', '127.0.0.1', String(master.port));
+    await waitUntil(async () => (await r.info('replication')).includes('master_link_status:up'), 'replica in sync');
+    const retried = await c.post(`/v1/envs/${env}/facts`, body, { 'idempotency-key': 'w-1' });
+    expect(retried.body).toEqual({ version: 1 }); // the same key: the first write, not a second one
+    expect((await c.post(`/v1/envs/${env}/facts`, { ops: [upsert('doc', 'k2', {})] })).body).toEqual({ version: 2 });
+    expect(await r.hget(`${s.config.keyPrefix}:{${env}}:meta`, 'version')).toBe('2');
+  });
+});
+
 describe('bad retries and a store that says "not now"', () => {
   it('the same Idempotency-Key with another body is 422 idempotency_key_reused; with the same body it replays', async () => {
     const s = await server();

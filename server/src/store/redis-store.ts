@@ -192,7 +192,8 @@ export async function createRedisStore(opts: RedisStoreOptions): Promise<FactSto
           opts.inlineChangeBytes, keys.channel, opsJson, requestHash, ...flat),
       );
       if (flag === 2) throw idempotencyKeyReused(input.idempotencyKey!, Number(version));
-      if (flag === 0 && opts.waitReplicas) await waitForReplicas(Number(version));
+      // A replay waits too: the first attempt may have been answered 503 for want of replicas.
+      if (opts.waitReplicas) await waitForReplicas(Number(version));
       return { version: Number(version), epoch, duplicate: flag === 1 };
     },
 
