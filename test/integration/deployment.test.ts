@@ -79,3 +79,17 @@ describe('docker-compose.yml and Dockerfile', () => {
     for (const name of new Set([...serverVars, ...agentVars])) expect(readme, name).toContain(`\`${name}\``);
   });
 });
+
+describe('the Node version the project runs on', () => {
+  it('every package the lockfile installs supports Node 20 (npm ci prints no EBADENGINE warning)', async () => {
+    const { default: semver } = await import('semver');
+    const lock = JSON.parse(readFileSync(join(ROOT, 'package-lock.json'), 'utf8')) as { packages: Record<string, { version?: string; engines?: { node?: string } | string[] }> };
+    const node20 = '20.19.0';
+    const refused = Object.entries(lock.packages)
+      .filter(([, p]) => p.engines && !Array.isArray(p.engines) && p.engines.node && !semver.satisfies(node20, p.engines.node))
+      .map(([path, p]) => `${path}@${p.version} needs node ${(p.engines as { node: string }).node}`);
+    expect(refused).toEqual([]);
+    const root = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { engines: { node: string } };
+    expect(semver.satisfies(node20, root.engines.node)).toBe(true);
+  });
+});
