@@ -4,19 +4,25 @@
  */
 import { randomBytes } from 'node:crypto';
 import { pino } from 'pino';
-import { createServer, loadServerConfig, ConfigError, runUntilSignal } from '@factsync/server';
+import { createServer, loadServerConfig, runUntilSignal } from '@factsync/server';
+import { describeStartupError } from '@factsync/shared';
 import { createAgent, loadAgentConfig } from '@factsync/pdp-agent';
+import { ConfigError } from '@factsync/shared';
 
 async function main(): Promise<void> {
   const token = process.env.DEV_TOKEN ?? `dev-${randomBytes(12).toString('hex')}`;
   const env = process.env.AGENT_ENV ?? 'default';
   const log = pino({ level: process.env.LOG_LEVEL ?? 'info', transport: process.stdout.isTTY ? { target: 'pino-pretty' } : undefined });
 
-  let server, agent;
+  let server: Awaited<ReturnType<typeof createServer>> | undefined;
+  let agent: Awaited<ReturnType<typeof createAgent>> | undefined;
+  // Which port variable to name if listening fails.
+  let portVar = 'PORT';
   try {
     const serverConfig = loadServerConfig({ ...process.env, AUTH_TOKENS: process.env.AUTH_TOKENS ?? `${token}=admin:*`, REPLICA_ID: 'dev' });
     server = await createServer(serverConfig, { logger: log.child({ component: 'server' }) });
     const serverUrl = await server.listen();
+    portVar = 'AGENT_PORT';
     const agentConfig = loadAgentConfig({
       ...process.env, PORT: process.env.AGENT_PORT ?? '7766', SERVER_URL: serverUrl, AGENT_TOKEN: token, AGENT_ENV: env, AGENT_ID: process.env.AGENT_ID ?? 'dev-agent',
     });
@@ -37,11 +43,11 @@ async function main(): Promise<void> {
       '',
     ].join('\n') + '\n');
   } catch (e) {
-    if (e instanceof ConfigError) {
-      process.stderr.write(`factsync: ${e.message}\n`);
-      process.exit(2);
-    }
-    throw e;
+    // A taken port, an unreachable Redis, a bad setting: one line, no stack trace.
+    process.stderr.write(`factsync: cannot start: ${describeStartupError(e, portVar)}\n`);
+    await agent?.close().catch(() => undefined);
+    await server?.close().catch(() => undefined);
+    process.exit(e instanceof ConfigError ? 2 : 1);
   }
   const s = server, a = agent;
   runUntilSignal(async () => {

@@ -4,7 +4,7 @@ import Fastify, { LogController, type FastifyError, type FastifyInstance } from 
 import { Type } from '@sinclair/typebox';
 import type { Logger } from 'pino';
 import { timingSafeEqual, createHash } from 'node:crypto';
-import { AgentStatus, FactKey, FactType, FactsyncError, createValidatorCompiler, describeValidationError, parseWaitTimeout } from '@factsync/shared';
+import { AgentStatus, FactKey, FactType, FactsyncError, createValidatorCompiler, parseWaitTimeout, toFactsyncError } from '@factsync/shared';
 import type { PdpAgent } from './agent.js';
 import type { Forwarder } from './forwarder.js';
 import { registerWriteRoutes } from './write-api.js';
@@ -25,20 +25,26 @@ export async function buildLocalApi(agent: PdpAgent, forwarder: Forwarder, log: 
   const app = Fastify({
     loggerInstance: log,
     bodyLimit: config.bodyLimitBytes,
+    // Keys are up to 512 characters, and URL-encoding may triple them (Fastify's default is 100).
+    routerOptions: { maxParamLength: 8192 },
+    // Errors the router raises before any hook (a parameter too long) leave in our shape too.
+    frameworkErrors: (error, _req, reply) => {
+      const e = toFactsyncError(error);
+      // The reply's types are route-generic; this one answers before any route is known.
+      void (reply as unknown as { status(n: number): { send(b: unknown): unknown } }).status(e.status).send(e.toJSON());
+    },
     logController: new LogController({ disableRequestLogging: true }),
   }) as unknown as FastifyInstance;
   app.setValidatorCompiler(createValidatorCompiler());
+  // Bodies are JSON only: a text/plain body would otherwise reach the schema as a string ("body must be object").
+  app.removeContentTypeParser('text/plain');
   await app.register(swagger, {
     openapi: { info: { title: 'factsync pdp-agent', version: '1', description: 'Local reads, writes forwarded to the server, waiting for sync' } },
   });
   await app.register(swaggerUi, { routePrefix: '/docs' });
 
   app.setErrorHandler((error: FastifyError, req, reply) => {
-    const e = error instanceof FactsyncError ? error
-      : error.validation ? new FactsyncError('invalid_request', describeValidationError(error))
-      : error.code === 'FST_ERR_CTP_BODY_TOO_LARGE' ? new FactsyncError('payload_too_large', `${error.message}; split the write or raise BODY_LIMIT_BYTES`)
-      : (error.statusCode ?? 500) < 500 ? new FactsyncError('invalid_request', error.message)
-      : new FactsyncError('internal', 'internal error; the agent logged the details');
+    const e = toFactsyncError(error);
     if (e.code === 'internal') req.log.error({ err: error }, 'unhandled error');
     return reply.status(e.status).send(e.toJSON());
   });

@@ -1,4 +1,5 @@
 import { pino } from 'pino';
+import { describeStartupError } from '@factsync/shared';
 import { ConfigError, loadAgentConfig } from './config.js';
 import { createAgent } from './agent.js';
 
@@ -16,7 +17,11 @@ async function main(): Promise<void> {
   }
   const log = pino({ level: config.logLevel }).child({ agentId: config.agentId, env: config.env });
   const agent = await createAgent(config, { logger: log });
-  const url = await agent.start();
+  const url = await agent.start().catch(async (e: unknown) => {
+    await agent.close().catch(() => undefined);
+    process.stderr.write(`factsync agent: cannot start: ${describeStartupError(e)}\n`);
+    return process.exit(1);
+  });
   log.info({ url, servers: config.serverUrls.map((u) => u.origin) }, 'factsync agent listening');
 
   let stopping = false;

@@ -3,7 +3,7 @@ import websocket from '@fastify/websocket';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import { pino, type Logger } from 'pino';
-import { FactsyncError, createValidatorCompiler, describeValidationError } from '@factsync/shared';
+import { FactsyncError, createValidatorCompiler, toFactsyncError } from '@factsync/shared';
 import type { ServerConfig } from './config.js';
 import { createAuthenticator } from './auth.js';
 import type { FactStore } from './store/fact-store.js';
@@ -63,6 +63,14 @@ export async function createServer(config: Readonly<ServerConfig>, opts: ServerO
   const app = Fastify({
     loggerInstance: log,
     bodyLimit: config.bodyLimitBytes,
+    // Keys are up to 512 characters, and URL-encoding may triple them.
+    routerOptions: { maxParamLength: 8192 },
+    // Errors the router raises before any hook (a parameter too long) leave in our shape too.
+    frameworkErrors: (error, _req, reply) => {
+      const e = toFactsyncError(error);
+      // The reply's types are route-generic; this one answers before any route is known.
+      void (reply as unknown as { status(n: number): { send(b: unknown): unknown } }).status(e.status).send(e.toJSON());
+    },
     // Writes log their own line with env and version; per-request lines would drown them.
     logController: new LogController({ disableRequestLogging: true }),
     requestIdHeader: 'x-request-id',
@@ -70,6 +78,8 @@ export async function createServer(config: Readonly<ServerConfig>, opts: ServerO
   }) as unknown as FastifyInstance; // a pino Logger instance narrows the logger type; routes only need the base one
 
   app.setValidatorCompiler(createValidatorCompiler());
+  // Bodies are JSON only: a text/plain body would otherwise reach the schema as a string ("body must be object").
+  app.removeContentTypeParser('text/plain');
   const auth = createAuthenticator(config.tokens);
   const broadcaster = new Broadcaster(store, log, { healIntervalMs: config.healIntervalMs, pageSize: config.changesPageSize }, opts.hooks);
   const control = new ControlPlane(store, log, {
@@ -143,26 +153,3 @@ export async function createServer(config: Readonly<ServerConfig>, opts: ServerO
     },
   };
 }
-
-/** Every error leaves as `{error, message}` with the status its code carries. */
-function toFactsyncError(error: FastifyError): FactsyncError {
-  if (error instanceof FactsyncError) return error;
-  if (error.validation) return new FactsyncError('invalid_request', describeValidationError(error));
-  switch (error.code) {
-    case 'FST_ERR_CTP_BODY_TOO_LARGE':
-      return new FactsyncError('payload_too_large', `${error.message}; split the write or raise BODY_LIMIT_BYTES`);
-    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
-      return new FactsyncError('invalid_request', 'send the body as JSON with Content-Type: application/json');
-    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
-      return new FactsyncError('invalid_request', 'the body is empty; send a JSON object');
-    case 'FST_ERR_CTP_INVALID_JSON_BODY':
-      return new FactsyncError('invalid_request', `the body is not valid JSON: ${error.message}`);
-    default:
-      break;
-  }
-  const status = error.statusCode ?? 500;
-  if (status === 413) return new FactsyncError('payload_too_large', error.message);
-  if (status >= 400 && status < 500) return new FactsyncError(status === 404 ? 'not_found' : 'invalid_request', error.message);
-  return new FactsyncError('internal', 'internal error; the server logged the details');
-}
-

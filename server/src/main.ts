@@ -1,5 +1,5 @@
 import { loadServerConfig } from './config.js';
-import { ConfigError } from '@factsync/shared';
+import { ConfigError, describeStartupError } from '@factsync/shared';
 import { createServer } from './app.js';
 import { runUntilSignal } from './lifecycle.js';
 
@@ -15,11 +15,15 @@ async function main(): Promise<void> {
     }
     throw e;
   }
-  const server = await createServer(config).catch((e: Error) => {
-    process.stderr.write(`factsync server: cannot start: ${e.message}\n`);
+  const fail = (e: unknown): never => {
+    process.stderr.write(`factsync server: cannot start: ${describeStartupError(e)}\n`);
     process.exit(1);
+  };
+  const server = await createServer(config).catch(fail);
+  const url = await server.listen().catch(async (e: unknown) => {
+    await server.close().catch(() => undefined);
+    return fail(e);
   });
-  const url = await server.listen();
   server.app.log.info({ url, store: server.store.kind, replica: config.replicaId, tokens: config.tokens.length }, 'factsync server listening');
   if (config.tokens.length === 0) server.app.log.warn('AUTH_TOKENS is empty: every authenticated route will answer 401');
   runUntilSignal(() => server.close(), config.shutdownTimeoutMs, server.app.log);

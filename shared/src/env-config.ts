@@ -45,3 +45,19 @@ export function readUrl(env: Env, name: string, raw: string, protocols: string[]
   if (!protocols.includes(u.protocol)) throw new ConfigError(`${name}=${JSON.stringify(raw)}: the scheme must be ${protocols.join(' or ')}`);
   return u;
 }
+
+/**
+ * The one line a main prints for a start-up failure a user can fix (a taken
+ * port, an unreachable Redis), instead of a stack trace. `portVar` names the
+ * variable that sets the port that failed.
+ */
+export function describeStartupError(e: unknown, portVar = 'PORT'): string {
+  const err = e as NodeJS.ErrnoException & { address?: string; port?: number };
+  if (e instanceof ConfigError) return e.message;
+  if (err?.code === 'EADDRINUSE') {
+    return `port ${err.port ?? '?'} on ${err.address ?? 'this host'} is already in use (another factsync, or another program): stop it or set ${portVar} to a free port`;
+  }
+  if (err?.code === 'EACCES') return `not allowed to listen on port ${err.port ?? '?'}: use a port above 1023 or set ${portVar}`;
+  if (err?.code === 'EADDRNOTAVAIL') return `cannot listen on ${err.address ?? 'that address'}: set HOST to an address of this machine`;
+  return err instanceof Error ? err.message : String(e);
+}

@@ -11,6 +11,8 @@ export const ErrorCodes = {
   log_truncated: { status: 410, close: 4410 },
   agent_replaced: { status: 409, close: 4409 },
   payload_too_large: { status: 413, close: 1009 },
+  uri_too_long: { status: 414, close: 4414 },
+  unsupported_media_type: { status: 415, close: 4415 },
   idempotency_key_reused: { status: 422, close: 4422 },
   sync_timeout: { status: 424, close: 4424 },
   too_many_connections: { status: 429, close: 4429 },

@@ -129,6 +129,18 @@ export function attributeValueMatchesKind(kind: AttributeKind, value: unknown): 
   return scalar(kind, value);
 }
 
+/** Zanzibar/Permify entities: `type:id`; a subject may be a subject set `type:id#relation`. */
+const ENTITY_RE = /^[a-z][a-z0-9_]{0,63}:[^#@\s]+$/;
+const SUBJECT_RE = /^[a-z][a-z0-9_]{0,63}:[^#@\s]+(#[^#@\s]+)?$/;
+const RELATION_RE = /^[^#@\s]+$/;
+
+export function relationshipProblem(v: RelationshipValue): string | undefined {
+  if (!ENTITY_RE.test(v.object)) return `object ${JSON.stringify(v.object)} is not type:id (a lower-case type, a colon, an id), e.g. document:1`;
+  if (!RELATION_RE.test(v.relation)) return `relation ${JSON.stringify(v.relation)} must not contain #, @ or spaces`;
+  if (!SUBJECT_RE.test(v.subject)) return `subject ${JSON.stringify(v.subject)} is not type:id or a subject set type:id#relation, e.g. user:1 or group:eng#member`;
+  return undefined;
+}
+
 interface WellKnown {
   check: TypeCheck<TSchema>;
   /** The key this value must be stored under, for types whose key is derived. */
@@ -141,7 +153,7 @@ const wellKnown: Record<string, WellKnown> = {
   tenant: { check: TypeCompiler.Compile(TenantValue) },
   role: { check: TypeCompiler.Compile(RoleValue) },
   role_assignment: { check: TypeCompiler.Compile(RoleAssignmentValue), keyOf: roleAssignmentKey },
-  relationship: { check: TypeCompiler.Compile(RelationshipValue), keyOf: relationshipKey },
+  relationship: { check: TypeCompiler.Compile(RelationshipValue), keyOf: relationshipKey, extra: relationshipProblem },
   attribute: {
     check: TypeCompiler.Compile(AttributeValue),
     keyOf: attributeKey,

@@ -9,7 +9,7 @@ import { err, ok, type Result } from './result.js';
 const Version = Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER });
 const Epoch = Type.Union([Type.String({ minLength: 1, maxLength: 64 }), Type.Null()]);
 export const AGENT_ID_PATTERN = '^[A-Za-z0-9_.:@-]{1,128}$';
-export const AgentId = Type.String({ pattern: AGENT_ID_PATTERN });
+export const AgentId = Type.String({ pattern: AGENT_ID_PATTERN, description: 'agent id: 1-128 of A-Z a-z 0-9 _ . : @ -' });
 
 export const HelloMessage = Type.Object({
   type: Type.Literal('hello'),
@@ -52,6 +52,8 @@ export type ErrorMessage = Static<typeof ErrorMessage>;
 export type ServerMessage = Static<typeof ServerMessage>;
 
 const clientCheck = TypeCompiler.Compile(ClientMessage);
+const helloCheck = TypeCompiler.Compile(HelloMessage);
+const ackCheck = TypeCompiler.Compile(AckMessage);
 const serverCheck = TypeCompiler.Compile(ServerMessage);
 
 function parseJson(raw: string): Result<unknown> {
@@ -62,9 +64,12 @@ function parseJson(raw: string): Result<unknown> {
   }
 }
 
-function firstProblem(check: { Errors(v: unknown): { First(): { path: string; message: string } | undefined } }, v: unknown): string {
+function firstProblem(check: { Errors(v: unknown): { First(): { path: string; message: string; schema: { description?: string } } | undefined } }, v: unknown): string {
   const e = check.Errors(v).First();
-  return e ? `${e.path || '/'} ${e.message}` : 'does not match the protocol';
+  if (!e) return 'does not match the protocol';
+  // The schema's description says what is accepted (e.g. the env pattern); TypeBox's message only that it failed.
+  const field = e.path.replace(/^\//, '') || 'the message';
+  return e.schema.description ? `${field}: ${e.schema.description}` : `${field}: ${e.message}`;
 }
 
 /** Every inbound frame goes through here; the output of JSON.parse is never cast unchecked. */
@@ -74,7 +79,7 @@ export function parseClientMessage(raw: string): Result<ClientMessage> {
   if (clientCheck.Check(json.value)) return ok(json.value);
   const t = (json.value as { type?: unknown } | null)?.type;
   if (t !== 'hello' && t !== 'ack') return err(`unknown message type ${JSON.stringify(t)}: expected "hello" or "ack"`);
-  return err(`invalid ${t} message: ${firstProblem(clientCheck, json.value)}`);
+  return err(`invalid ${t} message: ${firstProblem(t === 'hello' ? helloCheck : ackCheck, json.value)}`);
 }
 
 export function parseServerMessage(raw: string): Result<ServerMessage> {

@@ -1,6 +1,6 @@
 import { Type, type Static } from '@sinclair/typebox';
 import {
-  ATTRIBUTE_KINDS, JsonObject, attributeKey, attributeValueMatchesKind, relationshipKey, roleAssignmentKey,
+  ATTRIBUTE_KINDS, JsonObject, attributeKey, attributeValueMatchesKind, relationshipKey, relationshipProblem, roleAssignmentKey,
   type AttributeKind, type AttributeValue, type Op, type RelationshipValue, type RoleAssignmentValue,
 } from './facts.js';
 import { err, ok, type Result } from './result.js';
@@ -88,11 +88,16 @@ export function parseRelationshipTuple(tuple: string): Result<RelationshipValue>
   if (!m) {
     return err(`relationship tuple ${JSON.stringify(tuple)} is not valid: write object#relation@subject, e.g. document:1#editor@user:1`);
   }
-  return ok({ object: m[1]!, relation: m[2]!, subject: m[3]! });
+  const v = { object: m[1]!, relation: m[2]!, subject: m[3]! };
+  const problem = relationshipProblem(v);
+  return problem ? err(`relationship tuple ${JSON.stringify(tuple)}: ${problem}`) : ok(v);
 }
 
 export function relationshipOf(input: RelationshipInput): Result<RelationshipValue> {
-  return 'tuple' in input ? parseRelationshipTuple(input.tuple) : ok({ object: input.object, relation: input.relation, subject: input.subject });
+  if ('tuple' in input) return parseRelationshipTuple(input.tuple);
+  const v = { object: input.object, relation: input.relation, subject: input.subject };
+  const problem = relationshipProblem(v);
+  return problem ? err(problem) : ok(v);
 }
 
 export function relationshipOp(input: RelationshipInput, op: 'upsert' | 'delete' = 'upsert'): Result<Op> {

@@ -1,3 +1,5 @@
+import { FactsyncError } from './errors.js';
+
 interface AjvIssue {
   instancePath: string;
   keyword: string;
@@ -32,4 +34,43 @@ export function describeValidationError(error: { message: string; validation?: u
     default:
       return `${path} ${issue.message ?? 'is invalid'}${hint ? ` (${hint})` : ''}`;
   }
+}
+
+/** What an HTTP framework error carries (Fastify's FastifyError, structurally). */
+export interface FrameworkError {
+  message: string;
+  code?: string;
+  statusCode?: number;
+  validation?: unknown;
+  validationContext?: string;
+}
+
+/**
+ * Every error of the server's and the agent's HTTP APIs leaves as
+ * `{error, message}` with the status its code carries; framework errors are
+ * translated here, once, with a sentence that says how to fix the request
+ * (never the framework's own shape, and never an echo of the whole URL).
+ */
+export function toFactsyncError(error: FrameworkError, bodyLimitVar = 'BODY_LIMIT_BYTES'): FactsyncError {
+  if (error instanceof FactsyncError) return error;
+  if (error.validation) return new FactsyncError('invalid_request', describeValidationError(error));
+  switch (error.code) {
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return new FactsyncError('payload_too_large', `${error.message}; split the write or raise ${bodyLimitVar}`);
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return new FactsyncError('unsupported_media_type', 'send the body as JSON with Content-Type: application/json');
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+      return new FactsyncError('invalid_request', 'the body is empty; send a JSON object');
+    case 'FST_ERR_CTP_INVALID_JSON_BODY':
+      return new FactsyncError('invalid_request', `the body is not valid JSON: ${error.message}`);
+    case 'FST_ERR_MAX_PARAM_LENGTH':
+      return new FactsyncError('uri_too_long', 'a path parameter is too long: keys are at most 512 characters');
+    default:
+      break;
+  }
+  const status = error.statusCode ?? 500;
+  if (status === 413) return new FactsyncError('payload_too_large', error.message);
+  if (status === 415) return new FactsyncError('unsupported_media_type', 'send the body as JSON with Content-Type: application/json');
+  if (status >= 400 && status < 500) return new FactsyncError(status === 404 ? 'not_found' : 'invalid_request', error.message);
+  return new FactsyncError('internal', 'internal error; the details are in the log');
 }

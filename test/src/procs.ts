@@ -1,14 +1,11 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
+import { killGroup, spawnChild } from './children.js';
+import { scaled } from './wait.js';
 
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
-// Whatever a failed test left running dies with the test worker.
-const children = new Set<ChildProcess>();
-process.once('exit', () => {
-  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
-});
 
 export interface Proc {
   child: ChildProcess;
@@ -22,21 +19,20 @@ export interface Proc {
  * Runs a TypeScript entry point as a real child process and waits until it logs
  * `readyMsg`; the log line's `url` field is where it listens.
  */
-export async function spawnTs(entry: string, env: Record<string, string>, readyMsg: string, timeoutMs = 20_000, nodeArgs: string[] = []): Promise<Proc> {
-  const child = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', join(ROOT, entry)], {
+export async function spawnTs(entry: string, env: Record<string, string>, readyMsg: string, timeoutMs = 60_000, nodeArgs: string[] = []): Promise<Proc> {
+  const child = spawnChild(process.execPath, [...nodeArgs, '--import', 'tsx', join(ROOT, entry)], {
     cwd: ROOT,
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  children.add(child);
-  child.once('exit', () => children.delete(child));
+  timeoutMs = scaled(timeoutMs);
   const lines: string[] = [];
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   let buf = '';
   const url = await new Promise<string>((resolve, reject) => {
     const timer = setTimeout(() => {
       // Never leave a half-started process behind: it would outlive the test run.
-      child.kill('SIGKILL');
+      killGroup(child);
       reject(new Error(`${entry} did not become ready in ${timeoutMs} ms:\n${lines.slice(-20).join('\n')}`));
     }, timeoutMs);
     const onData = (d: Buffer) => {
@@ -83,13 +79,13 @@ export const spawnAgent = (env: Record<string, string>) => spawnTs('pdp-agent/sr
 /** Runs a script to completion and returns its stdout. */
 export function runTs(entry: string, args: string[], env: Record<string, string> = {}): Promise<string> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, entry), ...args], {
+    const child = spawnChild(process.execPath, ['--import', 'tsx', join(ROOT, entry), ...args], {
       cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'],
     });
     let out = '';
     let errText = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString('utf8')));
-    child.stderr.on('data', (d: Buffer) => (errText += d.toString('utf8')));
+    child.stdout!.on('data', (d: Buffer) => (out += d.toString('utf8')));
+    child.stderr!.on('data', (d: Buffer) => (errText += d.toString('utf8')));
     child.once('exit', (code) => (code === 0 ? resolve(out) : reject(new Error(`${entry} exited ${code}: ${errText.slice(-2000)}`))));
   });
 }

@@ -1,4 +1,5 @@
-import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { execFileSync, type ChildProcess } from 'node:child_process';
+import { spawnChild } from './children.js';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -9,7 +10,7 @@ import { waitUntil } from './wait.js';
 export async function startRedisCluster(): Promise<{ url: string; stop(): Promise<void> }> {
   const dir = mkdtempSync(join(tmpdir(), 'factsync-cluster-'));
   const ports = [await freePort(), await freePort(), await freePort()];
-  const children: ChildProcess[] = ports.map((port) => spawn('redis-server', [
+  const children: ChildProcess[] = ports.map((port) => spawnChild('redis-server', [
     '--port', String(port), '--bind', '127.0.0.1', '--cluster-enabled', 'yes', '--cluster-config-file', `nodes-${port}.conf`,
     '--dir', dir, '--save', '', '--appendonly', 'no',
   ], { stdio: 'ignore' }));

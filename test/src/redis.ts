@@ -1,4 +1,5 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { spawnChild } from './children.js';
 import { existsSync } from 'node:fs';
 import { Redis } from 'ioredis';
 import { freePort } from './ports.js';
@@ -30,7 +31,7 @@ export async function startRedisServer(opts: { port?: number; appendonly?: boole
   const args = ['--port', String(port), '--save', '', '--appendonly', opts.appendonly ? 'yes' : 'no', '--bind', '127.0.0.1'];
   if (opts.appendonly) args.push('--appendfsync', 'always');
   if (opts.dir) args.push('--dir', opts.dir);
-  const child = spawn(process.env.REDIS_SERVER_BIN ?? 'redis-server', args, { stdio: 'ignore' });
+  const child = spawnChild(process.env.REDIS_SERVER_BIN ?? 'redis-server', args, { stdio: 'ignore' });
   const url = `redis://127.0.0.1:${port}`;
   for (let i = 0; i < 100; i++) {
     if (child.exitCode !== null) throw new Error(`redis-server exited with ${child.exitCode}`);

@@ -1,6 +1,15 @@
-/** Polls `check` until it returns a truthy value; fails with `what` after `timeoutMs`. */
-export async function waitUntil<T>(check: () => T | Promise<T>, what: string, timeoutMs = 15_000, everyMs = 25): Promise<NonNullable<T>> {
-  const deadline = Date.now() + timeoutMs;
+/**
+ * One factor for every limit in the tests (`TEST_TIME_SCALE`, default 1): on a
+ * machine twice as slow, set 2. Every wait is for an event; the limit is only
+ * how long to wait before calling a missing event a failure.
+ */
+export const TIME_SCALE = Math.max(1, Number(process.env.TEST_TIME_SCALE ?? 1) || 1);
+export const scaled = (ms: number): number => Math.round(ms * TIME_SCALE);
+
+/** Polls `check` until it returns a truthy value; fails with `what` after `timeoutMs` (scaled). */
+export async function waitUntil<T>(check: () => T | Promise<T>, what: string, timeoutMs = 30_000, everyMs = 25): Promise<NonNullable<T>> {
+  const limit = scaled(timeoutMs);
+  const deadline = Date.now() + limit;
   let last: unknown;
   for (;;) {
     try {
@@ -10,7 +19,7 @@ export async function waitUntil<T>(check: () => T | Promise<T>, what: string, ti
     } catch (e) {
       last = e;
     }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what} (last: ${last instanceof Error ? last.message : JSON.stringify(last)})`);
+    if (Date.now() > deadline) throw new Error(`timed out after ${limit} ms waiting for ${what} (last: ${last instanceof Error ? last.message : JSON.stringify(last)})`);
     await new Promise((r) => setTimeout(r, everyMs));
   }
 }

@@ -14,9 +14,23 @@ describe('relationship tuples', () => {
       if (!r.ok) expect(r.error).toContain('object#relation@subject');
     }
   });
+  it('requires type:id on both sides (Zanzibar/Permify); a subject set type:id#relation stays valid', () => {
+    for (const t of ['no-colon#rel@user:1', 'document:1#editor@nobody', 'Document:1#editor@user:1', 'document:#editor@user:1', 'document:1#editor@user:1#']) {
+      const r = parseRelationshipTuple(t);
+      expect(r.ok, t).toBe(false);
+      if (!r.ok) expect(r.error).toMatch(/is not type:id/);
+    }
+    expect(validateOps([{ op: 'upsert', type: 'relationship', key: 'no-colon#rel@user:1', value: { object: 'no-colon', relation: 'rel', subject: 'user:1' } }]))
+      .toMatchObject({ ok: false, error: expect.stringMatching(/object "no-colon" is not type:id/) });
+    expect(parseRelationshipTuple('folder:f1#parent@folder:root').ok).toBe(true);
+  });
   it('property: a tuple built from valid parts parses back to them, and its key is the tuple', () => {
-    const part = fc.stringMatching(/^[a-z0-9:_.-]{1,20}$/);
-    fc.assert(fc.property(part, part, part, (object, relation, subject) => {
+    const entity = fc.tuple(fc.stringMatching(/^[a-z][a-z0-9_]{0,10}$/), fc.stringMatching(/^[a-z0-9:_.-]{1,12}$/)).map(([t, id]) => `${t}:${id}`);
+    const relation = fc.stringMatching(/^[a-z0-9:_.-]{1,20}$/);
+    const object = entity;
+    const subject = fc.oneof(entity, fc.tuple(entity, relation).map(([e, r]) => `${e}#${r}`));
+    fc.assert(fc.property(object, relation, subject, (o, rel, sub) => {
+      const [object, relation, subject] = [o, rel, sub];
       const r = parseRelationshipTuple(`${object}#${relation}@${subject}`);
       expect(r).toEqual({ ok: true, value: { object, relation, subject } });
       if (r.ok) expect(relationshipKey(r.value)).toBe(`${object}#${relation}@${subject}`);

@@ -30,6 +30,10 @@ export function syncRoutes(app: FastifyInstance, ctx: RouteContext): void {
     }
     const timeout = parseWaitTimeout(q.timeout, 0);
     if (!timeout.ok) throw new FactsyncError('invalid_request', timeout.error);
+    const head = await ctx.store.head(env);
+    if (q.version > head.version) {
+      throw new FactsyncError('invalid_request', `version ${q.version} does not exist yet: the head of env "${env}" is ${head.version}; ask for a version a write returned`, { head: head.version });
+    }
     return ctx.control.wait(env, q.version, waitFor.value, timeout.value.ms, abortOnClose(reply));
   });
 

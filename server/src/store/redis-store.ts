@@ -51,6 +51,8 @@ const TRANSIENT_REPLY = /^(LOADING|BUSY|MASTERDOWN|READONLY|NOSCRIPT|OOM|CLUSTER
 export const isTransientRedisReply = (message: string): boolean => TRANSIENT_REPLY.test(message);
 
 const RENEW_CHUNK = 500;
+/** A URL for a log line: the password never leaves. */
+const redactUrl = (url: string): string => url.replace(/\/\/([^:@/]*):[^@/]*@/g, '//$1:***@');
 export const DEFAULT_AGENT_RECORD_TTL_MS = 24 * 3600_000;
 
 export async function createRedisStore(opts: RedisStoreOptions): Promise<FactStore> {
@@ -101,7 +103,21 @@ export async function createRedisStore(opts: RedisStoreOptions): Promise<FactSto
       lastError = e.message;
     });
   }
-  await Promise.all([redis.connect(), sub.connect(), bulkClient.connect()]);
+  try {
+    await Promise.all([redis.connect(), sub.connect(), bulkClient.connect()]);
+  } catch (e) {
+    redis.disconnect();
+    sub.disconnect();
+    bulkClient.disconnect();
+    throw new Error(`cannot reach Redis at REDIS_URL=${redactUrl(opts.url)} (${(e as Error).message}); start Redis there or fix REDIS_URL`);
+  }
+  // Durability (invariant 4) depends on AOF; say so once at start-up rather than after a restart lost writes.
+  if (!opts.cluster) {
+    const info = await (raw as Redis).info('persistence').catch(() => '');
+    if (/aof_enabled:0/.test(info)) {
+      log.warn('Redis runs without AOF (appendonly no): a Redis restart loses acknowledged writes (factsync notices and resyncs agents, but the writes are gone); enable appendonly yes in production');
+    }
+  }
 
   const k = (env: string) => {
     const base = `${opts.keyPrefix}:{${env}}`;
