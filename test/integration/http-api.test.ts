@@ -83,7 +83,8 @@ describe.each(['memory', 'redis'])('server HTTP API (%s store)', (kind) => {
     expect(badEnv.status).toBe(400);
     expect(badEnv.body.message).toMatch(/env "bad env!" is not valid/);
     const text = await admin.call('POST', `/v1/envs/${env}/facts`, 'ops', { 'content-type': 'text/plain' });
-    expect(text.status).toBe(400);
+    expect(text.status).toBe(415);
+    expect(text.body).toMatchObject({ error: 'unsupported_media_type' });
     expect((await admin.get(`/v1/envs/${env}/head`)).body.version).toBe(0); // nothing was written
   });
 
