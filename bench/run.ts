@@ -6,11 +6,12 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { machineInfo } from './lib/stats.js';
-import { QUICK, p1, p2, p3, p4, p5, p6 } from './scenarios.js';
+import { QUICK, p1, p1x, p2, p3, p4, p5, p6 } from './scenarios.js';
 import { renderChart } from './chart.js';
 
 const SCENARIOS: Record<string, { title: string; run: () => Promise<Record<string, unknown>> }> = {
   p1: { title: 'fan-out latency, write → all agents applied and acked', run: p1 },
+  p1x: { title: 'fan-out at 10,000 agents: latency and server CPU per acked delivery', run: p1x },
   p2: { title: 'deliveries per second (versions × agents)', run: p2 },
   p3: { title: 'write throughput by batch size', run: p3 },
   p4: { title: 'catch-up and cold start', run: p4 },

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { createMemoryStore } from '@factsync/server';
 import { idOfChangeJson } from '@factsync/shared';
-import { evaluateSync, type AgentSyncState } from '../../server/src/control/waiting-rules.js';
+import { SyncIndex, evaluateSync, type AgentSyncState } from '../../server/src/control/waiting-rules.js';
 
 const agent = (id: string, a: Partial<AgentSyncState>): AgentSyncState => ({ id, since: 0, applied: 0, present: true, ...a });
 
@@ -142,5 +142,21 @@ describe('property: synced never lies under connect/blip/replace/ack/expire', ()
       }
       await store.close();
     }), { numRuns: 150 });
+  });
+});
+
+describe('SyncIndex agrees with evaluateSync', () => {
+  it('property: the same verdict for every rule over random registries', () => {
+    const rec = fc.record({ since: fc.nat(20), applied: fc.nat(20), present: fc.boolean() });
+    const waitFor = fc.oneof(
+      fc.constant({ kind: 'all' as const }),
+      fc.integer({ min: 1, max: 6 }).map((n) => ({ kind: 'count' as const, n })),
+      fc.subarray(['a0', 'a1', 'a2', 'a3', 'a4', 'nobody'], { minLength: 1 }).map((ids) => ({ kind: 'ids' as const, ids })),
+    );
+    fc.assert(fc.property(fc.array(rec, { maxLength: 5 }), fc.integer({ min: 1, max: 21 }), waitFor, (rs, v, w) => {
+      const agents = rs.map((r, i) => ({ id: `a${i}`, ...r }));
+      const index = new SyncIndex(agents);
+      expect(index.isSynced(v, w)).toBe(evaluateSync(agents, v, w).synced);
+    }), { numRuns: 2000 });
   });
 });

@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import type { SyncStatus, WaitFor } from '@factsync/shared';
 import type { AckEntry, AgentRecord, ControlEvent, FactStore } from '../store/fact-store.js';
-import { evaluateSync } from './waiting-rules.js';
+import { SyncIndex, evaluateSync } from './waiting-rules.js';
 import { gate, summarize, type Summary } from './summary.js';
 
 export interface EnvControlDeps {
@@ -228,11 +228,8 @@ export class EnvControl {
     }
     this.checking = true;
     try {
-      const records = await this.readRecords();
-      for (const w of [...this.waiters]) {
-        const s = evaluateSync(records, w.version, w.waitFor);
-        if (s.synced) w.resolve(s);
-      }
+      const index = new SyncIndex(await this.readRecords());
+      for (const w of [...this.waiters]) if (index.isSynced(w.version, w.waitFor)) w.resolve(index.status(w.version, w.waitFor));
     } catch (e) {
       this.d.log.debug({ env: this.env, err: (e as Error).message }, 'sync check failed; retrying on the next trigger');
     } finally {

@@ -39,3 +39,53 @@ export function evaluateSync(agents: Iterable<AgentSyncState>, version: number, 
   if (waitFor.kind === 'count') return { version, synced: acked.length >= waitFor.n, acked, pending };
   return { version, synced: pending.length === 0, acked, pending };
 }
+
+/**
+ * The registry of one env prepared once for many waiters: `all` of V holds iff
+ * V <= the frontier (min over present agents of max(since, applied)), `n` by a
+ * binary search over sorted applied versions, ids by lookup. Judging W waiters
+ * costs O(agents log agents + W), not O(W × agents); the full status (with its
+ * id lists) is built only for the waiters it releases.
+ */
+export class SyncIndex {
+  private readonly frontier: number;
+  private readonly appliedSorted: number[];
+  private readonly byId = new Map<string, AgentSyncState>();
+
+  constructor(private readonly agents: readonly AgentSyncState[]) {
+    let f = Number.MAX_SAFE_INTEGER;
+    const applied: number[] = [];
+    for (const a of agents) {
+      this.byId.set(a.id, a);
+      if (!a.present) continue;
+      f = Math.min(f, Math.max(a.since, a.applied));
+      applied.push(a.applied);
+    }
+    this.frontier = f;
+    this.appliedSorted = applied.sort((x, y) => x - y);
+  }
+
+  isSynced(version: number, waitFor: WaitFor): boolean {
+    switch (waitFor.kind) {
+      case 'all':
+      case 'local':
+        return version <= this.frontier;
+      case 'count': {
+        // Present agents with applied >= version: those after the first index holding >= version.
+        let lo = 0, hi = this.appliedSorted.length;
+        while (lo < hi) {
+          const mid = (lo + hi) >>> 1;
+          if (this.appliedSorted[mid]! < version) lo = mid + 1;
+          else hi = mid;
+        }
+        return this.appliedSorted.length - lo >= waitFor.n;
+      }
+      case 'ids':
+        return waitFor.ids.every((id) => hasApplied(this.byId.get(id), version));
+    }
+  }
+
+  status(version: number, waitFor: WaitFor): SyncStatus {
+    return evaluateSync(this.agents, version, waitFor);
+  }
+}
