@@ -6,7 +6,7 @@ import type { ChangeBatch, FeedMember } from '../../server/src/broadcast/env-fee
 import { ADMIN, AGENT, newEnv, startAgent, startServer, type RunningServer } from '../src/inproc.js';
 import { RawAgent } from '../src/raw-agent.js';
 import { client, upsert } from '../src/http.js';
-import { sleep, waitUntil } from '../src/wait.js';
+import { scaled, sleep, waitUntil } from '../src/wait.js';
 import { startRedisServer } from '../src/redis.js';
 import { ChaosProxy } from '../src/chaos-proxy.js';
 
@@ -172,7 +172,8 @@ describe('REDIS_WAIT_REPLICAS', () => {
   it('answers a write only once a Redis replica has it; without one in time it is a 503 naming the version', async () => {
     const master = await startRedisServer();
     closers.push(() => master.stop());
-    const s = await startServer({ redisUrl: master.url, env: { REDIS_WAIT_REPLICAS: '1', REDIS_WAIT_TIMEOUT_MS: '200' } });
+    // Long enough for a replica on a loaded machine; the no-replica case waits it out once.
+    const s = await startServer({ redisUrl: master.url, env: { REDIS_WAIT_REPLICAS: '1', REDIS_WAIT_TIMEOUT_MS: String(scaled(2500)) } });
     closers.push(() => s.close());
     const env = newEnv();
     const c = client(s.url, ADMIN);
