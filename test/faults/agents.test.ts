@@ -84,8 +84,9 @@ describe('fault: agents that stall, restart, or find their state file damaged', 
     const reader = await RawAgent.connect(server.url, AGENT);
     reader.pause();
     reader.send({ type: 'hello', env, agent_id: 'frozen', applied: 0 });
-    await waitUntil(async () => ((await server.metrics.slowConsumers.get()).values[0]?.value ?? 0) === 1, 'the frozen reader to be cut', 10_000);
-    expect([...server.gateway.sessions].some((x) => x.agentId === 'frozen')).toBe(false);
+    await waitUntil(() => [...server.gateway.sessions].some((x) => x.agentId === 'frozen'), 'the frozen reader to say hello');
+    // Cut either as a slow consumer (no bytes leave) or for missing pongs, whichever notices first on a busy machine.
+    await waitUntil(() => ![...server.gateway.sessions].some((x) => x.agentId === 'frozen'), 'the frozen reader to be cut');
     reader.close();
   });
 
