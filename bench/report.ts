@@ -18,6 +18,14 @@ if (p1) {
   rows.push(`| P1 fan-out, ${p1.params.agents} agents / 2 replicas, p50 | ${ms(p1.factsync.p50)} | ${ms(p1.baseline.p50)} (Socket.IO) | ${p1.ratio.p50}× | |`);
   rows.push(`| P1 fan-out, p99 | ${ms(p1.factsync.p99)} | ${ms(p1.baseline.p99)} | ${p1.ratio.p99}× | ≤ 25 ms and ≤ 0.5× |`);
 }
+if (p1?.server_cpu_us_per_acked_delivery) {
+  rows.push(`| P1 server CPU per acked delivery | ${p1.server_cpu_us_per_acked_delivery.factsync} µs | ${p1.server_cpu_us_per_acked_delivery.baseline} µs (Socket.IO) | ${p1.ratio.cpu_per_delivery}× | |`);
+}
+const p1x = load('p1x');
+if (p1x) {
+  rows.push(`| P1x fan-out, ${num(p1x.params.agents)} agents / 2 replicas, p50 / p99 | ${ms(p1x.factsync.p50)} / ${ms(p1x.factsync.p99)} | ${ms(p1x.baseline.p50)} / ${ms(p1x.baseline.p99)} (Socket.IO) | ${p1x.ratio.p50}× / ${p1x.ratio.p99}× | |`);
+  rows.push(`| P1x server CPU per acked delivery | ${p1x.server_cpu_us_per_acked_delivery.factsync} µs | ${p1x.server_cpu_us_per_acked_delivery.baseline} µs (Socket.IO) | ${p1x.ratio.cpu_per_delivery}× | |`);
+}
 const p2 = load('p2');
 if (p2) {
   for (const k of Object.keys(p2).filter((k) => k.startsWith('agents_'))) {

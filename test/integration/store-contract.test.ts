@@ -204,6 +204,9 @@ describe.each(Object.keys(factories))('FactStore contract: %s', (kind) => {
     expect(third.replaced).toBeNull(); // the previous session had ended
     await s.endSession('g', 'a1', 'c3', true, 60_000);
     expect((await s.agents('g'))[0]).toMatchObject({ connected: false, present: false });
+    // The waiting rules' cheaper read sees the same records as the listing (last-seen details aside).
+    const strip = (r: { lastSeenMs: number }) => ({ ...r, lastSeenMs: 0 });
+    expect((await s.syncStates('g')).map(strip)).toEqual((await s.agents('g')).map(strip));
     await waitUntil(() => control.filter((e) => e.t === 'join').length === 3, 'three join events');
     expect(control.find((e) => e.t === 'join')).toEqual({ t: 'join', id: 'a1', s: 'c1', r: 'r1' });
   });

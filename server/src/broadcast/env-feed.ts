@@ -7,6 +7,8 @@ export interface ChangeBatch {
   first: number;
   last: number;
   changes: readonly RawChange[];
+  /** Chain ids of `changes`, read once per batch rather than once per socket. */
+  ids: readonly string[];
   frame: Buffer;
 }
 
@@ -191,7 +193,10 @@ export class EnvFeed {
     if (this.pending.length === 0) return;
     const changes = this.pending;
     this.pending = [];
-    const batch: ChangeBatch = { first: changes[0]!.version, last: changes[changes.length - 1]!.version, changes, frame: changesFrameBytes(changes) };
+    const batch: ChangeBatch = {
+      first: changes[0]!.version, last: changes[changes.length - 1]!.version, changes,
+      ids: changes.map((c) => idOfChangeJson(c.json) ?? ''), frame: changesFrameBytes(changes),
+    };
     for (const m of this.members) m.deliver(batch);
   }
 

@@ -52,6 +52,11 @@ export class EnvControl {
   private recheck = false;
   private lastRecords: AgentRecord[] | undefined;
   private lastPublishedMs = 0;
+  /** This replica's summary, recomputed only after a local change or when a lingering agent's lease runs out. */
+  private cachedSummary: Summary | undefined;
+  private cachedUntil = 0;
+  /** The other replicas' summaries were seeded from the store (else a gate may miss a replica not heard from). */
+  private seeded = false;
   private closed = false;
   unsubscribe: (() => Promise<void>) | undefined;
 
@@ -117,22 +122,31 @@ export class EnvControl {
   /** The event channel was re-established: summaries may be stale; the next store read reseeds them. */
   reset(): void {
     this.remote.clear();
+    this.seeded = false;
     void this.storeCheck();
   }
 
   private summary(): Summary {
     const now = Date.now();
+    if (this.cachedSummary && now < this.cachedUntil) return this.cachedSummary;
     const held: LocalAgent[] = [];
+    let until = Number.MAX_SAFE_INTEGER;
     for (const [id, a] of this.local) {
-      if (a.live || a.lingerUntil > now) held.push(a);
-      else this.local.delete(id);
+      if (a.live) held.push(a);
+      else if (a.lingerUntil > now) {
+        held.push(a);
+        until = Math.min(until, a.lingerUntil);
+      } else this.local.delete(id);
     }
-    return summarize(held);
+    this.cachedSummary = summarize(held);
+    this.cachedUntil = until;
+    return this.cachedSummary;
   }
 
   /** Something local changed: one flush per tick writes acks and the summary, then re-checks waiters. */
   private touch(): void {
     this.summaryDirty = true;
+    this.cachedSummary = undefined;
     if (this.flushScheduled || this.flushing) return;
     this.flushScheduled = true;
     setImmediate(() => {
@@ -178,8 +192,12 @@ export class EnvControl {
 
   /** Current status now (timeoutMs 0), or once synced, or when the timeout (null = none) passes. */
   async wait(version: number, waitFor: WaitFor, timeoutMs: number | null, signal?: AbortSignal): Promise<SyncStatus> {
-    const now = evaluateSync(await this.readRecords(), version, waitFor);
-    if (now.synced || timeoutMs === 0 || this.closed || signal?.aborted) return now;
+    // Read the registry now only when the answer is due now or may already be synced; otherwise the waiter
+    // is judged when the summaries say so (a write's own version is almost never synced at once).
+    if (timeoutMs === 0 || this.closed || signal?.aborted || !this.seeded || this.mayBeSynced(version, waitFor)) {
+      const now = evaluateSync(await this.readRecords(), version, waitFor);
+      if (now.synced || timeoutMs === 0 || this.closed || signal?.aborted) return now;
+    }
     return new Promise<SyncStatus>((resolve) => {
       let timer: NodeJS.Timeout | undefined;
       const waiter: Waiter = {
@@ -207,17 +225,21 @@ export class EnvControl {
 
   private evaluate(): void {
     if (this.waiters.size === 0) return;
-    const summaries: Summary[] = [this.summary(), ...this.remote.values()];
-    const localHas = (id: string, v: number) => {
-      const a = this.local.get(id);
-      return a ? a.applied >= v : undefined;
-    };
     for (const w of this.waiters) {
-      if (gate(summaries, w.version, w.waitFor, (id) => localHas(id, w.version))) {
+      if (this.mayBeSynced(w.version, w.waitFor)) {
         void this.storeCheck();
         return;
       }
     }
+  }
+
+  /** The summaries (this replica's exact one and the others') say `version` may be synced. */
+  private mayBeSynced(version: number, waitFor: WaitFor): boolean {
+    const summaries: Summary[] = [this.summary(), ...this.remote.values()];
+    return gate(summaries, version, waitFor, (id) => {
+      const a = this.local.get(id);
+      return a ? a.applied >= version : undefined;
+    });
   }
 
   /** One registry read judges every waiter; reads never overlap, and a trigger during one runs one more. */
@@ -242,7 +264,7 @@ export class EnvControl {
   }
 
   private async readRecords(): Promise<AgentRecord[]> {
-    const records = await this.d.store.agents(this.env);
+    const records = await this.d.store.syncStates(this.env);
     this.lastRecords = records;
     // Replicas not heard from yet get a summary built from the store, until they speak for themselves.
     const byReplica = new Map<string, AgentRecord[]>();
@@ -253,6 +275,7 @@ export class EnvControl {
       list.push(r);
     }
     for (const [replica, list] of byReplica) this.remote.set(replica, { ...summarize(list), at: Date.now() });
+    this.seeded = true;
     return records;
   }
 

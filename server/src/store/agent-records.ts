@@ -20,6 +20,14 @@ export function parseAgentInfo(raw: string): AgentInfoRecord {
   }
 }
 
+/** The `pres` record "since|c|replica": no JSON on the path every waiter takes. */
+export function parsePresence(raw: string): AgentInfoRecord {
+  const a = raw.indexOf('|');
+  const b = raw.indexOf('|', a + 1);
+  const since = Number(raw.slice(0, a));
+  return { r: raw.slice(b + 1) || null, since: Number.isFinite(since) ? since : 0, c: raw.slice(a + 1, b) === '1' ? 1 : 0, seen: 0, lm: 0 };
+}
+
 /** Both stores build the listing the same way from the same five pieces. */
 export function toAgentRecords(
   now: number,

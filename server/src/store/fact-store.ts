@@ -150,7 +150,10 @@ export interface FactStore {
   /** Records acks of current sessions (others are ignored) and publishes `summary` on the control channel. */
   recordAcks(env: string, acks: readonly AckEntry[], summary?: ControlEvent): Promise<void>;
   publishControl(env: string, event: ControlEvent): Promise<void>;
+  /** The listing: every record with its details (last seen). */
   agents(env: string): Promise<AgentRecord[]>;
+  /** The same records with only what the waiting rules read (cheaper: no last-seen details). */
+  syncStates(env: string): Promise<AgentRecord[]>;
 
   /** Change doorbells of one env from every replica. Resolves once the subscription is active. */
   subscribe(env: string, listener: EnvListener): Promise<() => Promise<void>>;

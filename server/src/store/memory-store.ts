@@ -256,6 +256,10 @@ export function createMemoryStore(opts: MemoryStoreOptions): FactStore {
       return toAgentRecords(t, s.sess, s.info, applied, s.leases);
     },
 
+    async syncStates(env: string): Promise<AgentRecord[]> {
+      return this.agents(env);
+    },
+
     async subscribe(env: string, listener: EnvListener) {
       let set = listeners.get(env);
       if (!set) listeners.set(env, (set = new Set()));

@@ -9,7 +9,8 @@
  *
  * The control plane of an env (invariant 8) is five keys: `sess` (agent id →
  * its current session), `applied` (agent id → "V:chainId" acked by that
- * session), `info` (agent id → JSON {r, since, c, t, seen, addr, lm}),
+ * session), `info` (agent id → JSON {r, since, c, t, seen, addr, lm}), `pres`
+ * (agent id → "since|c|replica": what the waiting rules read, without JSON),
  * `leases` (agent id → expiry ms: renewed while connected, LEASE_MS past the
  * end of an unclean disconnect) and `gone` (agent id → when it left), which
  * expires records after AGENT_RECORD_TTL_MS a few at a time, so nothing ever
@@ -54,11 +55,12 @@ local head = tonumber(redis.call('HGET', KEYS[1], 'version') or '0')
 local head_id = redis.call('HGET', KEYS[1], 'id') or ''`;
 
 const PURGE = `
-local function purge(sess, info, applied, leases, gone, before)
+local function purge(sess, info, applied, leases, gone, pres, before)
   local old = redis.call('ZRANGEBYSCORE', gone, '-inf', before, 'LIMIT', 0, 64)
   for _, x in ipairs(old) do
     redis.call('HDEL', sess, x)
     redis.call('HDEL', info, x)
+    redis.call('HDEL', pres, x)
     redis.call('HDEL', applied, x)
     redis.call('ZREM', leases, x)
     redis.call('ZREM', gone, x)
@@ -126,7 +128,7 @@ local v = verdict(KEYS[2], tonumber(ARGV[1]), ARGV[2], ARGV[3], epoch, head, hea
 return {head, epoch, head_id, v}
 `;
 
-// KEYS: meta, log, sess, info, applied, leases, gone, ctl
+// KEYS: meta, log, sess, info, applied, leases, gone, ctl, pres
 // ARGV: applied, helloEpoch, helloId, id, epochCandidate, session, replica, leaseMs, addr, recordTtlMs
 export const OPEN_SESSION = `
 ${NOW_MS}
@@ -154,14 +156,15 @@ end
 redis.call('HSET', KEYS[3], id, ARGV[6])
 redis.call('HSET', KEYS[5], id, applied_rec .. ':' .. applied_id)
 redis.call('HSET', KEYS[4], id, cjson.encode({r = ARGV[7], since = since, c = 1, t = now, seen = now, addr = ARGV[9], lm = tonumber(ARGV[8])}))
+redis.call('HSET', KEYS[9], id, since .. '|1|' .. ARGV[7])
 redis.call('ZADD', KEYS[6], now + tonumber(ARGV[8]), id)
 redis.call('ZREM', KEYS[7], id)
-purge(KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], now - tonumber(ARGV[10]))
+purge(KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[9], now - tonumber(ARGV[10]))
 redis.call('PUBLISH', KEYS[8], cjson.encode({t = 'join', id = id, s = ARGV[6], r = ARGV[7]}))
 return {head, epoch, head_id, v, since, applied_rec, r1, r2, r3}
 `;
 
-// KEYS: sess, info, leases, gone   ARGV: id, session, graceful, leaseMs
+// KEYS: sess, info, leases, gone, pres   ARGV: id, session, graceful, leaseMs
 export const END_SESSION = `
 ${NOW_MS}
 if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
@@ -171,6 +174,7 @@ if raw then rec = cjson.decode(raw) end
 rec.c = 0
 rec.seen = now
 redis.call('HSET', KEYS[2], ARGV[1], cjson.encode(rec))
+redis.call('HSET', KEYS[5], ARGV[1], (rec.since or 0) .. '|0|' .. (rec.r or ''))
 if ARGV[3] == '1' then
   redis.call('ZREM', KEYS[3], ARGV[1])
 else
@@ -195,11 +199,14 @@ end
 return lost
 `;
 
-// KEYS: sess, applied, ctl   ARGV: summary, (id, session, version, chainId)*
+// KEYS: sess, applied, ctl   ARGV: summary, nChains, (version, chainId)*nChains, (id, session, version)*
 // Acks are cumulative and belong to a session: a late ack of a replaced session is ignored,
-// and a lower one never lowers the record.
+// and a lower one never lowers the record. Chain ids travel once per acked version, not per ack.
 export const ACKS = `
-for i = 2, #ARGV, 4 do
+local chains = {}
+local n = tonumber(ARGV[2])
+for i = 3, 2 + 2 * n, 2 do chains[ARGV[i]] = ARGV[i + 1] end
+for i = 3 + 2 * n, #ARGV, 3 do
   if redis.call('HGET', KEYS[1], ARGV[i]) == ARGV[i + 1] then
     local cur = redis.call('HGET', KEYS[2], ARGV[i])
     local cv = -1
@@ -207,21 +214,21 @@ for i = 2, #ARGV, 4 do
       local sep = string.find(cur, ':', 1, true)
       if sep then cv = tonumber(string.sub(cur, 1, sep - 1)) else cv = tonumber(cur) end
     end
-    if tonumber(ARGV[i + 2]) > cv then redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 2] .. ':' .. ARGV[i + 3]) end
+    if tonumber(ARGV[i + 2]) > cv then redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 2] .. ':' .. (chains[ARGV[i + 2]] or '')) end
   end
 end
 if ARGV[1] ~= '' then redis.call('PUBLISH', KEYS[3], ARGV[1]) end
 return 1
 `;
 
-// KEYS: meta, log, sess, info, applied, leases, gone   ARGV: recordTtlMs
+// KEYS: meta, log, sess, info, applied, leases, gone, pres   ARGV: recordTtlMs, withInfo ('1': the listing; else the waiting rules)
 // An ack counts only if its chain id is the one this history has at that version (invariant 9):
 // after a failover to a replica that lost versions, acks of the lost history do not vouch for new ones.
 export const REGISTRY = `
 ${NOW_MS}
 ${ID_AT}
 ${PURGE}
-purge(KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], now - tonumber(ARGV[1]))
+purge(KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], now - tonumber(ARGV[1]))
 local head = tonumber(redis.call('HGET', KEYS[1], 'version') or '0')
 local head_id = redis.call('HGET', KEYS[1], 'id') or ''
 local applied = redis.call('HGETALL', KEYS[5])
@@ -241,6 +248,8 @@ for i = 1, #applied, 2 do
   end
   valid[#valid + 1] = ok
 end
-return {now, redis.call('HGETALL', KEYS[3]), redis.call('HGETALL', KEYS[4]), applied, valid,
+local details = KEYS[8]
+if ARGV[2] == '1' then details = KEYS[4] end
+return {now, redis.call('HGETALL', KEYS[3]), redis.call('HGETALL', details), applied, valid,
   redis.call('ZRANGE', KEYS[6], 0, -1, 'WITHSCORES')}
 `;

@@ -9,7 +9,7 @@ import type {
   AckEntry, AgentRecord, ChangesPage, ControlEvent, ControlListener, EnvHead, EnvListener, FactStore, RawChange, RawFact, Resume,
   ResumeRequest, ResumeVerdict, SessionOpen, SessionOpened, Snapshot, WriteInput, WriteOutcome,
 } from './fact-store.js';
-import { idempotencyKeyReused, parseAgentInfo, toAgentRecords } from './agent-records.js';
+import { idempotencyKeyReused, parseAgentInfo, parsePresence, toAgentRecords, type AgentInfoRecord } from './agent-records.js';
 
 export interface RedisStoreOptions {
   /** One URL; with `cluster`, a comma list of seed nodes of a Redis Cluster. */
@@ -89,11 +89,11 @@ export async function createRedisStore(opts: RedisStoreOptions): Promise<FactSto
   redis.defineCommand('fsWrite', { lua: scripts.WRITE });
   redis.defineCommand('fsEnsureEpoch', { lua: scripts.ENSURE_EPOCH, numberOfKeys: 1 });
   redis.defineCommand('fsResume', { lua: scripts.RESUME, numberOfKeys: 2 });
-  redis.defineCommand('fsOpen', { lua: scripts.OPEN_SESSION, numberOfKeys: 8 });
-  redis.defineCommand('fsEnd', { lua: scripts.END_SESSION, numberOfKeys: 4 });
+  redis.defineCommand('fsOpen', { lua: scripts.OPEN_SESSION, numberOfKeys: 9 });
+  redis.defineCommand('fsEnd', { lua: scripts.END_SESSION, numberOfKeys: 5 });
   redis.defineCommand('fsRenew', { lua: scripts.RENEW, numberOfKeys: 2 });
   redis.defineCommand('fsAcks', { lua: scripts.ACKS, numberOfKeys: 3 });
-  redis.defineCommand('fsRegistry', { lua: scripts.REGISTRY, numberOfKeys: 7 });
+  redis.defineCommand('fsRegistry', { lua: scripts.REGISTRY, numberOfKeys: 8 });
 
   let lastError = '';
   for (const [name, conn] of [['command', redis], ['subscriber', sub], ['bulk', bulkClient]] as const) {
@@ -123,7 +123,7 @@ export async function createRedisStore(opts: RedisStoreOptions): Promise<FactSto
     const base = `${opts.keyPrefix}:{${env}}`;
     return {
       meta: `${base}:meta`, log: `${base}:log`, state: `${base}:state`, idem: (key: string) => `${base}:idem:${key}`,
-      sess: `${base}:sess`, info: `${base}:info`, applied: `${base}:applied`, leases: `${base}:leases`, gone: `${base}:gone`,
+      sess: `${base}:sess`, info: `${base}:info`, applied: `${base}:applied`, leases: `${base}:leases`, gone: `${base}:gone`, pres: `${base}:pres`,
       channel: `${base}:events`, ctl: `${base}:ctl`,
     };
   };
@@ -187,6 +187,24 @@ export async function createRedisStore(opts: RedisStoreOptions): Promise<FactSto
         `version ${version} was written but only ${got} of the ${n} Redis replicas REDIS_WAIT_REPLICAS asks for confirmed it; retry with the same Idempotency-Key`,
         { version });
     }
+  }
+
+  /** The env's agent records: with `withInfo` for the listing (JSON details), else only what the waiting rules read. */
+  async function registry(env: string, withInfo: boolean): Promise<AgentRecord[]> {
+    const keys = k(env);
+    const [now, sess, details, applied, valid, leases] = await guard('agents', () =>
+      redis.fsRegistry(keys.meta, keys.log, keys.sess, keys.info, keys.applied, keys.leases, keys.gone, keys.pres, recordTtlMs, withInfo ? '1' : '0'));
+    const sessions = new Map<string, string>();
+    for (let i = 0; i + 1 < sess.length; i += 2) sessions.set(sess[i]!, sess[i + 1]!);
+    const appliedMap = new Map<string, number>();
+    for (let i = 0; i + 1 < applied.length; i += 2) {
+      appliedMap.set(applied[i]!, Number(valid[i >> 1]) === 1 ? parseInt(applied[i + 1]!, 10) : 0);
+    }
+    const leaseMap = new Map<string, number>();
+    for (let i = 0; i + 1 < leases.length; i += 2) leaseMap.set(leases[i]!, Number(leases[i + 1]));
+    const infos = new Map<string, AgentInfoRecord>();
+    for (let i = 0; i + 1 < details.length; i += 2) infos.set(details[i]!, withInfo ? parseAgentInfo(details[i + 1]!) : parsePresence(details[i + 1]!));
+    return toAgentRecords(Number(now), sessions, infos, appliedMap, leaseMap);
   }
 
   const store: FactStore = {
@@ -263,7 +281,7 @@ export async function createRedisStore(opts: RedisStoreOptions): Promise<FactSto
     async openSession(env: string, o: SessionOpen): Promise<SessionOpened> {
       const keys = k(env);
       const [head, epoch, id, verdict, since, applied, rs, rr, ra] = await guard('open session', () =>
-        redis.fsOpen(keys.meta, keys.log, keys.sess, keys.info, keys.applied, keys.leases, keys.gone, keys.ctl,
+        redis.fsOpen(keys.meta, keys.log, keys.sess, keys.info, keys.applied, keys.leases, keys.gone, keys.ctl, keys.pres,
           ...resumeArgs(o.resume), o.id, nanoid(12), o.session, o.replica, o.leaseMs, o.addr, recordTtlMs));
       return {
         version: Number(head), epoch, id, verdict: verdict as ResumeVerdict, since: Number(since), applied: Number(applied),
@@ -273,7 +291,7 @@ export async function createRedisStore(opts: RedisStoreOptions): Promise<FactSto
 
     async endSession(env: string, id: string, session: string, graceful: boolean, leaseMs: number) {
       const keys = k(env);
-      await guard('end session', () => redis.fsEnd(keys.sess, keys.info, keys.leases, keys.gone, id, session, graceful ? '1' : '0', leaseMs));
+      await guard('end session', () => redis.fsEnd(keys.sess, keys.info, keys.leases, keys.gone, keys.pres, id, session, graceful ? '1' : '0', leaseMs));
     },
 
     async renewSessions(env: string, sessions: readonly (readonly [string, string])[], leaseMs: number) {
@@ -289,34 +307,23 @@ export async function createRedisStore(opts: RedisStoreOptions): Promise<FactSto
     async recordAcks(env: string, acks: readonly AckEntry[], summary?: ControlEvent) {
       if (acks.length === 0 && !summary) return;
       const keys = k(env);
+      const chains = new Map<number, string>();
       const flat: (string | number)[] = [];
-      for (const a of acks) flat.push(a.id, a.session, a.version, a.chainId);
-      await guard('acks', () => redis.fsAcks(keys.sess, keys.applied, keys.ctl, summary ? encodeControlEvent(summary) : '', ...flat));
+      for (const a of acks) {
+        if (a.chainId || !chains.has(a.version)) chains.set(a.version, a.chainId);
+        flat.push(a.id, a.session, a.version);
+      }
+      const chainArgs: (string | number)[] = [];
+      for (const [v, id] of chains) chainArgs.push(v, id);
+      await guard('acks', () => redis.fsAcks(keys.sess, keys.applied, keys.ctl, summary ? encodeControlEvent(summary) : '', chains.size, ...chainArgs, ...flat));
     },
 
     async publishControl(env: string, event: ControlEvent) {
       await guard('publish', () => redis.publish(k(env).ctl, encodeControlEvent(event)));
     },
 
-    async agents(env: string): Promise<AgentRecord[]> {
-      const keys = k(env);
-      const [now, sess, info, applied, valid, leases] = await guard('agents', () =>
-        redis.fsRegistry(keys.meta, keys.log, keys.sess, keys.info, keys.applied, keys.leases, keys.gone, recordTtlMs));
-      const pairs = (flat: string[]) => {
-        const m = new Map<string, string>();
-        for (let i = 0; i + 1 < flat.length; i += 2) m.set(flat[i]!, flat[i + 1]!);
-        return m;
-      };
-      const appliedMap = new Map<string, number>();
-      for (let i = 0; i + 1 < applied.length; i += 2) {
-        appliedMap.set(applied[i]!, Number(valid[i >> 1]) === 1 ? parseInt(applied[i + 1]!, 10) : 0);
-      }
-      const leaseMap = new Map<string, number>();
-      for (let i = 0; i + 1 < leases.length; i += 2) leaseMap.set(leases[i]!, Number(leases[i + 1]));
-      const infos = new Map<string, ReturnType<typeof parseAgentInfo>>();
-      for (const [id, raw] of pairs(info)) infos.set(id, parseAgentInfo(raw));
-      return toAgentRecords(Number(now), pairs(sess), infos, appliedMap, leaseMap);
-    },
+    agents: (env: string) => registry(env, true),
+    syncStates: (env: string) => registry(env, false),
 
     async subscribe(env: string, listener: EnvListener) {
       return listen(k(env).channel, (message) => {

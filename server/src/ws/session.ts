@@ -199,21 +199,22 @@ export class Session implements FeedMember {
     if (this.state !== 'live' || batch.last <= this.sent) return;
     if (batch.first === this.sent + 1) {
       this.send(batch.frame);
-      this.noteSent(batch.changes);
+      this.noteSent(batch.changes, batch.ids);
       this.sent = batch.last;
     } else if (batch.first <= this.sent) {
-      const rest = batch.changes.filter((c) => c.version > this.sent);
+      const skip = batch.changes.findIndex((c) => c.version > this.sent);
+      const rest = batch.changes.slice(skip);
       this.send(changesFrame(rest));
-      this.noteSent(rest);
+      this.noteSent(rest, batch.ids.slice(skip));
       this.sent = batch.last;
     } else {
       void this.catchUp().catch((e: unknown) => this.failWith(e));
     }
   }
 
-  private noteSent(changes: readonly { version: number; json: string }[]): void {
+  private noteSent(changes: readonly { version: number; json: string }[], ids?: readonly string[]): void {
     if (!this.acking) return;
-    for (const c of changes) this.sentIds.set(c.version, idOfChangeJson(c.json) ?? '');
+    for (let i = 0; i < changes.length; i++) this.sentIds.set(changes[i]!.version, ids ? ids[i]! : idOfChangeJson(changes[i]!.json) ?? '');
     if (this.sentIds.size > MAX_SENT_IDS) {
       for (const v of this.sentIds.keys()) {
         this.sentIds.delete(v);
