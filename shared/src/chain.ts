@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import * as crypto from 'node:crypto';
 
 /**
  * Invariant 9, history is chained: the `id` of version V is
@@ -11,8 +11,14 @@ import { createHash } from 'node:crypto';
  */
 export const GENESIS_ID = '';
 
+// The one-shot crypto.hash (Node >= 20.12) costs half of createHash().update().digest() for inputs
+// this small; every agent runs it once per change it applies.
+const sha1Hex: (s: string) => string = typeof (crypto as { hash?: unknown }).hash === 'function'
+  ? (s) => (crypto as unknown as { hash(alg: string, data: string): string }).hash('sha1', s)
+  : (s) => crypto.createHash('sha1').update(s).digest('hex');
+
 export function chainId(prevId: string, version: number, ts: string, opsJson: string): string {
-  return createHash('sha1').update(`${prevId}\n${version}\n${ts}\n${opsJson}`).digest('hex');
+  return sha1Hex(`${prevId}\n${version}\n${ts}\n${opsJson}`);
 }
 
 /** Whether `change` follows the change whose id is `prevId`. */

@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import type { SyncStatus, WaitFor } from '@factsync/shared';
 import type { AckEntry, AgentRecord, ControlEvent, FactStore } from '../store/fact-store.js';
 import { SyncIndex, evaluateSync } from './waiting-rules.js';
-import { gate, summarize, type Summary } from './summary.js';
+import { SummaryIndex, gate, summarize, type Summary } from './summary.js';
 
 export interface EnvControlDeps {
   store: FactStore;
@@ -52,9 +52,9 @@ export class EnvControl {
   private recheck = false;
   private lastRecords: AgentRecord[] | undefined;
   private lastPublishedMs = 0;
-  /** This replica's summary, recomputed only after a local change or when a lingering agent's lease runs out. */
-  private cachedSummary: Summary | undefined;
-  private cachedUntil = 0;
+  /** The summary of `local`, kept per change; lingering agents leave it when their lease runs out (`nextExpiry`). */
+  private readonly index = new SummaryIndex();
+  private nextExpiry = Number.MAX_SAFE_INTEGER;
   /** The other replicas' summaries were seeded from the store (else a gate may miss a replica not heard from). */
   private seeded = false;
   private closed = false;
@@ -71,13 +71,24 @@ export class EnvControl {
   opened(id: string, session: string, since: number, applied: number, chainId: string): void {
     const cur = this.local.get(id);
     if (cur && cur.session !== session && cur.live) this.d.onReplaced(this.env, id, cur.session);
+    this.drop(id);
     this.local.set(id, { session, since, applied, chainId, live: true, lingerUntil: 0 });
+    this.index.add(since, applied);
     this.touch();
+  }
+
+  private drop(id: string): void {
+    const cur = this.local.get(id);
+    if (!cur) return;
+    this.local.delete(id);
+    this.index.remove(cur.since, cur.applied);
   }
 
   acked(id: string, session: string, version: number, chainId: string): void {
     const cur = this.local.get(id);
     if (!cur || cur.session !== session || version <= cur.applied) return;
+    this.index.remove(cur.since, cur.applied);
+    this.index.add(cur.since, version);
     cur.applied = version;
     cur.chainId = chainId;
     this.pendingAcks.set(id, { id, session, version, chainId });
@@ -87,10 +98,11 @@ export class EnvControl {
   ended(id: string, session: string, graceful: boolean): void {
     const cur = this.local.get(id);
     if (!cur || cur.session !== session) return;
-    if (graceful) this.local.delete(id);
+    if (graceful) this.drop(id);
     else {
       cur.live = false;
       cur.lingerUntil = Date.now() + this.d.leaseMs;
+      this.nextExpiry = Math.min(this.nextExpiry, cur.lingerUntil);
     }
     this.pendingAcks.delete(id);
     this.touch();
@@ -99,7 +111,7 @@ export class EnvControl {
   /** Sessions the store says were replaced elsewhere (lease renewal found another session). */
   lost(id: string, session: string): void {
     const cur = this.local.get(id);
-    if (cur?.session === session) this.local.delete(id);
+    if (cur?.session === session) this.drop(id);
     this.touch();
   }
 
@@ -111,7 +123,7 @@ export class EnvControl {
       const cur = this.local.get(ev.id);
       if (!cur || cur.session === ev.s) return;
       if (cur.live) this.d.onReplaced(this.env, ev.id, cur.session);
-      this.local.delete(ev.id);
+      this.drop(ev.id);
       this.touch();
       return;
     }
@@ -128,25 +140,21 @@ export class EnvControl {
 
   private summary(): Summary {
     const now = Date.now();
-    if (this.cachedSummary && now < this.cachedUntil) return this.cachedSummary;
-    const held: LocalAgent[] = [];
-    let until = Number.MAX_SAFE_INTEGER;
-    for (const [id, a] of this.local) {
-      if (a.live) held.push(a);
-      else if (a.lingerUntil > now) {
-        held.push(a);
-        until = Math.min(until, a.lingerUntil);
-      } else this.local.delete(id);
+    if (now >= this.nextExpiry) {
+      // A lingering agent's lease ran out: it is no longer awaited (rare; the only full pass).
+      this.nextExpiry = Number.MAX_SAFE_INTEGER;
+      for (const [id, a] of this.local) {
+        if (a.live) continue;
+        if (a.lingerUntil <= now) this.drop(id);
+        else this.nextExpiry = Math.min(this.nextExpiry, a.lingerUntil);
+      }
     }
-    this.cachedSummary = summarize(held);
-    this.cachedUntil = until;
-    return this.cachedSummary;
+    return this.index.summary();
   }
 
   /** Something local changed: one flush per tick writes acks and the summary, then re-checks waiters. */
   private touch(): void {
     this.summaryDirty = true;
-    this.cachedSummary = undefined;
     if (this.flushScheduled || this.flushing) return;
     this.flushScheduled = true;
     setImmediate(() => {

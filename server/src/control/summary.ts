@@ -54,3 +54,46 @@ export function gate(
       return waitFor.ids.every((id) => localHas(id) ?? all.some((s) => s.m >= version));
   }
 }
+
+/**
+ * The summary of this replica's agents kept up to date per change in
+ * O(distinct versions), never recomputed over every agent: an ack moves one
+ * agent between two buckets. (A flush runs once per Redis round trip while
+ * acks arrive; at 5,000 agents per replica a recomputation there cost more
+ * than everything else the control plane does.)
+ */
+export class SummaryIndex {
+  /** applied version → agents at it. */
+  private readonly applied = new Map<number, number>();
+  /** max(since, applied) → agents at it; f is its smallest key. */
+  private readonly reach = new Map<number, number>();
+  private cached: Summary | undefined;
+
+  add(since: number, applied: number): void {
+    bump(this.applied, applied, 1);
+    bump(this.reach, Math.max(since, applied), 1);
+    this.cached = undefined;
+  }
+
+  remove(since: number, applied: number): void {
+    bump(this.applied, applied, -1);
+    bump(this.reach, Math.max(since, applied), -1);
+    this.cached = undefined;
+  }
+
+  summary(): Summary {
+    if (this.cached) return this.cached;
+    let f = Number.MAX_SAFE_INTEGER;
+    for (const v of this.reach.keys()) if (v < f) f = v;
+    let m = 0;
+    for (const v of this.applied.keys()) if (v > m) m = v;
+    this.cached = { f, h: [...this.applied].sort((x, y) => x[0] - y[0]), m };
+    return this.cached;
+  }
+}
+
+function bump(map: Map<number, number>, key: number, by: number): void {
+  const n = (map.get(key) ?? 0) + by;
+  if (n > 0) map.set(key, n);
+  else map.delete(key);
+}
