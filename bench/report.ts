@@ -54,6 +54,13 @@ if (p6) {
   rows.push(`| P6 write through an agent, plain, p50 / p99 | ${ms(p6.plain.p50)} / ${ms(p6.plain.p99)} | | | |`);
   rows.push(`| P6 write + wait(local), p50 / p99 | ${ms(p6.wait_local.p50)} / ${ms(p6.wait_local.p99)} | plain | ${p6.ratio.p50}× / ${p6.ratio.p99}× | |`);
 }
+const headerDate = (p1 ?? p2 ?? p3 ?? p4 ?? p5 ?? p6)?.startedAt?.slice(0, 10);
+// Rows of scenarios last run on another day say so: the table may mix runs.
+for (const [tag, r] of [['P1x', p1x], ['P2', p2], ['P3', p3], ['P4', p4], ['P5', p5], ['P6', p6]] as const) {
+  const day = (r as { startedAt?: string } | undefined)?.startedAt?.slice(0, 10);
+  if (!day || day === headerDate) continue;
+  for (let i = 0; i < rows.length; i++) if (rows[i]!.startsWith(`| ${tag} `)) rows[i] = rows[i]!.replace(`| ${tag} `, `| ${tag} (run ${day}) `);
+}
 const machine = (p1 ?? p2 ?? p3 ?? p4 ?? p5 ?? p6)?.machine;
 const when = (p1 ?? p2 ?? p3 ?? p4 ?? p5 ?? p6)?.startedAt;
 const block = [
