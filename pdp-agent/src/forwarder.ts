@@ -32,7 +32,13 @@ export interface ForwarderDeps {
   log: Logger;
 }
 
-const ATTEMPTS = 5;
+/**
+ * How long a write keeps being retried while the server answers "not now"
+ * (502/503: Redis down, OOM, a failover) or cannot be reached: a budget in
+ * time, not in attempts, since full-jitter backoff can spend five attempts in
+ * a few hundred milliseconds.
+ */
+const RETRY_BUDGET_MS = 10_000;
 
 /**
  * Forwards a write to the server and waits as asked. Every attempt of one write
@@ -55,13 +61,15 @@ export class Forwarder {
     const requestMs = remote ? (o.timeoutMs === null ? 24 * 3600_000 : o.timeoutMs + 30_000) : 30_000;
 
     let answer: Awaited<ReturnType<ServerClient['request']>> | undefined;
-    for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
+    const giveUpAt = Date.now() + RETRY_BUDGET_MS;
+    for (let attempt = 0; ; attempt++) {
       try {
         answer = await this.d.client.request('POST', `/v1/envs/${this.d.env}/facts`, { body: { ops }, headers, preferred: this.d.preferred(), timeoutMs: requestMs });
         if (answer.status !== 503 && answer.status !== 502) break;
       } catch (e) {
-        if (!(e instanceof FactsyncError) || attempt === ATTEMPTS - 1) throw e;
+        if (!(e instanceof FactsyncError) || Date.now() >= giveUpAt) throw e;
       }
+      if (Date.now() >= giveUpAt) break;
       this.d.log.warn({ attempt, key }, 'write forwarding failed; retrying with the same idempotency key');
       await new Promise((r) => setTimeout(r, backoffDelayMs(attempt, { initialMs: 100, maxMs: 2000 })));
     }

@@ -232,8 +232,10 @@ describe('bad retries and a store that says "not now"', () => {
     expect(refused.body).toMatchObject({ error: 'store_unavailable' });
     expect(refused.headers.get('retry-after')).toBe('1');
 
+    const refusals = async () => (await s.metrics.rejected.get()).values.find((v) => v.labels.code === 'store_unavailable')?.value ?? 0;
+    const before = await refusals();
     const forwarded = client(agent.url).post('/v1/facts', { ops: [upsert('doc', 'through-agent', {})] });
-    await sleep(400);
+    await waitUntil(async () => (await refusals()) > before, 'the forwarded write to be refused at least once');
     await admin.config('SET', 'maxmemory', '0');
     const r = await forwarded;
     expect(r.status).toBe(200);
