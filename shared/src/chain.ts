@@ -13,7 +13,7 @@ export const GENESIS_ID = '';
 
 // The one-shot crypto.hash (Node >= 20.12) costs half of createHash().update().digest() for inputs
 // this small; every agent runs it once per change it applies.
-const sha1Hex: (s: string) => string = typeof (crypto as { hash?: unknown }).hash === 'function'
+export const sha1Hex: (s: string) => string = typeof (crypto as { hash?: unknown }).hash === 'function'
   ? (s) => (crypto as unknown as { hash(alg: string, data: string): string }).hash('sha1', s)
   : (s) => crypto.createHash('sha1').update(s).digest('hex');
 

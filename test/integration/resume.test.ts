@@ -176,6 +176,22 @@ describe('resume and repair', () => {
     expect(a.status().snapshots_applied).toBe(2);
   });
 
+  it('acks belong to an epoch (invariant 8): after the store lost an env, an agent that acked 20 is awaited for the new version 1', async () => {
+    const s = await server({ env: { HEAL_INTERVAL_MS: '100' } });
+    const env = newEnv();
+    const a = await agent(s.url, { AGENT_ENV: env, AGENT_ID: 'epoch-agent' });
+    await writeMany(s.url, env, 20);
+    await waitUntil(async () => (await client(s.url, ADMIN).get(`/v1/envs/${env}/sync?version=20&wait_for=epoch-agent`)).body.synced, 'ack of 20');
+    const oldEpoch = a.store.epoch;
+    await loseEnv(s, env);
+    const r = await client(s.url, ADMIN).post(`/v1/envs/${env}/facts`, { ops: [upsert('fresh', 'after-loss', {})] },
+      { 'x-wait-for': 'epoch-agent', 'x-wait-timeout': '20' });
+    expect(r.body).toMatchObject({ version: 1, sync: { synced: true, acked: ['epoch-agent'] } });
+    // Synced means this agent applied version 1 of the new epoch, not that it once acked 20 of the old one.
+    expect(a.store.epoch).not.toBe(oldEpoch);
+    expect(a.store.get('fresh', 'after-loss')).toBeDefined();
+  });
+
   it('after the store lost an env, an agent ahead of the new epoch resyncs and reports the new head', async () => {
     const s = await server({ env: { HEAL_INTERVAL_MS: '100' } });
     const env = newEnv();

@@ -57,3 +57,38 @@ describe('EnvFeed', () => {
     expect(m.got).toEqual([1, 2, 3, 4, 5]);
   });
 });
+
+describe('EnvFeed and the chain (invariant 9)', () => {
+  it('a doorbell that does not follow the chain of what it handed out makes every member resync', async () => {
+    const store = createMemoryStore({ logRetention: 100, idempotencyTtlSeconds: 60, inlineChangeBytes: 10_000 });
+    const first = await store.write('e', { ops: [op], ts: 't' });
+    const m = member();
+    const feed = new EnvFeed('e', await store.head('e'), new Set([m]), store, 100, log);
+    // Version 2 of another history: its id chains from something other than version 1's id.
+    const other = createMemoryStore({ logRetention: 100, idempotencyTtlSeconds: 60, inlineChangeBytes: 10_000 });
+    await other.write('e', { ops: [{ ...op, key: 'elsewhere' }], ts: 't' });
+    await other.write('e', { ops: [op], ts: 't' });
+    const page = await other.changes('e', 1, 1);
+    if (page.truncated) throw new Error('unexpected');
+    feed.onEvent({ t: 'change', v: 2, e: first.epoch, c: page.changes[0]!.json });
+    expect(m.got).toEqual([]);
+    expect(m.resyncs).toEqual(['store_reset']);
+    feed.close();
+  });
+
+  it('heal notices a head with the same version and another id (a rewound store)', async () => {
+    const store = createMemoryStore({ logRetention: 100, idempotencyTtlSeconds: 60, inlineChangeBytes: 10_000 });
+    await store.write('e', { ops: [op], ts: 't' });
+    const head = await store.head('e');
+    const m = member();
+    const feed = new EnvFeed('e', { ...head, id: 'f'.repeat(40) }, new Set([m]), store, 100, log);
+    await feed.heal();
+    expect(m.resyncs).toEqual(['store_reset']);
+    const m2 = member();
+    const healthy = new EnvFeed('e', head, new Set([m2]), store, 100, log);
+    await healthy.heal();
+    expect(m2.resyncs).toEqual([]);
+    feed.close();
+    healthy.close();
+  });
+});

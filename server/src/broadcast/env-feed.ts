@@ -7,8 +7,6 @@ export interface ChangeBatch {
   first: number;
   last: number;
   changes: readonly RawChange[];
-  /** Chain ids of `changes`, read once per batch rather than once per socket. */
-  ids: readonly string[];
   frame: Buffer;
 }
 
@@ -18,6 +16,9 @@ export interface FeedMember {
   /** The replica's view jumped (log trimmed past it) or the store lost data: catch up or resync on your own. */
   resync(reason: 'behind' | 'store_reset'): void;
 }
+
+/** How many recent versions' chain ids a feed keeps for acks (far more than any agent is behind while live). */
+const RECENT_IDS = 10_000;
 
 export const changesFrame = (changes: readonly RawChange[]): string =>
   `{"type":"changes","changes":[${changes.map((c) => c.json).join(',')}]}`;
@@ -42,6 +43,12 @@ export class EnvFeed {
   private target: number;
   private filling = false;
   private pending: RawChange[] = [];
+  /**
+   * Chain ids of the versions this feed handed out lately (invariant 9): a
+   * session records an ack with the id of the history it acks. Kept once per
+   * replica, not once per socket; bounded to RECENT_IDS versions.
+   */
+  private readonly recentIds = new Map<number, string>();
   private flushScheduled = false;
   private closed = false;
 
@@ -163,6 +170,7 @@ export class EnvFeed {
     this.knownId = head?.id ?? null;
     this.target = this.known;
     this.pending = [];
+    this.recentIds.clear();
     for (const m of this.members) m.resync('store_reset');
     if (!head) void this.heal().catch(() => undefined);
   }
@@ -176,6 +184,7 @@ export class EnvFeed {
     this.target = head.version;
     this.epoch = head.epoch;
     this.pending = [];
+    this.recentIds.clear();
     for (const m of this.members) m.resync('store_reset');
   }
 
@@ -193,11 +202,20 @@ export class EnvFeed {
     if (this.pending.length === 0) return;
     const changes = this.pending;
     this.pending = [];
-    const batch: ChangeBatch = {
-      first: changes[0]!.version, last: changes[changes.length - 1]!.version, changes,
-      ids: changes.map((c) => idOfChangeJson(c.json) ?? ''), frame: changesFrameBytes(changes),
-    };
+    for (const c of changes) this.recentIds.set(c.version, idOfChangeJson(c.json) ?? '');
+    if (this.recentIds.size > RECENT_IDS) {
+      for (const v of this.recentIds.keys()) {
+        this.recentIds.delete(v);
+        if (this.recentIds.size <= RECENT_IDS) break;
+      }
+    }
+    const batch: ChangeBatch = { first: changes[0]!.version, last: changes[changes.length - 1]!.version, changes, frame: changesFrameBytes(changes) };
     for (const m of this.members) m.deliver(batch);
+  }
+
+  /** The chain id of `version` if this feed handed it out lately. */
+  idOf(version: number): string | undefined {
+    return this.recentIds.get(version);
   }
 
   get isClosed(): boolean {

@@ -82,7 +82,7 @@ export class ControlPlane {
 
   private heartbeat(): void {
     for (const [env, e] of this.envs) {
-      e.control.heartbeat(this.opts.leaseMs);
+      e.control.heartbeat();
       this.maybeRelease(env, e);
     }
   }

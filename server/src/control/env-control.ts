@@ -18,7 +18,6 @@ interface LocalAgent {
   session: string;
   since: number;
   applied: number;
-  chainId: string;
   live: boolean;
   /** After an unclean end it stays awaited until this time (its lease), unless it joins elsewhere. */
   lingerUntil: number;
@@ -68,11 +67,11 @@ export class EnvControl {
 
   // ---- this replica's sessions ----------------------------------------------
 
-  opened(id: string, session: string, since: number, applied: number, chainId: string): void {
+  opened(id: string, session: string, since: number, applied: number): void {
     const cur = this.local.get(id);
     if (cur && cur.session !== session && cur.live) this.d.onReplaced(this.env, id, cur.session);
     this.drop(id);
-    this.local.set(id, { session, since, applied, chainId, live: true, lingerUntil: 0 });
+    this.local.set(id, { session, since, applied, live: true, lingerUntil: 0 });
     this.index.add(since, applied);
     this.touch();
   }
@@ -90,7 +89,6 @@ export class EnvControl {
     this.index.remove(cur.since, cur.applied);
     this.index.add(cur.since, version);
     cur.applied = version;
-    cur.chainId = chainId;
     this.pendingAcks.set(id, { id, session, version, chainId });
     this.touch();
   }
@@ -108,7 +106,7 @@ export class EnvControl {
     this.touch();
   }
 
-  /** Sessions the store says were replaced elsewhere (lease renewal found another session). */
+  /** A session of ours lost its agent id to a newer one: it neither lingers nor counts here any more. */
   lost(id: string, session: string): void {
     const cur = this.local.get(id);
     if (cur?.session === session) this.drop(id);
@@ -189,10 +187,11 @@ export class EnvControl {
   }
 
   /** Heartbeat: republish the summary (others drop silent replicas), expire lingering agents, re-judge waiters. */
-  heartbeat(staleMs: number): void {
+  heartbeat(): void {
     const now = Date.now();
-    for (const [r, s] of this.remote) if (now - s.at > staleMs) this.remote.delete(r);
-    if (this.local.size > 0 && now - this.lastPublishedMs > staleMs / 3) this.touch();
+    // A replica silent for a lease is gone; its agents' leases ran out meanwhile, or they joined elsewhere.
+    for (const [r, s] of this.remote) if (now - s.at > this.d.leaseMs) this.remote.delete(r);
+    if (this.local.size > 0 && now - this.lastPublishedMs > this.d.leaseMs / 3) this.touch();
     if (this.waiters.size > 0) void this.storeCheck();
   }
 

@@ -12,18 +12,10 @@ export interface Summary {
   m: number;
 }
 
-export const EMPTY_SUMMARY: Summary = { f: Number.MAX_SAFE_INTEGER, h: [], m: 0 };
-
 export function summarize(agents: Iterable<{ since: number; applied: number }>): Summary {
-  let f = Number.MAX_SAFE_INTEGER;
-  let m = 0;
-  const counts = new Map<number, number>();
-  for (const a of agents) {
-    f = Math.min(f, Math.max(a.since, a.applied));
-    m = Math.max(m, a.applied);
-    counts.set(a.applied, (counts.get(a.applied) ?? 0) + 1);
-  }
-  return { f, h: [...counts].sort((x, y) => x[0] - y[0]), m };
+  const index = new SummaryIndex();
+  for (const a of agents) index.add(a.since, a.applied);
+  return index.summary();
 }
 
 const countAtLeast = (s: Summary, version: number): number => {

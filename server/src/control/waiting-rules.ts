@@ -1,4 +1,5 @@
 import type { SyncStatus, WaitFor } from '@factsync/shared';
+import { gate, summarize, type Summary } from './summary.js';
 
 /** What the waiting rules need of an agent: the store's record of its current session. */
 export interface AgentSyncState {
@@ -41,48 +42,27 @@ export function evaluateSync(agents: Iterable<AgentSyncState>, version: number, 
 }
 
 /**
- * The registry of one env prepared once for many waiters: `all` of V holds iff
- * V <= the frontier (min over present agents of max(since, applied)), `n` by a
- * binary search over sorted applied versions, ids by lookup. Judging W waiters
- * costs O(agents log agents + W), not O(W × agents); the full status (with its
- * id lists) is built only for the waiters it releases.
+ * The registry of one env prepared once for many waiters: the same summary a
+ * replica publishes, over the present agents, answers `all` and `n` through
+ * the same gate; ids are looked up. Judging W waiters costs O(agents + W), not
+ * O(W × agents); the full status (with its id lists) is built only for the
+ * waiters it releases.
  */
 export class SyncIndex {
-  private readonly frontier: number;
-  private readonly appliedSorted: number[];
+  private readonly summary: Summary;
   private readonly byId = new Map<string, AgentSyncState>();
 
   constructor(private readonly agents: readonly AgentSyncState[]) {
-    let f = Number.MAX_SAFE_INTEGER;
-    const applied: number[] = [];
+    const present: AgentSyncState[] = [];
     for (const a of agents) {
       this.byId.set(a.id, a);
-      if (!a.present) continue;
-      f = Math.min(f, Math.max(a.since, a.applied));
-      applied.push(a.applied);
+      if (a.present) present.push(a);
     }
-    this.frontier = f;
-    this.appliedSorted = applied.sort((x, y) => x - y);
+    this.summary = summarize(present);
   }
 
   isSynced(version: number, waitFor: WaitFor): boolean {
-    switch (waitFor.kind) {
-      case 'all':
-      case 'local':
-        return version <= this.frontier;
-      case 'count': {
-        // Present agents with applied >= version: those after the first index holding >= version.
-        let lo = 0, hi = this.appliedSorted.length;
-        while (lo < hi) {
-          const mid = (lo + hi) >>> 1;
-          if (this.appliedSorted[mid]! < version) lo = mid + 1;
-          else hi = mid;
-        }
-        return this.appliedSorted.length - lo >= waitFor.n;
-      }
-      case 'ids':
-        return waitFor.ids.every((id) => hasApplied(this.byId.get(id), version));
-    }
+    return gate([this.summary], version, waitFor, (id) => hasApplied(this.byId.get(id), version));
   }
 
   status(version: number, waitFor: WaitFor): SyncStatus {

@@ -1,6 +1,5 @@
-import { createHash } from 'node:crypto';
 import { nanoid } from 'nanoid';
-import { GENESIS_ID, chainId, factField, idOfChangeJson, splitFactField } from '@factsync/shared';
+import { GENESIS_ID, chainId, factField, idOfChangeJson, sha1Hex, splitFactField } from '@factsync/shared';
 import { encodeChangeEvent, encodeControlEvent, parseControlEvent, parseEnvEvent } from './events.js';
 import { idempotencyKeyReused, toAgentRecords, type AgentInfoRecord } from './agent-records.js';
 import type {
@@ -102,13 +101,37 @@ export function createMemoryStore(opts: MemoryStoreOptions): FactStore {
     if (at === null) return 'unverifiable';
     return at === r.appliedId ? 'resume' : 'forked';
   };
+  /** `gone` is in the order agents left (endSession re-inserts), so the expired ones come first: stop at the first that is not. */
   const purge = (s: EnvState, t: number) => {
     let n = 0;
     for (const [id, leftAt] of s.gone) {
-      if (leftAt > t - (opts.agentRecordTtlMs ?? 24 * 3600_000) || n++ >= 64) continue;
+      if (leftAt > t - (opts.agentRecordTtlMs ?? 24 * 3600_000) || n++ >= 64) break;
       s.sess.delete(id); s.info.delete(id); s.applied.delete(id); s.leases.delete(id); s.gone.delete(id);
     }
   };
+  const listen = <L>(map: Map<string, Set<L>>, env: string, listener: L) => {
+    let set = map.get(env);
+    if (!set) map.set(env, (set = new Set()));
+    set.add(listener);
+    return async () => {
+      map.get(env)?.delete(listener);
+    };
+  };
+
+  /** The listing and the waiting rules read the same records here (no JSON to skip). */
+  async function agents(env: string): Promise<AgentRecord[]> {
+    const s = envs.get(env);
+    if (!s) return [];
+    const t = now();
+    purge(s, t);
+    const applied = new Map<string, number>();
+    for (const [id, a] of s.applied) {
+      const at = a.v > 0 && a.id !== '' ? idAt(s, a.v) : undefined;
+      const valid = a.v <= s.version && (at === undefined || at === null || at === a.id);
+      applied.set(id, valid ? a.v : 0);
+    }
+    return toAgentRecords(t, s.sess, s.info, applied, s.leases);
+  }
 
   return {
     kind: 'memory',
@@ -117,7 +140,7 @@ export function createMemoryStore(opts: MemoryStoreOptions): FactStore {
       const s = envOf(env);
       const t = now();
       const opsJson = JSON.stringify(input.ops);
-      const hash = createHash('sha1').update(opsJson).digest('hex');
+      const hash = input.idempotencyKey !== undefined ? sha1Hex(opsJson) : '';
       if (input.idempotencyKey !== undefined) {
         const prev = s.idem.get(input.idempotencyKey);
         if (prev && prev.expiresMs > t) {
@@ -214,6 +237,7 @@ export function createMemoryStore(opts: MemoryStoreOptions): FactStore {
       if (info) s.info.set(id, { ...info, c: 0, seen: t });
       if (graceful) s.leases.delete(id);
       else s.leases.set(id, t + leaseMs);
+      s.gone.delete(id);
       s.gone.set(id, t);
     },
 
@@ -242,40 +266,18 @@ export function createMemoryStore(opts: MemoryStoreOptions): FactStore {
       publishControl(env, event);
     },
 
-    async agents(env: string): Promise<AgentRecord[]> {
-      const s = envs.get(env);
-      if (!s) return [];
-      const t = now();
-      purge(s, t);
-      const applied = new Map<string, number>();
-      for (const [id, a] of s.applied) {
-        const at = a.v > 0 && a.id !== '' ? idAt(s, a.v) : undefined;
-        const valid = a.v <= s.version && (at === undefined || at === null || at === a.id);
-        applied.set(id, valid ? a.v : 0);
-      }
-      return toAgentRecords(t, s.sess, s.info, applied, s.leases);
-    },
+    agents: (env: string) => agents(env),
 
     async syncStates(env: string): Promise<AgentRecord[]> {
-      return this.agents(env);
+      return agents(env);
     },
 
     async subscribe(env: string, listener: EnvListener) {
-      let set = listeners.get(env);
-      if (!set) listeners.set(env, (set = new Set()));
-      set.add(listener);
-      return async () => {
-        listeners.get(env)?.delete(listener);
-      };
+      return listen(listeners, env, listener);
     },
 
     async subscribeControl(env: string, listener: ControlListener) {
-      let set = controlListeners.get(env);
-      if (!set) controlListeners.set(env, (set = new Set()));
-      set.add(listener);
-      return async () => {
-        controlListeners.get(env)?.delete(listener);
-      };
+      return listen(controlListeners, env, listener);
     },
 
     onEventsReset() {

@@ -1,8 +1,7 @@
-import { createHash } from 'node:crypto';
 import { Cluster, Redis, ReplyError } from 'ioredis';
 import { nanoid } from 'nanoid';
 import type { Logger } from 'pino';
-import { FactsyncError, factField, splitFactField, streamIdOf, versionOfStreamId } from '@factsync/shared';
+import { FactsyncError, factField, sha1Hex, splitFactField, streamIdOf, versionOfStreamId } from '@factsync/shared';
 import * as scripts from './redis-scripts.js';
 import { encodeControlEvent, parseControlEvent, parseEnvEvent } from './events.js';
 import type {
@@ -220,7 +219,8 @@ export async function createRedisStore(opts: RedisStoreOptions): Promise<FactSto
       const keyList = [keys.meta, keys.log, keys.state];
       if (input.idempotencyKey !== undefined) keyList.push(keys.idem(input.idempotencyKey));
       const opsJson = JSON.stringify(input.ops);
-      const requestHash = createHash('sha1').update(opsJson).digest('hex');
+      // The request's hash is stored with its Idempotency-Key (422 on reuse); without a key, nothing to hash.
+      const requestHash = input.idempotencyKey !== undefined ? sha1Hex(opsJson) : '';
       const [version, epoch, flag] = await guard('write', () =>
         redis.fsWrite(keyList.length, ...keyList, nanoid(12), input.ts, opts.logRetention, opts.idempotencyTtlSeconds,
           opts.inlineChangeBytes, keys.channel, opsJson, requestHash, ...flat),

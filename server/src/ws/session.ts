@@ -26,10 +26,10 @@ export interface SessionDeps {
   onClosed: (s: Session) => void;
 }
 
+const MAX_CATCH_UP_IDS = 10_000;
+
 /** Verdicts that mean the agent's state cannot be trusted: the store lost or rewrote what it had applied. */
 const DIVERGED: ReadonlySet<ResumeVerdict> = new Set(['other_epoch', 'ahead', 'forked']);
-/** Chain ids of versions sent but not yet acked are kept for at most this many versions. */
-const MAX_SENT_IDS = 100_000;
 
 type State = 'awaiting_hello' | 'syncing' | 'live' | 'closed';
 
@@ -50,8 +50,12 @@ export class Session implements FeedMember {
   isAlive = true;
   /** The epoch announced in welcome; a log page from another epoch ends the session. */
   private epoch: string | null = null;
-  /** Chain ids of what was sent and not yet acked: an ack is recorded with the id of the history it acks (invariant 9). */
-  private readonly sentIds = new Map<number, string>();
+  /**
+   * Chain ids of what catch-up sent (a snapshot, log pages) and is not acked yet:
+   * an ack is recorded with the id of the history it acks (invariant 9). Live
+   * versions are looked up on the feed, which keeps them once for all sockets.
+   */
+  private readonly catchUpIds = new Map<number, string>();
   private welcomed = false;
   readonly remoteAddress: string;
   private feed: EnvFeed | undefined;
@@ -124,7 +128,7 @@ export class Session implements FeedMember {
         void this.deps.store.endSession(h.env, h.agent_id, this.conn, false, this.deps.leaseMs).catch(() => undefined);
         return;
       }
-      control!.control.opened(h.agent_id, this.conn, opened.since, opened.applied, opened.verdict === 'resume' ? h.applied_id ?? '' : '');
+      control!.control.opened(h.agent_id, this.conn, opened.since, opened.applied);
     } else {
       head = await this.deps.store.resume(h.env, resume);
     }
@@ -150,6 +154,8 @@ export class Session implements FeedMember {
 
   /** A newer hello with the same agent id took over (invariant 8): only its acks count from now on. */
   replaced(): void {
+    // Drop it from this replica's view before the close, so it does not linger there as an unclean end would.
+    this.control?.lost(this.agentId, this.conn);
     this.deps.metrics.replacedSessions.inc({ env: this.env });
     this.fail('agent_replaced', `another session with agent id "${this.agentId}" connected to env "${this.env}"; two agents share this id, or this is an old instance`);
   }
@@ -178,7 +184,7 @@ export class Session implements FeedMember {
         return;
       }
       await this.sendFlushed(changesFrame(fresh));
-      this.noteSent(fresh);
+      this.noteCatchUp(fresh);
       this.sent = fresh[fresh.length - 1]!.version;
       this.deps.metrics.resyncs.inc({ env: this.env, source: 'log' });
     }
@@ -190,7 +196,7 @@ export class Session implements FeedMember {
     this.epoch = snap.epoch;
     await this.sendFlushed(snapshotFrame(snap));
     this.sent = snap.version;
-    if (this.acking) this.sentIds.set(snap.version, snap.id);
+    if (this.acking) this.catchUpIds.set(snap.version, snap.id);
     this.deps.metrics.resyncs.inc({ env: this.env, source: 'snapshot' });
     this.log.info({ version: snap.version, facts: snap.facts.length }, 'snapshot sent');
   }
@@ -199,27 +205,22 @@ export class Session implements FeedMember {
     if (this.state !== 'live' || batch.last <= this.sent) return;
     if (batch.first === this.sent + 1) {
       this.send(batch.frame);
-      this.noteSent(batch.changes, batch.ids);
       this.sent = batch.last;
     } else if (batch.first <= this.sent) {
-      const skip = batch.changes.findIndex((c) => c.version > this.sent);
-      const rest = batch.changes.slice(skip);
+      const rest = batch.changes.filter((c) => c.version > this.sent);
       this.send(changesFrame(rest));
-      this.noteSent(rest, batch.ids.slice(skip));
       this.sent = batch.last;
     } else {
       void this.catchUp().catch((e: unknown) => this.failWith(e));
     }
   }
 
-  private noteSent(changes: readonly { version: number; json: string }[], ids?: readonly string[]): void {
+  /** Bounded: past MAX_CATCH_UP_IDS unacked versions, acks are recorded without an id (counted, not checked). */
+  private noteCatchUp(changes: readonly { version: number; json: string }[]): void {
     if (!this.acking) return;
-    for (let i = 0; i < changes.length; i++) this.sentIds.set(changes[i]!.version, ids ? ids[i]! : idOfChangeJson(changes[i]!.json) ?? '');
-    if (this.sentIds.size > MAX_SENT_IDS) {
-      for (const v of this.sentIds.keys()) {
-        this.sentIds.delete(v);
-        if (this.sentIds.size <= MAX_SENT_IDS) break;
-      }
+    for (const c of changes) {
+      if (this.catchUpIds.size >= MAX_CATCH_UP_IDS) return;
+      this.catchUpIds.set(c.version, idOfChangeJson(c.json) ?? '');
     }
   }
 
@@ -240,11 +241,8 @@ export class Session implements FeedMember {
     }
     if (version <= this.acked) return;
     this.acked = version;
-    const chainId = this.sentIds.get(version) ?? '';
-    for (const v of this.sentIds.keys()) {
-      if (v > version) break;
-      this.sentIds.delete(v);
-    }
+    const chainId = this.catchUpIds.get(version) ?? this.feed?.idOf(version) ?? '';
+    if (this.catchUpIds.size > 0) for (const v of this.catchUpIds.keys()) if (v <= version) this.catchUpIds.delete(v);
     this.deps.metrics.acks.inc({ env: this.env });
     this.control?.acked(this.agentId, this.conn, version, chainId);
   }
