@@ -12,6 +12,8 @@ import { loadState, saveState } from './state-file.js';
 import { buildLocalApi, type LocalApi } from './local-api.js';
 import { Forwarder } from './forwarder.js';
 import { AgentMetrics } from './metrics.js';
+import { Decider } from './decide/decider.js';
+import { UsageTracker } from './usage-tracker.js';
 
 
 export interface AgentOptions {
@@ -25,6 +27,8 @@ export interface PdpAgent {
   readonly store: LocalStore;
   readonly api: LocalApi;
   readonly metrics: AgentMetrics;
+  readonly decider: Decider;
+  readonly usage: UsageTracker;
   status(): AgentStatus;
   /** Resolves true once `version` is applied, false when `timeoutMs` (null = never) passes first. */
   waitApplied(version: number, timeoutMs: number | null, signal?: AbortSignal): Promise<boolean>;
@@ -56,6 +60,8 @@ export async function createAgent(config: Readonly<AgentConfig>, opts: AgentOpti
     history?.recordSnapshot(version, epoch, store);
   });
   const client = new ServerClient(config.serverUrls, config.token);
+  const decider = new Decider(store);
+  const usage = new UsageTracker();
 
   let dirty = false;
 
@@ -81,6 +87,7 @@ export async function createAgent(config: Readonly<AgentConfig>, opts: AgentOpti
     env: config.env, agentId: config.agentId, store, applier, client, waiters, metrics, log,
     link: () => conn,
     onDirty: () => (dirty = true),
+    usage,
   });
   const conn = new Connection(
     { urls: config.serverUrls, token: config.token, reconnectMinMs: config.reconnectMinMs, reconnectMaxMs: config.reconnectMaxMs, serverTimeoutMs: config.serverTimeoutMs, agentId: config.agentId, log },
@@ -93,6 +100,8 @@ export async function createAgent(config: Readonly<AgentConfig>, opts: AgentOpti
     },
   );
 
+  const usageTimer = setInterval(() => engine.reportUsage(), config.usageReportMs);
+  usageTimer.unref();
   const persistTimer = config.dataDir
     ? setInterval(() => void persist(), config.persistIntervalMs)
     : undefined;
@@ -124,6 +133,8 @@ export async function createAgent(config: Readonly<AgentConfig>, opts: AgentOpti
     config,
     store,
     metrics,
+    decider,
+    usage,
     api: undefined as unknown as LocalApi,
     status: () => ({
       agent_id: config.agentId, env: config.env, applied: store.version, head: Math.max(engine.head, store.version),
@@ -137,6 +148,9 @@ export async function createAgent(config: Readonly<AgentConfig>, opts: AgentOpti
       return url;
     },
     async close() {
+      // Checked users not yet reported go out with the goodbye (the server stores them before it sees the close).
+      engine.reportUsage();
+      clearInterval(usageTimer);
       engine.close();
       waiters.close(store.version);
       await agent.api.close();

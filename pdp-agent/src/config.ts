@@ -1,6 +1,6 @@
 import { hostname } from 'node:os';
 import { nanoid } from 'nanoid';
-import { AGENT_ID_PATTERN, ConfigError, ENV_PATTERN, readInt as int, readLogLevel, readString as str, type Env } from '@factsync/shared';
+import { AGENT_ID_PATTERN, ConfigError, ENV_PATTERN, readBool as bool, readInt as int, readLogLevel, readString as str, type Env } from '@factsync/shared';
 
 export { ConfigError };
 
@@ -25,6 +25,10 @@ export interface AgentConfig {
   bodyLimitBytes: number;
   /** Test and audit aid: append `{v, h, kind}` per applied version (h = state hash) to this file. */
   historyFile: string | undefined;
+  /** Log every decision (user, action, resource, allow, version, reason) at info. */
+  decisionLog: boolean;
+  /** How often the user keys checked are reported to the server (MAU). */
+  usageReportMs: number;
 }
 
 function serverUrls(raw: string): URL[] {
@@ -64,5 +68,7 @@ export function loadAgentConfig(env: Env): Readonly<AgentConfig> {
     defaultWaitSeconds: int(env, 'DEFAULT_WAIT_SECONDS', 10, 0, 3600),
     bodyLimitBytes: int(env, 'BODY_LIMIT_BYTES', 16 * 1024 * 1024, 1024),
     historyFile: env.HISTORY_FILE?.trim() || undefined,
+    decisionLog: bool(env, 'DECISION_LOG', false),
+    usageReportMs: int(env, 'USAGE_REPORT_MS', 1_000, 10, 3_600_000),
   });
 }

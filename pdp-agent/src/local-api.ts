@@ -4,10 +4,11 @@ import Fastify, { LogController, type FastifyError, type FastifyInstance } from 
 import { Type } from '@sinclair/typebox';
 import type { Logger } from 'pino';
 import { timingSafeEqual, createHash } from 'node:crypto';
-import { AgentStatus, FactKey, FactType, FactsyncError, createValidatorCompiler, parseWaitTimeout, toFactsyncError } from '@factsync/shared';
+import { AgentStatus, FactKey, FactType, FactsyncError, createValidatorCompiler, toFactsyncError } from '@factsync/shared';
 import type { PdpAgent } from './agent.js';
 import type { Forwarder } from './forwarder.js';
 import { registerWriteRoutes } from './write-api.js';
+import { awaitAtLeast, registerCheckRoutes } from './check-api.js';
 
 export interface LocalApi {
   app: FastifyInstance;
@@ -63,6 +64,11 @@ export async function buildLocalApi(agent: PdpAgent, forwarder: Forwarder, log: 
     });
   }
 
+  const readYourWrites = { waitApplied: agent.waitApplied, applied: () => agent.store.version, defaultWaitSeconds: config.defaultWaitSeconds };
+  registerCheckRoutes(app, {
+    ...readYourWrites, decider: agent.decider, usage: agent.usage, metrics: agent.metrics, log, decisionLog: config.decisionLog,
+  });
+
   app.get('/v1/facts/:type/:key', {
     schema: {
       params: Type.Object({ type: FactType, key: FactKey }),
@@ -70,16 +76,9 @@ export async function buildLocalApi(agent: PdpAgent, forwarder: Forwarder, log: 
       headers: Type.Object({ 'x-wait-timeout': Type.Optional(Type.String()) }),
       response: { 200: Type.Object({ type: Type.String(), key: Type.String(), value: Type.Record(Type.String(), Type.Unknown()) }), '4xx': ErrorBody, '5xx': ErrorBody },
     },
-  }, async (req) => {
+  }, async (req, reply) => {
     const { type, key } = req.params as { type: string; key: string };
-    const { at_least } = req.query as { at_least?: number };
-    if (at_least !== undefined) {
-      const t = parseWaitTimeout((req.headers as Record<string, string | undefined>)['x-wait-timeout'], config.defaultWaitSeconds);
-      if (!t.ok) throw new FactsyncError('invalid_request', `X-Wait-Timeout: ${t.error}`);
-      if (!(await agent.waitApplied(at_least, t.value.ms))) {
-        throw new FactsyncError('not_synced', `this agent has applied version ${agent.store.version}, not yet ${at_least}`, { applied: agent.store.version });
-      }
-    }
+    await awaitAtLeast(req, reply, readYourWrites);
     const fact = agent.store.get(type, key);
     if (!fact) throw new FactsyncError('not_found', `no ${type} "${key}" on this agent (applied version ${agent.store.version})`);
     return fact;

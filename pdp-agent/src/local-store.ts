@@ -1,4 +1,5 @@
 import { IncrementalHash, factsDigest, type Change, type Fact } from '@factsync/shared';
+import type { FactObserver } from './decide/policy-index.js';
 
 /**
  * The agent's replica of its env: facts by type, then key. It knows nothing of
@@ -14,8 +15,16 @@ export class LocalStore {
   private readonly sorted = new Map<string, string[]>();
   private count = 0;
 
+  private readonly observers: FactObserver[] = [];
+
   /** With `trackHash`, keeps an incremental hash of the state (for the history checker). */
   constructor(private readonly hash?: IncrementalHash) {}
+
+  /** Indexes kept beside the facts (the decision indexes) see every put and remove, in apply order. */
+  observe(o: FactObserver): void {
+    this.observers.push(o);
+    for (const f of this.all()) o.put(f.type, f.key, f.value);
+  }
 
   get stateHash(): string | undefined {
     return this.hash?.hex();
@@ -30,6 +39,7 @@ export class LocalStore {
     this.sorted.clear();
     this.count = 0;
     this.hash?.reset();
+    for (const o of this.observers) o.reset();
     for (const f of facts) this.put(f.type, f.key, f.value);
     this.version = version;
     this.epoch = epoch;
@@ -96,6 +106,10 @@ export class LocalStore {
     } else this.hash?.remove(type, key, old);
     m.set(key, value);
     this.hash?.add(type, key, value);
+    for (const o of this.observers) {
+      if (old !== undefined) o.remove(type, key, old);
+      o.put(type, key, value);
+    }
   }
 
   private remove(type: string, key: string): void {
@@ -105,6 +119,7 @@ export class LocalStore {
       m.delete(key);
       this.sorted.delete(type);
       this.hash?.remove(type, key, old);
+      for (const o of this.observers) o.remove(type, key, old);
       this.count--;
       if (m.size === 0) this.byType.delete(type);
     }

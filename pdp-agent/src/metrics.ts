@@ -25,6 +25,8 @@ export class AgentMetrics {
     buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10], registers: [this.registry],
   });
 
+  readonly checks = new Counter({ name: 'factsync_agent_checks_total', help: 'Permission checks decided, by answer', labelNames: ['allow'], registers: [this.registry] });
+
   constructor(s: AgentMetricSources) {
     collectDefaultMetrics({ register: this.registry, prefix: 'factsync_agent_process_' });
     const reg = [this.registry];

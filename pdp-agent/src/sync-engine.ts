@@ -1,10 +1,11 @@
 import type { Logger } from 'pino';
-import { assertNever, type Change, type Fact, type HelloMessage, type ServerMessage } from '@factsync/shared';
+import { assertNever, type Change, type Fact, type HelloMessage, type ServerMessage, type UsageMessage } from '@factsync/shared';
 import type { LocalStore } from './local-store.js';
 import type { Applier, OfferResult } from './applier.js';
 import type { ServerClient } from './server-client.js';
 import type { AppliedWaiters } from './applied-waiters.js';
 import type { AgentMetrics } from './metrics.js';
+import type { UsageTracker } from './usage-tracker.js';
 
 /**
  * Where the protocol stands on the current socket; changed only by `setState`.
@@ -20,7 +21,7 @@ export type EngineState =
 
 /** What the engine needs of the socket; the Connection provides it. */
 export interface Link {
-  send(m: { type: 'ack'; version: number }): boolean;
+  send(m: { type: 'ack'; version: number } | UsageMessage): boolean;
   restart(reason: string): void;
   markHealthy(): void;
   readonly serverUrl: URL;
@@ -38,6 +39,7 @@ export interface SyncEngineDeps {
   link: () => Link;
   /** Local state changed (persistence). */
   onDirty: () => void;
+  usage?: UsageTracker;
 }
 
 /**
@@ -107,6 +109,7 @@ export class SyncEngine {
         } else this.setState({ phase: 'streaming', sent: store.version });
         this.d.link().markHealthy();
         this.afterApply({ kind: 'ok', applied: store.version, count: 0 });
+        this.reportUsage(true);
         return;
       }
       case 'snapshot': {
@@ -130,12 +133,22 @@ export class SyncEngine {
         this.afterApply(r);
         return;
       }
+      case 'usage_ok':
+        this.d.usage?.confirm(m.seq);
+        return;
       case 'error':
         log.warn({ code: m.error, message: m.message }, 'server closed the session with an error');
         return;
       default:
         assertNever(m, 'server message');
     }
+  }
+
+  /** Sends the user keys checked since the last report (after a reconnect, also what was never confirmed). */
+  reportUsage(resend = false): void {
+    if (!this.d.usage || this.state.phase === 'offline' || this.state.phase === 'greeting') return;
+    const link = this.d.link();
+    for (const b of this.d.usage.take(resend)) if (!link.send(b)) return;
   }
 
   private afterApply(r: OfferResult): void {

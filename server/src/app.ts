@@ -3,7 +3,7 @@ import websocket from '@fastify/websocket';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import { pino, type Logger } from 'pino';
-import { FactsyncError, createValidatorCompiler, toFactsyncError } from '@factsync/shared';
+import { FactsyncError, createValidatorCompiler, toFactsyncError, usageMonth } from '@factsync/shared';
 import type { ServerConfig } from './config.js';
 import { createAuthenticator } from './auth.js';
 import type { FactStore } from './store/fact-store.js';
@@ -15,6 +15,7 @@ import { Gateway } from './ws/gateway.js';
 import { ServerMetrics } from './metrics.js';
 import { factsRoutes } from './routes/facts.js';
 import { readRoutes } from './routes/reads.js';
+import { usageRoutes } from './routes/usage.js';
 import { syncRoutes } from './routes/sync.js';
 import { healthRoutes } from './routes/health.js';
 import { statusRoutes } from './routes/status.js';
@@ -90,6 +91,11 @@ export async function createServer(config: Readonly<ServerConfig>, opts: ServerO
     sessions: () => gateway.sessions,
     feedHeads: () => broadcaster.feedHeads(),
     gapsRepaired: () => broadcaster.gapsRepaired,
+    mau: async () => {
+      const month = usageMonth(Date.now());
+      const envs = [...broadcaster.feedHeads()].map((f) => f.env);
+      return Promise.all(envs.map(async (env) => ({ env, mau: await store.usage(env, month) })));
+    },
   });
   const gateway: Gateway = new Gateway({
     store, broadcaster, control, auth, log, metrics, replicaId: config.replicaId, leaseMs: config.leaseMs, leaseRenewMs: config.leaseRenewMs,
@@ -125,6 +131,7 @@ export async function createServer(config: Readonly<ServerConfig>, opts: ServerO
     reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()));
   factsRoutes(app, ctx);
   readRoutes(app, ctx);
+  usageRoutes(app, ctx);
   syncRoutes(app, ctx);
   healthRoutes(app, store, () => closing);
   const status = statusRoutes(app, ctx);

@@ -7,6 +7,8 @@ export interface MetricSources {
   /** Per env: the last version this replica's feed has seen. */
   feedHeads(): Iterable<{ env: string; known: number }>;
   gapsRepaired(): number;
+  /** Monthly active users of the current UTC month, for the envs this replica serves. */
+  mau(): Promise<Iterable<{ env: string; mau: number }>>;
 }
 
 /**
@@ -43,6 +45,15 @@ export class ServerMetrics {
       collect() {
         this.reset();
         for (const f of sources.feedHeads()) this.set({ env: f.env }, f.known);
+      },
+    });
+    new Gauge({
+      name: 'factsync_mau', help: 'Distinct users checked this UTC month on any agent of the env (envs this replica serves)', labelNames: ['env'], registers: reg,
+      async collect() {
+        const rows = await sources.mau().catch(() => undefined);
+        if (!rows) return; // the store is down: keep the last figures rather than report zero users
+        this.reset();
+        for (const r of rows) this.set({ env: r.env }, r.mau);
       },
     });
     const heads = () => new Map([...sources.feedHeads()].map((f) => [f.env, f.known]));

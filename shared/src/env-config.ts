@@ -26,6 +26,11 @@ export function readString(env: Env, name: string, fallback: string, pattern?: R
   return v;
 }
 
+export function readBool(env: Env, name: string, fallback: boolean): boolean {
+  const v = readString(env, name, String(fallback), /^(true|false|1|0)$/i, 'use true or false').toLowerCase();
+  return v === 'true' || v === '1';
+}
+
 export function readOptional(env: Env, name: string): string | undefined {
   const raw = env[name];
   return raw === undefined || raw.trim() === '' ? undefined : raw.trim();

@@ -1,6 +1,10 @@
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler';
 import { err, ok, type Result } from './result.js';
+import {
+  ConditionSetRuleValue, ConditionSetValue, ResourceInstanceValue, ResourceRoleValue, ResourceValue, TenantRoleValue,
+  conditionSetProblem, conditionSetRuleKey, conditionSetRuleProblem, resourceInstanceProblem, resourceProblem, resourceRoleProblem, tenantRoleProblem,
+} from './policy.js';
 
 /** Names and limits of the data model (DESIGN.md, "Data model"). */
 export const ENV_PATTERN = '^[A-Za-z0-9_-]{1,64}$';
@@ -77,10 +81,8 @@ export const TenantValue = Type.Object(
   { name: Type.Optional(Type.String({ maxLength: 256 })), attributes: Attributes },
   { additionalProperties: false },
 );
-export const RoleValue = Type.Object(
-  { permissions: Type.Array(Type.String({ minLength: 1, maxLength: 256 })), tenant: Type.Optional(Type.String({ minLength: 1 })) },
-  { additionalProperties: false },
-);
+/** A tenant-wide role: see policy.ts (roles are policy facts too). */
+export const RoleValue = TenantRoleValue;
 const Part = Type.String({ minLength: 1, maxLength: 170 });
 export const RoleAssignmentValue = Type.Object(
   { user: Part, role: Part, tenant: Part },
@@ -145,13 +147,18 @@ interface WellKnown {
   check: TypeCheck<TSchema>;
   /** The key this value must be stored under, for types whose key is derived. */
   keyOf?: (value: never) => string;
-  extra?: (value: never) => string | undefined;
+  extra?: (value: never, key: string) => string | undefined;
 }
 
 const wellKnown: Record<string, WellKnown> = {
   user: { check: TypeCompiler.Compile(UserValue) },
   tenant: { check: TypeCompiler.Compile(TenantValue) },
-  role: { check: TypeCompiler.Compile(RoleValue) },
+  role: { check: TypeCompiler.Compile(TenantRoleValue), extra: (v: TenantRoleValue, key) => tenantRoleProblem(key, v) },
+  resource: { check: TypeCompiler.Compile(ResourceValue), extra: (v: ResourceValue, key) => resourceProblem(key, v) },
+  resource_role: { check: TypeCompiler.Compile(ResourceRoleValue), extra: (v: ResourceRoleValue, key) => resourceRoleProblem(key, v) },
+  resource_instance: { check: TypeCompiler.Compile(ResourceInstanceValue), extra: (_v: never, key) => resourceInstanceProblem(key) },
+  condition_set: { check: TypeCompiler.Compile(ConditionSetValue), extra: (v: ConditionSetValue, key) => conditionSetProblem(key, v) },
+  condition_set_rule: { check: TypeCompiler.Compile(ConditionSetRuleValue), keyOf: conditionSetRuleKey, extra: conditionSetRuleProblem },
   role_assignment: { check: TypeCompiler.Compile(RoleAssignmentValue), keyOf: roleAssignmentKey },
   relationship: { check: TypeCompiler.Compile(RelationshipValue), keyOf: relationshipKey, extra: relationshipProblem },
   attribute: {
@@ -180,7 +187,7 @@ export function validateOps(ops: readonly Op[]): Result<true> {
       const msg = first?.message ? first.message.charAt(0).toLowerCase() + first.message.slice(1) : 'is invalid';
       return err(`ops[${i}] (${op.type} "${op.key}"): ${where}: ${msg}`);
     }
-    const problem = known.extra?.(op.value as never);
+    const problem = known.extra?.(op.value as never, op.key);
     if (problem) return err(`ops[${i}] (${op.type} "${op.key}"): ${problem}`);
     if (known.keyOf) {
       const expected = known.keyOf(op.value as never);

@@ -22,7 +22,20 @@ export const HelloMessage = Type.Object({
   ack: Type.Optional(Type.Boolean()),
 });
 export const AckMessage = Type.Object({ type: Type.Literal('ack'), version: Version });
-export const ClientMessage = Type.Union([HelloMessage, AckMessage]);
+
+/** Monthly active users (DESIGN.md, "Usage"): user keys an agent checked in a UTC month, reported once per batch. */
+export const MAX_USAGE_BATCH = 1000;
+export const USAGE_MONTH_PATTERN = '^[0-9]{4}-(0[1-9]|1[0-2])$';
+export const UsageMessage = Type.Object({
+  type: Type.Literal('usage'),
+  seq: Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER }),
+  month: Type.String({ pattern: USAGE_MONTH_PATTERN, description: 'UTC month YYYY-MM' }),
+  users: Type.Array(Type.String({ minLength: 1, maxLength: 512 }), { minItems: 1, maxItems: MAX_USAGE_BATCH }),
+});
+export const usageMonth = (ms: number): string => new Date(ms).toISOString().slice(0, 7);
+
+export const ClientMessage = Type.Union([HelloMessage, AckMessage, UsageMessage]);
+export type UsageMessage = Static<typeof UsageMessage>;
 export type HelloMessage = Static<typeof HelloMessage>;
 export type AckMessage = Static<typeof AckMessage>;
 export type ClientMessage = Static<typeof ClientMessage>;
@@ -44,7 +57,10 @@ export const SnapshotMessage = Type.Object({
 });
 export const ChangesMessage = Type.Object({ type: Type.Literal('changes'), changes: Type.Array(Change, { minItems: 1 }) });
 export const ErrorMessage = Type.Object({ type: Type.Literal('error'), error: Type.String(), message: Type.String() });
-export const ServerMessage = Type.Union([WelcomeMessage, SnapshotMessage, ChangesMessage, ErrorMessage]);
+/** The server stored usage batch `seq`; the agent forgets it. */
+export const UsageOkMessage = Type.Object({ type: Type.Literal('usage_ok'), seq: Type.Integer({ minimum: 1 }) });
+export const ServerMessage = Type.Union([WelcomeMessage, SnapshotMessage, ChangesMessage, ErrorMessage, UsageOkMessage]);
+export type UsageOkMessage = Static<typeof UsageOkMessage>;
 export type WelcomeMessage = Static<typeof WelcomeMessage>;
 export type SnapshotMessage = Static<typeof SnapshotMessage>;
 export type ChangesMessage = Static<typeof ChangesMessage>;
@@ -54,6 +70,7 @@ export type ServerMessage = Static<typeof ServerMessage>;
 const clientCheck = TypeCompiler.Compile(ClientMessage);
 const helloCheck = TypeCompiler.Compile(HelloMessage);
 const ackCheck = TypeCompiler.Compile(AckMessage);
+const usageCheck = TypeCompiler.Compile(UsageMessage);
 const serverCheck = TypeCompiler.Compile(ServerMessage);
 
 function parseJson(raw: string): Result<unknown> {
@@ -78,8 +95,8 @@ export function parseClientMessage(raw: string): Result<ClientMessage> {
   if (!json.ok) return json;
   if (clientCheck.Check(json.value)) return ok(json.value);
   const t = (json.value as { type?: unknown } | null)?.type;
-  if (t !== 'hello' && t !== 'ack') return err(`unknown message type ${JSON.stringify(t)}: expected "hello" or "ack"`);
-  return err(`invalid ${t} message: ${firstProblem(t === 'hello' ? helloCheck : ackCheck, json.value)}`);
+  if (t !== 'hello' && t !== 'ack' && t !== 'usage') return err(`unknown message type ${JSON.stringify(t)}: expected "hello", "ack" or "usage"`);
+  return err(`invalid ${t} message: ${firstProblem(t === 'hello' ? helloCheck : t === 'ack' ? ackCheck : usageCheck, json.value)}`);
 }
 
 export function parseServerMessage(raw: string): Result<ServerMessage> {

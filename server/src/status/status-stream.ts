@@ -1,5 +1,6 @@
 import type { ServerResponse } from 'node:http';
 import type { FastifyBaseLogger } from 'fastify';
+import { usageMonth } from '@factsync/shared';
 import type { FactStore } from '../store/fact-store.js';
 import { agentInfos, type AgentInfo } from '../routes/schemas.js';
 
@@ -8,6 +9,8 @@ export interface EnvStatus {
   head: number;
   epoch: string | null;
   agents: (AgentInfo & { lag: number })[];
+  /** Distinct users checked this UTC month. */
+  mau: number;
   at: string;
 }
 
@@ -29,9 +32,9 @@ export async function streamEnvStatus(
     pending = false;
     lastSent = Date.now();
     try {
-      const [head, agents] = await Promise.all([store.head(env), store.agents(env)]);
+      const [head, agents, mau] = await Promise.all([store.head(env), store.agents(env), store.usage(env, usageMonth(Date.now()))]);
       const status: EnvStatus = {
-        env, head: head.version, epoch: head.epoch, at: new Date().toISOString(),
+        env, head: head.version, epoch: head.epoch, mau, at: new Date().toISOString(),
         agents: agentInfos(agents).map((a) => ({ ...a, lag: Math.max(0, head.version - a.applied) })),
       };
       if (!closed) res.write(`event: status\ndata: ${JSON.stringify(status)}\n\n`);

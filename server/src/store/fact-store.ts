@@ -150,6 +150,10 @@ export interface FactStore {
   /** Records acks of current sessions (others are ignored) and publishes `summary` on the control channel. */
   recordAcks(env: string, acks: readonly AckEntry[], summary?: ControlEvent): Promise<void>;
   publishControl(env: string, event: ControlEvent): Promise<void>;
+  /** Monthly active users: adds the keys to the env's set of `month` (YYYY-MM); a key already there counts once. */
+  recordUsage(env: string, month: string, users: readonly string[]): Promise<void>;
+  /** Distinct user keys recorded for `month`. */
+  usage(env: string, month: string): Promise<number>;
   /** The listing: every record with its details (last seen). */
   agents(env: string): Promise<AgentRecord[]>;
   /** The same records with only what the waiting rules read (cheaper: no last-seen details). */

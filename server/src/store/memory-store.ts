@@ -41,6 +41,8 @@ export function createMemoryStore(opts: MemoryStoreOptions): FactStore {
   const envs = new Map<string, EnvState>();
   const listeners = new Map<string, Set<EnvListener>>();
   const controlListeners = new Map<string, Set<ControlListener>>();
+  /** env → month → user keys; apart from the envs, so reading usage creates nothing. */
+  const usage = new Map<string, Map<string, Set<string>>>();
   let closed = false;
 
   const envOf = (env: string): EnvState => {
@@ -264,6 +266,18 @@ export function createMemoryStore(opts: MemoryStoreOptions): FactStore {
 
     async publishControl(env: string, event: ControlEvent) {
       publishControl(env, event);
+    },
+
+    async recordUsage(env: string, month: string, users: readonly string[]) {
+      let months = usage.get(env);
+      if (!months) usage.set(env, (months = new Map()));
+      let set = months.get(month);
+      if (!set) months.set(month, (set = new Set()));
+      for (const u of users) set.add(u);
+    },
+
+    async usage(env: string, month: string) {
+      return usage.get(env)?.get(month)?.size ?? 0;
     },
 
     agents: (env: string) => agents(env),

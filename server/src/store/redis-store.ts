@@ -118,12 +118,13 @@ export async function createRedisStore(opts: RedisStoreOptions): Promise<FactSto
     }
   }
 
+  const USAGE_RETENTION_S = 400 * 24 * 3600;
   const k = (env: string) => {
     const base = `${opts.keyPrefix}:{${env}}`;
     return {
       meta: `${base}:meta`, log: `${base}:log`, state: `${base}:state`, idem: (key: string) => `${base}:idem:${key}`,
       sess: `${base}:sess`, info: `${base}:info`, applied: `${base}:applied`, leases: `${base}:leases`, gone: `${base}:gone`, pres: `${base}:pres`,
-      channel: `${base}:events`, ctl: `${base}:ctl`,
+      channel: `${base}:events`, ctl: `${base}:ctl`, mau: (month: string) => `${base}:mau:${month}`,
     };
   };
 
@@ -321,6 +322,17 @@ export async function createRedisStore(opts: RedisStoreOptions): Promise<FactSto
     async publishControl(env: string, event: ControlEvent) {
       await guard('publish', () => redis.publish(k(env).ctl, encodeControlEvent(event)));
     },
+
+    async recordUsage(env: string, month: string, users: readonly string[]) {
+      const key = k(env).mau(month);
+      // Kept a little over a year, so last year's same month can still be read.
+      await guard('usage', async () => {
+        await redis.sadd(key, ...users);
+        await redis.expire(key, USAGE_RETENTION_S);
+      });
+    },
+
+    usage: (env: string, month: string) => guard('usage', () => redis.scard(k(env).mau(month))),
 
     agents: (env: string) => registry(env, true),
     syncStates: (env: string) => registry(env, false),

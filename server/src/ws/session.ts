@@ -2,7 +2,7 @@ import type { WebSocket } from 'ws';
 import type { Logger } from 'pino';
 import { nanoid } from 'nanoid';
 import {
-  ErrorCodes, FactsyncError, assertNever, errorFrame, idOfChangeJson, parseClientMessage, type ErrorCode, type HelloMessage,
+  ErrorCodes, FactsyncError, assertNever, errorFrame, idOfChangeJson, parseClientMessage, type ErrorCode, type HelloMessage, type UsageMessage,
 } from '@factsync/shared';
 import { permit, permitAgentId, type Principal } from '../auth.js';
 import type { FactStore, Resume, ResumeVerdict } from '../store/fact-store.js';
@@ -27,6 +27,7 @@ export interface SessionDeps {
 }
 
 const MAX_CATCH_UP_IDS = 10_000;
+const MAX_QUEUED_USAGE = 128;
 
 /** Verdicts that mean the agent's state cannot be trusted: the store lost or rewrote what it had applied. */
 const DIVERGED: ReadonlySet<ResumeVerdict> = new Set(['other_epoch', 'ahead', 'forked']);
@@ -57,6 +58,8 @@ export class Session implements FeedMember {
    */
   private readonly catchUpIds = new Map<number, string>();
   private welcomed = false;
+  private usageChain: Promise<void> = Promise.resolve();
+  private usageQueued = 0;
   readonly remoteAddress: string;
   private feed: EnvFeed | undefined;
   private control: EnvControl | undefined;
@@ -95,6 +98,8 @@ export class Session implements FeedMember {
         return;
       case 'ack':
         return this.onAck(msg.value.version);
+      case 'usage':
+        return this.onUsage(msg.value);
       default:
         return assertNever(msg.value, 'client message');
     }
@@ -231,6 +236,26 @@ export class Session implements FeedMember {
       return;
     }
     if (this.state === 'live') void this.catchUp().catch((e: unknown) => this.failWith(e));
+  }
+
+  /**
+   * User keys the agent checked (MAU). Stored one batch at a time per socket;
+   * `usage_ok` tells the agent it may forget the batch. An agent that sends
+   * faster than the store takes them is told so and cut.
+   */
+  private onUsage(u: UsageMessage): void {
+    if (!this.welcomed) return this.fail('invalid_request', 'send hello before usage');
+    if (!this.acking) return this.fail('forbidden', 'usage is reported by acking agents only');
+    if (this.usageQueued >= MAX_QUEUED_USAGE) {
+      return this.fail('invalid_request', `more than ${MAX_QUEUED_USAGE} usage batches wait to be stored; wait for usage_ok before sending more`);
+    }
+    this.usageQueued++;
+    this.usageChain = this.usageChain
+      .then(() => this.deps.store.recordUsage(this.env, u.month, u.users))
+      .then(() => this.send(JSON.stringify({ type: 'usage_ok', seq: u.seq })))
+      // Not confirmed: the agent sends the batch again on its next session.
+      .catch((e: unknown) => this.log.warn({ err: (e as Error).message }, 'could not store usage'))
+      .finally(() => this.usageQueued--);
   }
 
   private onAck(version: number): void {

@@ -1,0 +1,41 @@
+import type { Check } from '@factsync/shared';
+import type { LocalStore } from '../local-store.js';
+import { Evaluator, type Decision, type UserLookup } from './evaluator.js';
+import { PolicyIndex } from './policy-index.js';
+import { userPermissions, type PermissionsQuery } from './user-permissions.js';
+
+/**
+ * The agent's PDP: the decision indexes kept beside the local store, and the
+ * evaluator over them. Every call is synchronous, so it decides at exactly
+ * one applied version (`store.version`, read in the same tick).
+ */
+export class Decider {
+  readonly index = new PolicyIndex();
+  private readonly evaluator: Evaluator;
+  private readonly lookup: UserLookup;
+
+  constructor(private readonly store: LocalStore) {
+    store.observe(this.index);
+    this.lookup = {
+      user: (key) => store.get('user', key)?.value,
+      tenant: (key) => store.get('tenant', key)?.value,
+    };
+    this.evaluator = new Evaluator(this.index, this.lookup);
+  }
+
+  get version(): number {
+    return this.store.version;
+  }
+
+  check(c: Check, explain = false): Decision & { version: number } {
+    return { ...this.evaluator.check(c, explain), version: this.store.version };
+  }
+
+  tenantOf(c: Check): string {
+    return this.evaluator.tenantOf(c);
+  }
+
+  userPermissions(q: PermissionsQuery) {
+    return userPermissions(q, this.index, this.evaluator, this.lookup);
+  }
+}

@@ -1,0 +1,149 @@
+import { DEFAULT_TENANT, splitInstance, type Check } from '@factsync/shared';
+import type { PolicyIndex } from './policy-index.js';
+import type { Subjects } from './compile-condition.js';
+
+export interface Decision {
+  allow: boolean;
+  /** Why, when asked for: the role, the derivation path or the rule. */
+  reason?: string;
+}
+
+/** Facts of users, read from the local store (the evaluator never copies them). */
+export interface UserLookup {
+  user(key: string): Record<string, unknown> | undefined;
+  tenant(key: string): Record<string, unknown> | undefined;
+}
+
+/**
+ * Most role holdings a ReBAC search visits before it gives up (and denies):
+ * derivations and subject sets may form cycles or long chains, and one check
+ * must stay microseconds whatever the graph.
+ */
+export const MAX_DERIVATION_NODES = 10_000;
+
+/**
+ * Decides checks over the PolicyIndex (DESIGN.md, "Decisions on the agent"):
+ * RBAC through tenant roles, ReBAC through resource roles held directly, via
+ * subject sets or derived by `granted_to`, ABAC through condition set rules.
+ * Synchronous: a decision sees exactly one applied version.
+ */
+export class Evaluator {
+  constructor(private readonly index: PolicyIndex, private readonly facts: UserLookup) {}
+
+  /** The tenant a check is decided in: the check's, else the instance's, else `default`. */
+  tenantOf(c: Check): string {
+    if (c.resource.tenant !== undefined) return c.resource.tenant;
+    if (c.resource.key !== undefined) {
+      const inst = this.index.instances.get(`${c.resource.type}:${c.resource.key}`);
+      if (inst) return inst.tenant;
+    }
+    return DEFAULT_TENANT;
+  }
+
+  check(c: Check, explain = false): Decision {
+    const { type, key } = c.resource;
+    const permission = `${type}:${c.action}`;
+    const tenant = this.tenantOf(c);
+
+    // RBAC
+    const roles = this.index.assignments.get(c.user.key)?.get(tenant);
+    if (roles) {
+      for (const role of roles) {
+        if (this.index.rolePermissions(role).has(permission)) {
+          return explain ? { allow: true, reason: `role "${role}" in tenant "${tenant}" grants ${permission}` } : { allow: true };
+        }
+      }
+    }
+
+    // ReBAC
+    if (key !== undefined) {
+      const granting = this.index.grantingRoles(type, c.action);
+      if (granting.length > 0) {
+        const found = this.holdsAny(c.user.key, granting.map((r) => `${type}:${key}#${r}`), explain);
+        if (found) return { allow: true, ...(explain ? { reason: found } : {}) };
+      }
+    }
+
+    // ABAC
+    const rules = this.index.rules.get(permission);
+    if (rules) {
+      let subjects: Subjects | undefined;
+      for (const rule of rules.values()) {
+        const us = this.index.conditionSets.get(rule.userSet);
+        if (!us || us.kind !== 'userset') continue;
+        const rs = this.index.conditionSets.get(rule.resourceSet);
+        const typeWide = !rs && rule.resourceSet === type;
+        if (!typeWide && (!rs || rs.kind !== 'resourceset' || (rs.resource !== undefined && rs.resource !== type))) continue;
+        subjects ??= this.subjects(c, tenant);
+        if (us.test(subjects) && (typeWide || rs!.test(subjects))) {
+          return explain ? { allow: true, reason: `rule ${rule.key}: user set "${rule.userSet}" and resource set "${rule.resourceSet}" match` } : { allow: true };
+        }
+      }
+    }
+    return explain ? { allow: false, reason: `no role in tenant "${tenant}", resource role or rule grants ${permission} to "${c.user.key}"` } : { allow: false };
+  }
+
+  /** The merged attributes conditions read: stored, then attribute facts, then the check's, then built-ins. */
+  subjects(c: Check, tenant: string): Subjects {
+    const stored = this.facts.user(c.user.key);
+    const user: Record<string, unknown> = {};
+    if (stored) {
+      for (const f of ['email', 'first_name', 'last_name'] as const) if (stored[f] !== undefined) user[f] = stored[f];
+      Object.assign(user, stored.attributes as Record<string, unknown> | undefined);
+    }
+    for (const [k, v] of this.index.entityAttributes.get(`user:${c.user.key}`) ?? []) user[k] = v;
+    Object.assign(user, c.user.attributes);
+    user.key = c.user.key;
+
+    const resource: Record<string, unknown> = {};
+    if (c.resource.key !== undefined) {
+      const id = `${c.resource.type}:${c.resource.key}`;
+      Object.assign(resource, this.index.instances.get(id)?.attributes);
+      for (const [k, v] of this.index.entityAttributes.get(id) ?? []) resource[k] = v;
+    }
+    Object.assign(resource, c.resource.attributes);
+    resource.type = c.resource.type;
+    if (c.resource.key !== undefined) resource.key = c.resource.key;
+    resource.tenant = tenant;
+    return { user, resource };
+  }
+
+  /**
+   * Whether the user holds one of the role holdings `O#role`: a breadth-first
+   * search over subject sets and `granted_to` derivations, each holding visited
+   * once (so cycles end), at most MAX_DERIVATION_NODES. Returns a description
+   * of the path found, or undefined.
+   */
+  holdsAny(userKey: string, starts: readonly string[], explain: boolean): string | undefined {
+    const subject = `user:${userKey}`;
+    const parent = new Map<string, string | null>();
+    const queue: string[] = [];
+    for (const s of starts) if (!parent.has(s)) parent.set(s, null), queue.push(s);
+    for (let head = 0; head < queue.length; head++) {
+      const node = queue[head]!;
+      if (this.index.subjects.get(node)?.get('user')?.has(subject)) return explain ? this.describe(node, parent, userKey) : 'held';
+      if (parent.size >= MAX_DERIVATION_NODES) continue;
+      const next = (n: string) => {
+        if (!parent.has(n) && parent.size < MAX_DERIVATION_NODES) parent.set(n, node), queue.push(n);
+      };
+      for (const us of this.index.usersets.get(node) ?? []) next(us);
+      const hash = node.lastIndexOf('#');
+      const object = node.slice(0, hash);
+      const type = splitInstance(object)?.[0];
+      const def = type === undefined ? undefined : this.index.resourceRoles.get(type)?.get(node.slice(hash + 1));
+      for (const g of def?.granted_to ?? []) {
+        for (const related of this.index.subjects.get(`${object}#${g.via}`)?.get(g.on) ?? []) next(`${related}#${g.role}`);
+      }
+    }
+    return undefined;
+  }
+
+  private describe(found: string, parent: Map<string, string | null>, userKey: string): string {
+    const path: string[] = [];
+    for (let n: string | null | undefined = found; n; n = parent.get(n)) path.push(n);
+    path.reverse();
+    return path.length === 1
+      ? `"${userKey}" holds ${found}`
+      : `"${userKey}" holds ${found}, which gives ${path.slice(0, -1).reverse().join(', which gives ')}`;
+  }
+}

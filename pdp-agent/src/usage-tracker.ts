@@ -1,0 +1,67 @@
+import { MAX_USAGE_BATCH, usageMonth, type UsageMessage } from '@factsync/shared';
+
+/** Keys remembered per month to report each once; past it the set restarts (the server deduplicates anyway). */
+export const MAX_REMEMBERED_USERS = 1_000_000;
+/** Batches reported but not yet confirmed; past it new keys wait until the server answers. */
+const MAX_UNCONFIRMED = 64;
+
+/**
+ * Monthly active users, agent side (DESIGN.md, "Usage"): the distinct user
+ * keys this agent checked, per UTC month, reported to the server in batches
+ * over the websocket. A batch is kept until the server confirms it stored it
+ * (`usage_ok`), and sent again on the next session otherwise: a key checked is
+ * counted even if the socket dies mid-report. The server's set makes resends
+ * and the same user on many agents count once.
+ */
+export class UsageTracker {
+  private month = '';
+  private seen = new Set<string>();
+  private pending: string[] = [];
+  private pendingMonth = '';
+  private readonly unconfirmed = new Map<number, UsageMessage>();
+  private seq = 0;
+
+  constructor(private readonly now: () => number = Date.now) {}
+
+  record(userKey: string): void {
+    const month = usageMonth(this.now());
+    if (month !== this.month) {
+      while (this.pending.length > 0) this.seal(MAX_USAGE_BATCH);
+      this.month = month;
+      this.seen = new Set();
+    }
+    if (this.seen.has(userKey)) return;
+    if (this.seen.size >= MAX_REMEMBERED_USERS) this.seen = new Set();
+    this.seen.add(userKey);
+    this.pendingMonth = month;
+    this.pending.push(userKey);
+  }
+
+  /** Batches to send now: everything unconfirmed after a reconnect (`resend`), else what is new. */
+  take(resend: boolean): UsageMessage[] {
+    const out = resend ? [...this.unconfirmed.values()] : [];
+    while (this.pending.length > 0 && this.unconfirmed.size < MAX_UNCONFIRMED) {
+      const b = this.seal(MAX_USAGE_BATCH);
+      if (b) out.push(b);
+    }
+    return out;
+  }
+
+  confirm(seq: number): void {
+    this.unconfirmed.delete(seq);
+  }
+
+  get waiting(): number {
+    return this.pending.length + [...this.unconfirmed.values()].reduce((n, b) => n + b.users.length, 0);
+  }
+
+  /** Moves up to `max` pending keys into an unconfirmed batch. */
+  private seal(max: number): UsageMessage | undefined {
+    if (this.pending.length === 0) return undefined;
+    const users = this.pending.length <= max ? this.pending : this.pending.slice(0, max);
+    this.pending = this.pending.length <= max ? [] : this.pending.slice(max);
+    const b: UsageMessage = { type: 'usage', seq: ++this.seq, month: this.pendingMonth, users };
+    this.unconfirmed.set(b.seq, b);
+    return b;
+  }
+}
