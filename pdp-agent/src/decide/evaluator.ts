@@ -129,8 +129,12 @@ export class Evaluator {
       for (const us of this.index.usersets.get(node) ?? []) next(us);
       const hash = node.lastIndexOf('#');
       const object = node.slice(0, hash);
+      const role = node.slice(hash + 1);
       const type = splitInstance(object)?.[0];
-      const def = type === undefined ? undefined : this.index.resourceRoles.get(type)?.get(node.slice(hash + 1));
+      if (type === undefined) continue;
+      // A role that extends this one includes it: its holders hold this role too.
+      for (const r of this.index.rolesExtending(type, role)) next(`${object}#${r}`);
+      const def = this.index.resourceRoles.get(type)?.get(role);
       for (const g of def?.granted_to ?? []) {
         for (const related of this.index.subjects.get(`${object}#${g.via}`)?.get(g.on) ?? []) next(`${related}#${g.role}`);
       }

@@ -16,6 +16,7 @@ export interface FactObserver {
 export interface ConditionSet { kind: 'userset' | 'resourceset'; resource: string | undefined; test: Predicate }
 export interface Rule { key: string; userSet: string; resourceSet: string }
 
+const NONE: readonly string[] = [];
 type Multi<K, V> = Map<K, Set<V>>;
 function addTo<K, V>(m: Multi<K, V>, k: K, v: V): void {
   let s = m.get(k);
@@ -56,6 +57,7 @@ export class PolicyIndex implements FactObserver {
 
   private rolePermissionCache = new Map<string, ReadonlySet<string>>();
   private grantingCache = new Map<string, readonly string[]>();
+  private extendingCache: Map<string, string[]> | undefined;
 
   put(type: string, key: string, value: Record<string, unknown>): void {
     switch (type) {
@@ -67,13 +69,14 @@ export class PolicyIndex implements FactObserver {
         addTo(byTenant, v.tenant, v.role);
         break;
       }
-      case 'resource': this.resources.set(key, value as ResourceValue); this.grantingCache.clear(); break;
+      case 'resource': this.resources.set(key, value as ResourceValue); break;
       case 'resource_role': {
         const i = key.indexOf('#');
         let m = this.resourceRoles.get(key.slice(0, i));
         if (!m) this.resourceRoles.set(key.slice(0, i), (m = new Map()));
         m.set(key.slice(i + 1), value as ResourceRoleValue);
         this.grantingCache.clear();
+        this.extendingCache = undefined;
         break;
       }
       case 'resource_instance': {
@@ -117,13 +120,14 @@ export class PolicyIndex implements FactObserver {
         if (byTenant.size === 0) this.assignments.delete(v.user);
         break;
       }
-      case 'resource': this.resources.delete(key); this.grantingCache.clear(); break;
+      case 'resource': this.resources.delete(key); break;
       case 'resource_role': {
         const i = key.indexOf('#');
         const m = this.resourceRoles.get(key.slice(0, i));
         m?.delete(key.slice(i + 1));
         if (m?.size === 0) this.resourceRoles.delete(key.slice(0, i));
         this.grantingCache.clear();
+        this.extendingCache = undefined;
         break;
       }
       case 'resource_instance': this.instances.delete(key); break;
@@ -149,6 +153,7 @@ export class PolicyIndex implements FactObserver {
   reset(): void {
     for (const m of [this.roles, this.assignments, this.resourceRoles, this.resources, this.instances, this.usersets, this.subjects,
       this.reverse, this.entityAttributes, this.conditionSets, this.rules, this.rolePermissionCache, this.grantingCache] as Map<unknown, unknown>[]) m.clear();
+    this.extendingCache = undefined;
   }
 
   /** `type:action` permissions of a tenant role, through `extends` (cycles end where they close). */
@@ -168,29 +173,30 @@ export class PolicyIndex implements FactObserver {
     return perms;
   }
 
-  /** Resource roles of `type` that grant `action`, directly or through `extends` within the type. */
+  /** Resource roles of `type` whose own permissions include `action` (roles extending them are reached by the search). */
   grantingRoles(type: string, action: string): readonly string[] {
     const cacheKey = `${type}:${action}`;
     let roles = this.grantingCache.get(cacheKey);
     if (roles) return roles;
-    const defs = this.resourceRoles.get(type);
-    const out: string[] = [];
-    if (defs) {
-      for (const role of defs.keys()) {
-        const seen = new Set<string>([role]);
-        const stack = [role];
-        let grants = false;
-        while (stack.length > 0 && !grants) {
-          const d = defs.get(stack.pop()!);
-          if (!d) continue;
-          if (d.permissions.includes(action)) grants = true;
-          for (const e of d.extends ?? []) if (!seen.has(e)) seen.add(e), stack.push(e);
+    roles = [...(this.resourceRoles.get(type) ?? [])].filter(([, d]) => d.permissions.includes(action)).map(([r]) => r);
+    this.grantingCache.set(cacheKey, roles);
+    return roles;
+  }
+
+  /** Roles of `type` that directly extend `role`: whoever holds one of them on an object holds `role` there too. */
+  rolesExtending(type: string, role: string): readonly string[] {
+    if (!this.extendingCache) {
+      this.extendingCache = new Map();
+      for (const [t, defs] of this.resourceRoles) {
+        for (const [r, d] of defs) for (const e of d.extends ?? []) {
+          const k = `${t}#${e}`;
+          const list = this.extendingCache.get(k);
+          if (list) list.push(r);
+          else this.extendingCache.set(k, [r]);
         }
-        if (grants) out.push(role);
       }
     }
-    this.grantingCache.set(cacheKey, (roles = out));
-    return roles;
+    return this.extendingCache.get(`${type}#${role}`) ?? NONE;
   }
 
   /** Every action a type knows of: declared on the resource, or named by a role or rule. */
