@@ -1,5 +1,8 @@
-import type {
-  AgentStatus, AttributeInput, AttributeRef, Fact, Op, RelationshipInput, RoleAssignmentInput, SyncStatus, TenantFields, UserFields,
+import {
+  conditionSetRuleKey, resourceRoleKey,
+  type AgentStatus, type AttributeInput, type AttributeRef, type CheckRequest, type ConditionSetRuleValue, type ConditionSetValue, type Fact, type Op,
+  type RelationshipInput, type ResourceInstanceValue, type ResourceRoleValue, type ResourceValue, type RoleAssignmentInput, type SyncStatus,
+  type TenantFields, type TenantRoleValue, type UserFields, type UserPermissionsRequest,
 } from '@factsync/shared';
 import { FactsyncClientError } from './errors.js';
 
@@ -36,6 +39,19 @@ export interface Page {
 
 
 type BulkUser = UserFields & { key: string };
+
+/** Read your writes: decide only once the agent applied this version (e.g. the one a write returned). */
+export interface CheckOptions {
+  atLeast?: number;
+  /** Seconds to wait for `atLeast` (X-Wait-Timeout). */
+  timeout?: number;
+  /** Return why (the role, derivation or rule) in `reason`. */
+  debug?: boolean;
+}
+export interface Decision { allow: boolean; result: boolean; version: number; reason?: string }
+export type CheckUser = CheckRequest['user'];
+export type CheckResource = CheckRequest['resource'];
+export type UserPermissions = Record<string, { permissions: string[]; roles: string[]; tenant?: { key: string; attributes: object }; resource?: { key: string; type: string; attributes: object } }>;
 
 /**
  * A typed client of a pdp-agent. Every write returns `{version, synced, applied}`;
@@ -103,6 +119,59 @@ export class FactsyncClient {
     },
   };
 
+  /**
+   * Is `user` allowed to `action` on `resource`? Two lines close the loop:
+   *   const { version } = await fs.roleAssignments.assign({ user: 'john', role: 'admin' });
+   *   await fs.check('john', 'read', 'document:1', { atLeast: version });   // on any agent
+   */
+  async check(user: CheckUser, action: string, resource: CheckResource, o: CheckOptions = {}): Promise<boolean> {
+    return (await this.decide(user, action, resource, o)).allow;
+  }
+
+  /** The whole answer of a check: allow, the version it was decided at, and with `debug` the reason. */
+  decide(user: CheckUser, action: string, resource: CheckResource, o: CheckOptions = {}): Promise<Decision> {
+    return this.send<Decision>('POST', `/allowed${atLeastQuery(o)}`, { user, action, resource, ...(o.debug ? { debug: true } : {}) }, waitHeader(o));
+  }
+
+  /** Several checks decided at one version; answers in order. */
+  async bulkCheck(checks: { user: CheckUser; action: string; resource: CheckResource }[], o: CheckOptions = {}): Promise<boolean[]> {
+    const r = await this.send<{ allow: { allow: boolean }[] }>('POST', `/allowed/bulk${atLeastQuery(o)}`, checks, waitHeader(o));
+    return r.allow.map((a) => a.allow);
+  }
+
+  /** Per tenant and resource instance, the user's roles and permissions (Permit's shape). */
+  userPermissions(q: UserPermissionsRequest, o: CheckOptions = {}): Promise<UserPermissions> {
+    return this.send('POST', `/user-permissions${atLeastQuery(o)}`, q, waitHeader(o));
+  }
+
+  /** The policy model as facts: each call is one version, like every other write. */
+  readonly policy = {
+    resources: {
+      upsert: (type: string, v: ResourceValue) => this.write([upsertOp('resource', type, v)]),
+      delete: (type: string) => this.write([deleteOp('resource', type)]),
+    },
+    roles: {
+      upsert: (key: string, v: TenantRoleValue) => this.write([upsertOp('role', key, v)]),
+      delete: (key: string) => this.write([deleteOp('role', key)]),
+    },
+    resourceRoles: {
+      upsert: (type: string, role: string, v: ResourceRoleValue) => this.write([upsertOp('resource_role', resourceRoleKey(type, role), v)]),
+      delete: (type: string, role: string) => this.write([deleteOp('resource_role', resourceRoleKey(type, role))]),
+    },
+    resourceInstances: {
+      upsert: (key: string, v: ResourceInstanceValue) => this.write([upsertOp('resource_instance', key, v)]),
+      delete: (key: string) => this.write([deleteOp('resource_instance', key)]),
+    },
+    conditionSets: {
+      upsert: (key: string, v: ConditionSetValue) => this.write([upsertOp('condition_set', key, v)]),
+      delete: (key: string) => this.write([deleteOp('condition_set', key)]),
+    },
+    setRules: {
+      create: (v: ConditionSetRuleValue) => this.write([upsertOp('condition_set_rule', conditionSetRuleKey(v), v)]),
+      delete: (v: ConditionSetRuleValue) => this.write([deleteOp('condition_set_rule', conditionSetRuleKey(v))]),
+    },
+  };
+
   status(): Promise<AgentStatus> {
     return this.send('GET', '/v1/status');
   }
@@ -134,5 +203,10 @@ export class FactsyncClient {
     return parsed as T;
   }
 }
+
+const upsertOp = (type: string, key: string, value: object): Op => ({ op: 'upsert', type, key, value: value as Record<string, unknown> });
+const deleteOp = (type: string, key: string): Op => ({ op: 'delete', type, key });
+const atLeastQuery = (o: CheckOptions) => (o.atLeast !== undefined ? `?at_least=${o.atLeast}` : '');
+const waitHeader = (o: CheckOptions): Record<string, string> => (o.timeout !== undefined ? { 'x-wait-timeout': String(o.timeout) } : {});
 
 export const createClient = (opts: ClientOptions) => new FactsyncClient(opts);

@@ -147,7 +147,8 @@ export class CedarOracle {
   isAllowed(c: CheckRequest): boolean {
     const userKey = typeof c.user === 'string' ? c.user : c.user.key;
     const jit = typeof c.user === 'string' ? {} : c.user.attributes ?? {};
-    const res = typeof c.resource === 'string' ? { type: c.resource } as const : c.resource;
+    if (typeof c.resource === 'string') throw new Error('the oracle takes resources as objects');
+    const res = c.resource;
     const id = res.key ? `${res.type}:${res.key}` : res.type;
 
     const stored = this.facts.user?.get(userKey);
