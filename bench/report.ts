@@ -54,9 +54,21 @@ if (p6) {
   rows.push(`| P6 write through an agent, plain, p50 / p99 | ${ms(p6.plain.p50)} / ${ms(p6.plain.p99)} | | | |`);
   rows.push(`| P6 write + wait(local), p50 / p99 | ${ms(p6.wait_local.p50)} / ${ms(p6.wait_local.p99)} | plain | ${p6.ratio.p50}× / ${p6.ratio.p99}× | |`);
 }
+const p7 = load('p7');
+if (p7) {
+  const us = (x: { p50: number; p99: number }) => `${x.p50} / ${x.p99} µs`;
+  const model = `${num(p7.params.facts)} facts`;
+  for (const k of ['rbac', 'rebac', 'abac'] as const) {
+    const name = { rbac: 'RBAC', rebac: 'ReBAC (2 hops)', abac: 'ABAC (JIT attributes)' }[k];
+    rows.push(`| P7 ${name} check in process, p50 / p99 (${model}) | ${us(p7.inProcess[k])}, ${num(p7.inProcess[k].perSec)}/s | ${us(p7.cedar[k])}, ${num(p7.cedar[k].perSec)}/s (cedar-wasm) | ${p7.ratio[k].vs_cedar}× checks/s | ≤ 50 µs p99, ≥ 50× |`);
+    if (p7.casbin[k]) rows.push(`| P7 ${name} check, casbin | | ${us(p7.casbin[k])}, ${num(p7.casbin[k].perSec)}/s (casbin) | ${p7.ratio[k].vs_casbin}× checks/s | |`);
+    rows.push(`| P7 ${name} check over HTTP, p50 / p99; 16 clients | ${us(p7.http[k])}; ${num(p7.http[k].perSec16)}/s | | | ≤ 1 ms p99 |`);
+  }
+  rows.push(`| P7 apply one change, p50 / p99 | ${us(p7.apply)} | | | ≤ 10 µs p99 |`);
+}
 const headerDate = (p1 ?? p2 ?? p3 ?? p4 ?? p5 ?? p6)?.startedAt?.slice(0, 10);
 // Rows of scenarios last run on another day say so: the table may mix runs.
-for (const [tag, r] of [['P1x', p1x], ['P2', p2], ['P3', p3], ['P4', p4], ['P5', p5], ['P6', p6]] as const) {
+for (const [tag, r] of [['P1x', p1x], ['P2', p2], ['P3', p3], ['P4', p4], ['P5', p5], ['P6', p6], ['P7', p7]] as const) {
   const day = (r as { startedAt?: string } | undefined)?.startedAt?.slice(0, 10);
   if (!day || day === headerDate) continue;
   for (let i = 0; i < rows.length; i++) if (rows[i]!.startsWith(`| ${tag} `)) rows[i] = rows[i]!.replace(`| ${tag} `, `| ${tag} (run ${day}) `);

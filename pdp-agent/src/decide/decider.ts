@@ -28,7 +28,9 @@ export class Decider {
   }
 
   check(c: Check, explain = false): Decision & { version: number } {
-    return { ...this.evaluator.check(c, explain), version: this.store.version };
+    const d = this.evaluator.check(c, explain) as Decision & { version: number };
+    d.version = this.store.version;
+    return d;
   }
 
   tenantOf(c: Check): string {

@@ -1,4 +1,4 @@
-import { DEFAULT_TENANT, splitInstance, type Check } from '@factsync/shared';
+import { DEFAULT_TENANT, type Check } from '@factsync/shared';
 import type { PolicyIndex } from './policy-index.js';
 import type { Subjects } from './compile-condition.js';
 
@@ -115,28 +115,35 @@ export class Evaluator {
    * of the path found, or undefined.
    */
   holdsAny(userKey: string, starts: readonly string[], explain: boolean): string | undefined {
+    const { subjects, usersets, resourceRoles } = this.index;
     const subject = `user:${userKey}`;
+    // Each holding visited once; the map also remembers where it was reached from, for the reason.
     const parent = new Map<string, string | null>();
     const queue: string[] = [];
     for (const s of starts) if (!parent.has(s)) parent.set(s, null), queue.push(s);
+    let from = '';
+    const visit = (n: string) => {
+      if (!parent.has(n) && parent.size < MAX_DERIVATION_NODES) parent.set(n, from), queue.push(n);
+    };
     for (let head = 0; head < queue.length; head++) {
-      const node = queue[head]!;
-      if (this.index.subjects.get(node)?.get('user')?.has(subject)) return explain ? this.describe(node, parent, userKey) : 'held';
+      const node = (from = queue[head]!);
+      if (subjects.get(node)?.get('user')?.has(subject)) return explain ? this.describe(node, parent, userKey) : 'held';
       if (parent.size >= MAX_DERIVATION_NODES) continue;
-      const next = (n: string) => {
-        if (!parent.has(n) && parent.size < MAX_DERIVATION_NODES) parent.set(n, node), queue.push(n);
-      };
-      for (const us of this.index.usersets.get(node) ?? []) next(us);
+      const sets = usersets.get(node);
+      if (sets) for (const us of sets) visit(us);
       const hash = node.lastIndexOf('#');
       const object = node.slice(0, hash);
       const role = node.slice(hash + 1);
-      const type = splitInstance(object)?.[0];
-      if (type === undefined) continue;
+      // Holdings are keyed by validated type:id objects, so the type is what precedes the first colon.
+      const type = object.slice(0, object.indexOf(':'));
       // A role that extends this one includes it: its holders hold this role too.
-      for (const r of this.index.rolesExtending(type, role)) next(`${object}#${r}`);
-      const def = this.index.resourceRoles.get(type)?.get(role);
-      for (const g of def?.granted_to ?? []) {
-        for (const related of this.index.subjects.get(`${object}#${g.via}`)?.get(g.on) ?? []) next(`${related}#${g.role}`);
+      for (const r of this.index.rolesExtending(type, role)) visit(`${object}#${r}`);
+      const grants = resourceRoles.get(type)?.get(role)?.granted_to;
+      if (grants) {
+        for (const g of grants) {
+          const related = subjects.get(`${object}#${g.via}`)?.get(g.on);
+          if (related) for (const o of related) visit(`${o}#${g.role}`);
+        }
       }
     }
     return undefined;
