@@ -113,7 +113,9 @@ describe('permission checks on the agent', () => {
     expect(d.reason).toBe('"bob" holds group:eng#member, which gives folder:f1#editor, which gives file:d1#editor');
 
     const perms = await b.userPermissions({ user: 'bob' });
-    expect(perms['file:d1']).toEqual({ resource: { key: 'd1', type: 'file', attributes: {} }, permissions: ['file:read', 'file:write'], roles: ['editor'] });
+    expect(perms['file:d1']).toEqual({
+      resource: { key: 'd1', type: 'file', attributes: {} }, tenant: { key: 'default', attributes: {} }, permissions: ['file:read', 'file:write'], roles: ['editor'],
+    });
     expect(perms['folder:f1']?.permissions).toEqual(['folder:read', 'folder:write']);
 
     expect(await b.bulkCheck([

@@ -10,7 +10,12 @@ export interface PermissionsQuery {
 }
 
 export interface TenantEntry { tenant: { key: string; attributes: Record<string, unknown> }; permissions: string[]; roles: string[] }
-export interface ResourceEntry { resource: { key: string; type: string; attributes: Record<string, unknown> }; permissions: string[]; roles: string[] }
+export interface ResourceEntry {
+  resource: { key: string; type: string; attributes: Record<string, unknown> };
+  tenant: { key: string; attributes: Record<string, unknown> };
+  permissions: string[];
+  roles: string[];
+}
 
 /** Most resource instances one answer lists, so one request cannot walk a whole env. */
 export const MAX_LISTED_INSTANCES = 1000;
@@ -47,7 +52,12 @@ export function userPermissions(q: PermissionsQuery, index: PolicyIndex, evaluat
     const roles = [...(index.resourceRoles.get(type)?.keys() ?? [])].filter((r) => evaluator.holdsAny(q.user.key, [`${type}:${key}#${r}`], false));
     if (permissions.length === 0 && roles.length === 0) continue;
     const attributes = index.instances.get(`${type}:${key}`)?.attributes ?? {};
-    out[`${type}:${key}`] = { resource: { key, type, attributes }, permissions: permissions.sort(), roles: roles.sort() };
+    const tenant = evaluator.tenantOf(check);
+    out[`${type}:${key}`] = {
+      resource: { key, type, attributes },
+      tenant: { key: tenant, attributes: (facts.tenant(tenant)?.attributes as Record<string, unknown> | undefined) ?? {} },
+      permissions: permissions.sort(), roles: roles.sort(),
+    };
   }
   return out;
 }
