@@ -51,6 +51,13 @@ describe('status page', () => {
     expect(await page.textContent('tr[data-agent="pdp-us-1"] td.lag')).toBe('0');
     expect(await page.textContent('#connected')).toBe('2');
 
+    // Users checked on the agents show as this month's MAU.
+    expect(await page.textContent('#mau')).toBe('0');
+    await agents[0]!.api.app.inject({ method: 'POST', url: '/allowed/bulk', payload: [{ user: 'ann', action: 'read', resource: 'doc' }, { user: 'bob', action: 'read', resource: 'doc' }] });
+    await agents[1]!.api.app.inject({ method: 'POST', url: '/allowed', payload: { user: 'bob', action: 'read', resource: 'doc' } });
+    await admin.post('/v1/envs/demo/facts', { ops: [upsert('doc', 'nudge', {})] }); // an event, so the page refreshes at once
+    await page.waitForFunction(() => document.querySelector('#mau')?.textContent === '2');
+
     // An agent going away shows as disconnected.
     await agents[1]!.close();
     await page.waitForSelector('tr[data-agent="pdp-us-1"] .dot.off');
