@@ -1,4 +1,3 @@
-import { Agent as HttpAgent, request as httpRequest } from 'node:http';
 import * as hdr from 'hdr-histogram-js';
 import { newEnforcer, newModelFromString } from 'casbin';
 import { Decider, LocalStore } from '@factsync/pdp-agent';
@@ -7,6 +6,7 @@ import { CedarOracle } from '../test/src/cedar-oracle.js';
 import { rng } from '../test/src/policy-model.js';
 import { ADMIN, AGENT, Harness } from './lib/harness.js';
 import { Progress } from './lib/stats.js';
+import { post } from './scenarios.js';
 
 /**
  * P7: permission checks. One model (10k users, 100 tenants, 50k role
@@ -207,22 +207,6 @@ function timeEach<T>(items: T[], fn: (x: T) => unknown, rounds: number): { p50: 
   return { p50: us(h, 50), p99: us(h, 99), p99_of_medians: round(medians[Math.floor(medians.length * 0.99)]! / 1000), perSec: Math.round(count / secs) };
 }
 
-const keepAlive = new HttpAgent({ keepAlive: true, maxSockets: 32 });
-function postJson(url: string, body: unknown, headers: Record<string, string> = {}): Promise<{ status: number; body: any }> {
-  const payload = JSON.stringify(body);
-  return new Promise((resolve, reject) => {
-    const u = new URL(url);
-    const req = httpRequest({ host: u.hostname, port: u.port, path: u.pathname, method: 'POST', agent: keepAlive,
-      headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload), ...headers } }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(Buffer.concat(chunks).toString('utf8') || 'null') }));
-    });
-    req.on('error', reject);
-    req.end(payload);
-  });
-}
-
 export async function p7(): Promise<Record<string, unknown>> {
   const perKind = n(2000, 300);
   const prog = new Progress('P7');
@@ -309,7 +293,7 @@ export async function p7(): Promise<Record<string, unknown>> {
     await h.startRedis();
     const [server] = await h.servers(1);
     for (let i = 0; i < valid.value.length; i += 5000) {
-      const r = await postJson(`${server!.url}/v1/envs/p7/facts`, { ops: valid.value.slice(i, i + 5000) }, { authorization: `Bearer ${ADMIN}` });
+      const r = await post(`${server!.url}/v1/envs/p7/facts`, { ops: valid.value.slice(i, i + 5000) }, { authorization: `Bearer ${ADMIN}` });
       if (r.status !== 200) throw new Error(`write failed: ${JSON.stringify(r.body)}`);
       prog.update(`writing the model to the server: ${Math.min(i + 5000, facts)}/${facts}`);
     }
@@ -318,13 +302,13 @@ export async function p7(): Promise<Record<string, unknown>> {
     for (let i = 0; i < 600 && (await fetch(`${agent.url}/readyz`).then((r) => r.status, () => 0)) !== 200; i++) await new Promise((r) => setTimeout(r, 100));
     // Warm-up (JIT, and the collection of what loading the snapshot left), over every kind.
     const all = Object.values(model.checks).flat();
-    for (let i = 0; i < n(6000, 1000); i++) await postJson(`${agent.url}/allowed`, all[i % all.length]);
+    for (let i = 0; i < n(6000, 1000); i++) await post(`${agent.url}/allowed`, all[i % all.length]);
     for (const [kind, cs] of Object.entries(model.checks)) {
       const sample = cs.slice(0, n(2000, 200));
       const hist = histogram();
       for (const c of sample) {
         const t = process.hrtime.bigint();
-        const r = await postJson(`${agent.url}/allowed`, c);
+        const r = await post(`${agent.url}/allowed`, c);
         hist.recordValue(Number(process.hrtime.bigint() - t));
         if (r.status !== 200) throw new Error(`check failed: ${JSON.stringify(r.body)}`);
       }
@@ -332,7 +316,7 @@ export async function p7(): Promise<Record<string, unknown>> {
       const started = process.hrtime.bigint();
       let next = 0;
       await Promise.all(Array.from({ length: 16 }, async () => {
-        while (next < sample.length * 2) await postJson(`${agent.url}/allowed`, sample[next++ % sample.length]);
+        while (next < sample.length * 2) await post(`${agent.url}/allowed`, sample[next++ % sample.length]);
       }));
       const secs = Number(process.hrtime.bigint() - started) / 1e9;
       http = { ...http, [kind]: { p50: us(hist, 50), p99: us(hist, 99), perSec16: Math.round((sample.length * 2) / secs) } };

@@ -18,7 +18,7 @@ const n = (full: number, quick: number) => (QUICK ? quick : full);
 // The load generator must cost less than what it measures: node:http with keep-alive is several
 // times cheaper per request than fetch, which a profile of P3 showed to be the bottleneck.
 const keepAlive = new HttpAgent({ keepAlive: true, maxSockets: 64 });
-function post(url: string, body: unknown, headers: Record<string, string> = {}): Promise<{ status: number; body: any }> {
+export function post(url: string, body: unknown, headers: Record<string, string> = {}): Promise<{ status: number; body: any }> {
   const payload = JSON.stringify(body);
   return new Promise((resolve, reject) => {
     const u = new URL(url);
