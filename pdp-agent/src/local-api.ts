@@ -7,7 +7,8 @@ import { timingSafeEqual, createHash } from 'node:crypto';
 import { AgentStatus, FactKey, FactType, FactsyncError, createValidatorCompiler, toFactsyncError } from '@factsync/shared';
 import type { PdpAgent } from './agent.js';
 import type { Forwarder } from './forwarder.js';
-import { registerWriteRoutes } from './write-api.js';
+import { createForward, registerWriteRoutes } from './write-api.js';
+import { registerPermitRoutes } from './permit/permit-api.js';
 import { awaitAtLeast, registerCheckRoutes } from './check-api.js';
 
 export interface LocalApi {
@@ -107,7 +108,10 @@ export async function buildLocalApi(agent: PdpAgent, forwarder: Forwarder, log: 
     return { ...agent.status(), ...(digest ? { digest: agent.store.digest() } : {}) };
   });
 
-  registerWriteRoutes(app, { forwarder, store: agent.store, defaultWaitSeconds: config.defaultWaitSeconds, metrics: agent.metrics });
+  const writeDeps = { forwarder, store: agent.store, defaultWaitSeconds: config.defaultWaitSeconds, metrics: agent.metrics };
+  const forward = createForward(writeDeps);
+  registerWriteRoutes(app, writeDeps, forward);
+  registerPermitRoutes(app, forward, { env: config.env, store: agent.store, decider: agent.decider });
   app.get('/metrics', { schema: { summary: 'Prometheus metrics' } }, async (_req, reply) =>
     reply.type(agent.metrics.registry.contentType).send(await agent.metrics.registry.metrics()));
 

@@ -33,12 +33,10 @@ const schema = (summary: string, extra: Record<string, unknown> = {}) => ({
   summary, headers: WAIT_HEADERS, response: { 200: WriteResultSchema, '4xx': ErrorBody, '5xx': ErrorBody }, ...extra,
 });
 
-/**
- * Writes through the agent (DESIGN.md, "pdp-agent local API"): the generic
- * `POST /v1/facts` and typed endpoints that build the ops, all forwarded to the
- * server as one version and answered per the waiting headers.
- */
-export function registerWriteRoutes(app: FastifyInstance, d: WriteApiDeps): void {
+/** Forwards ops as one version, waiting per the request's headers; what every write route of the agent calls. */
+export type ForwardOps = (req: FastifyRequest, reply: FastifyReply, ops: Result<Op[]>) => Promise<WriteResult>;
+
+export function createForward(d: WriteApiDeps): ForwardOps {
   function waitOptions(req: FastifyRequest, reply: FastifyReply): WriteOptions {
     const parsed = parseWriteHeaders(req.headers, { waitFor: { kind: 'local' }, waitSeconds: d.defaultWaitSeconds });
     if (!parsed.ok) throw new FactsyncError('invalid_request', parsed.error);
@@ -67,6 +65,15 @@ export function registerWriteRoutes(app: FastifyInstance, d: WriteApiDeps): void
       end();
     }
   };
+  return forward;
+}
+
+/**
+ * Writes through the agent (DESIGN.md, "pdp-agent local API"): the generic
+ * `POST /v1/facts` and typed endpoints that build the ops, all forwarded to the
+ * server as one version and answered per the waiting headers.
+ */
+export function registerWriteRoutes(app: FastifyInstance, d: WriteApiDeps, forward: ForwardOps = createForward(d)): void {
   const okOps = (ops: Op[]): Result<Op[]> => ({ ok: true, value: ops });
   const one = (op: Result<Op>): Result<Op[]> => (op.ok ? okOps([op.value]) : op);
   const KeyParams = Type.Object({ key: FactKey });

@@ -17,6 +17,8 @@ const KindName = Type.String({ minLength: 1, maxLength: 32 });
 export const ResourceValue = Type.Object({
   actions: Names(1000),
   attributes: Type.Optional(Type.Record(Type.String(), KindName)),
+  /** Relation name → the related resource type (e.g. parent → folder); informational, as `granted_to` names `via`. */
+  relations: Type.Optional(Type.Record(Type.String(), Type.String({ minLength: 1, maxLength: 64 }))),
   name: Type.Optional(Type.String({ maxLength: 256 })),
 }, { additionalProperties: false });
 

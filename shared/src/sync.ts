@@ -53,7 +53,9 @@ export type WaitTimeout = { ms: number | null };
 export const MAX_WAIT_SECONDS = 3600;
 
 export function parseWaitTimeout(raw: string | undefined, fallbackSeconds: number): Result<WaitTimeout> {
-  if (raw === undefined || raw.trim() === '') return ok(toTimeout(fallbackSeconds));
+  if (raw === undefined) return ok(toTimeout(fallbackSeconds));
+  // An empty value waits until synced: the Permit SDK sends "" for waitForSync(null), and its PDP reads it so.
+  if (raw.trim() === '') return ok({ ms: null });
   const s = raw.trim();
   if (!/^-?\d+(\.\d+)?$/.test(s)) {
     return err(`timeout ${JSON.stringify(raw)} is not a number of seconds: use 0 (answer now), a positive number (wait up to), or a negative number (wait until synced)`);

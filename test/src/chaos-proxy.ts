@@ -14,6 +14,9 @@ export class ChaosProxy {
   /** Lose the answer of the next n HTTP POSTs: the request reaches the server, the response never the client. */
   loseNextPostAnswers = 0;
   lostAnswers = 0;
+  /** While true, what the server sends on websocket connections is held back (released on thaw): an agent that stops hearing. */
+  private frozen = false;
+  private readonly held: (() => void)[] = [];
 
   constructor(private targetPort: number, private readonly targetHost = '127.0.0.1') {
     this.server = createServer((client) => {
@@ -23,9 +26,15 @@ export class ChaosProxy {
       let tearNext = false;
       let loseAnswer = false;
       let first = true;
+      let websocket = false;
       const forward = (from: Socket, to: Socket) => from.on('data', (chunk: Buffer) => {
+        if (from === upstream && websocket && this.frozen) {
+          this.held.push(() => to.write(chunk));
+          return;
+        }
         if (from === client && first) {
           first = false;
+          websocket = /\r\nupgrade:\s*websocket/i.test(chunk.toString('latin1'));
           if (this.loseNextPostAnswers > 0 && chunk.subarray(0, 5).toString() === 'POST ') {
             this.loseNextPostAnswers--;
             loseAnswer = true;
@@ -65,6 +74,16 @@ export class ChaosProxy {
     if (count) this.cuts++;
     pair[0].destroy();
     pair[1].destroy();
+  }
+
+  /** Hold back everything servers send on websocket connections (HTTP passes). */
+  freezeWebsockets(): void {
+    this.frozen = true;
+  }
+
+  thawWebsockets(): void {
+    this.frozen = false;
+    for (const write of this.held.splice(0)) write();
   }
 
   /** Send new connections to another port (a failover) and cut the current ones. */

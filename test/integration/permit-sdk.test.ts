@@ -1,0 +1,188 @@
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { nanoid } from 'nanoid';
+import { Permit } from 'permitio';
+import { AGENT, TOKENS, newEnv } from '../src/inproc.js';
+import { spawnAgent, spawnServer, type Proc } from '../src/procs.js';
+import { client } from '../src/http.js';
+import { ChaosProxy } from '../src/chaos-proxy.js';
+import { waitUntil } from '../src/wait.js';
+
+/**
+ * The unchanged `permitio` SDK (pinned 2.7.6) against factsync agents, the way
+ * Permit's quickstarts use it: `pdp` and `apiUrl` both the agent, the agent's
+ * AGENT_API_TOKEN as the token, `proxyFactsViaPdp: true`. Real processes: one
+ * server on Redis, agent A (the SDK's) and agent B (a second PDP that must
+ * decide the same after each write). No Permit cloud anywhere.
+ */
+describe('the Permit SDK against factsync', () => {
+  const env = newEnv();
+  const API = 'permit-sdk-token';
+  const procs: Proc[] = [];
+  let server: Proc;
+  let A: Proc, B: Proc;
+  let permit: Permit;
+  let permitB: Permit;
+
+  const sdk = (url: string, extra: Record<string, unknown> = {}) => new Permit({
+    token: API, pdp: url, apiUrl: url, proxyFactsViaPdp: true, factsSyncTimeout: 10, log: { level: 'fatal' }, ...extra,
+  } as never);
+
+  beforeAll(async () => {
+    const common = { REDIS_URL: inject('redisUrl'), KEY_PREFIX: `p${nanoid(6)}`, AUTH_TOKENS: TOKENS, PING_INTERVAL_MS: '500', LEASE_MS: '3000' };
+    server = await spawnServer(common);
+    procs.push(server);
+    const agentEnv = (id: string) => ({ SERVER_URL: server.url, AGENT_TOKEN: AGENT, AGENT_ENV: env, AGENT_ID: id, AGENT_API_TOKEN: API, SERVER_TIMEOUT_MS: '2000' });
+    [A, B] = await Promise.all([spawnAgent(agentEnv('A')), spawnAgent(agentEnv('B'))]);
+    procs.push(A, B);
+    await Promise.all([A, B].map((p) => waitUntil(async () => (await client(p.url).get('/readyz')).status === 200, `${p.url} ready`)));
+    permit = sdk(A.url);
+    permitB = sdk(B.url);
+  }, 60_000);
+
+  afterAll(async () => {
+    for (const p of procs) if (p.child.signalCode === 'SIGSTOP') p.child.kill('SIGCONT');
+    await Promise.all(procs.map((p) => p.stop()));
+  });
+
+  /** B decides the same once it applied what A answered with. */
+  const synced = () => waitUntil(async () => {
+    const [a, b] = await Promise.all([client(A.url, API).get('/v1/status'), client(B.url, API).get('/v1/status')]);
+    return b.body.applied >= a.body.applied;
+  }, 'agent B to apply what A applied');
+
+  it('scope: the environment is the agent\'s env', async () => {
+    // The SDK reads it before its first API call; the same answer for anyone who asks.
+    const scope = (await client(A.url, API).get('/v2/api-key/scope')).body;
+    expect(scope).toMatchObject({ environment_id: env });
+    expect(scope.organization_id).toBeTruthy();
+    expect(scope.project_id).toBeTruthy();
+  });
+
+  it('the quickstart: resources and roles, a user with a role, tenants, checks in two tenants', async () => {
+    const resource = await permit.api.resources.create({
+      key: 'document', name: 'Document', actions: { read: {}, write: {}, delete: {} }, attributes: { classification: { type: 'string' } },
+    });
+    expect(resource).toMatchObject({ key: 'document', name: 'Document' });
+    expect(resource.id).toBeTruthy();
+    const viewer = await permit.api.roles.create({ key: 'viewer', name: 'Viewer', permissions: ['document:read'] });
+    expect(viewer).toMatchObject({ key: 'viewer', permissions: ['document:read'] });
+    await permit.api.roles.create({ key: 'admin', name: 'Admin', permissions: ['document:write', 'document:delete'], extends: ['viewer'] } as never);
+
+    const tenant = await permit.api.tenants.create({ key: 'acme', name: 'Acme', attributes: { region: 'eu' } });
+    expect(tenant).toMatchObject({ key: 'acme', name: 'Acme' });
+    const user = await permit.api.users.sync({
+      key: 'john@smith.com', email: 'john@smith.com', first_name: 'John', last_name: 'Smith',
+      role_assignments: [{ role: 'admin', tenant: 'default' }],
+    });
+    // The SDK reads 201 as "created".
+    expect(user).toMatchObject({ created: true, user: { key: 'john@smith.com', email: 'john@smith.com', environment_id: env } });
+    expect(await permit.api.users.sync({ key: 'john@smith.com', email: 'john@smith.com', role_assignments: [{ role: 'admin', tenant: 'default' }] }))
+      .toMatchObject({ created: false });
+    const ra = await permit.api.roleAssignments.assign({ user: 'john@smith.com', role: 'viewer', tenant: 'acme' });
+    expect(ra).toMatchObject({ user: 'john@smith.com', role: 'viewer', tenant: 'acme' });
+
+    expect(await permit.check('john@smith.com', 'write', 'document')).toBe(true);
+    expect(await permit.check('john@smith.com', 'read', { type: 'document', tenant: 'acme' })).toBe(true);
+    expect(await permit.check('john@smith.com', 'write', { type: 'document', tenant: 'acme' })).toBe(false);
+    await synced();
+    expect(await permitB.check('john@smith.com', 'write', 'document')).toBe(true);
+    expect(await permitB.check('john@smith.com', 'write', { type: 'document', tenant: 'acme' })).toBe(false);
+    expect(await permit.check('nobody', 'read', 'document')).toBe(false);
+  });
+
+  it('ABAC with just-in-time attributes through condition sets', async () => {
+    await permit.api.resources.create({ key: 'report', name: 'Report', actions: { read: {} }, attributes: { hasApproval: { type: 'string' } } });
+    await permit.api.conditionSets.create({
+      key: 'engineers', name: 'Engineers', type: 'userset',
+      conditions: { allOf: [{ allOf: [{ 'user.department': { equals: 'Engineering' } }] }] },
+    });
+    await permit.api.conditionSets.create({
+      key: 'approved_reports', name: 'Approved reports', type: 'resourceset', resource_id: 'report',
+      conditions: { allOf: [{ allOf: [{ 'resource.hasApproval': { equals: 'true' } }] }] },
+    });
+    const rule = await permit.api.conditionSetRules.create({ user_set: 'engineers', permission: 'report:read', resource_set: 'approved_reports' });
+    expect(rule).toBeTruthy();
+    const eng = { key: 'ann', attributes: { department: 'Engineering' } };
+    expect(await permit.check(eng, 'read', { type: 'report', attributes: { hasApproval: 'true' } })).toBe(true);
+    expect(await permit.check(eng, 'read', { type: 'report', attributes: { hasApproval: 'false' } })).toBe(false);
+    expect(await permit.check({ key: 'ann', attributes: { department: 'Sales' } }, 'read', { type: 'report', attributes: { hasApproval: 'true' } })).toBe(false);
+  });
+
+  it('ReBAC through a derived resource role, bulk check and user permissions', async () => {
+    await permit.api.resources.create({
+      key: 'folder', name: 'Folder', actions: { read: {}, write: {} },
+      roles: { editor: { name: 'Editor', permissions: ['read', 'write'] } },
+    });
+    await permit.api.resources.create({
+      key: 'file', name: 'File', actions: { read: {}, write: {} },
+      relations: { parent: 'folder' },
+      roles: {
+        editor: {
+          name: 'Editor', permissions: ['read', 'write'],
+          granted_to: { users_with_role: [{ role: 'editor', on_resource: 'folder', linked_by_relation: 'parent' }] },
+        },
+      },
+    });
+    await permit.api.resourceInstances.create({ key: 'f1', resource: 'folder', tenant: 'default' });
+    await permit.api.resourceInstances.create({ key: 'd1', resource: 'file', tenant: 'default', attributes: { size: 3 } });
+    await permit.api.relationshipTuples.create({ subject: 'folder:f1', relation: 'parent', object: 'file:d1', tenant: 'default' });
+    await permit.api.roleAssignments.assign({ user: 'bob', role: 'editor', resource_instance: 'folder:f1', tenant: 'default' });
+
+    expect(await permit.check('bob', 'write', 'file:d1')).toBe(true);
+    expect(await permit.check('carl', 'write', 'file:d1')).toBe(false);
+    const bulk = await permit.bulkCheck([
+      { user: 'bob', action: 'write', resource: 'file:d1' },
+      { user: 'carl', action: 'write', resource: 'file:d1' },
+      { user: 'john@smith.com', action: 'read', resource: 'document' },
+    ]);
+    expect(bulk).toEqual([true, false, true]);
+
+    const perms = await permit.getUserPermissions('bob', ['default'], ['file:d1']);
+    expect(perms['file:d1']?.permissions).toEqual(['file:read', 'file:write']);
+    await synced();
+    expect(await permitB.check('bob', 'write', 'file:d1')).toBe(true);
+  });
+
+  it('unassigning and deleting revoke access, on both agents', async () => {
+    await permit.api.roleAssignments.unassign({ user: 'bob', role: 'editor', resource_instance: 'folder:f1', tenant: 'default' });
+    expect(await permit.check('bob', 'write', 'file:d1')).toBe(false);
+    await permit.api.users.sync({ key: 'temp', role_assignments: [{ role: 'viewer', tenant: 'default' }] });
+    expect(await permit.check('temp', 'read', 'document')).toBe(true);
+    await permit.api.users.delete('temp');
+    expect(await permit.check('temp', 'read', 'document')).toBe(false);
+    await synced();
+    expect(await permitB.check('bob', 'write', 'file:d1')).toBe(false);
+    expect(await permitB.check('temp', 'read', 'document')).toBe(false);
+  });
+
+  it('waitForSync(null) waits until synced; the write is visible at once on the agent', async () => {
+    const u = await permit.api.users.waitForSync(null).sync({ key: 'waiter', role_assignments: [{ role: 'viewer', tenant: 'default' }] });
+    expect(u).toMatchObject({ user: { key: 'waiter' } });
+    expect(await permit.check('waiter', 'read', 'document')).toBe(true);
+  });
+
+  it('X-Timeout-Policy fail with a frozen agent gives the SDK an error with a message; ignore answers the write', async () => {
+    // Agent C hears the server through a proxy that can hold back the websocket: its writes reach the server, but it never applies them.
+    const proxy = new ChaosProxy(Number(new URL(server.url).port));
+    const proxyUrl = await proxy.listen();
+    const C = await spawnAgent({ SERVER_URL: proxyUrl, AGENT_TOKEN: AGENT, AGENT_ENV: env, AGENT_ID: 'C', AGENT_API_TOKEN: API });
+    procs.push(C);
+    try {
+      await waitUntil(async () => (await client(C.url).get('/readyz')).status === 200, 'C ready');
+      const permitC = sdk(C.url);
+      proxy.freezeWebsockets();
+      const err = await permitC.api.users.waitForSync(0.5, 'fail').sync({ key: 'late' }).then(() => undefined, (e: unknown) => e);
+      expect(err).toBeInstanceOf(Error);
+      expect((err as Error).message).toMatch(/not applied|sync/i);
+      expect((err as { response?: { status?: number } }).response?.status ?? (err as { originalError?: { response?: { status?: number } } }).originalError?.response?.status).toBe(424);
+      // The write exists: A has it.
+      await waitUntil(async () => (await client(A.url, API).get('/v1/facts/user/late')).status === 200, 'the write to reach A');
+      // The default policy (ignore) answers the write although C has not applied it.
+      const ok = await permitC.api.users.waitForSync(0.5).sync({ key: 'late2' });
+      expect(ok).toMatchObject({ user: { key: 'late2' } });
+    } finally {
+      proxy.thawWebsockets();
+      await proxy.close();
+    }
+  });
+});
