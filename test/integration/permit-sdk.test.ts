@@ -161,6 +161,96 @@ describe('the Permit SDK against factsync', () => {
     expect(await permit.check('waiter', 'read', 'document')).toBe(true);
   });
 
+  it('every other write the SDK makes: updates, bulk operations, permissions, resource roles and relations, deletes', async () => {
+    const local = (type: string, key: string) => client(A.url, API).get(`/v1/facts/${type}/${encodeURIComponent(key)}`);
+
+    // Users: update merges; assignRole / unassignRole; bulk create, replace, delete.
+    await permit.api.users.sync({ key: 'dora', email: 'dora@x.io', attributes: { team: 'a' } });
+    const updated = await permit.api.users.update('dora', { first_name: 'Dora' });
+    expect(updated).toMatchObject({ key: 'dora', first_name: 'Dora', email: 'dora@x.io' });
+    await permit.api.users.assignRole({ user: 'dora', role: 'viewer', tenant: 'default' });
+    expect(await permit.check('dora', 'read', 'document')).toBe(true);
+    await permit.api.users.unassignRole({ user: 'dora', role: 'viewer', tenant: 'default' });
+    expect(await permit.check('dora', 'read', 'document')).toBe(false);
+    await permit.api.users.bulkUserCreate([{ key: 'bulk-1', role_assignments: [{ role: 'viewer', tenant: 'default' }] } as never, { key: 'bulk-2' }]);
+    expect(await permit.check('bulk-1', 'read', 'document')).toBe(true);
+    await permit.api.users.bulkUserReplace([{ key: 'bulk-2', email: 'b2@x.io' }]);
+    expect((await local('user', 'bulk-2')).body.value).toEqual({ email: 'b2@x.io' });
+    await permit.api.users.bulkUserDelete(['bulk-1', 'bulk-2']);
+    expect((await local('user', 'bulk-1')).status).toBe(404);
+    expect(await permit.check('bulk-1', 'read', 'document')).toBe(false);
+
+    // Tenants and resource instances: update, delete.
+    await permit.api.tenants.update('acme', { name: 'Acme Corp' });
+    expect((await local('tenant', 'acme')).body.value).toEqual({ name: 'Acme Corp', attributes: { region: 'eu' } });
+    await permit.api.resourceInstances.update('file:d1', { attributes: { size: 9 } });
+    expect((await local('resource_instance', 'file:d1')).body.value).toEqual({ tenant: 'default', attributes: { size: 9 } });
+    await permit.api.resourceInstances.create({ key: 'tmp', resource: 'file', tenant: 'default' });
+    await permit.api.resourceInstances.delete('file:tmp');
+    expect((await local('resource_instance', 'file:tmp')).status).toBe(404);
+    await permit.api.tenants.create({ key: 'gone', name: 'Gone' });
+    await permit.api.tenants.delete('gone');
+    expect((await local('tenant', 'gone')).status).toBe(404);
+
+    // Bulk role assignments and tuples.
+    await permit.api.roleAssignments.bulkAssign([{ user: 'eve', role: 'viewer', tenant: 'default' }, { user: 'eve', role: 'editor', resource_instance: 'folder:f1', tenant: 'default' }]);
+    expect(await permit.check('eve', 'read', 'document')).toBe(true);
+    expect(await permit.check('eve', 'write', 'file:d1')).toBe(true);
+    await permit.api.roleAssignments.bulkUnassign([{ user: 'eve', role: 'viewer', tenant: 'default' }, { user: 'eve', role: 'editor', resource_instance: 'folder:f1', tenant: 'default' }]);
+    expect(await permit.check('eve', 'write', 'file:d1')).toBe(false);
+    await permit.api.resourceInstances.create({ key: 'd2', resource: 'file', tenant: 'default' });
+    await permit.api.relationshipTuples.bulkRelationshipTuples([{ subject: 'folder:f1', relation: 'parent', object: 'file:d2', tenant: 'default' }]);
+    await permit.api.roleAssignments.assign({ user: 'fay', role: 'editor', resource_instance: 'folder:f1', tenant: 'default' });
+    expect(await permit.check('fay', 'write', 'file:d2')).toBe(true);
+    await permit.api.relationshipTuples.bulkUnRelationshipTuples([{ subject: 'folder:f1', relation: 'parent', object: 'file:d2' }]);
+    expect(await permit.check('fay', 'write', 'file:d2')).toBe(false);
+    await permit.api.relationshipTuples.create({ subject: 'folder:f1', relation: 'parent', object: 'file:d2', tenant: 'default' });
+    await permit.api.relationshipTuples.delete({ subject: 'folder:f1', relation: 'parent', object: 'file:d2' });
+    expect(await permit.check('fay', 'write', 'file:d2')).toBe(false);
+
+    // Tenant roles: update, permissions, delete.
+    await permit.api.roles.create({ key: 'auditor', name: 'Auditor', permissions: [] });
+    await permit.api.roleAssignments.assign({ user: 'gus', role: 'auditor', tenant: 'default' });
+    expect(await permit.check('gus', 'read', 'report')).toBe(false);
+    await permit.api.roles.assignPermissions('auditor', ['report:read']);
+    expect(await permit.check('gus', 'read', 'report')).toBe(true);
+    await permit.api.roles.removePermissions('auditor', ['report:read']);
+    expect(await permit.check('gus', 'read', 'report')).toBe(false);
+    await permit.api.roles.update('auditor', { permissions: ['document:delete'] });
+    expect(await permit.check('gus', 'delete', 'document')).toBe(true);
+    await permit.api.roles.delete('auditor');
+    expect(await permit.check('gus', 'delete', 'document')).toBe(false);
+
+    // Resource roles and relations declared on their own; a resource role deleted revokes.
+    await permit.api.resources.create({ key: 'board', name: 'Board', actions: { view: {}, pin: {} } });
+    await permit.api.resourceRoles.create('board', { key: 'pinner', name: 'Pinner', permissions: ['pin'] });
+    await permit.api.resourceRelations.create('board', { key: 'space', name: 'Space', subject_resource: 'folder' });
+    await permit.api.roleAssignments.assign({ user: 'hal', role: 'pinner', resource_instance: 'board:b1', tenant: 'default' });
+    expect(await permit.check('hal', 'pin', 'board:b1')).toBe(true);
+    expect((await local('resource', 'board')).body.value.relations).toEqual({ space: 'folder' });
+    await permit.api.resourceRoles.delete('board', 'pinner');
+    expect(await permit.check('hal', 'pin', 'board:b1')).toBe(false);
+
+    // Condition sets and rules: update, delete.
+    await permit.api.conditionSets.update('engineers', { conditions: { allOf: [{ 'user.department': { equals: 'R&D' } }] } });
+    const rnd = { key: 'ann', attributes: { department: 'R&D' } };
+    expect(await permit.check(rnd, 'read', { type: 'report', attributes: { hasApproval: 'true' } })).toBe(true);
+    await permit.api.conditionSetRules.delete({ user_set: 'engineers', permission: 'report:read', resource_set: 'approved_reports' });
+    expect(await permit.check(rnd, 'read', { type: 'report', attributes: { hasApproval: 'true' } })).toBe(false);
+    await permit.api.conditionSets.delete('approved_reports');
+    expect((await local('condition_set', 'approved_reports')).status).toBe(404);
+  });
+
+  it('bad input is a 4xx whose message the SDK shows', async () => {
+    const err = await permit.api.roles.create({ key: 'broken', name: 'Broken', permissions: ['no-colon'] }).then(() => undefined, (e: unknown) => e);
+    expect(err).toBeInstanceOf(Error);
+    expect((err as Error).message).toMatch(/type:action/);
+    const err2 = await permit.api.conditionSets.create({ key: 'bad', name: 'Bad', type: 'userset', conditions: { 'user.x': { matches: 'y' } } } as never).then(() => undefined, (e: unknown) => e);
+    expect((err2 as Error).message).toMatch(/unknown operator "matches"/);
+    const err3 = await permit.api.roleAssignments.assign({ user: 'x', role: 'editor', resource_instance: 'no-type', tenant: 'default' }).then(() => undefined, (e: unknown) => e);
+    expect((err3 as Error).message).toMatch(/type:key/);
+  });
+
   it('X-Timeout-Policy fail with a frozen agent gives the SDK an error with a message; ignore answers the write', async () => {
     // Agent C hears the server through a proxy that can hold back the websocket: its writes reach the server, but it never applies them.
     const proxy = new ChaosProxy(Number(new URL(server.url).port));
