@@ -13,6 +13,7 @@ import { Broadcaster, type BroadcasterHooks } from './broadcast/broadcaster.js';
 import { ControlPlane } from './control/control-plane.js';
 import { Gateway } from './ws/gateway.js';
 import { ServerMetrics } from './metrics.js';
+import { GroupCommit } from './store/group-commit.js';
 import { factsRoutes } from './routes/facts.js';
 import { readRoutes } from './routes/reads.js';
 import { usageRoutes } from './routes/usage.js';
@@ -126,7 +127,10 @@ export async function createServer(config: Readonly<ServerConfig>, opts: ServerO
   await app.register(websocket, { options: { maxPayload: config.wsMaxPayloadBytes } });
   gateway.register(app);
   broadcaster.onFork = (env) => metrics.historyForks.inc({ env, where: 'feed' });
-  const ctx = { store, control, auth, config, metrics };
+  const commit = new GroupCommit(store, {
+    maxWrites: 256, maxOps: Math.max(config.maxOpsPerWrite, 1), onGroup: (n) => metrics.writeGroupSize.observe(n),
+  });
+  const ctx = { store, commit, control, auth, config, metrics };
   app.get('/metrics', { schema: { summary: 'Prometheus metrics' } }, async (_req, reply) =>
     reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()));
   factsRoutes(app, ctx);

@@ -143,6 +143,61 @@ describe.each(Object.keys(factories))('FactStore contract: %s', (kind) => {
     expect((await s.head('ik')).version).toBe(1);
   });
 
+  it('group commit: writes in order, each its own consecutive chained version, one doorbell for the group', async () => {
+    const s = await make();
+    await s.write('g', { ops: [up('before')], ts: ts() });
+    const events: EnvEvent[] = [];
+    const unsub = await s.subscribe('g', (e) => events.push(e));
+    const t = ts();
+    const results = await s.writeMany('g', [
+      { ops: [up('a', { n: 1 })], ts: t },
+      { ops: [up('a', { n: 2 }), up('b')], ts: t },
+      { ops: [{ op: 'delete', type: 'user', key: 'before' }], ts: t },
+    ]);
+    expect(results.map((r) => (r.ok ? r.outcome.version : r.error.code))).toEqual([2, 3, 4]);
+    expect(results.every((r) => r.ok && !r.outcome.duplicate)).toBe(true);
+    // Later writes see earlier ones: the state is what applying them in order gives.
+    const snap = await s.snapshot('g');
+    expect(snap.version).toBe(4);
+    expect(snap.facts.map((f) => [f.key, JSON.parse(f.valueJson)]).sort()).toEqual([['a', { n: 2 }], ['b', { n: 1 }]]);
+    const page = await s.changes('g', 0, 10);
+    if (page.truncated) throw new Error('truncated');
+    let prev = GENESIS_ID;
+    for (const c of page.changes) {
+      const parsed = JSON.parse(c.json) as { version: number; id: string; ts: string; ops: unknown };
+      expect(parsed.id).toBe(chainId(prev, parsed.version, parsed.ts, JSON.stringify(parsed.ops)));
+      prev = parsed.id;
+    }
+    expect((await s.head('g')).id).toBe(prev);
+    await waitUntil(() => events.length >= 1, 'the doorbell of the group');
+    await new Promise((r) => setTimeout(r, 50));
+    expect(events).toEqual([{ t: 'change', v: 4, e: snap.epoch }]);
+    await unsub();
+  });
+
+  it('group commit: idempotency inside a group, and a refused write refuses only itself', async () => {
+    const s = await make();
+    const t = ts();
+    const results = await s.writeMany('gi', [
+      { ops: [up('x', { n: 1 })], ts: t, idempotencyKey: 'k1' },
+      { ops: [up('x', { n: 1 })], ts: t, idempotencyKey: 'k1' }, // a retry within the group: the first version
+      { ops: [up('x', { n: 9 })], ts: t, idempotencyKey: 'k1' }, // the same key, another body: refused, alone
+      { ops: [up('y')], ts: t },
+      { ops: [up('z')], ts: t, idempotencyKey: 'k2' },
+    ]);
+    expect(results[0]).toEqual({ ok: true, outcome: expect.objectContaining({ version: 1, duplicate: false }) });
+    expect(results[1]).toEqual({ ok: true, outcome: expect.objectContaining({ version: 1, duplicate: true }) });
+    expect(results[2]!.ok).toBe(false);
+    if (!results[2]!.ok) expect(results[2]!.error).toMatchObject({ code: 'idempotency_key_reused', status: 422 });
+    expect(results[3]).toEqual({ ok: true, outcome: expect.objectContaining({ version: 2, duplicate: false }) });
+    expect(results[4]).toEqual({ ok: true, outcome: expect.objectContaining({ version: 3, duplicate: false }) });
+    expect((await s.head('gi')).version).toBe(3);
+    const snap = await s.snapshot('gi');
+    expect(snap.facts.find((f) => f.key === "x")!.valueJson).toBe(JSON.stringify({ n: 1 }));
+    // A later lone retry of k2 is a replay of version 3.
+    expect(await s.write('gi', { ops: [up('z')], ts: ts(), idempotencyKey: 'k2' })).toMatchObject({ version: 3, duplicate: true });
+  });
+
   it('judges a hello: resume, new, other epoch, ahead, forked', async () => {
     const s = await make();
     await s.write('v', { ops: [up('a')], ts: ts() });

@@ -1,6 +1,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { ENV_PATTERN, FactsyncError } from '@factsync/shared';
 import { permit, type Authenticator, type Capability } from '../auth.js';
+import type { GroupCommit } from '../store/group-commit.js';
 import type { FactStore } from '../store/fact-store.js';
 import type { ControlPlane } from '../control/control-plane.js';
 import type { ServerConfig } from '../config.js';
@@ -9,6 +10,8 @@ import type { ServerMetrics } from '../metrics.js';
 /** What route plugins need; passed explicitly so each can be built against real parts in tests. */
 export interface RouteContext {
   store: FactStore;
+  /** Writes go through here: grouped per env while one is in flight (group commit). */
+  commit: GroupCommit;
   control: ControlPlane;
   auth: Authenticator;
   config: Readonly<ServerConfig>;

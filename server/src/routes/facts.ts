@@ -39,7 +39,7 @@ export function factsRoutes(app: FastifyInstance, ctx: RouteContext): void {
     }
 
     const endWrite = ctx.metrics.writeDuration.startTimer();
-    const outcome = await ctx.store.write(env, { ops: ops.value, ts: new Date().toISOString(), idempotencyKey });
+    const outcome = await ctx.commit.write(env, { ops: ops.value, ts: new Date().toISOString(), idempotencyKey });
     endWrite();
     if (outcome.duplicate) {
       reply.header('idempotent-replayed', 'true');

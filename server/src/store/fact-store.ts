@@ -1,4 +1,4 @@
-import type { Op } from '@factsync/shared';
+import type { FactsyncError, Op } from '@factsync/shared';
 
 /**
  * The one interface the server talks to for durable state and cross-replica
@@ -38,6 +38,16 @@ export interface WriteOutcome {
   epoch: string;
   /** True when the idempotency key was seen before with the same request: nothing was applied. */
   duplicate: boolean;
+}
+
+/** One write of a group: its outcome, or why it alone was refused (the others are unaffected). */
+export type WriteResult = { ok: true; outcome: WriteOutcome } | { ok: false; error: FactsyncError };
+
+/** The single outcome of a group of one, or its error. */
+export function oneWrite(results: readonly WriteResult[]): WriteOutcome {
+  const r = results[0]!;
+  if (!r.ok) throw r.error;
+  return r.outcome;
 }
 
 export type ChangesPage =
@@ -133,6 +143,12 @@ export interface FactStore {
   readonly kind: 'redis' | 'memory';
   /** Throws `idempotency_key_reused` when the key was used for a different request. */
   write(env: string, input: WriteInput): Promise<WriteOutcome>;
+  /**
+   * Group commit: the writes in order, each its own consecutive version (or
+   * its idempotent replay), in one atomic step with one doorbell. A write
+   * refused for itself (a reused Idempotency-Key) does not stop the others.
+   */
+  writeMany(env: string, inputs: readonly WriteInput[]): Promise<WriteResult[]>;
   head(env: string): Promise<EnvHead>;
   /** Like head, but creates the env's epoch if it has none yet. */
   ensureEpoch(env: string): Promise<EnvHead>;

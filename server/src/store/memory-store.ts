@@ -2,9 +2,10 @@ import { nanoid } from 'nanoid';
 import { GENESIS_ID, chainId, factField, idOfChangeJson, sha1Hex, splitFactField } from '@factsync/shared';
 import { encodeChangeEvent, encodeControlEvent, parseControlEvent, parseEnvEvent } from './events.js';
 import { idempotencyKeyReused, toAgentRecords, type AgentInfoRecord } from './agent-records.js';
+import { oneWrite } from './fact-store.js';
 import type {
   AckEntry, AgentRecord, ChangesPage, ControlEvent, ControlListener, EnvHead, EnvListener, FactStore, RawChange, Resume,
-  ResumeRequest, ResumeVerdict, SessionOpen, SessionOpened, Snapshot, WriteInput, WriteOutcome,
+  ResumeRequest, ResumeVerdict, SessionOpen, SessionOpened, Snapshot, WriteInput, WriteOutcome, WriteResult,
 } from './fact-store.js';
 
 export interface MemoryStoreOptions {
@@ -57,6 +58,48 @@ export function createMemoryStore(opts: MemoryStoreOptions): FactStore {
     return s;
   };
   const epochOf = (s: EnvState): string => (s.epoch ??= nanoid(12));
+
+  /** The same group commit as Redis's WRITE script: in order, each its version or replay, one doorbell. */
+  function writeMany(env: string, inputs: readonly WriteInput[]): WriteResult[] {
+    const s = envOf(env);
+    const t = now();
+    const epoch = epochOf(s);
+    const results: WriteResult[] = [];
+    let last = '';
+    let wrote = 0;
+    for (const input of inputs) {
+      const opsJson = JSON.stringify(input.ops);
+      const hash = input.idempotencyKey !== undefined ? sha1Hex(opsJson) : '';
+      const prev = input.idempotencyKey !== undefined ? s.idem.get(input.idempotencyKey) : undefined;
+      if (prev && prev.expiresMs > t) {
+        results.push(prev.hash !== hash
+          ? { ok: false, error: idempotencyKeyReused(input.idempotencyKey!, prev.version) }
+          : { ok: true, outcome: { version: prev.version, epoch, duplicate: true } });
+        continue;
+      }
+      const v = ++s.version;
+      s.id = chainId(s.id, v, input.ts, opsJson);
+      for (const op of input.ops) {
+        const field = factField(op.type, op.key);
+        if (op.op === 'upsert') s.state.set(field, JSON.stringify(op.value));
+        else s.state.delete(field);
+      }
+      last = `{"version":${v},"id":"${s.id}","ts":"${input.ts}","ops":${opsJson}}`;
+      s.log.push({ version: v, json: last });
+      if (input.idempotencyKey !== undefined) {
+        s.idem.set(input.idempotencyKey, { version: v, hash, expiresMs: t + opts.idempotencyTtlSeconds * 1000 });
+        // Redis expires these keys by itself; here, sweep now and then so a long-running dev server does not grow.
+        if (s.idem.size % 1024 === 0) for (const [k, e] of s.idem) if (e.expiresMs <= t) s.idem.delete(k);
+      }
+      wrote++;
+      results.push({ ok: true, outcome: { version: v, epoch, duplicate: false } });
+    }
+    const excess = s.log.length - opts.logRetention;
+    if (excess > 0) s.log.splice(0, excess);
+    if (wrote > 0) publish(env, encodeChangeEvent(s.version, epoch, wrote === 1 && last.length <= opts.inlineChangeBytes ? last : undefined));
+    return results;
+  }
+
 
   const deliver = <T>(set: Set<(e: T) => void> | undefined, ev: T) => {
     if (!set || set.size === 0) return;
@@ -138,37 +181,10 @@ export function createMemoryStore(opts: MemoryStoreOptions): FactStore {
   return {
     kind: 'memory',
 
+    writeMany: async (env: string, inputs: readonly WriteInput[]) => writeMany(env, inputs),
+
     async write(env: string, input: WriteInput): Promise<WriteOutcome> {
-      const s = envOf(env);
-      const t = now();
-      const opsJson = JSON.stringify(input.ops);
-      const hash = input.idempotencyKey !== undefined ? sha1Hex(opsJson) : '';
-      if (input.idempotencyKey !== undefined) {
-        const prev = s.idem.get(input.idempotencyKey);
-        if (prev && prev.expiresMs > t) {
-          if (prev.hash !== hash) throw idempotencyKeyReused(input.idempotencyKey, prev.version);
-          return { version: prev.version, epoch: epochOf(s), duplicate: true };
-        }
-      }
-      const epoch = epochOf(s);
-      const v = ++s.version;
-      s.id = chainId(s.id, v, input.ts, opsJson);
-      for (const op of input.ops) {
-        const field = factField(op.type, op.key);
-        if (op.op === 'upsert') s.state.set(field, JSON.stringify(op.value));
-        else s.state.delete(field);
-      }
-      const json = `{"version":${v},"id":"${s.id}","ts":"${input.ts}","ops":${opsJson}}`;
-      s.log.push({ version: v, json });
-      const excess = s.log.length - opts.logRetention;
-      if (excess > 0) s.log.splice(0, excess);
-      if (input.idempotencyKey !== undefined) {
-        s.idem.set(input.idempotencyKey, { version: v, hash, expiresMs: t + opts.idempotencyTtlSeconds * 1000 });
-        // Redis expires these keys by itself; here, sweep now and then so a long-running dev server does not grow.
-        if (s.idem.size % 1024 === 0) for (const [k, e] of s.idem) if (e.expiresMs <= t) s.idem.delete(k);
-      }
-      publish(env, encodeChangeEvent(v, epoch, json.length <= opts.inlineChangeBytes ? json : undefined));
-      return { version: v, epoch, duplicate: false };
+      return oneWrite(writeMany(env, [input]));
     },
 
     async head(env: string): Promise<EnvHead> {

@@ -4,9 +4,10 @@ import type { Logger } from 'pino';
 import { FactsyncError, factField, sha1Hex, splitFactField, streamIdOf, versionOfStreamId } from '@factsync/shared';
 import * as scripts from './redis-scripts.js';
 import { encodeControlEvent, parseControlEvent, parseEnvEvent } from './events.js';
+import { oneWrite } from './fact-store.js';
 import type {
   AckEntry, AgentRecord, ChangesPage, ControlEvent, ControlListener, EnvHead, EnvListener, FactStore, RawChange, RawFact, Resume,
-  ResumeRequest, ResumeVerdict, SessionOpen, SessionOpened, Snapshot, WriteInput, WriteOutcome,
+  ResumeRequest, ResumeVerdict, SessionOpen, SessionOpened, Snapshot, WriteInput, WriteOutcome, WriteResult,
 } from './fact-store.js';
 import { idempotencyKeyReused, parseAgentInfo, parsePresence, toAgentRecords, type AgentInfoRecord } from './agent-records.js';
 
@@ -31,7 +32,7 @@ export interface RedisStoreOptions {
 }
 
 type ScriptCommands = {
-  fsWrite(numKeys: number, ...args: (string | number)[]): Promise<[number, string, number]>;
+  fsWrite(numKeys: number, ...args: (string | number)[]): Promise<(number | string)[]>;
   fsEnsureEpoch(...args: (string | number)[]): Promise<[number, string, string]>;
   fsResume(...args: (string | number)[]): Promise<[number, string, string, string]>;
   fsOpen(...args: (string | number)[]): Promise<[number, string, string, string, number, number, string, string, string]>;
@@ -140,6 +141,44 @@ export async function createRedisStore(opts: RedisStoreOptions): Promise<FactSto
     }
   }
 
+  async function writeMany(env: string, inputs: readonly WriteInput[]): Promise<WriteResult[]> {
+    const keys = k(env);
+    const keyList = [keys.meta, keys.log, keys.state];
+    const args: (string | number)[] = [];
+    for (const input of inputs) {
+      const opsJson = JSON.stringify(input.ops);
+      // The request's hash is stored with its Idempotency-Key (422 on reuse); without a key, nothing to hash.
+      const requestHash = input.idempotencyKey !== undefined ? sha1Hex(opsJson) : '';
+      let idemIndex = 0;
+      if (input.idempotencyKey !== undefined) {
+        keyList.push(keys.idem(input.idempotencyKey));
+        idemIndex = keyList.length;
+      }
+      args.push(input.ts, opsJson, requestHash, idemIndex, input.ops.length * 3);
+      for (const op of input.ops) {
+        if (op.op === 'upsert') args.push('u', factField(op.type, op.key), JSON.stringify(op.value));
+        else args.push('d', factField(op.type, op.key), '');
+      }
+    }
+    const reply = await guard('write', () =>
+      redis.fsWrite(keyList.length, ...keyList, nanoid(12), opts.logRetention, opts.idempotencyTtlSeconds, opts.inlineChangeBytes, keys.channel, inputs.length, ...args),
+    );
+    const epoch = String(reply[reply.length - 1]);
+    const results: WriteResult[] = [];
+    let highest = 0;
+    for (let i = 0; i < inputs.length; i++) {
+      const version = Number(reply[2 * i]);
+      const flag = Number(reply[2 * i + 1]);
+      highest = Math.max(highest, version);
+      results.push(flag === 2
+        ? { ok: false, error: idempotencyKeyReused(inputs[i]!.idempotencyKey!, version) }
+        : { ok: true, outcome: { version, epoch, duplicate: flag === 1 } });
+    }
+    // Once for the group; a replay waits too: the first attempt may have been answered 503 for want of replicas.
+    if (opts.waitReplicas) await waitForReplicas(highest);
+    return results;
+  }
+
   // ---- events -------------------------------------------------------------
   // One subscription per channel; a channel carries either doorbells or control events of one env.
   const listeners = new Map<string, Set<(message: string) => void>>();
@@ -210,26 +249,10 @@ export async function createRedisStore(opts: RedisStoreOptions): Promise<FactSto
   const store: FactStore = {
     kind: 'redis',
 
+    writeMany,
+
     async write(env: string, input: WriteInput): Promise<WriteOutcome> {
-      const keys = k(env);
-      const flat: string[] = [];
-      for (const op of input.ops) {
-        if (op.op === 'upsert') flat.push('u', factField(op.type, op.key), JSON.stringify(op.value));
-        else flat.push('d', factField(op.type, op.key), '');
-      }
-      const keyList = [keys.meta, keys.log, keys.state];
-      if (input.idempotencyKey !== undefined) keyList.push(keys.idem(input.idempotencyKey));
-      const opsJson = JSON.stringify(input.ops);
-      // The request's hash is stored with its Idempotency-Key (422 on reuse); without a key, nothing to hash.
-      const requestHash = input.idempotencyKey !== undefined ? sha1Hex(opsJson) : '';
-      const [version, epoch, flag] = await guard('write', () =>
-        redis.fsWrite(keyList.length, ...keyList, nanoid(12), input.ts, opts.logRetention, opts.idempotencyTtlSeconds,
-          opts.inlineChangeBytes, keys.channel, opsJson, requestHash, ...flat),
-      );
-      if (flag === 2) throw idempotencyKeyReused(input.idempotencyKey!, Number(version));
-      // A replay waits too: the first attempt may have been answered 503 for want of replicas.
-      if (opts.waitReplicas) await waitForReplicas(Number(version));
-      return { version: Number(version), epoch, duplicate: flag === 1 };
+      return oneWrite(await writeMany(env, [input]));
     },
 
     async head(env: string): Promise<EnvHead> {
