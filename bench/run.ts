@@ -6,6 +6,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { machineInfo } from './lib/stats.js';
+import { PIN, pinGenerator } from './lib/harness.js';
 import { QUICK, p1, p1x, p2, p3, p4, p5, p6 } from './scenarios.js';
 import { renderChart } from './chart.js';
 import { p7 } from './p7.js';
@@ -32,7 +33,8 @@ async function main(): Promise<void> {
   }
   const names = asked.length ? asked : Object.keys(SCENARIOS);
   mkdirSync(RESULTS, { recursive: true });
-  const machine = machineInfo();
+  pinGenerator();
+  const machine = { ...machineInfo(), pinned: PIN ? 'generator on core 0, servers on the last core; Redis and simulated agents float' : 'no' };
   const summary: Record<string, unknown> = {};
   for (const name of names) {
     const s = SCENARIOS[name]!;

@@ -1,4 +1,5 @@
-import { fork, type ChildProcess } from 'node:child_process';
+import { execFileSync, fork, type ChildProcess } from 'node:child_process';
+import { cpus } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { nanoid } from 'nanoid';
 import { spawnTs, spawnServer, type Proc } from '../../test/src/procs.js';
@@ -11,6 +12,26 @@ export const ADMIN = 'bench-admin';
 export const AGENT = 'bench-agent';
 export const TOKENS = `${ADMIN}=admin:*,${AGENT}=agent:*`;
 
+/**
+ * BENCH_PIN=1 (on a machine with at least 2 cores): the load generator (this
+ * process) runs on core 0 and server replicas on the last core, so the
+ * generator's CPU is not counted against the server. Redis and simulated agents
+ * are not pinned (a 2-core machine has no third core for them): results say so.
+ */
+export const PIN = process.env.BENCH_PIN === '1';
+const lastCore = () => cpus().length - 1;
+export function pinGenerator(): void {
+  if (PIN && lastCore() > 0) execFileSync('taskset', ['-pc', '0', String(process.pid)], { stdio: 'ignore' });
+}
+/** Children inherit the generator's core: those that should float get every core back. */
+function float(pid: number | undefined): void {
+  if (PIN && pid && lastCore() > 0) execFileSync('taskset', ['-pc', `0-${lastCore()}`, String(pid)], { stdio: 'ignore' });
+}
+function pinServers(pids: number[]): void {
+  if (!PIN || lastCore() === 0) return;
+  for (const pid of pids) execFileSync('taskset', ['-pc', String(lastCore()), String(pid)], { stdio: 'ignore' });
+}
+
 /** Everything one scenario started, stopped in reverse order. */
 export class Harness {
   private readonly stops: (() => Promise<unknown>)[] = [];
@@ -21,6 +42,7 @@ export class Harness {
   async startRedis(): Promise<RedisHandle> {
     // A Redis of our own when we can start one, so nothing else competes for it.
     this.redis = await startRedisServer().catch(() => acquireRedis());
+    float((this.redis as { process?: ChildProcess }).process?.pid);
     this.stops.push(() => this.redis.stop());
     return this.redis;
   }
@@ -33,6 +55,7 @@ export class Harness {
         ? spawnTs('server/src/main.ts', { PORT: '0', REDIS_URL: this.redis.url, KEY_PREFIX: prefix, AUTH_TOKENS: TOKENS, REPLICA_ID: `b${i + 1}`, LOG_LEVEL: 'info', ...env }, 'factsync server listening', 30_000, nodeArgs)
         : spawnServer({ REDIS_URL: this.redis.url, KEY_PREFIX: prefix, AUTH_TOKENS: TOKENS, REPLICA_ID: `b${i + 1}`, LOG_LEVEL: 'info', ...env })));
     for (const p of procs) this.stops.push(() => p.stop('SIGTERM'));
+    pinServers(procs.map((p) => p.child.pid!));
     return procs;
   }
 
@@ -46,6 +69,7 @@ export class Harness {
 
   async agentProcess(env: Record<string, string>): Promise<Proc> {
     const p = await spawnTs('pdp-agent/src/main.ts', { PORT: '0', LOG_LEVEL: 'info', ...env }, 'factsync agent listening');
+    float(p.child.pid);
     this.stops.push(() => p.stop('SIGTERM'));
     return p;
   }
@@ -62,6 +86,7 @@ export class Harness {
       const prof = PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${PROFILE}/fleet`] : [];
       const child = fork(script, [JSON.stringify(cfg)], { execArgv: [...prof, '--import', 'tsx', '--max-old-space-size=4096'], stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
       children.push(child);
+      float(child.pid);
       const timer = setTimeout(() => reject(new Error(`fleet ${i} not ready in 120 s`)), 120_000);
       child.on('message', (m: { type: string; message?: string }) => {
         if (m.type === 'ready') {

@@ -175,6 +175,23 @@ describe.each(Object.keys(factories))('FactStore contract: %s', (kind) => {
     await unsub();
   });
 
+  it('group commit: a group that fits the inline budget rings once with its changes inline, in order', async () => {
+    const s = await factories[kind]!({ inlineChangeBytes: 4096 });
+    stores.push(s);
+    const events: EnvEvent[] = [];
+    const unsub = await s.subscribe('gin', (e) => events.push(e));
+    const t = ts();
+    await s.writeMany('gin', [{ ops: [up('a')], ts: t }, { ops: [up('b')], ts: t }, { ops: [up('c')], ts: t }]);
+    await waitUntil(() => events.length >= 1, 'the doorbell of the group');
+    const ev = events[0] as Extract<EnvEvent, { t: 'change' }>;
+    expect(ev.v).toBe(3);
+    expect(ev.cs!.map((c) => JSON.parse(c) as { version: number; ops: { key: string }[] }).map((c) => [c.version, c.ops[0]!.key])).toEqual([[1, 'a'], [2, 'b'], [3, 'c']]);
+    const page = await s.changes('gin', 0, 10);
+    if (page.truncated) throw new Error('truncated');
+    expect(ev.cs).toEqual(page.changes.map((c) => c.json));
+    await unsub();
+  });
+
   it('group commit: idempotency inside a group, and a refused write refuses only itself', async () => {
     const s = await make();
     const t = ts();

@@ -91,4 +91,30 @@ describe('EnvFeed and the chain (invariant 9)', () => {
     feed.close();
     healthy.close();
   });
+
+  it('a group doorbell delivers its inline changes in order; one that does not follow the chain is a fork', async () => {
+    const store = createMemoryStore({ logRetention: 100, idempotencyTtlSeconds: 60, inlineChangeBytes: 10_000 });
+    const events: import('@factsync/server').EnvEvent[] = [];
+    await store.subscribe('g', (e) => events.push(e));
+    const results = await store.writeMany('g', [{ ops: [op], ts: 't' }, { ops: [op], ts: 't' }, { ops: [op], ts: 't' }]);
+    await new Promise((r) => setTimeout(r, 5));
+    expect(events).toHaveLength(1);
+    const m = member();
+    const feed = new EnvFeed('g', { version: 0, epoch: results[0]!.ok ? results[0]!.outcome.epoch : null, id: '' }, new Set([m]), store, 100, log);
+    feed.onEvent(events[0]!);
+    await new Promise((r) => setTimeout(r, 20));
+    expect(m.got).toEqual([1, 2, 3]);
+    expect(feed.known).toBe(3);
+    feed.close();
+
+    // The same group seen by a feed whose history differs at version 1: not delivered, a fork.
+    let forks = 0;
+    const other = member();
+    const forked = new EnvFeed('g', { version: 0, epoch: results[0]!.ok ? results[0]!.outcome.epoch : null, id: '' }, new Set([other]), store, 100, log, undefined, () => forks++);
+    const ev = events[0] as Extract<import('@factsync/server').EnvEvent, { t: 'change' }>;
+    forked.onEvent({ ...ev, cs: [ev.cs![0]!.replace(/"id":"[0-9a-f]+"/, '"id":"' + '0'.repeat(40) + '"'), ...ev.cs!.slice(1)] });
+    await new Promise((r) => setTimeout(r, 20));
+    expect(forks).toBe(1);
+    forked.close();
+  });
 });

@@ -77,6 +77,18 @@ export class EnvFeed {
       return;
     }
     if (ev.v <= this.known) return;
+    if (!this.filling && ev.cs !== undefined && ev.v - ev.cs.length + 1 === this.known + 1) {
+      // A group commit's changes, inline and in order: the same as that many single doorbells.
+      let v = this.known;
+      for (const c of ev.cs) {
+        if (!this.follows(++v, c)) return this.forked(v);
+        this.known = v;
+        this.knownId = idOfChangeJson(c);
+        this.pending.push({ version: v, json: c });
+      }
+      this.scheduleFlush();
+      return;
+    }
     if (!this.filling && ev.c !== undefined && ev.v === this.known + 1) {
       if (!this.follows(ev.v, ev.c)) return this.forked(ev.v);
       this.known = ev.v;

@@ -10,13 +10,16 @@ import { isValidControlEvent, type ControlEvent, type EnvEvent } from './fact-st
  * objects on a channel of their own.
  */
 export function parseEnvEvent(message: string): Result<EnvEvent> {
-  if (!message.startsWith('c:')) return err('doorbell does not start with "c:"');
+  const group = message.startsWith('m:');
+  if (!group && !message.startsWith('c:')) return err('doorbell does not start with "c:" or "m:"');
   const second = message.indexOf(':', 2);
   const third = second < 0 ? -1 : message.indexOf(':', second + 1);
   const v = Number(message.slice(2, second < 0 ? undefined : second));
   const e = second < 0 ? '' : message.slice(second + 1, third < 0 ? undefined : third);
   if (!Number.isSafeInteger(v) || v < 1 || e === '') return err(`bad change doorbell ${message.slice(0, 40)}`);
-  return ok(third < 0 ? { t: 'change', v, e } : { t: 'change', v, e, c: message.slice(third + 1) });
+  if (third < 0) return ok({ t: 'change', v, e });
+  // A group's changes are JSON texts, which never hold a raw newline: one per line.
+  return ok(group ? { t: 'change', v, e, cs: message.slice(third + 1).split('\n') } : { t: 'change', v, e, c: message.slice(third + 1) });
 }
 
 export function parseControlEvent(message: string): Result<ControlEvent> {
@@ -31,5 +34,8 @@ export function parseControlEvent(message: string): Result<ControlEvent> {
 
 export const encodeChangeEvent = (v: number, epoch: string, change: string | undefined): string =>
   change === undefined ? `c:${v}:${epoch}` : `c:${v}:${epoch}:${change}`;
+
+/** The doorbell of a group of changes (ending at version v), inline. */
+export const encodeGroupEvent = (v: number, epoch: string, changes: readonly string[]): string => `m:${v}:${epoch}:${changes.join('\n')}`;
 
 export const encodeControlEvent = (e: ControlEvent): string => JSON.stringify(e);

@@ -123,7 +123,11 @@ export interface AgentRecord {
   lastSeenMs: number;
 }
 
-export type EnvEvent = { t: 'change'; v: number; e: string; c?: string };
+/**
+ * A doorbell: version `v` exists in epoch `e`. `c` carries that change inline
+ * when small; `cs` carries a whole group (group commit) ending at `v`, in order.
+ */
+export type EnvEvent = { t: 'change'; v: number; e: string; c?: string; cs?: string[] };
 
 /** Cross-replica control events, on a channel of their own (never the doorbell's). */
 export type ControlEvent =

@@ -1,6 +1,6 @@
 import { nanoid } from 'nanoid';
 import { GENESIS_ID, chainId, factField, idOfChangeJson, sha1Hex, splitFactField } from '@factsync/shared';
-import { encodeChangeEvent, encodeControlEvent, parseControlEvent, parseEnvEvent } from './events.js';
+import { encodeChangeEvent, encodeControlEvent, encodeGroupEvent, parseControlEvent, parseEnvEvent } from './events.js';
 import { idempotencyKeyReused, toAgentRecords, type AgentInfoRecord } from './agent-records.js';
 import { oneWrite } from './fact-store.js';
 import type {
@@ -65,6 +65,7 @@ export function createMemoryStore(opts: MemoryStoreOptions): FactStore {
     const t = now();
     const epoch = epochOf(s);
     const results: WriteResult[] = [];
+    const written: string[] = [];
     let last = '';
     let wrote = 0;
     for (const input of inputs) {
@@ -92,11 +93,14 @@ export function createMemoryStore(opts: MemoryStoreOptions): FactStore {
         if (s.idem.size % 1024 === 0) for (const [k, e] of s.idem) if (e.expiresMs <= t) s.idem.delete(k);
       }
       wrote++;
+      written.push(last);
       results.push({ ok: true, outcome: { version: v, epoch, duplicate: false } });
     }
     const excess = s.log.length - opts.logRetention;
     if (excess > 0) s.log.splice(0, excess);
-    if (wrote > 0) publish(env, encodeChangeEvent(s.version, epoch, wrote === 1 && last.length <= opts.inlineChangeBytes ? last : undefined));
+    const size = written.reduce((n, c) => n + c.length + 1, 0);
+    if (wrote === 1) publish(env, encodeChangeEvent(s.version, epoch, last.length <= opts.inlineChangeBytes ? last : undefined));
+    else if (wrote > 1) publish(env, size <= opts.inlineChangeBytes ? encodeGroupEvent(s.version, epoch, written) : encodeChangeEvent(s.version, epoch, undefined));
     return results;
   }
 

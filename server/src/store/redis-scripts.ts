@@ -87,6 +87,7 @@ local v = tonumber(redis.call('HGET', meta, 'version') or '0')
 local retention, ttl, inline, channel = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
 local out = {}
 local wrote, last = 0, ''
+local inline_all, inline_size = {}, 0
 local i = 7
 for _ = 1, tonumber(ARGV[6]) do
   local ts, ops, hash, ik, nflat = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3]), tonumber(ARGV[i + 4])
@@ -120,6 +121,8 @@ for _ = 1, tonumber(ARGV[6]) do
       redis.call('XADD', log, v .. '-0', 'c', last)
     end
     if ik > 0 then redis.call('SET', KEYS[ik], v .. ':' .. hash, 'EX', ttl) end
+    inline_size = inline_size + #last + 1
+    if inline_size <= inline then inline_all[#inline_all + 1] = last end
     wrote = wrote + 1
     out[#out + 1] = v
     out[#out + 1] = 0
@@ -127,9 +130,11 @@ for _ = 1, tonumber(ARGV[6]) do
 end
 if wrote > 0 then
   redis.call('HSET', meta, 'version', v, 'id', prev_id)
-  -- One doorbell for the run: a lone small change travels inline, a group makes feeds read the log once.
+  -- One doorbell for the run, carrying its changes while they fit the inline budget (else feeds read the log once).
   if wrote == 1 and #last <= inline then
     redis.call('PUBLISH', channel, 'c:' .. v .. ':' .. epoch .. ':' .. last)
+  elseif inline_size <= inline then
+    redis.call('PUBLISH', channel, 'm:' .. v .. ':' .. epoch .. ':' .. table.concat(inline_all, '\\n'))
   else
     redis.call('PUBLISH', channel, 'c:' .. v .. ':' .. epoch)
   end
