@@ -196,7 +196,7 @@ export async function p3(): Promise<Record<string, unknown>> {
   const seconds = n(5, 2);
   const concurrency = 16;
   const result: Record<string, unknown> = { params: { seconds, concurrency, agents: 10, replicas: 1 } };
-  for (const batch of [1, 10, 100]) {
+  for (const batch of (process.env.P3_BATCHES ?? '1,10,100').split(',').map(Number)) {
     const h = new Harness();
     try {
       const redis = await h.startRedis();
