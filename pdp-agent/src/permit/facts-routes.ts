@@ -32,6 +32,14 @@ export function registerPermitFactsRoutes(app: FastifyInstance, forward: Forward
     app.route({ method, url: `${base}${path}`, schema: { summary, tags: ['permit'], params, ...(body ? { body } : {}) }, handler });
   const write = async (req: FastifyRequest, reply: FastifyReply, ops: Result<Op[]>) => forward(req, reply, ops);
   const keyOf = (req: FastifyRequest) => (req.params as { key: string }).key;
+  /** A fact as this agent holds it, in the SDK's read shape. */
+  const getRoute = (path: string, type: string, read: (key: string, value: Record<string, unknown>, req: FastifyRequest) => unknown) =>
+    route('GET', path, IdsKey, undefined, `A ${type} as this agent has it (Permit)`, async (req) => {
+      const key = keyOf(req);
+      const f = d.store.get(type, key);
+      if (!f) throw new FactsyncError('not_found', `no ${type} "${key}" on this agent`);
+      return read(key, f.value, req);
+    });
 
   /** Ops removing a user with what this agent knows hangs on them: role assignments and relationships naming it. */
   const userDeleteOps = (key: string): Op[] => [
@@ -65,12 +73,7 @@ export function registerPermitFactsRoutes(app: FastifyInstance, forward: Forward
     await write(req, reply, okOps([{ op: 'upsert', type: 'user', key, value: merged }]));
     return userRead(key, merged, req);
   });
-  route('GET', '/users/:key', IdsKey, undefined, 'A user as this agent has it (Permit)', async (req) => {
-    const key = keyOf(req);
-    const f = d.store.get('user', key);
-    if (!f) throw new FactsyncError('not_found', `no user "${key}" on this agent`);
-    return userRead(key, f.value, req);
-  });
+  getRoute('/users/:key', 'user', userRead);
   route('DELETE', '/users/:key', IdsKey, undefined, 'Delete a user and its role assignments (Permit)', async (req, reply) => {
     await write(req, reply, okOps(userDeleteOps(keyOf(req))));
     return reply.status(204).send();
@@ -100,12 +103,7 @@ export function registerPermitFactsRoutes(app: FastifyInstance, forward: Forward
     await write(req, reply, okOps([{ op: 'upsert', type: 'tenant', key, value: merged }]));
     return tenantRead(key, merged, req);
   });
-  route('GET', '/tenants/:key', IdsKey, undefined, 'A tenant as this agent has it (Permit)', async (req) => {
-    const key = keyOf(req);
-    const f = d.store.get('tenant', key);
-    if (!f) throw new FactsyncError('not_found', `no tenant "${key}" on this agent`);
-    return tenantRead(key, f.value, req);
-  });
+  getRoute('/tenants/:key', 'tenant', tenantRead);
   route('DELETE', '/tenants/:key', IdsKey, undefined, 'Delete a tenant (Permit)', async (req, reply) => {
     await write(req, reply, okOps([{ op: 'delete', type: 'tenant', key: keyOf(req) }]));
     return reply.status(204).send();
