@@ -83,7 +83,7 @@ export async function createServer(config: Readonly<ServerConfig>, opts: ServerO
   // Bodies are JSON only: a text/plain body would otherwise reach the schema as a string ("body must be object").
   app.removeContentTypeParser('text/plain');
   const auth = createAuthenticator(config.tokens);
-  const broadcaster = new Broadcaster(store, log, { healIntervalMs: config.healIntervalMs, pageSize: config.changesPageSize }, opts.hooks);
+  const broadcaster = new Broadcaster(store, log, { healIntervalMs: config.healIntervalMs, pageSize: config.changesPageSize, frameBytes: config.wsMaxFrameBytes }, opts.hooks);
   const control = new ControlPlane(store, log, {
     replicaId: config.replicaId, leaseMs: config.leaseMs, refreshMs: config.syncRefreshMs, lingerMs: 30_000,
     onReplaced: (_env, _id, session) => gateway.replaced(session),
@@ -100,7 +100,7 @@ export async function createServer(config: Readonly<ServerConfig>, opts: ServerO
   });
   const gateway: Gateway = new Gateway({
     store, broadcaster, control, auth, log, metrics, replicaId: config.replicaId, leaseMs: config.leaseMs, leaseRenewMs: config.leaseRenewMs,
-    pingIntervalMs: config.pingIntervalMs, pageSize: config.changesPageSize, maxBufferedBytes: config.wsMaxBufferedBytes,
+    pingIntervalMs: config.pingIntervalMs, pageSize: config.changesPageSize, frameBytes: config.wsMaxFrameBytes, maxBufferedBytes: config.wsMaxBufferedBytes,
     maxConnectionsPerToken: config.maxConnectionsPerToken,
   });
   let closing = false;

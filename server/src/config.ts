@@ -27,6 +27,8 @@ export interface ServerConfig {
   wsMaxBufferedBytes: number;
   wsMaxPayloadBytes: number;
   changesPageSize: number;
+  /** Largest websocket frame the server builds (a catch-up page, a live batch); one larger change travels alone. */
+  wsMaxFrameBytes: number;
   shutdownTimeoutMs: number;
   maxConnectionsPerToken: number;
   agentRecordTtlMs: number;
@@ -75,6 +77,7 @@ export function loadServerConfig(env: Env): Readonly<ServerConfig> {
     wsMaxBufferedBytes: readInt(env, 'WS_MAX_BUFFERED_BYTES', 64 * 1024 * 1024, 1024),
     wsMaxPayloadBytes: readInt(env, 'WS_MAX_PAYLOAD_BYTES', 64 * 1024, 256),
     changesPageSize: readInt(env, 'CHANGES_PAGE_SIZE', 1_000, 1, 100_000),
+    wsMaxFrameBytes: readInt(env, 'WS_MAX_FRAME_BYTES', 1024 * 1024, 1024, 256 * 1024 * 1024),
     shutdownTimeoutMs: readInt(env, 'SHUTDOWN_TIMEOUT_MS', 10_000, 100),
     maxConnectionsPerToken: readInt(env, 'MAX_CONNECTIONS_PER_TOKEN', 50_000, 1),
     agentRecordTtlMs: readInt(env, 'AGENT_RECORD_TTL_MS', 24 * 3600_000, 1000),

@@ -35,7 +35,7 @@ export class Broadcaster {
   constructor(
     private readonly store: FactStore,
     private readonly log: Logger,
-    private readonly opts: { healIntervalMs: number; pageSize: number },
+    private readonly opts: { healIntervalMs: number; pageSize: number; frameBytes?: number },
     private readonly hooks: BroadcasterHooks = {},
   ) {
     this.healTimer = setInterval(() => this.healAll(), opts.healIntervalMs);
@@ -76,7 +76,7 @@ export class Broadcaster {
     try {
       const head = await this.store.head(env);
       feed = new EnvFeed(env, head, entry.members, this.store, this.opts.pageSize, this.log,
-        (n) => (this.gapsRepaired += n), () => this.onFork(env));
+        (n) => (this.gapsRepaired += n), () => this.onFork(env), this.opts.frameBytes);
       for (const ev of buffered) feed.onEvent(ev);
       entry.unsubscribe = unsubscribe;
       entry.opened = feed;

@@ -62,6 +62,8 @@ export class EnvFeed {
     private readonly log: Logger,
     private readonly onGapFilled: (count: number) => void = () => undefined,
     private readonly onFork: () => void = () => undefined,
+    /** Byte budget of one frame: reads and batches stay under it; one larger change goes alone. */
+    private readonly frameBytes = 1024 * 1024,
   ) {
     this.known = start.version;
     this.knownId = start.version === 0 || start.id !== '' ? start.id : null;
@@ -126,7 +128,7 @@ export class EnvFeed {
     let filled = 0;
     try {
       while (!this.closed && this.known < this.target) {
-        const page = await this.store.changes(this.env, this.known, this.pageSize);
+        const page = await this.store.changes(this.env, this.known, this.pageSize, this.frameBytes);
         if (this.epoch !== null && page.epoch !== this.epoch) {
           this.reset({ version: page.head, epoch: page.epoch, id: '' });
           break;
@@ -221,8 +223,20 @@ export class EnvFeed {
         if (this.recentIds.size <= RECENT_IDS) break;
       }
     }
-    const batch: ChangeBatch = { first: changes[0]!.version, last: changes[changes.length - 1]!.version, changes, frame: changesFrameBytes(changes) };
-    for (const m of this.members) m.deliver(batch);
+    // Split into frames within the byte budget (one oversized change alone), delivered in order.
+    let start = 0;
+    let bytes = 0;
+    for (let i = 0; i <= changes.length; i++) {
+      const size = i < changes.length ? changes[i]!.json.length : 0;
+      if (i === changes.length || (i > start && bytes + size > this.frameBytes)) {
+        const part = start === 0 && i === changes.length ? changes : changes.slice(start, i);
+        const batch: ChangeBatch = { first: part[0]!.version, last: part[part.length - 1]!.version, changes: part, frame: changesFrameBytes(part) };
+        for (const m of this.members) m.deliver(batch);
+        start = i;
+        bytes = 0;
+      }
+      bytes += size;
+    }
   }
 
   /** The chain id of `version` if this feed handed it out lately. */

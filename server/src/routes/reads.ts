@@ -55,7 +55,8 @@ export function readRoutes(app: FastifyInstance, ctx: RouteContext): void {
   }, async (req, reply) => {
     const { env } = req.params as { env: string };
     const q = req.query as { after: number; limit?: number };
-    const page = await ctx.store.changes(env, q.after, q.limit ?? 1000);
+    // Bounded in bytes as well as in count: a page of huge changes is never built as one huge string.
+    const page = await ctx.store.changes(env, q.after, q.limit ?? 1000, 16 * ctx.config.wsMaxFrameBytes);
     if (page.truncated) {
       throw new FactsyncError('log_truncated', `the change log no longer holds version ${q.after + 1} (head is ${page.head}); load a snapshot instead`, { head: page.head });
     }

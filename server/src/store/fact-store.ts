@@ -156,7 +156,8 @@ export interface FactStore {
   head(env: string): Promise<EnvHead>;
   /** Like head, but creates the env's epoch if it has none yet. */
   ensureEpoch(env: string): Promise<EnvHead>;
-  changes(env: string, after: number, limit: number): Promise<ChangesPage>;
+  /** Versions after `after` in order: at most `limit`, and at most `maxBytes` of change JSON (always at least one). */
+  changes(env: string, after: number, limit: number, maxBytes?: number): Promise<ChangesPage>;
   snapshot(env: string): Promise<Snapshot>;
 
   /** The verdict on a hello, without registering anything (subscribers). */

@@ -201,13 +201,20 @@ export function createMemoryStore(opts: MemoryStoreOptions): FactStore {
       return { version: s.version, epoch: epochOf(s), id: s.id };
     },
 
-    async changes(env: string, after: number, limit: number): Promise<ChangesPage> {
+    async changes(env: string, after: number, limit: number, maxBytes = Number.MAX_SAFE_INTEGER): Promise<ChangesPage> {
       const s = envs.get(env);
       const head = s?.version ?? 0;
       const epoch = s?.epoch ?? null;
       if (!s || after >= head) return { truncated: false, head, epoch, changes: [] };
       const i = firstAfter(s.log, after);
-      const changes = s.log.slice(i, i + limit);
+      const changes: RawChange[] = [];
+      let bytes = 0;
+      for (let j = i; j < s.log.length && changes.length < limit; j++) {
+        const c = s.log[j]!;
+        if (changes.length > 0 && bytes + c.json.length > maxBytes) break;
+        changes.push(c);
+        bytes += c.json.length;
+      }
       if (changes.length === 0 || changes[0]!.version !== after + 1) return { truncated: true, head, epoch };
       return { truncated: false, head, epoch, changes };
     },

@@ -143,6 +143,35 @@ out[#out + 1] = epoch
 return out
 `;
 
+// Changes after a version, bounded in count and in bytes (at least one change: an oversized one travels
+// alone). Read in growing chunks, so Redis never holds more than the budget and one chunk for a reply.
+// KEYS: meta, log   ARGV: after, limit, maxBytes
+// Returns: head, epoch (nil when none), then streamId, changeJson pairs
+export const CHANGES = `
+local hv = redis.call('HMGET', KEYS[1], 'version', 'epoch')
+local out = {hv[1] or '0', hv[2]}
+local after, limit, maxb = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+if after >= tonumber(hv[1] or '0') then return out end
+local start = (after + 1) .. '-0'
+local n, bytes, chunk = 0, 0, 1
+while n < limit do
+  local es = redis.call('XRANGE', KEYS[2], start, '+', 'COUNT', math.min(chunk, limit - n))
+  if #es == 0 then return out end
+  for _, e in ipairs(es) do
+    local c = e[2][2]
+    if n > 0 and bytes + #c > maxb then return out end
+    out[#out + 1] = e[1]
+    out[#out + 1] = c
+    n = n + 1
+    bytes = bytes + #c
+    if n >= limit then return out end
+  end
+  start = '(' .. es[#es][1]
+  if chunk < 64 then chunk = chunk * 2 end
+end
+return out
+`;
+
 // KEYS: meta   ARGV: (unused)*4, epochCandidate
 export const ENSURE_EPOCH = `
 ${ENSURE}

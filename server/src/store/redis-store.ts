@@ -33,6 +33,7 @@ export interface RedisStoreOptions {
 
 type ScriptCommands = {
   fsWrite(numKeys: number, ...args: (string | number)[]): Promise<(number | string)[]>;
+  fsChanges(meta: string, log: string, after: number, limit: number, maxBytes: number): Promise<(string | null)[]>;
   fsEnsureEpoch(...args: (string | number)[]): Promise<[number, string, string]>;
   fsResume(...args: (string | number)[]): Promise<[number, string, string, string]>;
   fsOpen(...args: (string | number)[]): Promise<[number, string, string, string, number, number, string, string, string]>;
@@ -87,6 +88,7 @@ export async function createRedisStore(opts: RedisStoreOptions): Promise<FactSto
   const recordTtlMs = opts.agentRecordTtlMs ?? DEFAULT_AGENT_RECORD_TTL_MS;
 
   redis.defineCommand('fsWrite', { lua: scripts.WRITE });
+  redis.defineCommand('fsChanges', { lua: scripts.CHANGES, numberOfKeys: 2 });
   redis.defineCommand('fsEnsureEpoch', { lua: scripts.ENSURE_EPOCH, numberOfKeys: 1 });
   redis.defineCommand('fsResume', { lua: scripts.RESUME, numberOfKeys: 2 });
   redis.defineCommand('fsOpen', { lua: scripts.OPEN_SESSION, numberOfKeys: 9 });
@@ -265,17 +267,14 @@ export async function createRedisStore(opts: RedisStoreOptions): Promise<FactSto
       return { version: Number(v), epoch: e, id };
     },
 
-    async changes(env: string, after: number, limit: number): Promise<ChangesPage> {
+    async changes(env: string, after: number, limit: number, maxBytes = Number.MAX_SAFE_INTEGER): Promise<ChangesPage> {
       const keys = k(env);
-      const res = await guard('changes', () =>
-        redis.multi().hmget(keys.meta, 'version', 'epoch').xrange(keys.log, streamIdOf(after + 1), '+', 'COUNT', limit).exec(),
-      );
-      const [v, e] = (res?.[0]?.[1] ?? []) as (string | null)[];
-      const head = Number(v ?? 0);
-      const epoch = e ?? null;
-      const entries = (res?.[1]?.[1] ?? []) as [string, string[]][];
+      const reply = await guard('changes', () => redis.fsChanges(keys.meta, keys.log, after, limit, Math.min(maxBytes, Number.MAX_SAFE_INTEGER)));
+      const head = Number(reply[0] ?? 0);
+      const epoch = (reply[1] as string | null) ?? null;
       if (after >= head) return { truncated: false, head, epoch, changes: [] };
-      const changes: RawChange[] = entries.map(([id, fields]) => ({ version: versionOfStreamId(id), json: fields[1] ?? '' }));
+      const changes: RawChange[] = [];
+      for (let i = 2; i < reply.length; i += 2) changes.push({ version: versionOfStreamId(String(reply[i])), json: String(reply[i + 1] ?? '') });
       if (changes.length === 0 || changes[0]!.version !== after + 1) return { truncated: true, head, epoch };
       return { truncated: false, head, epoch, changes };
     },

@@ -20,6 +20,7 @@ export interface GatewayOptions {
   leaseRenewMs: number;
   pingIntervalMs: number;
   pageSize: number;
+  frameBytes: number;
   maxBufferedBytes: number;
   maxConnectionsPerToken: number;
 }
@@ -83,6 +84,7 @@ export class Gateway {
         replicaId: this.opts.replicaId,
         leaseMs: this.opts.leaseMs,
         pageSize: this.opts.pageSize,
+        frameBytes: this.opts.frameBytes,
         maxBufferedBytes: this.opts.maxBufferedBytes,
         onClosed: (s) => {
           this.sessions.delete(s);

@@ -22,6 +22,8 @@ export interface SessionDeps {
   replicaId: string;
   leaseMs: number;
   pageSize: number;
+  /** Byte budget of one frame (WS_MAX_FRAME_BYTES). */
+  frameBytes: number;
   maxBufferedBytes: number;
   onClosed: (s: Session) => void;
 }
@@ -175,7 +177,8 @@ export class Session implements FeedMember {
         this.state = 'live';
         return;
       }
-      const page = await this.deps.store.changes(this.env, this.sent, this.deps.pageSize);
+      // One page is one frame: bounded in bytes, so a history of huge changes never builds one huge string.
+      const page = await this.deps.store.changes(this.env, this.sent, this.deps.pageSize, this.deps.frameBytes);
       if (this.isClosed()) return;
       if (page.epoch !== this.epoch) return this.resync('store_reset');
       if (page.truncated) {
@@ -213,7 +216,7 @@ export class Session implements FeedMember {
       this.sent = batch.last;
     } else if (batch.first <= this.sent) {
       const rest = batch.changes.filter((c) => c.version > this.sent);
-      this.send(changesFrame(rest));
+      this.send(changesFrame(rest)); // a tail of a batch already within the frame budget
       this.sent = batch.last;
     } else {
       void this.catchUp().catch((e: unknown) => this.failWith(e));

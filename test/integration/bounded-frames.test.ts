@@ -1,0 +1,79 @@
+import { afterAll, describe, expect, inject, it } from 'vitest';
+import WebSocket from 'ws';
+import { ADMIN, AGENT, newEnv, startAgent, startServer } from '../src/inproc.js';
+import { client } from '../src/http.js';
+import { waitUntil } from '../src/wait.js';
+
+/**
+ * Frames and pages are bounded in bytes (invariant 10, WS_MAX_FRAME_BYTES):
+ * a history of large changes reaches a lagging agent as frames within the
+ * budget (one oversized change alone), instead of one page of a thousand
+ * changes built as one string (which used to end every reconnect in 1011 and
+ * left the agent stuck for ever).
+ */
+describe('byte-bounded frames', () => {
+  const closers: (() => Promise<unknown>)[] = [];
+  afterAll(async () => {
+    for (const c of closers.reverse()) await c();
+  });
+
+  const BUDGET = 64 * 1024;
+  const bigWrite = (i: number, kb: number) => ({
+    ops: Array.from({ length: kb }, (_, j) => ({ op: 'upsert', type: 'blob', key: `b${i}-${j}`, value: { pad: 'x'.repeat(1000) } })),
+  });
+
+  it('catch-up after many large versions: every frame within the budget unless it holds one change, and the agent catches up', async () => {
+    const server = await startServer({ redisUrl: inject('redisUrl'), env: { WS_MAX_FRAME_BYTES: String(BUDGET), CHANGES_PAGE_SIZE: '1000' } });
+    closers.push(() => server.close());
+    const admin = client(server.url, ADMIN);
+    const env = newEnv();
+    // 20 versions: most ~30 KB (two fit a frame), some ~150 KB (over the budget: each travels alone).
+    const sizes: number[] = [];
+    for (let i = 0; i < 20; i++) {
+      const kb = i % 5 === 0 ? 150 : 30;
+      sizes.push(kb);
+      expect((await admin.post(`/v1/envs/${env}/facts`, bigWrite(i, kb))).status).toBe(200);
+    }
+
+    // A raw subscriber that was at version 1 reconnects: it must get 2..20 in order, in bounded frames.
+    const first = await admin.get(`/v1/envs/${env}/head`);
+    const frames: Buffer[] = [];
+    const ws = new WebSocket(`${server.url.replace(/^http/, 'ws')}/v1/ws`, { headers: { authorization: `Bearer ${AGENT}` } });
+    closers.push(async () => ws.close());
+    ws.on('message', (d: Buffer) => frames.push(d));
+    await new Promise((r) => ws.once('open', r));
+    ws.send(JSON.stringify({ type: 'hello', env, agent_id: 'lagging', applied: 1, epoch: first.body.epoch, ack: false }));
+    const versions = () => frames.map((f) => JSON.parse(f.toString()) as { type: string; changes?: { version: number }[] })
+      .filter((m) => m.type === 'changes').flatMap((m) => m.changes!.map((c) => c.version));
+    await waitUntil(() => versions().at(-1) === 20, 'versions up to 20');
+    expect(versions()).toEqual(Array.from({ length: 19 }, (_, i) => i + 2));
+    const changeFrames = frames.map((f) => ({ bytes: f.length, m: JSON.parse(f.toString()) as { type: string; changes?: unknown[] } })).filter((x) => x.m.type === 'changes');
+    for (const f of changeFrames) {
+      if (f.m.changes!.length > 1) expect(f.bytes).toBeLessThanOrEqual(BUDGET + 1024);
+    }
+    expect(changeFrames.some((f) => f.m.changes!.length > 1)).toBe(true); // small ones still share frames
+    expect(changeFrames.some((f) => f.bytes > BUDGET && f.m.changes!.length === 1)).toBe(true); // big ones go alone
+
+    // A real agent from scratch gets the same state; live large writes reach it too.
+    const agent = await startAgent(server.url, { env: { AGENT_ENV: env } });
+    closers.push(() => agent.close());
+    await waitUntil(() => agent.store.version === 20, 'the agent at 20');
+    await Promise.all(Array.from({ length: 4 }, (_, k) => admin.post(`/v1/envs/${env}/facts`, bigWrite(20 + k, 100))));
+    await waitUntil(() => agent.store.version === 24, 'the agent at 24');
+    const snap = await admin.get(`/v1/envs/${env}/snapshot`);
+    expect(agent.store.size).toBe(snap.body.facts.length);
+  });
+
+  it('HTTP /changes pages stop at the byte budget too (16 × WS_MAX_FRAME_BYTES), at least one change', async () => {
+    const server = await startServer({ env: { WS_MAX_FRAME_BYTES: String(BUDGET) } });
+    closers.push(() => server.close());
+    const admin = client(server.url, ADMIN);
+    const env = newEnv();
+    for (let i = 0; i < 12; i++) await admin.post(`/v1/envs/${env}/facts`, bigWrite(i, 150));
+    const page = await admin.get(`/v1/envs/${env}/changes?after=0&limit=1000`);
+    expect(page.status).toBe(200);
+    expect(page.body.changes.length).toBeGreaterThanOrEqual(1);
+    expect(page.body.changes.length).toBeLessThan(12);
+    expect(page.body.head).toBe(12);
+  });
+});
