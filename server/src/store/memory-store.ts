@@ -227,7 +227,12 @@ export function createMemoryStore(opts: MemoryStoreOptions): FactStore {
     },
 
     async resume(env: string, r: ResumeRequest): Promise<Resume> {
-      const s = envOf(env);
+      const s = envs.get(env);
+      if (!s || s.epoch === null) {
+        // Readers cannot create envs (invariant 10): judged against an empty env that stays missing.
+        const verdict: ResumeVerdict = r.epoch ? 'other_epoch' : r.applied > 0 ? 'ahead' : 'resume';
+        return { version: 0, epoch: null, id: GENESIS_ID, verdict };
+      }
       const verdict = verdictOf(s, r);
       return { version: s.version, epoch: epochOf(s), id: s.id, verdict };
     },

@@ -178,10 +178,13 @@ ${ENSURE}
 return {head, epoch, head_id}
 `;
 
-// KEYS: meta, log   ARGV: applied, helloEpoch, helloId, (unused), epochCandidate
+// A subscriber's hello: judged without creating anything (readers cannot create envs, invariant 10).
+// KEYS: meta, log   ARGV: applied, helloEpoch, helloId
 export const RESUME = `
 ${VERDICT}
-${ENSURE}
+local epoch = redis.call('HGET', KEYS[1], 'epoch') or ''
+local head = tonumber(redis.call('HGET', KEYS[1], 'version') or '0')
+local head_id = redis.call('HGET', KEYS[1], 'id') or ''
 local v = verdict(KEYS[2], tonumber(ARGV[1]), ARGV[2], ARGV[3], epoch, head, head_id)
 return {head, epoch, head_id, v}
 `;

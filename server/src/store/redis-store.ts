@@ -297,8 +297,9 @@ export async function createRedisStore(opts: RedisStoreOptions): Promise<FactSto
 
     async resume(env: string, r: ResumeRequest): Promise<Resume> {
       const keys = k(env);
-      const [head, epoch, id, verdict] = await guard('resume', () => redis.fsResume(keys.meta, keys.log, ...resumeArgs(r), 0, nanoid(12)));
-      return { version: Number(head), epoch, id, verdict: verdict as ResumeVerdict };
+      const [head, epoch, id, verdict] = await guard('resume', () => redis.fsResume(keys.meta, keys.log, ...resumeArgs(r)));
+      // A missing env stays missing: no epoch yet (null), version 0.
+      return { version: Number(head), epoch: epoch === '' ? null : epoch, id, verdict: verdict as ResumeVerdict };
     },
 
     async openSession(env: string, o: SessionOpen): Promise<SessionOpened> {

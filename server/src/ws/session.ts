@@ -180,6 +180,8 @@ export class Session implements FeedMember {
       // One page is one frame: bounded in bytes, so a history of huge changes never builds one huge string.
       const page = await this.deps.store.changes(this.env, this.sent, this.deps.pageSize, this.deps.frameBytes);
       if (this.isClosed()) return;
+      // A subscriber welcomed to an env that did not exist yet (no epoch) adopts the epoch its first write created.
+      if (this.epoch === null && this.sent === 0) this.epoch = page.epoch;
       if (page.epoch !== this.epoch) return this.resync('store_reset');
       if (page.truncated) {
         await this.sendSnapshot();
