@@ -31,6 +31,10 @@ export interface ServerConfig {
   wsMaxFrameBytes: number;
   shutdownTimeoutMs: number;
   maxConnectionsPerToken: number;
+  /** Open status streams (SSE) per token on one replica. */
+  maxStreamsPerToken: number;
+  /** A status stream whose client lets this much queue up unread is closed. */
+  streamMaxBufferedBytes: number;
   agentRecordTtlMs: number;
   redisWaitReplicas: number;
   redisWaitTimeoutMs: number;
@@ -80,6 +84,8 @@ export function loadServerConfig(env: Env): Readonly<ServerConfig> {
     wsMaxFrameBytes: readInt(env, 'WS_MAX_FRAME_BYTES', 1024 * 1024, 1024, 256 * 1024 * 1024),
     shutdownTimeoutMs: readInt(env, 'SHUTDOWN_TIMEOUT_MS', 10_000, 100),
     maxConnectionsPerToken: readInt(env, 'MAX_CONNECTIONS_PER_TOKEN', 50_000, 1),
+    maxStreamsPerToken: readInt(env, 'MAX_STREAMS_PER_TOKEN', 16, 1),
+    streamMaxBufferedBytes: readInt(env, 'STREAM_MAX_BUFFERED_BYTES', 1024 * 1024, 1024),
     agentRecordTtlMs: readInt(env, 'AGENT_RECORD_TTL_MS', 24 * 3600_000, 1000),
     redisWaitReplicas,
     redisWaitTimeoutMs: readInt(env, 'REDIS_WAIT_TIMEOUT_MS', 1_000, 1, 60_000),

@@ -20,7 +20,8 @@ export interface EnvStatus {
  * and at least every `maxIntervalMs` so presence that expired without an event shows.
  */
 export async function streamEnvStatus(
-  store: FactStore, env: string, res: ServerResponse, log: FastifyBaseLogger, opts = { minIntervalMs: 250, maxIntervalMs: 2000 },
+  store: FactStore, env: string, res: ServerResponse, log: FastifyBaseLogger,
+  opts: { minIntervalMs: number; maxIntervalMs: number; maxBufferedBytes: number } = { minIntervalMs: 250, maxIntervalMs: 2000, maxBufferedBytes: 1024 * 1024 },
 ): Promise<void> {
   let pending = false;
   let timer: NodeJS.Timeout | undefined;
@@ -37,6 +38,13 @@ export async function streamEnvStatus(
         env, head: head.version, epoch: head.epoch, mau, at: new Date().toISOString(),
         agents: agentInfos(agents).map((a) => ({ ...a, lag: Math.max(0, head.version - a.applied) })),
       };
+      // Backpressure: a client that does not read is cut once the budget is queued (invariant 10).
+      if (!closed && res.writableLength > opts.maxBufferedBytes) {
+        log.warn({ env, buffered: res.writableLength }, 'status stream client does not read; closing it');
+        closed = true;
+        res.destroy();
+        return;
+      }
       if (!closed) res.write(`event: status\ndata: ${JSON.stringify(status)}\n\n`);
     } catch (e) {
       if (!closed) res.write(`event: problem\ndata: ${JSON.stringify({ message: (e as Error).message })}\n\n`);
