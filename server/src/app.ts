@@ -97,7 +97,7 @@ export async function createServer(config: Readonly<ServerConfig>, opts: ServerO
       const envs = [...broadcaster.feedHeads()].map((f) => f.env);
       return Promise.all(envs.map(async (env) => ({ env, mau: await store.usage(env, month) })));
     },
-  });
+  }, config.metricsAgentLabels);
   const gateway: Gateway = new Gateway({
     store, broadcaster, control, auth, log, metrics, replicaId: config.replicaId, leaseMs: config.leaseMs, leaseRenewMs: config.leaseRenewMs,
     pingIntervalMs: config.pingIntervalMs, pageSize: config.changesPageSize, frameBytes: config.wsMaxFrameBytes, maxBufferedBytes: config.wsMaxBufferedBytes,

@@ -1,5 +1,5 @@
 import { nanoid } from 'nanoid';
-import { ConfigError, readInt, readLogLevel, readOptional, readString, readUrl, type Env } from '@factsync/shared';
+import { ConfigError, readBool, readInt, readLogLevel, readOptional, readString, readUrl, type Env } from '@factsync/shared';
 import { parseTokens, type TokenGrant } from './auth.js';
 
 export interface ServerConfig {
@@ -31,6 +31,8 @@ export interface ServerConfig {
   wsMaxFrameBytes: number;
   shutdownTimeoutMs: number;
   maxConnectionsPerToken: number;
+  /** Label metrics with agent ids (client-chosen: off by default). */
+  metricsAgentLabels: boolean;
   /** Open status streams (SSE) per token on one replica. */
   maxStreamsPerToken: number;
   /** A status stream whose client lets this much queue up unread is closed. */
@@ -84,6 +86,7 @@ export function loadServerConfig(env: Env): Readonly<ServerConfig> {
     wsMaxFrameBytes: readInt(env, 'WS_MAX_FRAME_BYTES', 1024 * 1024, 1024, 256 * 1024 * 1024),
     shutdownTimeoutMs: readInt(env, 'SHUTDOWN_TIMEOUT_MS', 10_000, 100),
     maxConnectionsPerToken: readInt(env, 'MAX_CONNECTIONS_PER_TOKEN', 50_000, 1),
+    metricsAgentLabels: readBool(env, 'METRICS_AGENT_LABELS', false),
     maxStreamsPerToken: readInt(env, 'MAX_STREAMS_PER_TOKEN', 16, 1),
     streamMaxBufferedBytes: readInt(env, 'STREAM_MAX_BUFFERED_BYTES', 1024 * 1024, 1024),
     agentRecordTtlMs: readInt(env, 'AGENT_RECORD_TTL_MS', 24 * 3600_000, 1000),

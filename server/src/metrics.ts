@@ -41,7 +41,7 @@ export class ServerMetrics {
   readonly replacedSessions = new Counter({ name: 'factsync_replaced_sessions_total', help: 'Sessions closed because a newer hello came with the same agent id', labelNames: ['env'], registers: [this.registry] });
   readonly redisErrors = new Counter({ name: 'factsync_redis_errors_total', help: 'Redis connection and command errors', registers: [this.registry] });
 
-  constructor(sources: MetricSources) {
+  constructor(sources: MetricSources, agentLabels = false) {
     collectDefaultMetrics({ register: this.registry, prefix: 'factsync_process_' });
     const reg = [this.registry];
     new Gauge({
@@ -70,14 +70,30 @@ export class ServerMetrics {
         for (const [env, count] of n) this.set({ env }, count);
       },
     });
+    // Agent ids are chosen by clients: as labels they would let any agent token mint series on the
+    // unauthenticated /metrics (invariant 10). Per-agent lag only with METRICS_AGENT_LABELS=true.
     new Gauge({
-      name: 'factsync_agent_lag_versions', help: 'Versions each connected agent is behind the env head', labelNames: ['env', 'agent'], registers: reg,
+      name: 'factsync_agent_lag_versions_max', help: 'Versions the furthest-behind connected agent of each env is behind its head', labelNames: ['env'], registers: reg,
       collect() {
         this.reset();
         const h = heads();
-        for (const s of sources.sessions()) if (s.acking && s.env) this.set({ env: s.env, agent: s.agentId }, Math.max(0, (h.get(s.env) ?? 0) - s.acked));
+        const worst = new Map<string, number>();
+        for (const s of sources.sessions()) {
+          if (s.acking && s.env) worst.set(s.env, Math.max(worst.get(s.env) ?? 0, Math.max(0, (h.get(s.env) ?? 0) - s.acked)));
+        }
+        for (const [env, lag] of worst) this.set({ env }, lag);
       },
     });
+    if (agentLabels) {
+      new Gauge({
+        name: 'factsync_agent_lag_versions', help: 'Versions each connected agent is behind the env head (METRICS_AGENT_LABELS=true)', labelNames: ['env', 'agent'], registers: reg,
+        collect() {
+          this.reset();
+          const h = heads();
+          for (const s of sources.sessions()) if (s.acking && s.env) this.set({ env: s.env, agent: s.agentId }, Math.max(0, (h.get(s.env) ?? 0) - s.acked));
+        },
+      });
+    }
     new Counter({
       name: 'factsync_pubsub_gaps_repaired_total', help: 'Versions this replica read from the log because their doorbell was missing or skipped', registers: reg,
       collect() {

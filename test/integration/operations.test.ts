@@ -39,7 +39,9 @@ describe('operations', () => {
       expect(s.get('factsync_write_duration_seconds_count')).toBe(3);
       expect(s.get(`factsync_env_head_version{env="${env}"}`)).toBe(3);
       expect(s.get(`factsync_connected_agents{env="${env}"}`)).toBe(1);
-      expect(s.get(`factsync_agent_lag_versions{env="${env}",agent="m1"}`)).toBe(0);
+      expect(s.get(`factsync_agent_lag_versions_max{env="${env}"}`)).toBe(0);
+      // Agent ids are client-chosen: no series carries them unless METRICS_AGENT_LABELS=true.
+      expect([...s.keys()].some((k) => k.includes('agent="m1"'))).toBe(false);
       expect(s.get(`factsync_acks_total{env="${env}"}`)).toBeGreaterThanOrEqual(1);
       expect(s.get(`factsync_resyncs_total{env="${env}",source="snapshot"}`)).toBe(1);
       expect(s.get('factsync_rejected_requests_total{code="invalid_request"}')).toBe(1);
@@ -114,6 +116,18 @@ describe('operations', () => {
       expect(r.status).toBe(200);
       expect(r.body).toEqual({ version: 1, sync: { version: 1, synced: false, acked: [], pending: [] } });
     } finally {
+      await server.close();
+    }
+  });
+  it('METRICS_AGENT_LABELS=true labels the lag with agent ids', async () => {
+    const server = await startServer({ env: { METRICS_AGENT_LABELS: 'true' } });
+    const env = newEnv();
+    const agent = await startAgent(server.url, { env: { AGENT_ENV: env, AGENT_ID: 'm2' } });
+    try {
+      await waitUntil(() => agent.status().ready, 'agent ready');
+      await waitUntil(async () => scrape((await client(server.url).get('/metrics')).body).get(`factsync_agent_lag_versions{env="${env}",agent="m2"}`) === 0, 'the labelled series');
+    } finally {
+      await agent.close();
       await server.close();
     }
   });
