@@ -1,4 +1,13 @@
 import { IncrementalHash, factsDigest, type Change, type Fact } from '@factsync/shared';
+import btree from 'sorted-btree';
+
+// sorted-btree is CommonJS: Node's ESM loader puts its exports on the default import, bundlers
+// (vitest) may hand over the class itself; accept both.
+type BTreeModule = typeof btree;
+const mod = ((btree as unknown as { default?: BTreeModule }).default ?? btree) as BTreeModule | BTreeModule['default'];
+const BTree = (typeof mod === 'function' ? mod : mod.default) as BTreeModule['default'];
+const stringOrder = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
+type KeyTree = InstanceType<typeof BTree<string, undefined>>;
 import type { FactObserver } from './decide/policy-index.js';
 
 /**
@@ -11,8 +20,8 @@ export class LocalStore {
   /** Chain id of the change at `version` (invariant 9); null when unknown (state saved before ids existed). */
   lastId: string | null = null;
   private readonly byType = new Map<string, Map<string, Record<string, unknown>>>();
-  /** Sorted keys per type for paging, rebuilt only after a key was added or removed (not on updates). */
-  private readonly sorted = new Map<string, string[]>();
+  /** Keys per type in order, for paging: a B+ tree, so an insert costs O(log n) and nothing is re-sorted. */
+  private readonly ordered = new Map<string, KeyTree>();
   private count = 0;
 
   private readonly observers: FactObserver[] = [];
@@ -36,7 +45,7 @@ export class LocalStore {
 
   replace(version: number, epoch: string | null, facts: readonly Fact[], id: string | null): void {
     this.byType.clear();
-    this.sorted.clear();
+    this.ordered.clear();
     this.count = 0;
     this.hash?.reset();
     for (const o of this.observers) o.reset();
@@ -63,29 +72,28 @@ export class LocalStore {
   /** Facts of a type in key order, after `cursor` (a key), at most `limit`. */
   list(type: string, limit: number, cursor: string | undefined): { facts: Fact[]; next: string | null } {
     const m = this.byType.get(type);
-    if (!m) return { facts: [], next: null };
-    let keys = this.sorted.get(type);
-    if (!keys) this.sorted.set(type, (keys = [...m.keys()].sort()));
-    let i = 0;
-    if (cursor !== undefined) {
-      // First key strictly greater than the cursor (binary search on the sorted keys).
-      let lo = 0, hi = keys.length;
-      while (lo < hi) {
-        const mid = (lo + hi) >>> 1;
-        if (keys[mid]! <= cursor) lo = mid + 1;
-        else hi = mid;
-      }
-      i = lo;
+    const keys = this.ordered.get(type);
+    if (!m || !keys) return { facts: [], next: null };
+    const facts: Fact[] = [];
+    let k = cursor === undefined ? keys.minKey() : keys.nextHigherKey(cursor);
+    while (k !== undefined && facts.length < limit) {
+      facts.push({ type, key: k, value: m.get(k)! });
+      k = keys.nextHigherKey(k);
     }
-    const page = keys.slice(i, i + limit);
-    const facts = page.map((key) => ({ type, key, value: m.get(key)! }));
-    const more = i + limit < keys.length;
-    return { facts, next: more ? page[page.length - 1]! : null };
+    return { facts, next: k !== undefined && facts.length > 0 ? facts[facts.length - 1]!.key : null };
   }
 
+  /** Keys of a type that start with `prefix`, in order: a range of the ordered keys, not a scan of them all. */
   keysWithPrefix(type: string, prefix: string): string[] {
-    const m = this.byType.get(type);
-    return m ? [...m.keys()].filter((k) => k.startsWith(prefix)) : [];
+    const keys = this.ordered.get(type);
+    if (!keys) return [];
+    const out: string[] = [];
+    let k = keys.has(prefix) ? prefix : keys.nextHigherKey(prefix);
+    while (k !== undefined && k.startsWith(prefix)) {
+      out.push(k);
+      k = keys.nextHigherKey(k);
+    }
+    return out;
   }
 
   *all(): Iterable<Fact> {
@@ -102,7 +110,9 @@ export class LocalStore {
     const old = m.get(key);
     if (old === undefined) {
       this.count++;
-      this.sorted.delete(type);
+      let keys = this.ordered.get(type);
+      if (!keys) this.ordered.set(type, (keys = new BTree<string, undefined>(undefined, stringOrder)));
+      keys.set(key, undefined);
     } else this.hash?.remove(type, key, old);
     m.set(key, value);
     this.hash?.add(type, key, value);
@@ -117,11 +127,14 @@ export class LocalStore {
     const old = m?.get(key);
     if (m && old !== undefined) {
       m.delete(key);
-      this.sorted.delete(type);
+      this.ordered.get(type)?.delete(key);
       this.hash?.remove(type, key, old);
       for (const o of this.observers) o.remove(type, key, old);
       this.count--;
-      if (m.size === 0) this.byType.delete(type);
+      if (m.size === 0) {
+        this.byType.delete(type);
+        this.ordered.delete(type);
+      }
     }
   }
 }
