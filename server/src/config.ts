@@ -31,6 +31,8 @@ export interface ServerConfig {
   wsMaxFrameBytes: number;
   shutdownTimeoutMs: number;
   maxConnectionsPerToken: number;
+  /** Requests waiting for sync (long-polls) per token on one replica. */
+  maxWaitsPerToken: number;
   /** Label metrics with agent ids (client-chosen: off by default). */
   metricsAgentLabels: boolean;
   /** Open status streams (SSE) per token on one replica. */
@@ -86,6 +88,7 @@ export function loadServerConfig(env: Env): Readonly<ServerConfig> {
     wsMaxFrameBytes: readInt(env, 'WS_MAX_FRAME_BYTES', 1024 * 1024, 1024, 256 * 1024 * 1024),
     shutdownTimeoutMs: readInt(env, 'SHUTDOWN_TIMEOUT_MS', 10_000, 100),
     maxConnectionsPerToken: readInt(env, 'MAX_CONNECTIONS_PER_TOKEN', 50_000, 1),
+    maxWaitsPerToken: readInt(env, 'MAX_WAITS_PER_TOKEN', 10_000, 1),
     metricsAgentLabels: readBool(env, 'METRICS_AGENT_LABELS', false),
     maxStreamsPerToken: readInt(env, 'MAX_STREAMS_PER_TOKEN', 16, 1),
     streamMaxBufferedBytes: readInt(env, 'STREAM_MAX_BUFFERED_BYTES', 1024 * 1024, 1024),

@@ -1,7 +1,7 @@
 import { afterAll, describe, expect, inject, it } from 'vitest';
 import { connect, type Socket } from 'node:net';
 import { createMemoryStore } from '@factsync/server';
-import { ADMIN, READER, newEnv, startServer } from '../src/inproc.js';
+import { ADMIN, AGENT, READER, WRITER, newEnv, startServer } from '../src/inproc.js';
 import { client } from '../src/http.js';
 import { RawAgent } from '../src/raw-agent.js';
 import { waitUntil } from '../src/wait.js';
@@ -87,5 +87,38 @@ describe('status streams are bounded', () => {
     await waitUntil(openThree, 'the stalled streams to be cut', 60_000);
     writing = false;
     await writer;
+  });
+});
+
+describe('long-polls are bounded per token', () => {
+  it('past MAX_WAITS_PER_TOKEN, a waiting /sync or write is a 429 (nothing written); answers at once (timeout 0) are not counted', async () => {
+    const server = await startServer({ env: { MAX_WAITS_PER_TOKEN: '2' } });
+    try {
+      const admin = client(server.url, ADMIN);
+      const env = newEnv();
+      // An agent that never acks keeps waits for "all" pending.
+      const silent = await RawAgent.connect(server.url, AGENT, { type: 'hello', env, agent_id: 'silent', applied: 0, ack: true });
+      await new Promise((r) => setTimeout(r, 100));
+      const w = await admin.post(`/v1/envs/${env}/facts`, { ops: [{ op: 'upsert', type: 'doc', key: 'd', value: {} }] });
+      const held = [1, 2].map(() => admin.get(`/v1/envs/${env}/sync?version=${w.body.version}&timeout=30`));
+      await new Promise((r) => setTimeout(r, 200));
+      const over = await admin.get(`/v1/envs/${env}/sync?version=${w.body.version}&timeout=30`);
+      expect(over.status).toBe(429);
+      expect(over.body.error).toBe('too_many_connections');
+      const head = (await admin.get(`/v1/envs/${env}/head`)).body.version;
+      const refused = await admin.post(`/v1/envs/${env}/facts`, { ops: [{ op: 'upsert', type: 'doc', key: 'e', value: {} }] }, { 'x-wait-timeout': '5' });
+      expect(refused.status).toBe(429);
+      expect((await admin.get(`/v1/envs/${env}/head`)).body.version).toBe(head); // nothing written
+      expect((await admin.get(`/v1/envs/${env}/sync?version=${w.body.version}&timeout=0`)).status).toBe(200);
+      // Another token has its own slots.
+      expect((await client(server.url, WRITER).post(`/v1/envs/${env}/facts`, { ops: [{ op: 'upsert', type: 'doc', key: 'f', value: {} }] }, { 'x-wait-timeout': '0.2' })).status).toBe(200);
+      // Once the waits end, the slots are free again.
+      silent.ack(w.body.version);
+      await Promise.all(held);
+      expect((await admin.get(`/v1/envs/${env}/sync?version=${w.body.version}&timeout=1`)).status).toBe(200);
+      silent.close();
+    } finally {
+      await server.close();
+    }
   });
 });

@@ -16,6 +16,7 @@ export interface RouteContext {
   auth: Authenticator;
   config: Readonly<ServerConfig>;
   metrics: ServerMetrics;
+  waits: WaitSlots;
 }
 
 const envRe = new RegExp(ENV_PATTERN);
@@ -34,6 +35,30 @@ export function requireCap(auth: Authenticator, cap: Capability) {
     }
     req.principal = permit(principal, env, cap);
   };
+}
+
+/**
+ * Long-polls per token (a `/sync` with a timeout, a write that waits for acks):
+ * each holds a socket and a waiter, so a token may hold at most `max` at once
+ * on a replica (MAX_WAITS_PER_TOKEN); one more is a 429.
+ */
+export class WaitSlots {
+  private readonly held = new Map<number, number>();
+  constructor(private readonly max: number) {}
+
+  acquire(tokenIndex: number): () => void {
+    const n = this.held.get(tokenIndex) ?? 0;
+    if (n >= this.max) throw new FactsyncError('too_many_connections', `this token already has ${n} waiting requests on this replica (MAX_WAITS_PER_TOKEN); wait for some to finish`);
+    this.held.set(tokenIndex, n + 1);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const left = (this.held.get(tokenIndex) ?? 1) - 1;
+      if (left <= 0) this.held.delete(tokenIndex);
+      else this.held.set(tokenIndex, left);
+    };
+  }
 }
 
 /** Aborts when the client goes away, so a long-poll stops waiting for nobody. */

@@ -38,32 +38,38 @@ export function factsRoutes(app: FastifyInstance, ctx: RouteContext): void {
       throw new FactsyncError('invalid_request', 'X-Wait-For: local is only meaningful on a pdp-agent; the server accepts "all", an integer n, or agent ids');
     }
 
-    const endWrite = ctx.metrics.writeDuration.startTimer();
-    const outcome = await ctx.commit.write(env, { ops: ops.value, ts: new Date().toISOString(), idempotencyKey });
-    endWrite();
-    if (outcome.duplicate) {
-      reply.header('idempotent-replayed', 'true');
-      ctx.metrics.idempotentReplays.inc({ env });
-    } else {
-      ctx.metrics.writes.inc({ env });
-      ctx.metrics.writeOps.inc({ env }, ops.value.length);
-    }
-    req.log.debug({ env, version: outcome.version, ops: ops.value.length, duplicate: outcome.duplicate }, 'write');
-    if (!wantsWait) return { version: outcome.version };
-
-    const endWait = ctx.metrics.syncWaitDuration.startTimer();
-    let sync: SyncStatus;
+    // A write that will wait takes its wait slot first: over the limit it is refused before anything is written.
+    const release = wantsWait && timeoutMs !== 0 ? ctx.waits.acquire(req.principal!.tokenIndex) : undefined;
     try {
-      sync = await ctx.control.wait(env, outcome.version, waitFor, timeoutMs, abortOnClose(reply));
-    } catch (e) {
-      // The write has its version: a failed wait must not turn it into an error a client would retry.
-      req.log.warn({ env, version: outcome.version, err: (e as Error).message }, 'could not wait for sync after the write');
-      sync = { version: outcome.version, synced: false, acked: [], pending: [] };
+      const endWrite = ctx.metrics.writeDuration.startTimer();
+      const outcome = await ctx.commit.write(env, { ops: ops.value, ts: new Date().toISOString(), idempotencyKey });
+      endWrite();
+      if (outcome.duplicate) {
+        reply.header('idempotent-replayed', 'true');
+        ctx.metrics.idempotentReplays.inc({ env });
+      } else {
+        ctx.metrics.writes.inc({ env });
+        ctx.metrics.writeOps.inc({ env }, ops.value.length);
+      }
+      req.log.debug({ env, version: outcome.version, ops: ops.value.length, duplicate: outcome.duplicate }, 'write');
+      if (!wantsWait) return { version: outcome.version };
+
+      const endWait = ctx.metrics.syncWaitDuration.startTimer();
+      let sync: SyncStatus;
+      try {
+        sync = await ctx.control.wait(env, outcome.version, waitFor, timeoutMs, abortOnClose(reply));
+      } catch (e) {
+        // The write has its version: a failed wait must not turn it into an error a client would retry.
+        req.log.warn({ env, version: outcome.version, err: (e as Error).message }, 'could not wait for sync after the write');
+        sync = { version: outcome.version, synced: false, acked: [], pending: [] };
+      }
+      endWait({ synced: String(sync.synced) });
+      if (!sync.synced && policy === 'fail') {
+        throw new FactsyncError('sync_timeout', `version ${outcome.version} was written but is not yet applied by ${sync.pending.join(', ') || 'enough agents'}`, { version: outcome.version, sync });
+      }
+      return { version: outcome.version, sync };
+    } finally {
+      release?.();
     }
-    endWait({ synced: String(sync.synced) });
-    if (!sync.synced && policy === 'fail') {
-      throw new FactsyncError('sync_timeout', `version ${outcome.version} was written but is not yet applied by ${sync.pending.join(', ') || 'enough agents'}`, { version: outcome.version, sync });
-    }
-    return { version: outcome.version, sync };
   });
 }
