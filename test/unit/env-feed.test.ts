@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { pino } from 'pino';
-import { createMemoryStore, type FactStore } from '@factsync/server';
+import { Broadcaster, createMemoryStore, type FactStore } from '@factsync/server';
 import { EnvFeed, type ChangeBatch } from '../../server/src/broadcast/env-feed.js';
 
 const log = pino({ level: 'silent' });
@@ -116,5 +116,28 @@ describe('EnvFeed and the chain (invariant 9)', () => {
     await new Promise((r) => setTimeout(r, 20));
     expect(forks).toBe(1);
     forked.close();
+  });
+});
+
+describe('Broadcaster heal', () => {
+  it('heals active feeds every tick and idle ones rarely, so its cost follows the active envs', async () => {
+    const store = createMemoryStore({ logRetention: 100, idempotencyTtlSeconds: 60, inlineChangeBytes: 10_000 });
+    const heads = new Map<string, number>();
+    const counting: FactStore = { ...store, head: async (env) => (heads.set(env, (heads.get(env) ?? 0) + 1), store.head(env)) };
+    const b = new Broadcaster(counting, log, { healIntervalMs: 10, pageSize: 100, idleAfterMs: 50, idleHealMs: 100_000 });
+    const m = member();
+    for (let i = 0; i < 20; i++) await b.join(`idle${i}`, m);
+    await b.join('busy', m);
+    // 'busy' keeps getting doorbells; the others get none.
+    const until = Date.now() + 600;
+    while (Date.now() < until) {
+      await store.write('busy', { ops: [op], ts: 't' });
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    const idleHeads = [...heads].filter(([env]) => env.startsWith('idle')).map(([, n]) => n);
+    // Each idle feed: its join, and heals only during its first idleAfterMs (a few ticks), then none for 100 s.
+    expect(Math.max(...idleHeads)).toBeLessThan(15);
+    expect(heads.get('busy')!).toBeGreaterThan(Math.max(...idleHeads) * 2);
+    await b.close();
   });
 });

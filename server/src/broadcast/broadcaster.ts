@@ -35,10 +35,10 @@ export class Broadcaster {
   constructor(
     private readonly store: FactStore,
     private readonly log: Logger,
-    private readonly opts: { healIntervalMs: number; pageSize: number; frameBytes?: number },
+    private readonly opts: { healIntervalMs: number; pageSize: number; frameBytes?: number; idleAfterMs?: number; idleHealMs?: number },
     private readonly hooks: BroadcasterHooks = {},
   ) {
-    this.healTimer = setInterval(() => this.healAll(), opts.healIntervalMs);
+    this.healTimer = setInterval(() => this.healDue(), opts.healIntervalMs);
     this.healTimer.unref();
     store.onEventsReset(() => this.healAll());
   }
@@ -103,6 +103,17 @@ export class Broadcaster {
     }
   }
 
+  /** The periodic heal: active feeds every tick, idle ones rarely (EnvFeed.healDue). */
+  private healDue(): void {
+    const now = Date.now();
+    for (const [env, entry] of this.feeds) {
+      if (entry.opened?.healDue(now, this.opts.healIntervalMs, this.opts.idleAfterMs, this.opts.idleHealMs)) {
+        entry.opened.heal().catch((e: Error) => this.log.debug({ env, err: e.message }, 'heal failed'));
+      }
+    }
+  }
+
+  /** Every feed at once: after the subscription was lost, any doorbell may have been missed. */
   healAll(): void {
     for (const [env, entry] of this.feeds) {
       entry.opened?.heal().catch((e: Error) => this.log.debug({ env, err: e.message }, 'heal failed'));

@@ -19,6 +19,9 @@ export interface FeedMember {
 
 /** How many recent versions' chain ids a feed keeps for acks (far more than any agent is behind while live). */
 const RECENT_IDS = 10_000;
+/** A feed without doorbells for this long is idle, and healed only every IDLE_HEAL_MS. */
+export const IDLE_AFTER_MS = 60_000;
+export const IDLE_HEAL_MS = 30_000;
 
 export const changesFrame = (changes: readonly RawChange[]): string =>
   `{"type":"changes","changes":[${changes.map((c) => c.json).join(',')}]}`;
@@ -71,8 +74,24 @@ export class EnvFeed {
     this.epoch = start.epoch;
   }
 
+  /** When a doorbell last rang, and when the feed last compared itself with the store. */
+  private lastEventAt = Date.now();
+  private lastHealAt = 0;
+
+  /**
+   * Whether the periodic heal should check this feed now. Heal guards against a
+   * doorbell that never rang; an env with recent doorbells is checked every
+   * tick, an idle one every IDLE_HEAL_MS: the cost of healing follows the
+   * active envs, not all the envs a replica serves (invariant 10).
+   */
+  healDue(now: number, intervalMs: number, idleAfterMs = IDLE_AFTER_MS, idleHealMs = IDLE_HEAL_MS): boolean {
+    const idle = now - this.lastEventAt > idleAfterMs;
+    return now - this.lastHealAt >= (idle ? Math.max(intervalMs, idleHealMs) : intervalMs);
+  }
+
   onEvent(ev: EnvEvent): void {
     if (ev.t !== 'change' || this.closed) return;
+    this.lastEventAt = Date.now();
     if (this.epoch === null) this.epoch = ev.e; // the env got its first version after this feed opened
     if (ev.e !== this.epoch) {
       void this.heal().catch(() => undefined);
@@ -106,6 +125,7 @@ export class EnvFeed {
   /** Compare with the store's head; fill anything a lost doorbell hid. */
   async heal(): Promise<void> {
     if (this.closed) return;
+    this.lastHealAt = Date.now();
     // Compare with what was known *before* asking: doorbells that arrive on the
     // subscriber connection while the head read is in flight are newer than the
     // answer, and must not look like versions going backwards.
