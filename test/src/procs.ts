@@ -86,6 +86,7 @@ export function runTs(entry: string, args: string[], env: Record<string, string>
     let errText = '';
     child.stdout!.on('data', (d: Buffer) => (out += d.toString('utf8')));
     child.stderr!.on('data', (d: Buffer) => (errText += d.toString('utf8')));
-    child.once('exit', (code) => (code === 0 ? resolve(out) : reject(new Error(`${entry} exited ${code}: ${errText.slice(-2000)}`))));
+    // 'close', not 'exit': 'exit' may come before the last of stdout was read (seen on a loaded machine: empty output).
+    child.once('close', (code) => (code === 0 ? resolve(out) : reject(new Error(`${entry} exited ${code}: ${errText.slice(-2000)}`))));
   });
 }
