@@ -36,6 +36,7 @@ function factsyncAgent(i: number): void {
   closers.push(() => ws.terminate());
   ws.on('open', () => ws.send(JSON.stringify({ type: 'hello', env: cfg.env, agent_id: `${cfg.idPrefix}-${i}`, applied: 0, ack: true })));
   ws.on('error', (e) => send({ type: 'error', message: e.message }));
+  let partial: Fact[] = [];
   ws.on('message', (data) => {
     if (cfg.idle) {
       if (!isReady && (isReady = true)) ready++;
@@ -44,7 +45,11 @@ function factsyncAgent(i: number): void {
     const m = parseServerMessage(data.toString());
     if (!m.ok) return;
     if (m.value.type === 'snapshot') {
-      applier.snapshot(m.value.version, m.value.epoch, m.value.facts as Fact[], m.value.id ?? null);
+      // A snapshot may span frames (`last: false` on all but the last): applied once complete.
+      partial.push(...(m.value.facts as Fact[]));
+      if (m.value.last === false) return;
+      applier.snapshot(m.value.version, m.value.epoch, partial, m.value.id ?? null);
+      partial = [];
       if (!isReady && (isReady = true)) ready++;
     } else if (m.value.type === 'changes') applier.offer(m.value.changes as Change[]);
     // A real agent defers its ack by one setImmediate to coalesce a burst; alone in its process

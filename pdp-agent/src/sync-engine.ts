@@ -60,6 +60,8 @@ export class SyncEngine {
   /** A fork seen at this version: if the next session forks there again, start over from nothing. */
   private forkedAt = 0;
   private forkRepeat = false;
+  /** The frames of a multi-frame snapshot received so far. */
+  private partial: { version: number; epoch: string | null; facts: Fact[] } | undefined;
 
   constructor(private readonly d: SyncEngineDeps) {}
 
@@ -86,6 +88,8 @@ export class SyncEngine {
   }
 
   disconnected(): void {
+    // Frames of a snapshot the socket did not finish are worth nothing: the next session sends a whole one.
+    this.partial = undefined;
     this.setState({ phase: 'offline' });
     this.lastAck = 0;
   }
@@ -113,12 +117,23 @@ export class SyncEngine {
         return;
       }
       case 'snapshot': {
+        // A snapshot in several frames is gathered and applied only once complete (`last`): the
+        // local state never holds part of one. A frame of another version starts over.
+        if (m.last === false || this.partial) {
+          if (!this.partial || this.partial.version !== m.version || this.partial.epoch !== m.epoch) {
+            this.partial = { version: m.version, epoch: m.epoch, facts: [] };
+          }
+          for (const f of m.facts) this.partial.facts.push(f as Fact);
+          if (m.last === false) return;
+        }
+        const facts = this.partial ? this.partial.facts : (m.facts as Fact[]);
+        this.partial = undefined;
         this.setState({ phase: 'streaming', sent: m.version });
         this.head = Math.max(this.head, m.version);
         const end = metrics.applyDuration.startTimer({ kind: 'snapshot' });
-        const r = applier.snapshot(m.version, m.epoch, m.facts as Fact[], m.id ?? null);
+        const r = applier.snapshot(m.version, m.epoch, facts, m.id ?? null);
         end();
-        log.info({ version: m.version, facts: m.facts.length }, 'snapshot applied');
+        log.info({ version: m.version, facts: facts.length }, 'snapshot applied');
         this.d.onDirty();
         this.afterApply(r);
         return;

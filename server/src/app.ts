@@ -101,7 +101,7 @@ export async function createServer(config: Readonly<ServerConfig>, opts: ServerO
   }, config.metricsAgentLabels);
   const gateway: Gateway = new Gateway({
     store, broadcaster, control, auth, log, metrics, replicaId: config.replicaId, leaseMs: config.leaseMs, leaseRenewMs: config.leaseRenewMs,
-    pingIntervalMs: config.pingIntervalMs, pageSize: config.changesPageSize, frameBytes: config.wsMaxFrameBytes, maxBufferedBytes: config.wsMaxBufferedBytes,
+    pingIntervalMs: config.pingIntervalMs, pageSize: config.changesPageSize, frameBytes: config.wsMaxFrameBytes, maxSnapshotStreams: config.maxSnapshotStreams, maxBufferedBytes: config.wsMaxBufferedBytes,
     maxConnectionsPerToken: config.maxConnectionsPerToken,
   });
   let closing = false;

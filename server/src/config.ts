@@ -29,6 +29,8 @@ export interface ServerConfig {
   changesPageSize: number;
   /** Largest websocket frame the server builds (a catch-up page, a live batch); one larger change travels alone. */
   wsMaxFrameBytes: number;
+  /** Snapshots one replica streams at once (the rest queue). */
+  maxSnapshotStreams: number;
   shutdownTimeoutMs: number;
   maxConnectionsPerToken: number;
   /** Requests waiting for sync (long-polls) per token on one replica. */
@@ -86,6 +88,7 @@ export function loadServerConfig(env: Env): Readonly<ServerConfig> {
     wsMaxPayloadBytes: readInt(env, 'WS_MAX_PAYLOAD_BYTES', 64 * 1024, 256),
     changesPageSize: readInt(env, 'CHANGES_PAGE_SIZE', 1_000, 1, 100_000),
     wsMaxFrameBytes: readInt(env, 'WS_MAX_FRAME_BYTES', 1024 * 1024, 1024, 256 * 1024 * 1024),
+    maxSnapshotStreams: readInt(env, 'MAX_SNAPSHOT_STREAMS', 8, 1),
     shutdownTimeoutMs: readInt(env, 'SHUTDOWN_TIMEOUT_MS', 10_000, 100),
     maxConnectionsPerToken: readInt(env, 'MAX_CONNECTIONS_PER_TOKEN', 50_000, 1),
     maxWaitsPerToken: readInt(env, 'MAX_WAITS_PER_TOKEN', 10_000, 1),

@@ -54,6 +54,12 @@ export const SnapshotMessage = Type.Object({
   /** The chain id at `version`: the agent continues the chain from it. */
   id: Type.Optional(Type.Union([Type.String(), Type.Null()])),
   facts: Type.Array(Fact),
+  /**
+   * A snapshot spans several frames of one version when it does not fit one
+   * (WS_MAX_FRAME_BYTES): every frame but the last says `last: false`. Absent
+   * means a whole snapshot in one frame.
+   */
+  last: Type.Optional(Type.Boolean()),
 });
 export const ChangesMessage = Type.Object({ type: Type.Literal('changes'), changes: Type.Array(Change, { minItems: 1 }) });
 export const ErrorMessage = Type.Object({ type: Type.Literal('error'), error: Type.String(), message: Type.String() });

@@ -1,5 +1,6 @@
 import { afterAll, describe, expect, inject, it } from 'vitest';
 import WebSocket from 'ws';
+import { createMemoryStore, type FactStore } from '@factsync/server';
 import { ADMIN, AGENT, newEnv, startAgent, startServer } from '../src/inproc.js';
 import { client } from '../src/http.js';
 import { waitUntil } from '../src/wait.js';
@@ -75,5 +76,55 @@ describe('byte-bounded frames', () => {
     expect(page.body.changes.length).toBeGreaterThanOrEqual(1);
     expect(page.body.changes.length).toBeLessThan(12);
     expect(page.body.head).toBe(12);
+  });
+});
+
+describe('chunked, shared snapshots', () => {
+  const closers: (() => Promise<unknown>)[] = [];
+  afterAll(async () => {
+    for (const c of closers.reverse()) await c();
+  });
+
+  it('a snapshot larger than a frame travels in frames within the budget; concurrent ones share one read; agents apply only whole snapshots', async () => {
+    const BUDGET = 32 * 1024;
+    const store = createMemoryStore({ logRetention: 1000, idempotencyTtlSeconds: 60, inlineChangeBytes: 4096 });
+    let reads = 0;
+    const counting: FactStore = { ...store, snapshot: async (env) => (reads++, await new Promise((r) => setTimeout(r, 100)), store.snapshot(env)) };
+    const server = await startServer({ store: counting, env: { WS_MAX_FRAME_BYTES: String(BUDGET), MAX_SNAPSHOT_STREAMS: '2' } });
+    closers.push(() => server.close());
+    const env = newEnv();
+    const admin = client(server.url, ADMIN);
+    for (let i = 0; i < 4; i++) {
+      await admin.post(`/v1/envs/${env}/facts`, { ops: Array.from({ length: 500 }, (_, j) => ({ op: 'upsert', type: 'doc', key: `k${i}-${j}`, value: { pad: 'y'.repeat(100) } })) });
+    }
+    // Six subscribers from scratch at once: one read of the env, streamed two at a time.
+    const subs = await Promise.all(Array.from({ length: 6 }, (_, i) => new Promise<{ frames: Buffer[]; ws: WebSocket }>((resolve) => {
+      const ws = new WebSocket(`${server.url.replace(/^http/, 'ws')}/v1/ws`, { headers: { authorization: `Bearer ${AGENT}` } });
+      const frames: Buffer[] = [];
+      ws.on('message', (d: Buffer) => frames.push(d));
+      ws.once('open', () => {
+        ws.send(JSON.stringify({ type: 'hello', env, agent_id: `snap-${i}`, applied: 0, ack: false }));
+        resolve({ frames, ws });
+      });
+    })));
+    closers.push(async () => subs.forEach((s) => s.ws.close()));
+    const snapshotFrames = (f: Buffer[]) => f.map((b) => ({ bytes: b.length, m: JSON.parse(b.toString()) as { type: string; version?: number; last?: boolean; facts?: unknown[] } })).filter((x) => x.m.type === 'snapshot');
+    await waitUntil(() => subs.every((s) => snapshotFrames(s.frames).some((x) => x.m.last === true)), 'every subscriber to get a whole snapshot');
+    expect(reads).toBeLessThanOrEqual(2); // shared: one read for those asking together (a slow start may split them in two)
+    for (const s of subs) {
+      const frames = snapshotFrames(s.frames);
+      expect(frames.length).toBeGreaterThan(5);
+      expect(frames.every((f) => f.bytes <= BUDGET)).toBe(true);
+      expect(frames.every((f) => f.m.version === 4)).toBe(true);
+      expect(frames.slice(0, -1).every((f) => f.m.last === false)).toBe(true);
+      expect(frames.reduce((n, f) => n + f.m.facts!.length, 0)).toBe(2000);
+    }
+
+    // A real agent assembles the frames and applies the snapshot once, whole.
+    const agent = await startAgent(server.url, { env: { AGENT_ENV: env } });
+    closers.push(() => agent.close());
+    await waitUntil(() => agent.status().ready, 'agent ready');
+    expect(agent.store.size).toBe(2000);
+    expect(agent.status()).toMatchObject({ applied: 4, snapshots_applied: 1 });
   });
 });

@@ -1,3 +1,4 @@
+import { SnapshotReads } from './snapshot-reads.js';
 import type { FastifyInstance } from 'fastify';
 import { FactsyncError } from '@factsync/shared';
 import type { Logger } from 'pino';
@@ -21,6 +22,8 @@ export interface GatewayOptions {
   pingIntervalMs: number;
   pageSize: number;
   frameBytes: number;
+  /** Snapshots this replica streams at once; more sessions wait their turn. */
+  maxSnapshotStreams: number;
   maxBufferedBytes: number;
   maxConnectionsPerToken: number;
 }
@@ -38,6 +41,9 @@ declare module 'fastify' {
  * keeps acking agents "connected" in the store while this replica lives.
  */
 export class Gateway {
+  /** One per replica: shared snapshot reads and the bound on concurrent snapshot streams. */
+  readonly snapshots: SnapshotReads;
+
   readonly sessions = new Set<Session>();
   /** Sessions by their id, so a replacement announced by the control plane finds its socket. */
   private readonly byConn = new Map<string, Session>();
@@ -47,6 +53,7 @@ export class Gateway {
   private closing = false;
 
   constructor(private readonly opts: GatewayOptions) {
+    this.snapshots = new SnapshotReads(opts.store, opts.maxSnapshotStreams);
     this.pingTimer = setInterval(() => {
       for (const s of this.sessions) s.ping();
     }, opts.pingIntervalMs);
@@ -85,6 +92,7 @@ export class Gateway {
         leaseMs: this.opts.leaseMs,
         pageSize: this.opts.pageSize,
         frameBytes: this.opts.frameBytes,
+        snapshots: this.snapshots,
         maxBufferedBytes: this.opts.maxBufferedBytes,
         onClosed: (s) => {
           this.sessions.delete(s);

@@ -5,12 +5,13 @@ import {
   ErrorCodes, FactsyncError, assertNever, errorFrame, idOfChangeJson, parseClientMessage, type ErrorCode, type HelloMessage, type UsageMessage,
 } from '@factsync/shared';
 import { permit, permitAgentId, type Principal } from '../auth.js';
-import type { FactStore, Resume, ResumeVerdict } from '../store/fact-store.js';
+import type { FactStore, Resume, ResumeVerdict, Snapshot } from '../store/fact-store.js';
 import type { Broadcaster } from '../broadcast/broadcaster.js';
 import { changesFrame, type ChangeBatch, type EnvFeed, type FeedMember } from '../broadcast/env-feed.js';
 import type { ControlPlane } from '../control/control-plane.js';
 import type { EnvControl } from '../control/env-control.js';
-import { snapshotFrame } from './frames.js';
+import { snapshotFrames } from './frames.js';
+import type { SnapshotReads } from './snapshot-reads.js';
 import type { ServerMetrics } from '../metrics.js';
 
 export interface SessionDeps {
@@ -24,6 +25,7 @@ export interface SessionDeps {
   pageSize: number;
   /** Byte budget of one frame (WS_MAX_FRAME_BYTES). */
   frameBytes: number;
+  snapshots: SnapshotReads;
   maxBufferedBytes: number;
   onClosed: (s: Session) => void;
 }
@@ -201,10 +203,22 @@ export class Session implements FeedMember {
   }
 
   private async sendSnapshot(): Promise<void> {
-    const snap = await this.deps.store.snapshot(this.env);
+    // One read shared by the sessions that ask for the same env's snapshot at once, and a bound on
+    // how many snapshots this replica streams at a time (the others queue): invariant 10.
+    // The read comes first, so sessions queued for a slot hold the same snapshot instead of reading again.
+    const snap: Snapshot = await this.deps.snapshots.read(this.env);
     if (this.isClosed()) return;
-    this.epoch = snap.epoch;
-    await this.sendFlushed(snapshotFrame(snap));
+    const release = await this.deps.snapshots.slot();
+    try {
+      if (this.isClosed()) return;
+      this.epoch = snap.epoch;
+      for (const frame of snapshotFrames(snap, this.deps.frameBytes)) {
+        if (this.isClosed()) return;
+        await this.sendFlushed(frame);
+      }
+    } finally {
+      release();
+    }
     this.sent = snap.version;
     if (this.acking) this.catchUpIds.set(snap.version, snap.id);
     this.deps.metrics.resyncs.inc({ env: this.env, source: 'snapshot' });
