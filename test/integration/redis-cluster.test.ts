@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Redis } from 'ioredis';
 import { factsDigest } from '@factsync/shared';
 import { ADMIN, newEnv, startAgent, startServer, type RunningServer } from '../src/inproc.js';
 import { startRedisCluster } from '../src/redis-cluster.js';
@@ -39,5 +40,29 @@ describe('Redis Cluster', () => {
     }
     const listed = (await client(servers[0]!.url, ADMIN).get('/v1/envs')).body.envs as string[];
     expect(listed).toEqual(expect.arrayContaining(envs));
+  });
+  it('an env\'s doorbells and control events use sharded pub/sub on its own shard, never a cluster-wide channel', async () => {
+    const env = newEnv();
+    agents.push(await startAgent(servers[0]!.url, { env: { AGENT_ENV: env, AGENT_ID: 'sharded' } }));
+    await waitUntil(() => agents.at(-1)!.status().ready, 'agent ready');
+    const w = await client(servers[1]!.url, ADMIN).post(`/v1/envs/${env}/facts`, { ops: [upsert('doc', 'd', {})] }, { 'x-wait-for': 'all', 'x-wait-timeout': '10' });
+    expect(w.body.sync.synced).toBe(true);
+    const nodes = cluster.url.split(',').map((u) => new URL(u));
+    const channels = [`rc:{${env}}:events`, `rc:{${env}}:ctl`];
+    let sharded = 0;
+    for (const n of nodes) {
+      const r = new Redis({ host: n.hostname, port: Number(n.port), lazyConnect: true });
+      await r.connect();
+      try {
+        const classic = (await r.call('PUBSUB', 'NUMSUB', ...channels)) as (string | number)[];
+        expect(classic.filter((_, i) => i % 2 === 1).map(Number)).toEqual([0, 0]);
+        const shard = (await r.call('PUBSUB', 'SHARDNUMSUB', ...channels)) as (string | number)[];
+        sharded += shard.filter((_, i) => i % 2 === 1).map(Number).reduce((a, b) => a + b, 0);
+      } finally {
+        r.disconnect();
+      }
+    }
+    // Both replicas subscribe to both channels of the env (a feed and a control view each), on the shard.
+    expect(sharded).toBeGreaterThanOrEqual(2);
   });
 });

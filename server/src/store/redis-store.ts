@@ -74,7 +74,7 @@ export async function createRedisStore(opts: RedisStoreOptions): Promise<FactSto
       return { host: x.hostname, port: Number(x.port || 6379) };
     });
     return new Cluster(seeds, {
-      lazyConnect: true, enableOfflineQueue: o.enableOfflineQueue, clusterRetryStrategy: o.retryStrategy,
+      lazyConnect: true, enableOfflineQueue: o.enableOfflineQueue, clusterRetryStrategy: o.retryStrategy, shardedSubscribers: true,
       redisOptions: { maxRetriesPerRequest: o.maxRetriesPerRequest, commandTimeout: o.commandTimeout },
     });
   };
@@ -87,14 +87,16 @@ export async function createRedisStore(opts: RedisStoreOptions): Promise<FactSto
   const log = opts.log.child({ module: 'redis-store' });
   const recordTtlMs = opts.agentRecordTtlMs ?? DEFAULT_AGENT_RECORD_TTL_MS;
 
-  redis.defineCommand('fsWrite', { lua: scripts.WRITE });
+  // Scripts publish with SPUBLISH under Cluster (see the events section).
+  const pub = (lua: string) => (opts.cluster ? lua.replaceAll("redis.call('PUBLISH'", "redis.call('SPUBLISH'") : lua);
+  redis.defineCommand('fsWrite', { lua: pub(scripts.WRITE) });
   redis.defineCommand('fsChanges', { lua: scripts.CHANGES, numberOfKeys: 2 });
   redis.defineCommand('fsEnsureEpoch', { lua: scripts.ENSURE_EPOCH, numberOfKeys: 1 });
   redis.defineCommand('fsResume', { lua: scripts.RESUME, numberOfKeys: 2 });
-  redis.defineCommand('fsOpen', { lua: scripts.OPEN_SESSION, numberOfKeys: 9 });
+  redis.defineCommand('fsOpen', { lua: pub(scripts.OPEN_SESSION), numberOfKeys: 9 });
   redis.defineCommand('fsEnd', { lua: scripts.END_SESSION, numberOfKeys: 5 });
   redis.defineCommand('fsRenew', { lua: scripts.RENEW, numberOfKeys: 2 });
-  redis.defineCommand('fsAcks', { lua: scripts.ACKS, numberOfKeys: 3 });
+  redis.defineCommand('fsAcks', { lua: pub(scripts.ACKS), numberOfKeys: 3 });
   redis.defineCommand('fsRegistry', { lua: scripts.REGISTRY, numberOfKeys: 8 });
 
   let lastError = '';
@@ -182,6 +184,9 @@ export async function createRedisStore(opts: RedisStoreOptions): Promise<FactSto
   }
 
   // ---- events -------------------------------------------------------------
+  // Under Redis Cluster, sharded pub/sub (SPUBLISH/SSUBSCRIBE): an env's channels hash with its keys
+  // ({env}), so its traffic stays on its shard instead of being broadcast to every node.
+  const sharded = opts.cluster === true;
   // One subscription per channel; a channel carries either doorbells or control events of one env.
   const listeners = new Map<string, Set<(message: string) => void>>();
   const resetCallbacks: (() => void)[] = [];
@@ -193,7 +198,7 @@ export async function createRedisStore(opts: RedisStoreOptions): Promise<FactSto
     }
     subReadyOnce = true;
   });
-  sub.on('message', (channel: string, message: string) => {
+  sub.on(sharded ? 'smessage' : 'message', (channel: string, message: string) => {
     for (const l of listeners.get(channel) ?? []) l(message);
   });
   async function listen(channel: string, l: (message: string) => void): Promise<() => Promise<void>> {
@@ -201,7 +206,7 @@ export async function createRedisStore(opts: RedisStoreOptions): Promise<FactSto
     if (!set) {
       set = new Set();
       listeners.set(channel, set);
-      await sub.subscribe(channel);
+      await (sharded ? (sub as unknown as { ssubscribe(c: string): Promise<unknown> }).ssubscribe(channel) : sub.subscribe(channel));
     }
     set.add(l);
     return async () => {
@@ -210,7 +215,7 @@ export async function createRedisStore(opts: RedisStoreOptions): Promise<FactSto
       s.delete(l);
       if (s.size === 0) {
         listeners.delete(channel);
-        await sub.unsubscribe(channel).catch(() => undefined);
+        await (sharded ? (sub as unknown as { sunsubscribe(c: string): Promise<unknown> }).sunsubscribe(channel) : sub.unsubscribe(channel)).catch(() => undefined);
       }
     };
   }
@@ -343,7 +348,7 @@ export async function createRedisStore(opts: RedisStoreOptions): Promise<FactSto
     },
 
     async publishControl(env: string, event: ControlEvent) {
-      await guard('publish', () => redis.publish(k(env).ctl, encodeControlEvent(event)));
+      await guard('publish', () => (opts.cluster ? redis.call('SPUBLISH', k(env).ctl, encodeControlEvent(event)) : redis.publish(k(env).ctl, encodeControlEvent(event))));
     },
 
     async recordUsage(env: string, month: string, users: readonly string[]) {
