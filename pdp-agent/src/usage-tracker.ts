@@ -17,24 +17,34 @@ export class UsageTracker {
   private month = '';
   private seen = new Set<string>();
   private pending: string[] = [];
-  private pendingMonth = '';
+  /** The current month's bounds in ms: a check compares two numbers instead of formatting a date. */
+  private monthStart = 0;
+  private monthEnd = 0;
   private readonly unconfirmed = new Map<number, UsageMessage>();
   private seq = 0;
 
   constructor(private readonly now: () => number = Date.now) {}
 
+  /** Called on every check: a set lookup, and a new month only when the clock crosses one. */
   record(userKey: string): void {
-    const month = usageMonth(this.now());
-    if (month !== this.month) {
-      while (this.pending.length > 0) this.seal(MAX_USAGE_BATCH);
-      this.month = month;
-      this.seen = new Set();
-    }
+    const t = this.now();
+    if (t >= this.monthEnd || t < this.monthStart) this.startMonth(t);
     if (this.seen.has(userKey)) return;
     if (this.seen.size >= MAX_REMEMBERED_USERS) this.seen = new Set();
     this.seen.add(userKey);
-    this.pendingMonth = month;
     this.pending.push(userKey);
+  }
+
+  /** Pending keys belong to the month they were checked in: sealed before the month changes. */
+  private startMonth(t: number): void {
+    const month = usageMonth(t);
+    const d = new Date(t);
+    this.monthStart = Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), 1);
+    this.monthEnd = Date.UTC(d.getUTCFullYear(), d.getUTCMonth() + 1, 1);
+    if (month === this.month) return;
+    while (this.pending.length > 0) this.seal(MAX_USAGE_BATCH);
+    this.month = month;
+    this.seen = new Set();
   }
 
   /** Batches to send now: everything unconfirmed after a reconnect (`resend`), else what is new. */
@@ -60,7 +70,7 @@ export class UsageTracker {
     if (this.pending.length === 0) return undefined;
     const users = this.pending.length <= max ? this.pending : this.pending.slice(0, max);
     this.pending = this.pending.length <= max ? [] : this.pending.slice(max);
-    const b: UsageMessage = { type: 'usage', seq: ++this.seq, month: this.pendingMonth, users };
+    const b: UsageMessage = { type: 'usage', seq: ++this.seq, month: this.month, users };
     this.unconfirmed.set(b.seq, b);
     return b;
   }

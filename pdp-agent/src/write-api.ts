@@ -33,6 +33,14 @@ const schema = (summary: string, extra: Record<string, unknown> = {}) => ({
   summary, headers: WAIT_HEADERS, response: { 200: WriteResultSchema, '4xx': ErrorBody, '5xx': ErrorBody }, ...extra,
 });
 
+/** Deleting a user: the user and the role assignments of it this agent knows of, in one version. */
+export function userDeleteOps(store: LocalStore, key: string): Op[] {
+  return [
+    { op: 'delete', type: 'user', key },
+    ...store.keysWithPrefix('role_assignment', `${key}/`).map((k): Op => ({ op: 'delete', type: 'role_assignment', key: k })),
+  ];
+}
+
 /** Forwards ops as one version, waiting per the request's headers; what every write route of the agent calls. */
 export type ForwardOps = (req: FastifyRequest, reply: FastifyReply, ops: Result<Op[]>) => Promise<WriteResult>;
 
@@ -85,9 +93,7 @@ export function registerWriteRoutes(app: FastifyInstance, d: WriteApiDeps, forwa
     forward(req, reply, okOps(userOps((req.params as { key: string }).key, req.body as UserFields))));
 
   app.delete('/v1/facts/users/:key', { schema: schema('Delete a user and the role assignments this agent knows of', { params: KeyParams }) }, (req, reply) => {
-    const { key } = req.params as { key: string };
-    const assignments = d.store.keysWithPrefix('role_assignment', `${key}/`);
-    return forward(req, reply, okOps([{ op: 'delete', type: 'user', key }, ...assignments.map((k): Op => ({ op: 'delete', type: 'role_assignment', key: k }))]));
+    return forward(req, reply, okOps(userDeleteOps(d.store, (req.params as { key: string }).key)));
   });
 
   app.put('/v1/facts/tenants/:key', { schema: schema('Create or update a tenant', { params: KeyParams, body: TenantFields }) }, (req, reply) =>

@@ -14,7 +14,7 @@ import { ControlPlane } from './control/control-plane.js';
 import { Gateway } from './ws/gateway.js';
 import { ServerMetrics } from './metrics.js';
 import { GroupCommit } from './store/group-commit.js';
-import { WaitSlots } from './routes/context.js';
+import { TokenSlots } from './routes/context.js';
 import { factsRoutes } from './routes/facts.js';
 import { readRoutes } from './routes/reads.js';
 import { usageRoutes } from './routes/usage.js';
@@ -133,7 +133,7 @@ export async function createServer(config: Readonly<ServerConfig>, opts: ServerO
     // inline doorbell budget would make every feed read the log: groups stop at ~1,000 ops.
     maxWrites: 256, maxOps: 1000, onGroup: (n) => metrics.writeGroupSize.observe(n),
   });
-  const ctx = { store, commit, control, auth, config, metrics, waits: new WaitSlots(config.maxWaitsPerToken) };
+  const ctx = { store, commit, control, auth, config, metrics, waits: new TokenSlots(config.maxWaitsPerToken, 'waiting requests', 'MAX_WAITS_PER_TOKEN') };
   app.get('/metrics', { schema: { summary: 'Prometheus metrics' } }, async (_req, reply) =>
     reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()));
   factsRoutes(app, ctx);

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { waitUntil } from '../src/wait.js';
 import { pino } from 'pino';
 import { Broadcaster, createMemoryStore, type FactStore } from '@factsync/server';
 import { EnvFeed, type ChangeBatch } from '../../server/src/broadcast/env-feed.js';
@@ -138,6 +139,21 @@ describe('Broadcaster heal', () => {
     // Each idle feed: its join, and heals only during its first idleAfterMs (a few ticks), then none for 100 s.
     expect(Math.max(...idleHeads)).toBeLessThan(15);
     expect(heads.get('busy')!).toBeGreaterThan(Math.max(...idleHeads) * 2);
+    await b.close();
+  });
+
+  it('an idle feed whose doorbell was lost still gets the version, at the idle heal (invariant 6)', async () => {
+    const store = createMemoryStore({ logRetention: 100, idempotencyTtlSeconds: 60, inlineChangeBytes: 10_000 });
+    const dropped: number[] = [];
+    const b = new Broadcaster(store, log, { healIntervalMs: 10, pageSize: 100, idleAfterMs: 30, idleHealMs: 200 }, {
+      dropEvent: (_env, ev) => (ev.t === 'change' ? (dropped.push(ev.v), true) : false),
+    });
+    const m = member();
+    await b.join('quiet', m);
+    await new Promise((r) => setTimeout(r, 100)); // idle now
+    await store.write('quiet', { ops: [op], ts: 't' });
+    await waitUntil(() => m.got.includes(1), 'the version whose doorbell was lost', 10_000);
+    expect(dropped).toEqual([1]);
     await b.close();
   });
 });

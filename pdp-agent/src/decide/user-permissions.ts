@@ -42,11 +42,15 @@ export function userPermissions(q: PermissionsQuery, index: PolicyIndex, evaluat
   }
 
   const instances = q.resources ?? reachableInstances(q.user.key, index);
+  // The actions of a type walk every role and rule: once per type, not once per instance.
+  const actions = new Map<string, string[]>();
   for (const { type, key } of instances.slice(0, MAX_LISTED_INSTANCES)) {
     if (!typeAllowed(type)) continue;
     const check: Check = { user: q.user, action: '', resource: { type, key, tenant: undefined, attributes: {} } };
     const permissions: string[] = [];
-    for (const action of index.actionsOf(type)) {
+    let ofType = actions.get(type);
+    if (!ofType) actions.set(type, (ofType = index.actionsOf(type)));
+    for (const action of ofType) {
       if (evaluator.check({ ...check, action }).allow) permissions.push(`${type}:${action}`);
     }
     const roles = [...(index.resourceRoles.get(type)?.keys() ?? [])].filter((r) => evaluator.holdsAny(q.user.key, [`${type}:${key}#${r}`], false));

@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { Type, type TSchema } from '@sinclair/typebox';
 import { FactsyncError, ok, type Op, type Result } from '@factsync/shared';
-import type { ForwardOps } from '../write-api.js';
+import { userDeleteOps, type ForwardOps } from '../write-api.js';
 import type { PermitDeps } from './permit-api.js';
 import {
   PermitResourceInstance, PermitResourceInstanceUpdate, PermitRoleAssignment, PermitSetRule, PermitTenant, PermitTenantUpdate, PermitTuple,
@@ -41,10 +41,9 @@ export function registerPermitFactsRoutes(app: FastifyInstance, forward: Forward
       return read(key, f.value, req);
     });
 
-  /** Ops removing a user with what this agent knows hangs on them: role assignments and relationships naming it. */
-  const userDeleteOps = (key: string): Op[] => [
-    { op: 'delete', type: 'user', key },
-    ...d.store.keysWithPrefix('role_assignment', `${key}/`).map((k): Op => ({ op: 'delete', type: 'role_assignment', key: k })),
+  /** As the native delete, and Permit's instance role assignments too (the relationships naming the user). */
+  const permitUserDeleteOps = (key: string): Op[] => [
+    ...userDeleteOps(d.store, key),
     ...[...(d.decider.index.reverse.get(`user:${key}`) ?? [])].map((node): Op => ({ op: 'delete', type: 'relationship', key: `${node}@user:${key}` })),
   ];
   const userOps = (u: UserBody): Result<Op[]> => {
@@ -75,7 +74,7 @@ export function registerPermitFactsRoutes(app: FastifyInstance, forward: Forward
   });
   getRoute('/users/:key', 'user', userRead);
   route('DELETE', '/users/:key', IdsKey, undefined, 'Delete a user and its role assignments (Permit)', async (req, reply) => {
-    await write(req, reply, okOps(userDeleteOps(keyOf(req))));
+    await write(req, reply, okOps(permitUserDeleteOps(keyOf(req))));
     return reply.status(204).send();
   });
   route('POST', '/users/:key/roles', IdsKey, PermitUserRole, 'Assign a role to a user (Permit)', async (req, reply) => {
@@ -191,7 +190,7 @@ export function registerPermitFactsRoutes(app: FastifyInstance, forward: Forward
   route('PUT', '/bulk/users', Ids, BulkUsers, 'Replace users in one version (Permit)', bulkUsers);
   route('DELETE', '/bulk/users', Ids, BulkIdents, 'Delete users in one version (Permit)', async (req, reply) => {
     const { idents } = req.body as { idents: string[] };
-    await write(req, reply, okOps(idents.flatMap(userDeleteOps)));
+    await write(req, reply, okOps(idents.flatMap(permitUserDeleteOps)));
     return {};
   });
 

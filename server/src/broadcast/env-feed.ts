@@ -98,23 +98,16 @@ export class EnvFeed {
       return;
     }
     if (ev.v <= this.known) return;
-    if (!this.filling && ev.cs !== undefined && ev.v - ev.cs.length + 1 === this.known + 1) {
-      // A group commit's changes, inline and in order: the same as that many single doorbells.
+    // Changes that travel inline (one, or a group commit's, in order) and continue what we have.
+    const inline = ev.cs ?? (ev.c !== undefined ? [ev.c] : undefined);
+    if (!this.filling && inline !== undefined && ev.v - inline.length === this.known) {
       let v = this.known;
-      for (const c of ev.cs) {
+      for (const c of inline) {
         if (!this.follows(++v, c)) return this.forked(v);
         this.known = v;
         this.knownId = idOfChangeJson(c);
         this.pending.push({ version: v, json: c });
       }
-      this.scheduleFlush();
-      return;
-    }
-    if (!this.filling && ev.c !== undefined && ev.v === this.known + 1) {
-      if (!this.follows(ev.v, ev.c)) return this.forked(ev.v);
-      this.known = ev.v;
-      this.knownId = idOfChangeJson(ev.c);
-      this.pending.push({ version: ev.v, json: ev.c });
       this.scheduleFlush();
       return;
     }

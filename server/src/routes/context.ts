@@ -16,7 +16,8 @@ export interface RouteContext {
   auth: Authenticator;
   config: Readonly<ServerConfig>;
   metrics: ServerMetrics;
-  waits: WaitSlots;
+  /** Long-polls per token. */
+  waits: TokenSlots;
 }
 
 const envRe = new RegExp(ENV_PATTERN);
@@ -38,17 +39,17 @@ export function requireCap(auth: Authenticator, cap: Capability) {
 }
 
 /**
- * Long-polls per token (a `/sync` with a timeout, a write that waits for acks):
- * each holds a socket and a waiter, so a token may hold at most `max` at once
- * on a replica (MAX_WAITS_PER_TOKEN); one more is a 429.
+ * Open requests of one kind per token on a replica (long-polls: MAX_WAITS_PER_TOKEN;
+ * status streams: MAX_STREAMS_PER_TOKEN): each holds a socket and a waiter, so a
+ * token may hold at most `max` at once; one more is a 429.
  */
-export class WaitSlots {
+export class TokenSlots {
   private readonly held = new Map<number, number>();
-  constructor(private readonly max: number) {}
+  constructor(private readonly max: number, private readonly what: string, private readonly variable: string) {}
 
   acquire(tokenIndex: number): () => void {
     const n = this.held.get(tokenIndex) ?? 0;
-    if (n >= this.max) throw new FactsyncError('too_many_connections', `this token already has ${n} waiting requests on this replica (MAX_WAITS_PER_TOKEN); wait for some to finish`);
+    if (n >= this.max) throw new FactsyncError('too_many_connections', `this token already has ${n} ${this.what} on this replica (${this.variable}); wait for some to finish`);
     this.held.set(tokenIndex, n + 1);
     let released = false;
     return () => {

@@ -34,12 +34,12 @@ export function syncRoutes(app: FastifyInstance, ctx: RouteContext): void {
     if (q.version > head.version) {
       throw new FactsyncError('invalid_request', `version ${q.version} does not exist yet: the head of env "${env}" is ${head.version}; ask for a version a write returned`, { head: head.version });
     }
-    if (timeout.value.ms === 0) return ctx.control.wait(env, q.version, waitFor.value, 0, abortOnClose(reply));
-    const release = ctx.waits.acquire(req.principal!.tokenIndex);
+    // An answer at once (timeout 0) holds nothing; a wait takes one of the token's slots.
+    const release = timeout.value.ms === 0 ? undefined : ctx.waits.acquire(req.principal!.tokenIndex);
     try {
       return await ctx.control.wait(env, q.version, waitFor.value, timeout.value.ms, abortOnClose(reply));
     } finally {
-      release();
+      release?.();
     }
   });
 

@@ -66,8 +66,6 @@ export function createMemoryStore(opts: MemoryStoreOptions): FactStore {
     const epoch = epochOf(s);
     const results: WriteResult[] = [];
     const written: string[] = [];
-    let last = '';
-    let wrote = 0;
     for (const input of inputs) {
       const opsJson = JSON.stringify(input.ops);
       const hash = input.idempotencyKey !== undefined ? sha1Hex(opsJson) : '';
@@ -85,22 +83,22 @@ export function createMemoryStore(opts: MemoryStoreOptions): FactStore {
         if (op.op === 'upsert') s.state.set(field, JSON.stringify(op.value));
         else s.state.delete(field);
       }
-      last = `{"version":${v},"id":"${s.id}","ts":"${input.ts}","ops":${opsJson}}`;
-      s.log.push({ version: v, json: last });
+      const json = `{"version":${v},"id":"${s.id}","ts":"${input.ts}","ops":${opsJson}}`;
+      s.log.push({ version: v, json });
       if (input.idempotencyKey !== undefined) {
         s.idem.set(input.idempotencyKey, { version: v, hash, expiresMs: t + opts.idempotencyTtlSeconds * 1000 });
         // Redis expires these keys by itself; here, sweep now and then so a long-running dev server does not grow.
         if (s.idem.size % 1024 === 0) for (const [k, e] of s.idem) if (e.expiresMs <= t) s.idem.delete(k);
       }
-      wrote++;
-      written.push(last);
+      written.push(json);
       results.push({ ok: true, outcome: { version: v, epoch, duplicate: false } });
     }
     const excess = s.log.length - opts.logRetention;
     if (excess > 0) s.log.splice(0, excess);
+    // One doorbell for the group, as the Redis script rings it: inline while the changes fit the budget.
     const size = written.reduce((n, c) => n + c.length + 1, 0);
-    if (wrote === 1) publish(env, encodeChangeEvent(s.version, epoch, last.length <= opts.inlineChangeBytes ? last : undefined));
-    else if (wrote > 1) publish(env, size <= opts.inlineChangeBytes ? encodeGroupEvent(s.version, epoch, written) : encodeChangeEvent(s.version, epoch, undefined));
+    if (written.length === 1) publish(env, encodeChangeEvent(s.version, epoch, size - 1 <= opts.inlineChangeBytes ? written[0] : undefined));
+    else if (written.length > 1) publish(env, size <= opts.inlineChangeBytes ? encodeGroupEvent(s.version, epoch, written) : encodeChangeEvent(s.version, epoch, undefined));
     return results;
   }
 

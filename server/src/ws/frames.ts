@@ -1,9 +1,8 @@
 import type { Snapshot } from '../store/fact-store.js';
 
-/** Snapshot frames are assembled from stored JSON text, never parsed and re-serialised. */
-export function snapshotFrame(s: Snapshot): string {
-  return `{"type":"snapshot","version":${s.version},"epoch":${JSON.stringify(s.epoch)},"id":${JSON.stringify(s.id)},"facts":[${factsJson(s)}]}`;
-}
+/** One stored fact as JSON, assembled from its stored value text: never parsed and re-serialised. */
+const factJson = (f: Snapshot['facts'][number]): string =>
+  `{"type":${JSON.stringify(f.type)},"key":${JSON.stringify(f.key)},"value":${f.valueJson}}`;
 
 /**
  * The snapshot as frames within `maxBytes` each (a single larger fact alone),
@@ -15,8 +14,7 @@ export function* snapshotFrames(s: Snapshot, maxBytes: number): Generator<string
   let parts: string[] = [];
   let bytes = head.length;
   for (let i = 0; i < s.facts.length; i++) {
-    const f = s.facts[i]!;
-    const json = `{"type":${JSON.stringify(f.type)},"key":${JSON.stringify(f.key)},"value":${f.valueJson}}`;
+    const json = factJson(s.facts[i]!);
     if (parts.length > 0 && bytes + json.length + 20 > maxBytes) {
       yield `${head}${parts.join(',')}],"last":false}`;
       parts = [];
@@ -29,5 +27,5 @@ export function* snapshotFrames(s: Snapshot, maxBytes: number): Generator<string
 }
 
 export function factsJson(s: Snapshot): string {
-  return s.facts.map((f) => `{"type":${JSON.stringify(f.type)},"key":${JSON.stringify(f.key)},"value":${f.valueJson}}`).join(',');
+  return s.facts.map(factJson).join(',');
 }
