@@ -5,7 +5,7 @@ import WebSocket from 'ws';
 import { nanoid } from 'nanoid';
 import { Applier, LocalStore } from '@factsync/pdp-agent';
 import { createRedisStore } from '@factsync/server';
-import { parseServerMessage, type Change, type Fact, type Op } from '@factsync/shared';
+import { SnapshotAssembly, parseServerMessage, type Change, type Fact, type Op } from '@factsync/shared';
 import { pino } from 'pino';
 import { WRITE } from '../server/src/store/redis-scripts.js';
 import { ADMIN, AGENT, Harness } from './lib/harness.js';
@@ -302,6 +302,7 @@ async function simAgent(url: string, env: string, applied: number, epoch: string
   let snapshots = 0;
   const applier = new Applier(store, () => undefined, () => void snapshots++);
   if (applied > 0) store.replace(applied, epoch, [], null);
+  const assembly = new SnapshotAssembly();
   const ws = new WebSocket(`${url.replace(/^http/, 'ws')}/v1/ws`, { headers: { authorization: `Bearer ${AGENT}` }, maxPayload: 2 ** 31 - 1, perMessageDeflate: false });
   await new Promise<void>((resolve, reject) => {
     ws.on('open', () => ws.send(JSON.stringify({ type: 'hello', env, agent_id: `sim-${nanoid(4)}`, applied, epoch, ack: true })));
@@ -309,8 +310,10 @@ async function simAgent(url: string, env: string, applied: number, epoch: string
     ws.on('message', (d) => {
       const m = parseServerMessage(d.toString());
       if (!m.ok) return reject(new Error(m.error));
-      if (m.value.type === 'snapshot') applier.snapshot(m.value.version, m.value.epoch, m.value.facts as Fact[], m.value.id ?? null);
-      else if (m.value.type === 'changes') applier.offer(m.value.changes as Change[]);
+      if (m.value.type === 'snapshot') {
+        const s = assembly.add(m.value);
+        if (s) applier.snapshot(s.version, s.epoch, s.facts, s.id, s.replay);
+      } else if (m.value.type === 'changes') applier.offer(m.value.changes as Change[]);
       if (store.version >= until) resolve();
     });
   });

@@ -8,7 +8,7 @@
 import WebSocket from 'ws';
 import { io as sioConnect, type Socket } from 'socket.io-client';
 import { Applier, LocalStore } from '@factsync/pdp-agent';
-import { parseServerMessage, type Change, type Fact } from '@factsync/shared';
+import { SnapshotAssembly, parseServerMessage, type Change } from '@factsync/shared';
 
 interface FleetConfig {
   kind: 'factsync' | 'sio';
@@ -36,7 +36,7 @@ function factsyncAgent(i: number): void {
   closers.push(() => ws.terminate());
   ws.on('open', () => ws.send(JSON.stringify({ type: 'hello', env: cfg.env, agent_id: `${cfg.idPrefix}-${i}`, applied: 0, ack: true })));
   ws.on('error', (e) => send({ type: 'error', message: e.message }));
-  let partial: Fact[] = [];
+  const assembly = new SnapshotAssembly();
   ws.on('message', (data) => {
     if (cfg.idle) {
       if (!isReady && (isReady = true)) ready++;
@@ -46,10 +46,9 @@ function factsyncAgent(i: number): void {
     if (!m.ok) return;
     if (m.value.type === 'snapshot') {
       // A snapshot may span frames (`last: false` on all but the last): applied once complete.
-      partial.push(...(m.value.facts as Fact[]));
-      if (m.value.last === false) return;
-      applier.snapshot(m.value.version, m.value.epoch, partial, m.value.id ?? null);
-      partial = [];
+      const s = assembly.add(m.value);
+      if (!s) return;
+      applier.snapshot(s.version, s.epoch, s.facts, s.id, s.replay);
       if (!isReady && (isReady = true)) ready++;
     } else if (m.value.type === 'changes') applier.offer(m.value.changes as Change[]);
     // A real agent defers its ack by one setImmediate to coalesce a burst; alone in its process

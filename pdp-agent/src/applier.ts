@@ -40,10 +40,18 @@ export class Applier {
     return this.buffer.size;
   }
 
-  snapshot(version: number, epoch: string | null, facts: readonly Fact[], id: string | null): OfferResult {
+  /**
+   * Replaces the state with `facts` at `version`, then replays `replay` (the
+   * changes written while the server scanned them; see replayBreak) in the
+   * same step: the states in between are not states of the env, so nothing
+   * sees them, and the snapshot counts as one at the last replayed version.
+   */
+  snapshot(version: number, epoch: string | null, facts: readonly Fact[], id: string | null, replay: readonly Change[] = []): OfferResult {
     this.store.replace(version, epoch, facts, id);
-    this.onSnapshot(version, epoch);
-    for (const v of this.buffer.keys()) if (v <= version) this.buffer.delete(v);
+    for (const c of replay) this.store.apply(c);
+    const at = this.store.version;
+    this.onSnapshot(at, epoch);
+    for (const v of this.buffer.keys()) if (v <= at) this.buffer.delete(v);
     return this.drain(0);
   }
 
@@ -79,3 +87,4 @@ export class Applier {
     return { kind: 'gap', applied: this.applied, count, after: this.applied, before };
   }
 }
+

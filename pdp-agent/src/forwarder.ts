@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import { nanoid } from 'nanoid';
-import { FactsyncError, backoffDelayMs, formatWaitFor, type Op, type SyncStatus, type TimeoutPolicy, type WaitFor } from '@factsync/shared';
+import { FactsyncError, PRODUCER_WINDOW, backoffDelayMs, formatWaitFor, type Op, type SyncStatus, type TimeoutPolicy, type WaitFor } from '@factsync/shared';
 import { errorOf, type ServerClient } from './server-client.js';
 
 export interface WriteOptions {
@@ -42,16 +42,64 @@ const RETRY_BUDGET_MS = 10_000;
 
 /**
  * Forwards a write to the server and waits as asked. Every attempt of one write
- * carries the same Idempotency-Key, so a retry after a lost response (or a
- * failover to another replica) returns the first version instead of writing twice.
+ * carries the same producer sequence number (or the caller's Idempotency-Key),
+ * so a retry after a lost response (or a failover to another replica) returns
+ * the first version instead of writing twice.
  */
 export class Forwarder {
-  constructor(private readonly d: ForwarderDeps) {}
+  /**
+   * This process as a producer: its writes carry consecutive sequence numbers
+   * instead of a key each, so the server's idempotency state is one small
+   * window per agent process, not one key per write for a day. A restart is a
+   * new producer (its old window expires).
+   */
+  private readonly producerId: string;
+  private nextSeq = 1;
+  /** Sequence numbers not answered yet (a retry may still come for each). */
+  private readonly inFlight = new Set<number>();
+  private windowWaiters: (() => void)[] = [];
+
+  constructor(private readonly d: ForwarderDeps) {
+    this.producerId = `${d.agentId}.${nanoid(10)}`;
+  }
 
   async write(ops: Op[], o: WriteOptions): Promise<WriteResult> {
-    const key = o.idempotencyKey ?? `${this.d.agentId}-${nanoid(16)}`;
+    // A caller's own Idempotency-Key goes through as it is; otherwise the producer sequence.
+    const seq = o.idempotencyKey === undefined ? await this.takeSeq() : 0;
+    try {
+      return await this.forward(ops, o, seq);
+    } finally {
+      if (seq > 0) this.release(seq);
+    }
+  }
+
+  /**
+   * The server remembers a producer's last PRODUCER_WINDOW sequence numbers:
+   * a new one is handed out only while the oldest unanswered write (which may
+   * still be retried) stays inside that window.
+   */
+  private async takeSeq(): Promise<number> {
+    while (this.inFlight.size > 0 && this.nextSeq - Math.min(...this.inFlight) >= PRODUCER_WINDOW) {
+      await new Promise<void>((r) => this.windowWaiters.push(r));
+    }
+    const seq = this.nextSeq++;
+    this.inFlight.add(seq);
+    return seq;
+  }
+
+  private release(seq: number): void {
+    this.inFlight.delete(seq);
+    const waiting = this.windowWaiters;
+    this.windowWaiters = [];
+    for (const w of waiting) w();
+  }
+
+  private async forward(ops: Op[], o: WriteOptions, seq: number): Promise<WriteResult> {
+    const key = o.idempotencyKey ?? `${this.producerId}#${seq}`;
     const remote = o.waitFor.kind !== 'local';
-    const headers: Record<string, string> = { 'idempotency-key': key };
+    const headers: Record<string, string> = seq > 0
+      ? { 'x-producer-id': this.producerId, 'x-producer-seq': String(seq) }
+      : { 'idempotency-key': key };
     if (remote) {
       headers['x-wait-for'] = formatWaitFor(o.waitFor);
       headers['x-wait-timeout'] = o.timeoutMs === null ? '-1' : String(o.timeoutMs / 1000);
@@ -70,7 +118,7 @@ export class Forwarder {
         if (!(e instanceof FactsyncError) || Date.now() >= giveUpAt) throw e;
       }
       if (Date.now() >= giveUpAt) break;
-      this.d.log.warn({ attempt, key }, 'write forwarding failed; retrying with the same idempotency key');
+      this.d.log.warn({ attempt, key }, 'write forwarding failed; retrying with the same sequence number');
       await new Promise((r) => setTimeout(r, backoffDelayMs(attempt, { initialMs: 100, maxMs: 2000 })));
     }
     if (!answer) throw new FactsyncError('upstream_unavailable', 'no factsync server accepted the write');

@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { assertNever, type Change, type Fact, type HelloMessage, type ServerMessage, type UsageMessage } from '@factsync/shared';
+import { SnapshotAssembly, assertNever, replayBreak, type Change, type Fact, type HelloMessage, type ServerMessage, type UsageMessage } from '@factsync/shared';
 import type { LocalStore } from './local-store.js';
 import type { Applier, OfferResult } from './applier.js';
 import type { ServerClient } from './server-client.js';
@@ -61,7 +61,7 @@ export class SyncEngine {
   private forkedAt = 0;
   private forkRepeat = false;
   /** The frames of a multi-frame snapshot received so far. */
-  private partial: { version: number; epoch: string | null; facts: Fact[] } | undefined;
+  private readonly snapshot = new SnapshotAssembly();
 
   constructor(private readonly d: SyncEngineDeps) {}
 
@@ -89,7 +89,7 @@ export class SyncEngine {
 
   disconnected(): void {
     // Frames of a snapshot the socket did not finish are worth nothing: the next session sends a whole one.
-    this.partial = undefined;
+    this.snapshot.reset();
     this.setState({ phase: 'offline' });
     this.lastAck = 0;
   }
@@ -117,23 +117,21 @@ export class SyncEngine {
         return;
       }
       case 'snapshot': {
-        // A snapshot in several frames is gathered and applied only once complete (`last`): the
-        // local state never holds part of one. A frame of another version starts over.
-        if (m.last === false || this.partial) {
-          if (!this.partial || this.partial.version !== m.version || this.partial.epoch !== m.epoch) {
-            this.partial = { version: m.version, epoch: m.epoch, facts: [] };
-          }
-          for (const f of m.facts) this.partial.facts.push(f as Fact);
-          if (m.last === false) return;
+        // Gathered and applied only once complete (`last`): the local state never holds part of one.
+        const p = this.snapshot.add(m);
+        if (!p) return;
+        const broken = replayBreak(p);
+        if (broken !== null) {
+          log.error({ version: p.version, at: broken }, 'the changes sent with a snapshot do not continue it; resyncing');
+          this.d.link().restart('snapshot replay does not follow its base');
+          return;
         }
-        const facts = this.partial ? this.partial.facts : (m.facts as Fact[]);
-        this.partial = undefined;
-        this.setState({ phase: 'streaming', sent: m.version });
-        this.head = Math.max(this.head, m.version);
+        this.setState({ phase: 'streaming', sent: p.at });
+        this.head = Math.max(this.head, p.at);
         const end = metrics.applyDuration.startTimer({ kind: 'snapshot' });
-        const r = applier.snapshot(m.version, m.epoch, facts, m.id ?? null);
+        const r = applier.snapshot(p.version, p.epoch, p.facts, p.id, p.replay);
         end();
-        log.info({ version: m.version, facts: facts.length }, 'snapshot applied');
+        log.info({ version: store.version, facts: p.facts.length, replayed: p.replay.length }, 'snapshot applied');
         this.d.onDirty();
         this.afterApply(r);
         return;

@@ -133,7 +133,7 @@ export async function createServer(config: Readonly<ServerConfig>, opts: ServerO
     // inline doorbell budget would make every feed read the log: groups stop at ~1,000 ops.
     maxWrites: 256, maxOps: 1000, onGroup: (n) => metrics.writeGroupSize.observe(n),
   });
-  const ctx = { store, commit, control, auth, config, metrics, waits: new TokenSlots(config.maxWaitsPerToken, 'waiting requests', 'MAX_WAITS_PER_TOKEN') };
+  const ctx = { store, commit, control, auth, config, metrics, snapshots: gateway.snapshots, waits: new TokenSlots(config.maxWaitsPerToken, 'waiting requests', 'MAX_WAITS_PER_TOKEN') };
   app.get('/metrics', { schema: { summary: 'Prometheus metrics' } }, async (_req, reply) =>
     reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()));
   factsRoutes(app, ctx);

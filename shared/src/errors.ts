@@ -10,6 +10,7 @@ export const ErrorCodes = {
   not_found: { status: 404, close: 4404 },
   log_truncated: { status: 410, close: 4410 },
   agent_replaced: { status: 409, close: 4409 },
+  producer_seq_too_old: { status: 409, close: 4411 },
   payload_too_large: { status: 413, close: 1009 },
   uri_too_long: { status: 414, close: 4414 },
   unsupported_media_type: { status: 415, close: 4415 },

@@ -14,3 +14,4 @@ export * from './typed-facts.js';
 export * from './validation-errors.js';
 export * from './validator.js';
 export * from './env-config.js';
+export * from './snapshot-assembly.js';

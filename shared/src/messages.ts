@@ -60,6 +60,13 @@ export const SnapshotMessage = Type.Object({
    * means a whole snapshot in one frame.
    */
   last: Type.Optional(Type.Boolean()),
+  /**
+   * Changes after `version`, in order, for the agent to replay over the facts
+   * of the earlier frames before it applies the snapshot: the server reads the
+   * state in steps of a scan while writes go on, and this log of what was
+   * written meanwhile makes it exact. The snapshot is then at the last one.
+   */
+  changes: Type.Optional(Type.Array(Change)),
 });
 export const ChangesMessage = Type.Object({ type: Type.Literal('changes'), changes: Type.Array(Change, { minItems: 1 }) });
 export const ErrorMessage = Type.Object({ type: Type.Literal('error'), error: Type.String(), message: Type.String() });

@@ -82,11 +82,29 @@ export interface WriteHeaders {
   timeoutMs: number | null;
   policy: TimeoutPolicy;
   idempotencyKey: string | undefined;
+  /** X-Producer-Id and X-Producer-Seq: idempotency kept per producer, not per write (see PRODUCER_WINDOW). */
+  producer: ProducerSeq | undefined;
   /** The request sent X-Wait-For or X-Wait-Timeout. */
   wantsWait: boolean;
 }
 
 const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,200}$/;
+const PRODUCER_ID = /^[A-Za-z0-9_.:@-]{1,160}$/;
+
+/** A write's place in the sequence of its producer (an agent process forwarding writes). */
+export interface ProducerSeq {
+  id: string;
+  seq: number;
+}
+
+/**
+ * How many of a producer's latest sequence numbers the server remembers: a
+ * retry of one of them is answered with its first version; an older one is
+ * refused (409 producer_seq_too_old), so a producer keeps its writes in flight
+ * within this window. Idempotency state is then bounded by producers, not by
+ * writes (invariant 10).
+ */
+export const PRODUCER_WINDOW = 128;
 
 /**
  * `Idempotency-Key`, `X-Wait-For`, `X-Wait-Timeout` and `X-Timeout-Policy` of a
@@ -104,6 +122,16 @@ export function parseWriteHeaders(
   if (idempotencyKey !== undefined && !IDEMPOTENCY_KEY.test(idempotencyKey)) {
     return err('Idempotency-Key must be 1-200 printable ASCII characters without spaces (a UUID works well)');
   }
+  const producerId = one('x-producer-id');
+  const producerSeq = one('x-producer-seq');
+  let producer: ProducerSeq | undefined;
+  if (producerId !== undefined || producerSeq !== undefined) {
+    if (producerId === undefined || producerSeq === undefined) return err('send X-Producer-Id and X-Producer-Seq together, or neither');
+    if (!PRODUCER_ID.test(producerId)) return err('X-Producer-Id must be 1-160 of A-Z a-z 0-9 _ . : @ - (one per producer process, e.g. agent id and a boot nonce)');
+    if (!/^[1-9]\d{0,14}$/.test(producerSeq)) return err(`X-Producer-Seq ${JSON.stringify(producerSeq)} is not valid: use the producer's next integer, starting at 1`);
+    if (idempotencyKey !== undefined) return err('send either Idempotency-Key or X-Producer-Id/X-Producer-Seq, not both');
+    producer = { id: producerId, seq: Number(producerSeq) };
+  }
   const waitFor = parseWaitFor(one('x-wait-for'), defaults.waitFor);
   if (!waitFor.ok) return err(`X-Wait-For: ${waitFor.error}`);
   const timeout = parseWaitTimeout(one('x-wait-timeout'), defaults.waitSeconds);
@@ -111,7 +139,7 @@ export function parseWriteHeaders(
   const policy = parseTimeoutPolicy(one('x-timeout-policy'));
   if (!policy.ok) return policy;
   return ok({
-    waitFor: waitFor.value, timeoutMs: timeout.value.ms, policy: policy.value, idempotencyKey,
+    waitFor: waitFor.value, timeoutMs: timeout.value.ms, policy: policy.value, idempotencyKey, producer,
     wantsWait: one('x-wait-for') !== undefined || one('x-wait-timeout') !== undefined,
   });
 }

@@ -214,7 +214,7 @@ describe('agent facts API and SDK', () => {
     expect((await sdk.waitForSync({ timeout: 5 }).write([{ op: 'upsert', type: 'doc', key: 'authed', value: {} }])).synced).toBe(true);
   });
 
-  it('a write whose answer is lost is retried with the same Idempotency-Key and applied once', async () => {
+  it('a write whose answer is lost is retried with the same producer sequence number and applied once', async () => {
     const proxy = new ChaosProxy(Number(new URL(servers[0]!.url).port));
     const url = await proxy.listen();
     const G = await spawnAgent(agentEnv('G', url));

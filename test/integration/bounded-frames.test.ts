@@ -1,7 +1,9 @@
 import { afterAll, describe, expect, inject, it } from 'vitest';
 import WebSocket from 'ws';
-import { createMemoryStore, type FactStore } from '@factsync/server';
-import { ADMIN, AGENT, newEnv, startAgent, startServer } from '../src/inproc.js';
+import { createMemoryStore, createRedisStore, type FactStore } from '@factsync/server';
+import { ADMIN, AGENT, newEnv, startAgent, startServer, testLogger } from '../src/inproc.js';
+import { SnapshotAssembly, factsDigest, replayBreak, type AssembledSnapshot, type SnapshotMessage } from '@factsync/shared';
+import { Applier, LocalStore } from '@factsync/pdp-agent';
 import { client } from '../src/http.js';
 import { waitUntil } from '../src/wait.js';
 
@@ -89,7 +91,15 @@ describe('chunked, shared snapshots', () => {
     const BUDGET = 32 * 1024;
     const store = createMemoryStore({ logRetention: 1000, idempotencyTtlSeconds: 60, inlineChangeBytes: 4096 });
     let reads = 0;
-    const counting: FactStore = { ...store, snapshot: async (env) => (reads++, await new Promise((r) => setTimeout(r, 100)), store.snapshot(env)) };
+    // A scan that starts (cursor "0") is one read of the env; it starts late, so those asking together join it.
+    const counting: FactStore = {
+      ...store,
+      scanState: async (env, cursor, count) => {
+        if (cursor === '0') reads++;
+        await new Promise((r) => setTimeout(r, cursor === '0' ? 100 : 1));
+        return store.scanState(env, cursor, count);
+      },
+    };
     const server = await startServer({ store: counting, env: { WS_MAX_FRAME_BYTES: String(BUDGET), MAX_SNAPSHOT_STREAMS: '2' } });
     closers.push(() => server.close());
     const env = newEnv();
@@ -126,5 +136,83 @@ describe('chunked, shared snapshots', () => {
     await waitUntil(() => agent.status().ready, 'agent ready');
     expect(agent.store.size).toBe(2000);
     expect(agent.status()).toMatchObject({ applied: 4, snapshots_applied: 1 });
+  });
+
+  it('a snapshot streamed while writes go on: the changes written during the scan ride with it, and the agent lands exactly on the state at their end', async () => {
+    const redis = await createRedisStore({
+      url: inject('redisUrl'), keyPrefix: `t${newEnv()}`, logRetention: 100_000, idempotencyTtlSeconds: 60, inlineChangeBytes: 4096, commandTimeoutMs: 5000, log: testLogger(),
+    });
+    // Scans pause from the third step on (whichever round takes it) until the writes below are done.
+    let scanned = 0;
+    let open!: () => void;
+    let onReached!: () => void;
+    const gate = new Promise<void>((r) => (open = r));
+    const reached = new Promise<void>((r) => (onReached = r));
+    const gated: FactStore = {
+      ...redis,
+      scanState: async (env, cursor, count) => {
+        if (++scanned >= 3) {
+          onReached();
+          await gate;
+        }
+        return redis.scanState(env, cursor, count);
+      },
+    };
+    const server = await startServer({ store: gated, env: { WS_MAX_FRAME_BYTES: String(16 * 1024) } });
+    closers.push(() => server.close());
+    const admin = client(server.url, ADMIN);
+    const env = newEnv();
+    for (let i = 0; i < 6; i++) {
+      await admin.post(`/v1/envs/${env}/facts`, { ops: Array.from({ length: 500 }, (_, j) => ({ op: 'upsert', type: 'doc', key: `k${i * 500 + j}`, value: { v: 0, pad: 'p'.repeat(60) } })) });
+    }
+    const base = (await admin.get(`/v1/envs/${env}/head`)).body.version as number;
+
+    // A raw subscriber and a real agent ask at once: one round, paused mid-scan.
+    const frames: string[] = [];
+    const ws = new WebSocket(`${server.url.replace(/^http/, 'ws')}/v1/ws`, { headers: { authorization: `Bearer ${AGENT}` } });
+    closers.push(async () => ws.close());
+    ws.on('message', (d: Buffer) => frames.push(d.toString()));
+    await new Promise((r) => ws.once('open', r));
+    ws.send(JSON.stringify({ type: 'hello', env, agent_id: 'watcher', applied: 0, ack: false }));
+    const agent = await startAgent(server.url, { env: { AGENT_ENV: env } });
+    closers.push(() => agent.close());
+    await reached;
+    // Updates, deletes (of keys on both sides of the scan) and new keys while the scan waits.
+    for (let i = 0; i < 30; i++) {
+      const k = (i * 211) % 3000;
+      await admin.post(`/v1/envs/${env}/facts`, { ops: [
+        { op: 'upsert', type: 'doc', key: `k${k}`, value: { v: i + 1 } },
+        { op: 'delete', type: 'doc', key: `k${(k + 1500) % 3000}` },
+        { op: 'upsert', type: 'doc', key: `new${i}`, value: { v: i + 1 } },
+      ] });
+    }
+    const head = (await admin.get(`/v1/envs/${env}/head`)).body.version as number;
+    expect(head).toBe(base + 30);
+    open();
+
+    // The subscriber's frames: facts of base, then the 30 changes, one snapshot at `head`.
+    const assembly = new SnapshotAssembly();
+    let whole: AssembledSnapshot | undefined;
+    await waitUntil(() => {
+      while (frames.length > 0 && !whole) {
+        const m = JSON.parse(frames.shift()!) as SnapshotMessage;
+        if (m.type === 'snapshot') whole = assembly.add(m);
+      }
+      return whole;
+    }, 'the whole snapshot');
+    expect(whole!.version).toBe(base);
+    expect(whole!.replay.map((c) => c.version)).toEqual(Array.from({ length: 30 }, (_, i) => base + i + 1));
+    expect(replayBreak(whole!)).toBeNull();
+    const local = new LocalStore();
+    new Applier(local).snapshot(whole!.version, whole!.epoch, whole!.facts, whole!.id, whole!.replay);
+    const snap = await admin.get(`/v1/envs/${env}/snapshot`);
+    expect(snap.body.version).toBe(head);
+    expect(local.version).toBe(head);
+    expect(local.digest()).toBe(factsDigest(snap.body.facts));
+
+    // The real agent: one snapshot, applied at `head`, equal to the server's.
+    await waitUntil(() => agent.status().ready, 'agent ready');
+    expect(agent.status()).toMatchObject({ applied: head, snapshots_applied: 1 });
+    expect(agent.store.digest()).toBe(factsDigest(snap.body.facts));
   });
 });

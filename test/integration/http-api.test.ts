@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { ADMIN, AGENT, OTHER_ENV_AGENT, READER, WRITER, newEnv, startServer, type RunningServer } from '../src/inproc.js';
 import { client, del, upsert } from '../src/http.js';
 import { RawAgent } from '../src/raw-agent.js';
+import { PRODUCER_WINDOW } from '@factsync/shared';
 
 describe.each(['memory', 'redis'])('server HTTP API (%s store)', (kind) => {
   let server: RunningServer;
@@ -52,6 +53,38 @@ describe.each(['memory', 'redis'])('server HTTP API (%s store)', (kind) => {
     const bad = await admin.post(`/v1/envs/${env}/facts`, body, { 'idempotency-key': 'has space' });
     expect(bad.status).toBe(400);
     expect(bad.body.message).toMatch(/Idempotency-Key/);
+  });
+
+  it('producer sequences over HTTP: a retry is replayed, a reuse is 422, an old number 409, bad headers 400 saying which', async () => {
+    const env = newEnv();
+    const body = (n: number) => ({ ops: [upsert('counter', 'c', { n })] });
+    const p = (seq: string, id = 'agent-x.b00t') => ({ 'x-producer-id': id, 'x-producer-seq': seq });
+    expect((await admin.post(`/v1/envs/${env}/facts`, body(1), p('1'))).body.version).toBe(1);
+    const again = await admin.post(`/v1/envs/${env}/facts`, body(1), p('1'));
+    expect(again.body.version).toBe(1);
+    expect(again.headers.get('idempotent-replayed')).toBe('true');
+    const reused = await admin.post(`/v1/envs/${env}/facts`, body(2), p('1'));
+    expect(reused.status).toBe(422);
+    expect(reused.body.message).toMatch(/X-Producer-Seq 1 of producer "agent-x.b00t"/);
+    expect((await admin.post(`/v1/envs/${env}/facts`, body(3), p(String(2 + PRODUCER_WINDOW)))).body.version).toBe(2);
+    const old = await admin.post(`/v1/envs/${env}/facts`, body(4), p('2'));
+    expect(old.status).toBe(409);
+    expect(old.body).toMatchObject({ error: 'producer_seq_too_old' });
+    expect(old.body.message).toMatch(/within 128 sequence numbers/);
+    const cases: [Record<string, string>, RegExp][] = [
+      [{ 'x-producer-id': 'a' }, /X-Producer-Id and X-Producer-Seq together/],
+      [{ 'x-producer-seq': '1' }, /X-Producer-Id and X-Producer-Seq together/],
+      [p('0'), /X-Producer-Seq "0" is not valid/],
+      [p('1.5'), /X-Producer-Seq "1.5" is not valid/],
+      [p('1', 'has space'), /X-Producer-Id must be/],
+      [{ ...p('3'), 'idempotency-key': 'k' }, /either Idempotency-Key or X-Producer-Id/],
+    ];
+    for (const [headers, message] of cases) {
+      const r = await admin.post(`/v1/envs/${env}/facts`, body(5), headers);
+      expect(r.status, JSON.stringify(headers)).toBe(400);
+      expect(r.body.message).toMatch(message);
+    }
+    expect((await admin.get(`/v1/envs/${env}/head`)).body.version).toBe(2);
   });
 
   it('rejects invalid writes with 400/413 and a message that says what is wrong', async () => {

@@ -1,7 +1,8 @@
 import { afterAll, describe, expect, inject, it } from 'vitest';
 import { nanoid } from 'nanoid';
-import { createMemoryStore, createRedisStore, type ControlEvent, type EnvEvent, type FactStore } from '@factsync/server';
-import { FactsyncError, GENESIS_ID, chainId, idOfChangeJson } from '@factsync/shared';
+import { Redis } from 'ioredis';
+import { createMemoryStore, createRedisStore, type ControlEvent, type EnvEvent, type FactStore, type WriteResult } from '@factsync/server';
+import { FactsyncError, GENESIS_ID, PRODUCER_WINDOW, chainId, idOfChangeJson } from '@factsync/shared';
 import { testLogger } from '../src/inproc.js';
 import { startRedisCluster } from '../src/redis-cluster.js';
 import { waitUntil } from '../src/wait.js';
@@ -97,6 +98,31 @@ describe.each(Object.keys(factories))('FactStore contract: %s', (kind) => {
     expect((await s.head('i')).version).toBe(1);
     expect(JSON.parse((await s.snapshot('i')).facts[0]!.valueJson)).toEqual({ v: 1 });
     expect((await s.write('i', { ops: [up('k')], ts: ts(), idempotencyKey: 'key-2' })).version).toBe(2);
+  });
+
+  it('producer sequences: a retry returns its first version, out-of-order numbers inside the window apply, older ones are refused', async () => {
+    const s = await make();
+    const w = (seq: number, v: number, id = 'agent-1.boot') => s.writeMany('pr', [{ ops: [up(`k${seq}`, { v })], ts: ts(), producer: { id, seq } }]);
+    const one = (r: WriteResult) => (r.ok ? r.outcome : r.error);
+    const ok = (r: WriteResult[]) => one(r[0]!);
+    expect(ok(await w(1, 1))).toMatchObject({ version: 1, duplicate: false });
+    expect(ok(await w(3, 1))).toMatchObject({ version: 2, duplicate: false });
+    expect(ok(await w(2, 1))).toMatchObject({ version: 3, duplicate: false }); // arrived late, never seen: applied
+    expect(ok(await w(3, 1))).toMatchObject({ version: 2, duplicate: true }); // a retry
+    expect(ok(await w(3, 2))).toMatchObject({ code: 'idempotency_key_reused' }); // same number, other write
+    expect(ok(await w(1, 1, 'agent-2.boot'))).toMatchObject({ version: 4, duplicate: false }); // another producer
+    // A group: a retry, a new one and a reuse side by side, each answered for itself.
+    const g = await s.writeMany('pr', [
+      { ops: [up('k1', { v: 1 })], ts: ts(), producer: { id: 'agent-1.boot', seq: 1 } },
+      { ops: [up('k4', { v: 1 })], ts: ts(), producer: { id: 'agent-1.boot', seq: 4 } },
+      { ops: [up('k2', { v: 9 })], ts: ts(), producer: { id: 'agent-1.boot', seq: 2 } },
+    ]);
+    expect(g.map(one)).toMatchObject([{ version: 1, duplicate: true }, { version: 5, duplicate: false }, { code: 'idempotency_key_reused' }]);
+    // Far ahead: numbers that fell out of the window are refused, not written twice.
+    expect(ok(await w(4 + PRODUCER_WINDOW, 1))).toMatchObject({ version: 6 });
+    expect(ok(await w(4, 1))).toMatchObject({ code: 'producer_seq_too_old' });
+    expect(ok(await w(5, 1))).toMatchObject({ version: 7, duplicate: false }); // inside the window, unseen
+    expect((await s.head('pr')).version).toBe(7);
   });
 
   it('publishes one doorbell per version, inline when small and bare when large', async () => {
@@ -333,6 +359,52 @@ describe.each(Object.keys(factories))('FactStore contract: %s', (kind) => {
     expect((await s.write('n', { ops: [up('k')], ts: ts() })).epoch).toBe(a.epoch);
   });
 
+  it('a scan with writes between its steps, plus the log from its first head to its last, is exactly the state at the end', async () => {
+    const s = await factories[kind]!({ logRetention: 100_000 });
+    stores.push(s);
+    // Large enough that Redis encodes it as a hash table and HSCAN takes many steps.
+    for (let i = 0; i < 6; i++) await s.write('scan', { ops: Array.from({ length: 500 }, (_, j) => up(`u${i * 500 + j}`, { v: 0 })), ts: ts() });
+    const base = await s.head('scan');
+    const facts = new Map<string, string>();
+    let cursor = '0';
+    let steps = 0;
+    let n = 0;
+    do {
+      const step = await s.scanState('scan', cursor, 100);
+      for (const f of step.facts) facts.set(`${f.type}\u0000${f.key}`, f.valueJson);
+      cursor = step.cursor;
+      steps++;
+      // Between steps: updates, deletes (of keys scanned and not yet), and new keys.
+      const k = (steps * 7919) % 3000;
+      await s.write('scan', { ops: [up(`u${k}`, { v: steps }), { op: 'delete', type: 'user', key: `u${(k + 1500) % 3000}` }, up(`new${n++}`, { v: steps })], ts: ts() });
+    } while (cursor !== '0');
+    expect(steps).toBeGreaterThan(5);
+    const end = await s.head('scan');
+    for (let at = base.version; at < end.version;) {
+      const page = await s.changes('scan', at, 1000);
+      expect(page.truncated).toBe(false);
+      if (page.truncated) break;
+      for (const c of page.changes) {
+        for (const op of (JSON.parse(c.json) as { ops: { op: string; type: string; key: string; value?: unknown }[] }).ops) {
+          if (op.op === 'upsert') facts.set(`${op.type}\u0000${op.key}`, JSON.stringify(op.value));
+          else facts.delete(`${op.type}\u0000${op.key}`);
+        }
+        at = c.version;
+      }
+    }
+    const snap = await s.snapshot('scan');
+    expect(snap.version).toBe(end.version);
+    const exact = new Map(snap.facts.map((f) => [`${f.type}\u0000${f.key}`, f.valueJson]));
+    expect(facts.size).toBe(exact.size);
+    for (const [k, v] of exact) expect(JSON.parse(facts.get(k) ?? 'null'), k).toEqual(JSON.parse(v));
+  });
+
+  it('a scan of a missing env is empty and creates nothing', async () => {
+    const s = await make();
+    expect(await s.scanState('nothing-here', '0', 100)).toEqual({ cursor: '0', facts: [] });
+    expect(await s.envs(100)).not.toContain('nothing-here');
+  });
+
   it('keeps keys with unusual characters intact', async () => {
     const s = await make();
     const keys = ['a:b:c', 'ü/ß#x@y$z', 'x'.repeat(512), 'with space', '{}[]"\\'];
@@ -360,5 +432,29 @@ describe.each(Object.keys(factories))('FactStore contract: %s', (kind) => {
     now += 1001; // the memory store's clock; Redis expires the key in real time
     await waitUntil(async () => (await s.write('ttl', { ops: [up('k')], ts: ts(), idempotencyKey: 'x' })).version === 2, 'the key to expire', 5000, 100);
     expect((await s.head('ttl')).version).toBe(2);
+  });
+});
+
+describe('producer windows in Redis', () => {
+  it('one producer keeps at most PRODUCER_WINDOW sequence numbers, however many it writes, and expires with the idempotency TTL', async () => {
+    const prefix = `pw${nanoid(6)}`;
+    const s = await createRedisStore({ ...opts, idempotencyTtlSeconds: 3600, url: inject('redisUrl'), keyPrefix: prefix, commandTimeoutMs: 2000, log: testLogger() });
+    const redis = new Redis(inject('redisUrl'));
+    try {
+      for (let seq = 1; seq <= 3 * PRODUCER_WINDOW; seq += 8) {
+        await s.writeMany('w', Array.from({ length: 8 }, (_, j) => ({ ops: [up(`k${seq + j}`)], ts: ts(), producer: { id: 'a.1', seq: seq + j } })));
+      }
+      const key = `${prefix}:{w}:prod:a.1`;
+      expect(await redis.hlen(key)).toBe(PRODUCER_WINDOW + 1); // the window and its max
+      expect(await redis.ttl(key)).toBeGreaterThan(3000);
+      // No key per write either.
+      expect(await redis.keys(`${prefix}:{w}:idem:*`)).toEqual([]);
+      // A jump far ahead forgets the old window in one bounded step.
+      await s.writeMany('w', [{ ops: [up('far')], ts: ts(), producer: { id: 'a.1', seq: 1_000_000 } }]);
+      expect(await redis.hlen(key)).toBe(2);
+    } finally {
+      redis.disconnect();
+      await s.close();
+    }
   });
 });

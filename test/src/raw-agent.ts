@@ -45,8 +45,9 @@ export class RawAgent {
   get received(): number {
     let v = -1;
     for (const m of this.messages) {
+      const changes = m.type === 'changes' ? m.changes : m.type === 'snapshot' ? m.changes : undefined;
       if (m.type === 'snapshot') v = Math.max(v, m.version);
-      if (m.type === 'changes') v = Math.max(v, m.changes[m.changes.length - 1]!.version);
+      if (changes && changes.length > 0) v = Math.max(v, changes[changes.length - 1]!.version);
     }
     return v;
   }
@@ -72,9 +73,10 @@ export class RawAgent {
   contiguousFrom(from: number): number {
     let v = from;
     for (const m of this.messages) {
-      if (m.type === 'snapshot') v = m.version;
-      if (m.type !== 'changes') continue;
-      for (const c of m.changes) {
+      // A snapshot resets to its base, except frames that continue its replay (changes after the first).
+      if (m.type === 'snapshot' && (!m.changes?.length || m.changes[0]!.version === m.version + 1)) v = m.version;
+      const changes = m.type === 'changes' ? m.changes : m.type === 'snapshot' ? m.changes ?? [] : [];
+      for (const c of changes) {
         if (c.version <= v) continue;
         if (c.version !== v + 1) return -1;
         v = c.version;

@@ -6,6 +6,7 @@ import type { FactStore } from '../store/fact-store.js';
 import type { ControlPlane } from '../control/control-plane.js';
 import type { ServerConfig } from '../config.js';
 import type { ServerMetrics } from '../metrics.js';
+import type { SnapshotReads } from '../ws/snapshot-reads.js';
 
 /** What route plugins need; passed explicitly so each can be built against real parts in tests. */
 export interface RouteContext {
@@ -16,6 +17,8 @@ export interface RouteContext {
   auth: Authenticator;
   config: Readonly<ServerConfig>;
   metrics: ServerMetrics;
+  /** Snapshot reads of this replica: shared per env, bounded by MAX_SNAPSHOT_STREAMS. */
+  snapshots: SnapshotReads;
   /** Long-polls per token. */
   waits: TokenSlots;
 }

@@ -15,6 +15,8 @@ export function factsRoutes(app: FastifyInstance, ctx: RouteContext): void {
       params: EnvParams,
       headers: Type.Object({
         'idempotency-key': Type.Optional(Type.String({ description: 'a retry with the same key returns the first version' })),
+        'x-producer-id': Type.Optional(Type.String({ description: 'with X-Producer-Seq, instead of Idempotency-Key: one id per producer process' })),
+        'x-producer-seq': Type.Optional(Type.String({ description: "the write's number in its producer's sequence (1, 2, ...); a retry of one of the last 128 returns its first version" })),
         ...WAIT_HEADERS,
       }),
       body: WriteRequest,
@@ -33,7 +35,7 @@ export function factsRoutes(app: FastifyInstance, ctx: RouteContext): void {
     // Parse the headers before writing: a bad header must not leave a write behind.
     const parsed = parseWriteHeaders(req.headers, { waitFor: { kind: 'all' }, waitSeconds: ctx.config.defaultWaitSeconds });
     if (!parsed.ok) throw new FactsyncError('invalid_request', parsed.error);
-    const { idempotencyKey, waitFor, timeoutMs, policy, wantsWait } = parsed.value;
+    const { idempotencyKey, producer, waitFor, timeoutMs, policy, wantsWait } = parsed.value;
     if (waitFor.kind === 'local') {
       throw new FactsyncError('invalid_request', 'X-Wait-For: local is only meaningful on a pdp-agent; the server accepts "all", an integer n, or agent ids');
     }
@@ -42,7 +44,7 @@ export function factsRoutes(app: FastifyInstance, ctx: RouteContext): void {
     const release = wantsWait && timeoutMs !== 0 ? ctx.waits.acquire(req.principal!.tokenIndex) : undefined;
     try {
       const endWrite = ctx.metrics.writeDuration.startTimer();
-      const outcome = await ctx.commit.write(env, { ops: ops.value, ts: new Date().toISOString(), idempotencyKey });
+      const outcome = await ctx.commit.write(env, { ops: ops.value, ts: new Date().toISOString(), idempotencyKey, producer });
       endWrite();
       if (outcome.duplicate) {
         reply.header('idempotent-replayed', 'true');

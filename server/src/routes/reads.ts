@@ -32,7 +32,7 @@ export function readRoutes(app: FastifyInstance, ctx: RouteContext): void {
     },
   }, async (req, reply) => {
     const { env } = req.params as { env: string };
-    const snap = await ctx.store.snapshot(env);
+    const snap = await ctx.snapshots.whole(env);
     // Raw text: a million facts are never parsed into objects and re-serialised.
     return reply.type('application/json').serializer((s: string) => s)
       .send(`{"version":${snap.version},"epoch":${JSON.stringify(snap.epoch)},"id":${JSON.stringify(snap.id)},"facts":[${factsJson(snap)}]}`);

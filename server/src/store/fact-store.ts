@@ -1,4 +1,4 @@
-import type { FactsyncError, Op } from '@factsync/shared';
+import type { FactsyncError, Op, ProducerSeq } from '@factsync/shared';
 
 /**
  * The one interface the server talks to for durable state and cross-replica
@@ -31,6 +31,8 @@ export interface WriteInput {
   ops: readonly Op[];
   ts: string;
   idempotencyKey?: string | undefined;
+  /** Idempotency by producer sequence (X-Producer-Id/-Seq) instead of a key per write. */
+  producer?: ProducerSeq | undefined;
 }
 
 export interface WriteOutcome {
@@ -58,6 +60,11 @@ export interface Snapshot {
   version: number;
   epoch: string | null;
   id: string;
+  facts: RawFact[];
+}
+
+export interface StateScan {
+  cursor: string;
   facts: RawFact[];
 }
 
@@ -158,7 +165,17 @@ export interface FactStore {
   ensureEpoch(env: string): Promise<EnvHead>;
   /** Versions after `after` in order: at most `limit`, and at most `maxBytes` of change JSON (always at least one). */
   changes(env: string, after: number, limit: number, maxBytes?: number): Promise<ChangesPage>;
+  /** The whole state at one version, read at once (the HTTP snapshot; the fallback of a scan). */
   snapshot(env: string): Promise<Snapshot>;
+  /**
+   * One step of a fuzzy scan of the state (Redis HSCAN): start with cursor "0";
+   * done when the returned cursor is "0" again. A fact present for the whole
+   * scan comes at least once (maybe twice); one written or deleted meanwhile
+   * may come with any of its values or not at all. Read the head before the
+   * first step and replay the log from it to the head after the last one:
+   * every op replaces or deletes a whole fact, so the replay makes it exact.
+   */
+  scanState(env: string, cursor: string, count: number): Promise<StateScan>;
 
   /** The verdict on a hello, without registering anything (subscribers). */
   resume(env: string, req: ResumeRequest): Promise<Resume>;

@@ -1,11 +1,11 @@
 import { nanoid } from 'nanoid';
-import { GENESIS_ID, chainId, factField, idOfChangeJson, sha1Hex, splitFactField } from '@factsync/shared';
+import { FactsyncError, GENESIS_ID, PRODUCER_WINDOW, chainId, factField, idOfChangeJson, sha1Hex, splitFactField } from '@factsync/shared';
 import { encodeChangeEvent, encodeControlEvent, encodeGroupEvent, parseControlEvent, parseEnvEvent } from './events.js';
-import { idempotencyKeyReused, toAgentRecords, type AgentInfoRecord } from './agent-records.js';
+import { idempotencyKeyReused, producerSeqTooOld, toAgentRecords, type AgentInfoRecord } from './agent-records.js';
 import { oneWrite } from './fact-store.js';
 import type {
   AckEntry, AgentRecord, ChangesPage, ControlEvent, ControlListener, EnvHead, EnvListener, FactStore, RawChange, Resume,
-  ResumeRequest, ResumeVerdict, SessionOpen, SessionOpened, Snapshot, WriteInput, WriteOutcome, WriteResult,
+  RawFact, ResumeRequest, ResumeVerdict, SessionOpen, SessionOpened, Snapshot, StateScan, WriteInput, WriteOutcome, WriteResult,
 } from './fact-store.js';
 
 export interface MemoryStoreOptions {
@@ -24,6 +24,8 @@ interface EnvState {
   log: RawChange[];
   state: Map<string, string>;
   idem: Map<string, { version: number; hash: string; expiresMs: number }>;
+  /** Per producer: its highest sequence number and the last PRODUCER_WINDOW with their versions. */
+  producers: Map<string, { max: number; seqs: Map<number, { version: number; hash: string; expiresMs: number }>; expiresMs: number }>;
   sess: Map<string, string>;
   info: Map<string, AgentInfoRecord & { addr: string }>;
   applied: Map<string, { v: number; id: string }>;
@@ -37,6 +39,8 @@ interface EnvState {
  * events travel through the same wire encoding as Redis pub/sub, delivered
  * asynchronously like a real doorbell. It mirrors redis-scripts.ts rule for rule.
  */
+const MAX_OPEN_SCANS = 256;
+
 export function createMemoryStore(opts: MemoryStoreOptions): FactStore {
   const now = opts.now ?? Date.now;
   const envs = new Map<string, EnvState>();
@@ -45,12 +49,15 @@ export function createMemoryStore(opts: MemoryStoreOptions): FactStore {
   /** env → month → user keys; apart from the envs, so reading usage creates nothing. */
   const usage = new Map<string, Map<string, Set<string>>>();
   let closed = false;
+  /** Scans in progress, by cursor (the oldest abandoned one is dropped past MAX_OPEN_SCANS). */
+  const scans = new Map<string, { keys: string[]; at: number }>();
+  let scanSeq = 0;
 
   const envOf = (env: string): EnvState => {
     let s = envs.get(env);
     if (!s) {
       s = {
-        version: 0, epoch: null, id: GENESIS_ID, log: [], state: new Map(), idem: new Map(),
+        version: 0, epoch: null, id: GENESIS_ID, log: [], state: new Map(), idem: new Map(), producers: new Map(),
         sess: new Map(), info: new Map(), applied: new Map(), leases: new Map(), gone: new Map(),
       };
       envs.set(env, s);
@@ -68,12 +75,19 @@ export function createMemoryStore(opts: MemoryStoreOptions): FactStore {
     const written: string[] = [];
     for (const input of inputs) {
       const opsJson = JSON.stringify(input.ops);
-      const hash = input.idempotencyKey !== undefined ? sha1Hex(opsJson) : '';
-      const prev = input.idempotencyKey !== undefined ? s.idem.get(input.idempotencyKey) : undefined;
-      if (prev && prev.expiresMs > t) {
+      const hash = input.idempotencyKey !== undefined || input.producer ? sha1Hex(opsJson) : '';
+      let producer = input.producer ? s.producers.get(input.producer.id) : undefined;
+      if (producer && producer.expiresMs <= t) producer = undefined;
+      const prev = input.producer ? producer?.seqs.get(input.producer.seq)
+        : input.idempotencyKey !== undefined ? s.idem.get(input.idempotencyKey) : undefined;
+      if (prev && (input.producer || prev.expiresMs > t)) {
         results.push(prev.hash !== hash
-          ? { ok: false, error: idempotencyKeyReused(input.idempotencyKey!, prev.version) }
+          ? { ok: false, error: idempotencyKeyReused(input, prev.version) }
           : { ok: true, outcome: { version: prev.version, epoch, duplicate: true } });
+        continue;
+      }
+      if (input.producer && producer && input.producer.seq <= producer.max - PRODUCER_WINDOW) {
+        results.push({ ok: false, error: producerSeqTooOld(input.producer) });
         continue;
       }
       const v = ++s.version;
@@ -85,7 +99,16 @@ export function createMemoryStore(opts: MemoryStoreOptions): FactStore {
       }
       const json = `{"version":${v},"id":"${s.id}","ts":"${input.ts}","ops":${opsJson}}`;
       s.log.push({ version: v, json });
-      if (input.idempotencyKey !== undefined) {
+      if (input.producer) {
+        // The same window as the Redis script: the producer's last PRODUCER_WINDOW sequence numbers.
+        if (!producer) s.producers.set(input.producer.id, (producer = { max: 0, seqs: new Map(), expiresMs: 0 }));
+        producer.seqs.set(input.producer.seq, { version: v, hash, expiresMs: 0 });
+        if (input.producer.seq > producer.max) {
+          producer.max = input.producer.seq;
+          for (const q of producer.seqs.keys()) if (q <= producer.max - PRODUCER_WINDOW) producer.seqs.delete(q);
+        }
+        producer.expiresMs = t + opts.idempotencyTtlSeconds * 1000;
+      } else if (input.idempotencyKey !== undefined) {
         s.idem.set(input.idempotencyKey, { version: v, hash, expiresMs: t + opts.idempotencyTtlSeconds * 1000 });
         // Redis expires these keys by itself; here, sweep now and then so a long-running dev server does not grow.
         if (s.idem.size % 1024 === 0) for (const [k, e] of s.idem) if (e.expiresMs <= t) s.idem.delete(k);
@@ -222,6 +245,31 @@ export function createMemoryStore(opts: MemoryStoreOptions): FactStore {
       if (!s) return { version: 0, epoch: null, id: GENESIS_ID, facts: [] };
       const facts = [...s.state].map(([field, valueJson]) => ({ ...splitFactField(field), valueJson }));
       return { version: s.version, epoch: s.epoch, id: s.id, facts };
+    },
+
+    async scanState(env: string, cursor: string, count: number): Promise<StateScan> {
+      // The state already lives in this process: a scan is a walk over a copy of its keys, kept
+      // per scan so that a fact present throughout comes exactly once, in steps of `count`.
+      const s = envs.get(env);
+      if (!s) return { cursor: '0', facts: [] };
+      let scan = cursor === '0' ? undefined : scans.get(cursor);
+      if (!scan) {
+        if (cursor !== '0') throw new FactsyncError('invalid_request', `unknown scan cursor "${cursor}"; start again from "0"`);
+        scan = { keys: [...s.state.keys()], at: 0 };
+      }
+      const facts: RawFact[] = [];
+      const end = Math.min(scan.keys.length, scan.at + Math.max(1, count));
+      for (; scan.at < end; scan.at++) {
+        const field = scan.keys[scan.at]!;
+        const valueJson = s.state.get(field);
+        if (valueJson !== undefined) facts.push({ ...splitFactField(field), valueJson });
+      }
+      scans.delete(cursor);
+      if (scan.at >= scan.keys.length) return { cursor: '0', facts };
+      const next = String(++scanSeq);
+      scans.set(next, scan);
+      if (scans.size > MAX_OPEN_SCANS) scans.delete(scans.keys().next().value!);
+      return { cursor: next, facts };
     },
 
     async resume(env: string, r: ResumeRequest): Promise<Resume> {

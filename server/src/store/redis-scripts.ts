@@ -71,9 +71,12 @@ end`;
 // each its own consecutive version, chained id, log entry and idempotency check, in order; one doorbell
 // for the run. A write whose Idempotency-Key was used before is answered from the key (flag 1, or 2 when
 // the request differs) and refuses only itself.
-// KEYS: meta, log, state, idem keys of the writes that have one
-// ARGV: epochCandidate, retention, idemTtlSeconds, inlineLimit, channel, n,
-//       then per write: ts, opsJson, requestHash, idemKeyIndex (0 = none), flatCount, (kind, field, value)*
+// A write of a producer (seq > 0) is looked up in the producer's hash instead: its last `window`
+// sequence numbers with their versions (flag 3: older than the window, refused), so idempotency
+// state grows with producers, not with writes.
+// KEYS: meta, log, state, idem keys (or producer hashes) of the writes that have one
+// ARGV: epochCandidate, retention, idemTtlSeconds, inlineLimit, channel, n, window,
+//       then per write: ts, opsJson, requestHash, idemKeyIndex (0 = none), seq (0 = none), flatCount, (kind, field, value)*
 // Returns: version1, flag1, version2, flag2, ..., epoch
 export const WRITE = `
 local meta, log, state = KEYS[1], KEYS[2], KEYS[3]
@@ -88,14 +91,26 @@ local retention, ttl, inline, channel = tonumber(ARGV[2]), tonumber(ARGV[3]), to
 local out = {}
 local wrote, last = 0, ''
 local inline_all, inline_size = {}, 0
-local i = 7
+local window = tonumber(ARGV[7])
+local i = 8
 for _ = 1, tonumber(ARGV[6]) do
-  local ts, ops, hash, ik, nflat = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3]), tonumber(ARGV[i + 4])
-  local first = i + 5
+  local ts, ops, hash, ik, seq, nflat = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3]), tonumber(ARGV[i + 4]), tonumber(ARGV[i + 5])
+  local first = i + 6
   i = first + nflat
   local prev = false
-  if ik > 0 then prev = redis.call('GET', KEYS[ik]) end
-  if prev then
+  local pmax = 0
+  if ik > 0 then
+    if seq > 0 then
+      prev = redis.call('HGET', KEYS[ik], seq)
+      pmax = tonumber(redis.call('HGET', KEYS[ik], 'max') or '0')
+    else
+      prev = redis.call('GET', KEYS[ik])
+    end
+  end
+  if not prev and seq > 0 and seq <= pmax - window then
+    out[#out + 1] = 0
+    out[#out + 1] = 3
+  elseif prev then
     local sep = string.find(prev, ':', 1, true)
     local pv, ph = prev, ''
     if sep then pv = string.sub(prev, 1, sep - 1); ph = string.sub(prev, sep + 1) end
@@ -120,7 +135,17 @@ for _ = 1, tonumber(ARGV[6]) do
     else
       redis.call('XADD', log, v .. '-0', 'c', last)
     end
-    if ik > 0 then redis.call('SET', KEYS[ik], v .. ':' .. hash, 'EX', ttl) end
+    if ik > 0 and seq > 0 then
+      redis.call('HSET', KEYS[ik], seq, v .. ':' .. hash)
+      if seq > pmax then
+        redis.call('HSET', KEYS[ik], 'max', seq)
+        -- Forget what fell out of the window: at most window fields, however far seq jumped.
+        for s = math.max(1, pmax - window + 1), math.min(pmax, seq - window) do redis.call('HDEL', KEYS[ik], s) end
+      end
+      redis.call('EXPIRE', KEYS[ik], ttl)
+    elseif ik > 0 then
+      redis.call('SET', KEYS[ik], v .. ':' .. hash, 'EX', ttl)
+    end
     inline_size = inline_size + #last + 1
     if inline_size <= inline then inline_all[#inline_all + 1] = last end
     wrote = wrote + 1

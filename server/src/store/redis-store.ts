@@ -1,15 +1,15 @@
 import { Cluster, Redis, ReplyError } from 'ioredis';
 import { nanoid } from 'nanoid';
 import type { Logger } from 'pino';
-import { FactsyncError, factField, sha1Hex, splitFactField, streamIdOf, versionOfStreamId } from '@factsync/shared';
+import { FactsyncError, PRODUCER_WINDOW, factField, sha1Hex, splitFactField, streamIdOf, versionOfStreamId } from '@factsync/shared';
 import * as scripts from './redis-scripts.js';
 import { encodeControlEvent, parseControlEvent, parseEnvEvent } from './events.js';
 import { oneWrite } from './fact-store.js';
 import type {
   AckEntry, AgentRecord, ChangesPage, ControlEvent, ControlListener, EnvHead, EnvListener, FactStore, RawChange, RawFact, Resume,
-  ResumeRequest, ResumeVerdict, SessionOpen, SessionOpened, Snapshot, WriteInput, WriteOutcome, WriteResult,
+  ResumeRequest, ResumeVerdict, SessionOpen, SessionOpened, Snapshot, StateScan, WriteInput, WriteOutcome, WriteResult,
 } from './fact-store.js';
-import { idempotencyKeyReused, parseAgentInfo, parsePresence, toAgentRecords, type AgentInfoRecord } from './agent-records.js';
+import { idempotencyKeyReused, producerSeqTooOld, parseAgentInfo, parsePresence, toAgentRecords, type AgentInfoRecord } from './agent-records.js';
 
 export interface RedisStoreOptions {
   /** One URL; with `cluster`, a comma list of seed nodes of a Redis Cluster. */
@@ -127,7 +127,7 @@ export async function createRedisStore(opts: RedisStoreOptions): Promise<FactSto
   const k = (env: string) => {
     const base = `${opts.keyPrefix}:{${env}}`;
     return {
-      meta: `${base}:meta`, log: `${base}:log`, state: `${base}:state`, idem: (key: string) => `${base}:idem:${key}`,
+      meta: `${base}:meta`, log: `${base}:log`, state: `${base}:state`, idem: (key: string) => `${base}:idem:${key}`, producer: (id: string) => `${base}:prod:${id}`,
       sess: `${base}:sess`, info: `${base}:info`, applied: `${base}:applied`, leases: `${base}:leases`, gone: `${base}:gone`, pres: `${base}:pres`,
       channel: `${base}:events`, ctl: `${base}:ctl`, mau: (month: string) => `${base}:mau:${month}`,
     };
@@ -152,20 +152,23 @@ export async function createRedisStore(opts: RedisStoreOptions): Promise<FactSto
     for (const input of inputs) {
       const opsJson = JSON.stringify(input.ops);
       // The request's hash is stored with its Idempotency-Key (422 on reuse); without a key, nothing to hash.
-      const requestHash = input.idempotencyKey !== undefined ? sha1Hex(opsJson) : '';
+      const requestHash = input.idempotencyKey !== undefined || input.producer ? sha1Hex(opsJson) : '';
       let idemIndex = 0;
-      if (input.idempotencyKey !== undefined) {
+      if (input.producer) {
+        keyList.push(keys.producer(input.producer.id));
+        idemIndex = keyList.length;
+      } else if (input.idempotencyKey !== undefined) {
         keyList.push(keys.idem(input.idempotencyKey));
         idemIndex = keyList.length;
       }
-      args.push(input.ts, opsJson, requestHash, idemIndex, input.ops.length * 3);
+      args.push(input.ts, opsJson, requestHash, idemIndex, input.producer?.seq ?? 0, input.ops.length * 3);
       for (const op of input.ops) {
         if (op.op === 'upsert') args.push('u', factField(op.type, op.key), JSON.stringify(op.value));
         else args.push('d', factField(op.type, op.key), '');
       }
     }
     const reply = await guard('write', () =>
-      redis.fsWrite(keyList.length, ...keyList, nanoid(12), opts.logRetention, opts.idempotencyTtlSeconds, opts.inlineChangeBytes, keys.channel, inputs.length, ...args),
+      redis.fsWrite(keyList.length, ...keyList, nanoid(12), opts.logRetention, opts.idempotencyTtlSeconds, opts.inlineChangeBytes, keys.channel, inputs.length, PRODUCER_WINDOW, ...args),
     );
     const epoch = String(reply[reply.length - 1]);
     const results: WriteResult[] = [];
@@ -174,8 +177,8 @@ export async function createRedisStore(opts: RedisStoreOptions): Promise<FactSto
       const version = Number(reply[2 * i]);
       const flag = Number(reply[2 * i + 1]);
       highest = Math.max(highest, version);
-      results.push(flag === 2
-        ? { ok: false, error: idempotencyKeyReused(inputs[i]!.idempotencyKey!, version) }
+      results.push(flag === 2 ? { ok: false, error: idempotencyKeyReused(inputs[i]!, version) }
+        : flag === 3 ? { ok: false, error: producerSeqTooOld(inputs[i]!.producer!) }
         : { ok: true, outcome: { version, epoch, duplicate: flag === 1 } });
     }
     // Once for the group; a replay waits too: the first attempt may have been answered 503 for want of replicas.
@@ -298,6 +301,17 @@ export async function createRedisStore(opts: RedisStoreOptions): Promise<FactSto
         facts[i >> 1] = { type, key, valueJson: flat[i + 1]! };
       }
       return { version: Number(v ?? 0), epoch: e ?? null, id: id ?? '', facts };
+    },
+
+    async scanState(env: string, cursor: string, count: number): Promise<StateScan> {
+      const reply = await guard('snapshot scan', () => bulkClient.call('HSCAN', k(env).state, cursor, 'COUNT', count)) as [string, string[]];
+      const flat = reply[1];
+      const facts: RawFact[] = new Array(flat.length >> 1);
+      for (let i = 0; i + 1 < flat.length; i += 2) {
+        const { type, key } = splitFactField(flat[i]!);
+        facts[i >> 1] = { type, key, valueJson: flat[i + 1]! };
+      }
+      return { cursor: String(reply[0]), facts };
     },
 
     async resume(env: string, r: ResumeRequest): Promise<Resume> {

@@ -53,7 +53,7 @@ export class Gateway {
   private closing = false;
 
   constructor(private readonly opts: GatewayOptions) {
-    this.snapshots = new SnapshotReads(opts.store, opts.maxSnapshotStreams);
+    this.snapshots = new SnapshotReads(opts.store, opts.maxSnapshotStreams, opts.frameBytes, opts.pageSize);
     this.pingTimer = setInterval(() => {
       for (const s of this.sessions) s.ping();
     }, opts.pingIntervalMs);

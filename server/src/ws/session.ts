@@ -5,13 +5,12 @@ import {
   ErrorCodes, FactsyncError, assertNever, errorFrame, idOfChangeJson, parseClientMessage, type ErrorCode, type HelloMessage, type UsageMessage,
 } from '@factsync/shared';
 import { permit, permitAgentId, type Principal } from '../auth.js';
-import type { FactStore, Resume, ResumeVerdict, Snapshot } from '../store/fact-store.js';
+import type { FactStore, Resume, ResumeVerdict } from '../store/fact-store.js';
 import type { Broadcaster } from '../broadcast/broadcaster.js';
 import { changesFrame, type ChangeBatch, type EnvFeed, type FeedMember } from '../broadcast/env-feed.js';
 import type { ControlPlane } from '../control/control-plane.js';
 import type { EnvControl } from '../control/env-control.js';
-import { snapshotFrames } from './frames.js';
-import type { SnapshotReads } from './snapshot-reads.js';
+import type { SnapshotReads, SnapshotSink } from './snapshot-reads.js';
 import type { ServerMetrics } from '../metrics.js';
 
 export interface SessionDeps {
@@ -203,26 +202,17 @@ export class Session implements FeedMember {
   }
 
   private async sendSnapshot(): Promise<void> {
-    // One read shared by the sessions that ask for the same env's snapshot at once, and a bound on
-    // how many snapshots this replica streams at a time (the others queue): invariant 10.
-    // The read comes first, so sessions queued for a slot hold the same snapshot instead of reading again.
-    const snap: Snapshot = await this.deps.snapshots.read(this.env);
-    if (this.isClosed()) return;
-    const release = await this.deps.snapshots.slot();
-    try {
-      if (this.isClosed()) return;
-      this.epoch = snap.epoch;
-      for (const frame of snapshotFrames(snap, this.deps.frameBytes)) {
-        if (this.isClosed()) return;
-        await this.sendFlushed(frame);
-      }
-    } finally {
-      release();
-    }
-    this.sent = snap.version;
-    if (this.acking) this.catchUpIds.set(snap.version, snap.id);
+    // Streamed in steps of a scan, shared with the sessions that ask for this env at the same
+    // time, at most MAX_SNAPSHOT_STREAMS at once per replica (invariant 10).
+    const isClosed = (): boolean => this.isClosed();
+    const sink: SnapshotSink = { send: (frame) => this.sendFlushed(frame), get gone() { return isClosed(); } };
+    const sent = await this.deps.snapshots.stream(this.env, sink);
+    if (!sent || this.isClosed()) return;
+    this.epoch = sent.epoch;
+    this.sent = sent.version;
+    if (this.acking) this.catchUpIds.set(sent.version, sent.id);
     this.deps.metrics.resyncs.inc({ env: this.env, source: 'snapshot' });
-    this.log.info({ version: snap.version, facts: snap.facts.length }, 'snapshot sent');
+    this.log.info({ version: sent.version, facts: sent.facts, replayed: sent.replayed }, 'snapshot sent');
   }
 
   deliver(batch: ChangeBatch): void {
@@ -298,7 +288,7 @@ export class Session implements FeedMember {
    * while bytes keep leaving; a reader that takes nothing for a third of a
    * lease is cut.
    */
-  private sendFlushed(frame: string): Promise<void> {
+  private sendFlushed(frame: string | Buffer): Promise<void> {
     if (this.isClosed()) return Promise.resolve();
     return new Promise((resolve) => {
       let lastBuffered = Number.POSITIVE_INFINITY;

@@ -1,30 +1,177 @@
+import { idOfChangeJson } from '@factsync/shared';
 import type { FactStore, Snapshot } from '../store/fact-store.js';
+import { SnapshotFrameBuilder, factJson, snapshotFrames } from './frames.js';
+
+/** Where one session's snapshot frames go. */
+export interface SnapshotSink {
+  /** Resolves once the frame was handed to the kernel (or at once when the socket is gone). */
+  send(frame: Buffer): Promise<void>;
+  readonly gone: boolean;
+}
+
+/** What a streamed snapshot left the agent at. */
+export interface SnapshotSent {
+  version: number;
+  epoch: string | null;
+  id: string;
+  facts: number;
+  /** Log versions replayed over the scanned facts. */
+  replayed: number;
+}
+
+/** Scans that raced the log (it was trimmed under them, or the store was reset) before reading at once. */
+const MAX_SCAN_ATTEMPTS = 3;
+
+interface Round {
+  readonly sinks: SnapshotSink[];
+  result?: Promise<SnapshotSent | null>;
+}
 
 /**
- * Snapshot reads of one replica: concurrent requests for the same env share
- * one store read (twenty agents starting at once read the env once, not
- * twenty times), and at most `maxStreams` snapshots are streamed at a time;
- * further sessions wait their turn (invariant 10: memory and event-loop time
- * bounded by the limit, not by the number of clients).
+ * Snapshots streamed with bounded memory (invariant 10). The state is read in
+ * steps of a fuzzy scan from the head S0, then the log from S0 to the head
+ * after the scan is sent for the agent to replay over the facts: the result is
+ * exactly the state at the end (FactStore.scanState). The server holds one
+ * scan step and one frame per stream, never the env.
+ *
+ * Sessions that ask for the same env's snapshot before its round sent its
+ * first frame join that round: one scan, each frame built once and sent to all,
+ * paced by the slowest (a reader that takes nothing is cut by its session).
+ * At most `maxStreams` rounds run at a time; the others queue.
  */
 export class SnapshotReads {
-  private readonly inFlight = new Map<string, Promise<Snapshot>>();
+  private readonly pending = new Map<string, Round>();
+  private readonly wholeReads = new Map<string, Promise<Snapshot>>();
   private active = 0;
   private readonly waiting: (() => void)[] = [];
+  private readonly scanCount: number;
 
-  constructor(private readonly store: FactStore, private readonly maxStreams: number) {}
+  constructor(
+    private readonly store: FactStore,
+    private readonly maxStreams: number,
+    private readonly frameBytes: number,
+    private readonly pageSize: number,
+  ) {
+    // About one frame of facts per scan step (facts run ~100-200 bytes).
+    this.scanCount = Math.max(100, Math.min(10_000, Math.floor(frameBytes / 160)));
+  }
 
-  read(env: string): Promise<Snapshot> {
-    let p = this.inFlight.get(env);
+  /** Streams a whole snapshot of `env` to `sink`; null when every sink of its round went away first. */
+  stream(env: string, sink: SnapshotSink): Promise<SnapshotSent | null> {
+    let round = this.pending.get(env);
+    if (!round) {
+      const r: Round = { sinks: [] };
+      r.result = this.run(env, r);
+      this.pending.set(env, (round = r));
+    }
+    round.sinks.push(sink);
+    return round.result!;
+  }
+
+  /**
+   * The state read at once, for the HTTP snapshot (one consistent version, no
+   * replay for the client to do): concurrent reads of an env share one, and
+   * each takes a stream slot while it reads.
+   */
+  whole(env: string): Promise<Snapshot> {
+    let p = this.wholeReads.get(env);
     if (!p) {
-      p = this.store.snapshot(env).finally(() => this.inFlight.delete(env));
-      this.inFlight.set(env, p);
+      p = (async () => {
+        const release = await this.slot();
+        try {
+          return await this.store.snapshot(env);
+        } finally {
+          release();
+        }
+      })().finally(() => this.wholeReads.delete(env));
+      this.wholeReads.set(env, p);
     }
     return p;
   }
 
-  /** Resolves with a release function once this session may stream a snapshot. */
-  async slot(): Promise<() => void> {
+  get streaming(): number {
+    return this.active;
+  }
+
+  get queued(): number {
+    return this.waiting.length;
+  }
+
+  private async run(env: string, round: Round): Promise<SnapshotSent | null> {
+    const release = await this.slot();
+    // Open to newcomers until its first frame leaves: they then get every frame. A later request
+    // starts the next round.
+    const seal = (): void => {
+      if (this.pending.get(env) === round) this.pending.delete(env);
+    };
+    try {
+      return await this.read(env, round.sinks, seal);
+    } finally {
+      seal();
+      release();
+    }
+  }
+
+  private async read(env: string, sinks: readonly SnapshotSink[], seal: () => void): Promise<SnapshotSent | null> {
+    const live = (): SnapshotSink[] => sinks.filter((s) => !s.gone);
+    const send = async (frame: string): Promise<boolean> => {
+      seal();
+      const to = live();
+      if (to.length === 0) return false;
+      // One encoding for every socket of the round.
+      const buf = Buffer.from(frame, 'utf8');
+      await Promise.all(to.map((s) => s.send(buf)));
+      return true;
+    };
+    for (let attempt = 1; attempt <= MAX_SCAN_ATTEMPTS; attempt++) {
+      if (live().length === 0) return null;
+      const base = await this.store.head(env);
+      const frames = new SnapshotFrameBuilder(base, this.frameBytes);
+      let cursor = '0';
+      let facts = 0;
+      do {
+        const step = await this.store.scanState(env, cursor, this.scanCount);
+        cursor = step.cursor;
+        facts += step.facts.length;
+        for (const f of step.facts) {
+          const full = frames.fact(factJson(f));
+          if (full !== undefined && !(await send(full))) return null;
+        }
+        if (live().length === 0) return null;
+      } while (cursor !== '0');
+
+      // What was written during the scan, replayed by the agent over what it scanned.
+      const end = await this.store.head(env);
+      if (end.epoch !== base.epoch) continue; // the store was reset under the scan: start over
+      let at = base.version;
+      let id = base.id;
+      let complete = true;
+      while (at < end.version) {
+        const page = await this.store.changes(env, at, this.pageSize, this.frameBytes);
+        if (page.truncated || page.epoch !== base.epoch) {
+          complete = false; // trimmed past S0 while we scanned: a scan from a newer head
+          break;
+        }
+        for (const c of page.changes) {
+          if (c.version > end.version) break;
+          const full = frames.change(c.json);
+          if (full !== undefined && !(await send(full))) return null;
+          at = c.version;
+          id = idOfChangeJson(c.json) ?? '';
+        }
+      }
+      if (!complete) continue;
+      if (!(await send(frames.end()))) return null;
+      return { version: at, epoch: base.epoch, id, facts, replayed: at - base.version };
+    }
+    // The log keeps outrunning the scan: read the state at once (memory: the env, once per round).
+    const snap = await this.store.snapshot(env);
+    for (const frame of snapshotFrames(snap, this.frameBytes)) if (!(await send(frame))) return null;
+    return { version: snap.version, epoch: snap.epoch, id: snap.id, facts: snap.facts.length, replayed: 0 };
+  }
+
+  /** Resolves with a release function once a round may stream. */
+  private async slot(): Promise<() => void> {
     // A released slot passes straight to the next in line, so the count never overshoots.
     if (this.active < this.maxStreams) this.active++;
     else await new Promise<void>((r) => this.waiting.push(r));
@@ -36,13 +183,5 @@ export class SnapshotReads {
       if (next) next();
       else this.active--;
     };
-  }
-
-  get streaming(): number {
-    return this.active;
-  }
-
-  get queued(): number {
-    return this.waiting.length;
   }
 }
