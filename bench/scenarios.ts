@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { Agent as HttpAgent, request as httpRequest } from 'node:http';
 import WebSocket from 'ws';
 import { nanoid } from 'nanoid';
+import { Redis } from 'ioredis';
 import { Applier, LocalStore } from '@factsync/pdp-agent';
 import { createRedisStore } from '@factsync/server';
 import { SnapshotAssembly, parseServerMessage, type Change, type Fact, type Op } from '@factsync/shared';
@@ -10,7 +11,7 @@ import { pino } from 'pino';
 import { WRITE } from '../server/src/store/redis-scripts.js';
 import { ADMIN, AGENT, Harness } from './lib/harness.js';
 import type { Proc } from '../test/src/procs.js';
-import { LatencyRecorder, Progress, rssKiB, type Latency } from './lib/stats.js';
+import { LatencyRecorder, Progress, peakKiB, resetPeak, rssKiB, type Latency } from './lib/stats.js';
 
 export const QUICK = process.env.BENCH_QUICK === '1';
 const n = (full: number, quick: number) => (QUICK ? quick : full);
@@ -244,12 +245,14 @@ function redisBenchmarkEvalsha(url: string, batch: number): { evalsha_per_s: num
 export async function p4(): Promise<Record<string, unknown>> {
   const behind = n(100_000, 20_000);
   const facts = n(1_000_000, 100_000);
+  const bigVersions = n(300, 30);
   const h = new Harness();
   try {
     const redis = await h.startRedis();
     const [server] = await h.servers(1, { LOG_RETENTION: String(behind + 10), WS_MAX_BUFFERED_BYTES: String(512 * 1024 * 1024) });
+    const serverPid = server!.child.pid!;
     const store = await createRedisStore({
-      url: redis.url, keyPrefix: h.keyPrefix, logRetention: behind + 10, idempotencyTtlSeconds: 60, inlineChangeBytes: 65536, commandTimeoutMs: 30_000, log: pino({ level: 'silent' }),
+      url: redis.url, keyPrefix: h.keyPrefix, logRetention: behind + 10, idempotencyTtlSeconds: 60, inlineChangeBytes: 65536, commandTimeoutMs: 60_000, log: pino({ level: 'silent' }),
     });
     try {
       // An agent that applied version 1, then went away.
@@ -269,24 +272,66 @@ export async function p4(): Promise<Record<string, unknown>> {
       again.close();
       prog.done(`${behind} versions in ${Math.round(catchUpMs)} ms (snapshot used: ${again.snapshots > 0})`);
 
+      // Catch-up through a history of huge versions (what bulk imports produce): ~2 MB each.
+      const big = new Progress('P4 catch-up of large versions');
+      await store.write('big', { ops: sampleOps(0), ts: new Date().toISOString() });
+      const bigFirst = await simAgent(server!.url, 'big', 0, null, 1);
+      bigFirst.close();
+      let bigBytes = 0;
+      for (let v = 0; v < bigVersions; v++) {
+        const ops: Op[] = Array.from({ length: 20_000 }, (_, j) => ({ op: 'upsert', type: 'user', key: `bulk${j}@x.io`, value: { email: `bulk${j}@x.io`, attributes: { v, pad: 'p'.repeat(24) } } }));
+        bigBytes += JSON.stringify(ops).length;
+        await store.write('big', { ops, ts: new Date().toISOString() });
+        big.update(`writing ${v + 1}/${bigVersions} versions (${Math.round(bigBytes / 1e6)} MB)`);
+      }
+      const bigHead = (await store.head('big')).version;
+      big.update('reconnecting', true);
+      resetPeak(serverPid);
+      const bigBase = rssKiB(serverPid);
+      const t2 = performance.now();
+      const bigAgain = await simAgent(server!.url, 'big', bigFirst.applied, bigFirst.epoch, bigHead);
+      const bigMs = performance.now() - t2;
+      bigAgain.close();
+      const bigPeak = peakKiB(serverPid) - bigBase;
+      big.done(`${Math.round(bigBytes / 1e6)} MB in ${Math.round(bigMs)} ms, server peak +${Math.round(bigPeak / 1024)} MiB`);
+
+      // Cold start of a real agent process from nothing: time and peak memory on both sides.
       const cold = new Progress('P4 cold start');
+      let factBytes = 0;
       for (let i = 0; i < facts; i += 10_000) {
         const ops: Op[] = Array.from({ length: 10_000 }, (_, j) => ({ op: 'upsert', type: 'relationship', key: `document:${i + j}#viewer@user:${(i + j) % 997}`, value: { object: `document:${i + j}`, relation: 'viewer', subject: `user:${(i + j) % 997}` } }));
+        for (const op of ops) factBytes += JSON.stringify({ type: op.type, key: op.key, value: (op as { value: unknown }).value }).length;
         await store.write('cold', { ops, ts: new Date().toISOString() });
         cold.update(`writing ${i + 10_000}/${facts} facts`);
       }
       const coldHead = (await store.head('cold')).version;
-      cold.update('loading snapshot', true);
+      cold.update('loading snapshot in an agent process', true);
+      resetPeak(serverPid);
+      const coldBase = rssKiB(serverPid);
       const t1 = performance.now();
-      const c = await simAgent(server!.url, 'cold', 0, null, coldHead);
+      const agent = await h.agentProcess({ SERVER_URL: server!.url, AGENT_TOKEN: AGENT, AGENT_ENV: 'cold', AGENT_ID: 'p4-cold' });
+      const agentIdle = rssKiB(agent.child.pid!);
+      for (;;) {
+        const st = await fetch(`${agent.url}/v1/status`).then((r) => r.json() as Promise<{ applied: number }>).catch(() => ({ applied: 0 }));
+        if (st.applied >= coldHead) break;
+        await sleep(20);
+      }
       const coldMs = performance.now() - t1;
-      c.close();
-      cold.done(`${facts} facts in ${Math.round(coldMs)} ms`);
+      const agentPeak = peakKiB(agent.child.pid!);
+      const agentAfter = rssKiB(agent.child.pid!);
+      const serverPeak = peakKiB(serverPid) - coldBase;
+      await agent.stop('SIGTERM');
+      cold.done(`${facts} facts (${Math.round(factBytes / 1e6)} MB) in ${Math.round(coldMs)} ms; agent peak ${Math.round(agentPeak / 1024)} MiB, server peak +${Math.round(serverPeak / 1024)} MiB`);
       return {
-        params: { behind, facts },
+        params: { behind, facts, big_versions: bigVersions },
         catch_up: { versions: behind, ms: Math.round(catchUpMs), versions_per_s: Math.round(behind / (catchUpMs / 1000)), snapshot_used: again.snapshots > 0 },
-        cold_start: { facts, ms: Math.round(coldMs), facts_per_s: Math.round(facts / (coldMs / 1000)) },
-        targets: { catch_up_ms: 1000 },
+        catch_up_large: { versions: bigVersions, mb: Math.round(bigBytes / 1e6), ms: Math.round(bigMs), mb_per_s: round(bigBytes / 1e6 / (bigMs / 1000)), server_peak_extra_mib: round(bigPeak / 1024) },
+        cold_start: {
+          facts, facts_mb: round(factBytes / 1e6), ms: Math.round(coldMs), facts_per_s: Math.round(facts / (coldMs / 1000)),
+          agent_rss_idle_mib: round(agentIdle / 1024), agent_peak_mib: round(agentPeak / 1024), agent_after_mib: round(agentAfter / 1024),
+          agent_peak_over_facts: round(agentPeak * 1024 / factBytes), server_peak_extra_mib: round(serverPeak / 1024),
+        },
+        targets: { catch_up_ms: 1000, agent_peak_over_facts: 2, server_peak_extra_mib: 64 },
       };
     } finally {
       await store.close();
@@ -320,33 +365,75 @@ async function simAgent(url: string, env: string, applied: number, epoch: string
   return { applied: store.version, epoch: store.epoch, snapshots, close: () => ws.terminate() };
 }
 
-/** P5: server RSS per idle connected agent. */
+/**
+ * P5: server memory per idle connected agent, at growing counts on one
+ * replica (up to what this machine's open-file limit lets one process hold),
+ * and with the agents spread over 10,000 envs: memory, and what idle costs
+ * (server CPU, Redis commands per second) once nothing is written.
+ */
 export async function p5(): Promise<Record<string, unknown>> {
   const result: Record<string, unknown> = {};
-  for (const agents of [1000, n(10_000, 2000)]) {
+  // One socket per agent, plus Redis connections and the rest: stay under the process's file limit.
+  const fdLimit = Number(/Max open files\s+(\d+)/.exec(readFileSync('/proc/self/limits', 'utf8'))?.[1] ?? 20_000);
+  const largest = Math.min(50_000, fdLimit - 500);
+  const runs: { label: string; agents: number; envs?: number }[] = [
+    { label: 'agents_1000', agents: 1000 },
+    { label: 'agents_10000', agents: n(10_000, 2000) },
+    { label: `agents_${n(largest, 4000)}`, agents: n(largest, 4000) },
+    { label: 'envs_10000', agents: n(10_000, 2000), envs: n(10_000, 2000) },
+  ];
+  for (const run of runs) {
     const h = new Harness();
     try {
-      await h.startRedis();
+      const redis = await h.startRedis();
       const [server] = await h.servers(1, { PING_INTERVAL_MS: '30000' });
-      const prog = new Progress(`P5 ${agents}`);
+      const pid = server!.child.pid!;
+      const prog = new Progress(`P5 ${run.label}`);
+      if (run.envs) {
+        // Envs exist only once written: one fact each.
+        const store = await createRedisStore({ url: redis.url, keyPrefix: h.keyPrefix, logRetention: 100, idempotencyTtlSeconds: 60, inlineChangeBytes: 4096, commandTimeoutMs: 30_000, log: pino({ level: 'silent' }) });
+        for (let i = 0; i < run.envs; i += 500) {
+          await Promise.all(Array.from({ length: Math.min(500, run.envs - i) }, (_, j) => store.write(`bench-${i + j}`, { ops: sampleOps(i + j), ts: new Date().toISOString() })));
+          prog.update(`creating envs ${i + 500}/${run.envs}`);
+        }
+        await store.close();
+      }
       // Warm the server up with a few sessions first, so the baseline includes what any first session loads.
       const warm = await h.fleet({ kind: 'factsync', urls: [server!.url], count: 10, idle: true, processes: 1 });
       await sleep(1000);
-      const before = rssKiB(server!.child.pid!);
-      prog.update(`connecting ${agents} idle agents`, true);
-      const fleet = await h.fleet({ kind: 'factsync', urls: [server!.url], count: agents, idle: true, processes: Math.ceil(agents / 2500) });
+      const before = rssKiB(pid);
+      prog.update(`connecting ${run.agents} idle agents`, true);
+      const fleet = await h.fleet({ kind: 'factsync', urls: [server!.url], count: run.agents, envs: run.envs, idle: true, processes: Math.ceil(run.agents / 2500) });
       await sleep(3000);
-      const after = rssKiB(server!.child.pid!);
-      const perAgent = (after - before) / agents;
-      result[`agents_${agents}`] = { rss_before_kib: before, rss_after_kib: after, kib_per_agent: round(perAgent) };
-      prog.done(`${round(perAgent)} KiB per idle agent (RSS ${before} → ${after} KiB)`);
+      const after = rssKiB(pid);
+      // Idle cost: nothing is written for 10 s.
+      const cmds0 = await redisCommands(redis.url);
+      const cpu0 = cpuMs([server!]);
+      await sleep(10_000);
+      const idleCpu = (cpuMs([server!]) - cpu0) / 10_000;
+      const redisOps = ((await redisCommands(redis.url)) - cmds0) / 10;
+      const perAgent = (after - before) / run.agents;
+      result[run.label] = {
+        agents: run.agents, envs: run.envs ?? 1, rss_before_kib: before, rss_after_kib: after, kib_per_agent: round(perAgent),
+        idle_server_cpu_share: round(idleCpu), idle_redis_ops_per_s: Math.round(redisOps),
+      };
+      prog.done(`${round(perAgent)} KiB per idle agent (RSS ${before} → ${after} KiB); idle: server ${round(idleCpu * 100)}% of a core, Redis ${Math.round(redisOps)} ops/s`);
       await fleet.close();
       await warm.close();
     } finally {
       await h.close();
     }
   }
-  return { ...result, targets: { kib_per_agent: 16 } };
+  return { ...result, limits: { open_files_per_process: fdLimit }, targets: { kib_per_agent: 16, agents_one_replica: 50_000 } };
+}
+
+async function redisCommands(url: string): Promise<number> {
+  const r = new Redis(url);
+  try {
+    return Number(/total_commands_processed:(\d+)/.exec(await r.info('stats'))?.[1] ?? 0);
+  } finally {
+    r.disconnect();
+  }
 }
 
 /** P6: latency of a write through an agent, plain (timeout 0) vs waiting until that agent applied it (local). */

@@ -1,3 +1,4 @@
+import { readFileSync, writeFileSync } from 'node:fs';
 import * as hdr from 'hdr-histogram-js';
 import { cpus, totalmem, platform, release } from 'node:os';
 import { execFileSync } from 'node:child_process';
@@ -51,6 +52,17 @@ export class Progress {
   done(text: string): void {
     process.stderr.write(`\r\x1b[2K[${this.label}] ${text}\n`);
   }
+}
+
+/** Peak resident set (VmHWM) since start or since resetPeak, in KiB. */
+export function peakKiB(pid: number): number {
+  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) : 0;
+}
+
+/** Starts a new peak from the current resident set (Linux: clear_refs 5). */
+export function resetPeak(pid: number): void {
+  writeFileSync(`/proc/${pid}/clear_refs`, '5');
 }
 
 export function rssKiB(pid: number): number {

@@ -18,6 +18,8 @@ interface FleetConfig {
   token: string;
   idPrefix: string;
   idle?: boolean;
+  /** Spread the agents over this many envs (`${env}-${i % envs}`) instead of one. */
+  envs?: number;
 }
 
 const cfg = JSON.parse(process.argv[2]!) as FleetConfig;
@@ -34,7 +36,7 @@ function factsyncAgent(i: number): void {
   let isReady = false;
   const ws = new WebSocket(url, { headers: { authorization: `Bearer ${cfg.token}` }, perMessageDeflate: false });
   closers.push(() => ws.terminate());
-  ws.on('open', () => ws.send(JSON.stringify({ type: 'hello', env: cfg.env, agent_id: `${cfg.idPrefix}-${i}`, applied: 0, ack: true })));
+  ws.on('open', () => ws.send(JSON.stringify({ type: 'hello', env: cfg.envs ? `${cfg.env}-${i % cfg.envs}` : cfg.env, agent_id: `${cfg.idPrefix}-${i}`, applied: 0, ack: true })));
   ws.on('error', (e) => send({ type: 'error', message: e.message }));
   const assembly = new SnapshotAssembly();
   ws.on('message', (data) => {

@@ -22,6 +22,9 @@ import { syncRoutes } from './routes/sync.js';
 import { healthRoutes } from './routes/health.js';
 import { statusRoutes } from './routes/status.js';
 
+/** How often the factsync_mau gauge re-reads the counts. */
+const MAU_REFRESH_MS = 60_000;
+
 export interface ServerOptions {
   /** Use this store instead of building one from the config (tests share one across replicas). */
   store?: FactStore;
@@ -89,14 +92,23 @@ export async function createServer(config: Readonly<ServerConfig>, opts: ServerO
     replicaId: config.replicaId, leaseMs: config.leaseMs, refreshMs: config.syncRefreshMs, lingerMs: 30_000,
     onReplaced: (_env, _id, session) => gateway.replaced(session),
   });
+  let mauCache: { at: number; rows: Promise<{ env: string; mau: number }[]> } | undefined;
   metrics = new ServerMetrics({
     sessions: () => gateway.sessions,
     feedHeads: () => broadcaster.feedHeads(),
     gapsRepaired: () => broadcaster.gapsRepaired,
-    mau: async () => {
-      const month = usageMonth(Date.now());
-      const envs = [...broadcaster.feedHeads()].map((f) => f.env);
-      return Promise.all(envs.map(async (env) => ({ env, mau: await store.usage(env, month) })));
+    // A count per served env, read at most once a minute however often /metrics is scraped:
+    // monthly users move slowly, and 10k envs must not mean 10k Redis reads per scrape.
+    mau: () => {
+      const now = Date.now();
+      if (!mauCache || now - mauCache.at > MAU_REFRESH_MS) {
+        const month = usageMonth(now);
+        const envs = [...broadcaster.feedHeads()].map((f) => f.env);
+        const rows = Promise.all(envs.map(async (env) => ({ env, mau: await store.usage(env, month) })));
+        mauCache = { at: now, rows };
+        rows.catch(() => (mauCache = undefined));
+      }
+      return mauCache.rows;
     },
   }, config.metricsAgentLabels);
   const gateway: Gateway = new Gateway({
