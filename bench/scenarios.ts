@@ -329,9 +329,12 @@ export async function p4(): Promise<Record<string, unknown>> {
         cold_start: {
           facts, facts_mb: round(factBytes / 1e6), ms: Math.round(coldMs), facts_per_s: Math.round(facts / (coldMs / 1000)),
           agent_rss_idle_mib: round(agentIdle / 1024), agent_peak_mib: round(agentPeak / 1024), agent_after_mib: round(agentAfter / 1024),
-          agent_peak_over_facts: round(agentPeak * 1024 / factBytes), server_peak_extra_mib: round(serverPeak / 1024),
+          agent_peak_over_facts: round(agentPeak * 1024 / factBytes),
+          // What the facts cost the agent beyond the process at rest (code, libraries).
+          agent_extra_over_facts: round((agentPeak - agentIdle) * 1024 / factBytes), agent_transient_mib: round((agentPeak - agentAfter) / 1024),
+          server_peak_extra_mib: round(serverPeak / 1024),
         },
-        targets: { catch_up_ms: 1000, agent_peak_over_facts: 2, server_peak_extra_mib: 64 },
+        targets: { catch_up_ms: 1000, agent_extra_over_facts: 2, server_peak_extra_mib: 64 },
       };
     } finally {
       await store.close();
