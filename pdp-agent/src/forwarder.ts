@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
-import { nanoid } from 'nanoid';
-import { FactsyncError, PRODUCER_WINDOW, backoffDelayMs, formatWaitFor, type Op, type SyncStatus, type TimeoutPolicy, type WaitFor } from '@factsync/shared';
+import { ErrorCodes, FactsyncError, backoffDelayMs, formatWaitFor, isErrorCode, type Op, type SyncStatus, type TimeoutPolicy, type WaitFor } from '@factsync/shared';
 import { errorOf, type ServerClient } from './server-client.js';
+import { ProducerWindow } from './producer-window.js';
 
 export interface WriteOptions {
   waitFor: WaitFor;
@@ -40,99 +40,141 @@ export interface ForwarderDeps {
  */
 const RETRY_BUDGET_MS = 10_000;
 
+/** A write waiting for its place in a batch. */
+interface Queued {
+  ops: Op[];
+  resolve: (version: number) => void;
+  reject: (e: unknown) => void;
+}
+
+/** Most writes and ops in one forwarded batch (the server's group commit caps). */
+const BATCH_WRITES = 256;
+const BATCH_OPS = 1000;
+
 /**
- * Forwards a write to the server and waits as asked. Every attempt of one write
- * carries the same producer sequence number (or the caller's Idempotency-Key),
- * so a retry after a lost response (or a failover to another replica) returns
- * the first version instead of writing twice.
+ * Forwards writes to the server and waits as asked. Writes that wait for this
+ * agent's own apply (the default) queue behind the request in flight and go
+ * together in the next (`POST /writes`, each its own version): under load one
+ * round trip and one store call carry many writes, and a lone write still goes
+ * at once. Writes that wait on the server go one by one.
  */
 export class Forwarder {
-  /**
-   * This process as a producer: its writes carry consecutive sequence numbers
-   * instead of a key each, so the server's idempotency state is one small
-   * window per agent process, not one key per write for a day. A restart is a
-   * new producer (its old window expires).
-   */
-  private readonly producerId: string;
-  private nextSeq = 1;
-  /** Sequence numbers not answered yet (a retry may still come for each). */
-  private readonly inFlight = new Set<number>();
-  private windowWaiters: (() => void)[] = [];
+  private readonly producer: ProducerWindow;
+  /** Local-wait writes that arrived while a batch was in flight: they go together in the next one. */
+  private queue: Queued[] = [];
+  private sending = false;
 
   constructor(private readonly d: ForwarderDeps) {
-    this.producerId = `${d.agentId}.${nanoid(10)}`;
+    this.producer = new ProducerWindow(d.agentId);
   }
 
   async write(ops: Op[], o: WriteOptions): Promise<WriteResult> {
-    // A caller's own Idempotency-Key goes through as it is; otherwise the producer sequence.
-    const seq = o.idempotencyKey === undefined ? await this.takeSeq() : 0;
-    try {
-      return await this.forward(ops, o, seq);
-    } finally {
-      if (seq > 0) this.release(seq);
-    }
-  }
-
-  /**
-   * The server remembers a producer's last PRODUCER_WINDOW sequence numbers:
-   * a new one is handed out only while the oldest unanswered write (which may
-   * still be retried) stays inside that window.
-   */
-  private async takeSeq(): Promise<number> {
-    while (this.inFlight.size > 0 && this.nextSeq - Math.min(...this.inFlight) >= PRODUCER_WINDOW) {
-      await new Promise<void>((r) => this.windowWaiters.push(r));
-    }
-    const seq = this.nextSeq++;
-    this.inFlight.add(seq);
-    return seq;
-  }
-
-  private release(seq: number): void {
-    this.inFlight.delete(seq);
-    const waiting = this.windowWaiters;
-    this.windowWaiters = [];
-    for (const w of waiting) w();
-  }
-
-  private async forward(ops: Op[], o: WriteOptions, seq: number): Promise<WriteResult> {
-    const key = o.idempotencyKey ?? `${this.producerId}#${seq}`;
     const remote = o.waitFor.kind !== 'local';
-    const headers: Record<string, string> = seq > 0
-      ? { 'x-producer-id': this.producerId, 'x-producer-seq': String(seq) }
-      : { 'idempotency-key': key };
-    if (remote) {
-      headers['x-wait-for'] = formatWaitFor(o.waitFor);
-      headers['x-wait-timeout'] = o.timeoutMs === null ? '-1' : String(o.timeoutMs / 1000);
-      headers['x-timeout-policy'] = o.policy;
-    }
-    // The server may hold the answer for the whole wait; give the request that long and then some.
-    const requestMs = remote ? (o.timeoutMs === null ? 24 * 3600_000 : o.timeoutMs + 30_000) : 30_000;
+    if (remote || o.idempotencyKey !== undefined) return this.forwardOne(ops, o);
+    // Waiting for this agent's own apply (the default): the server answers at once, so writes
+    // that queue behind one in flight share the next request (one round trip, one store call).
+    const version = await new Promise<number>((resolve, reject) => {
+      this.queue.push({ ops, resolve, reject });
+      if (!this.sending) void this.sendBatches();
+    });
+    return this.afterLocal(version, o);
+  }
 
-    let answer: Awaited<ReturnType<ServerClient['request']>> | undefined;
-    const giveUpAt = Date.now() + RETRY_BUDGET_MS;
-    for (let attempt = 0; ; attempt++) {
-      try {
-        answer = await this.d.client.request('POST', `/v1/envs/${this.d.env}/facts`, { body: { ops }, headers, preferred: this.d.preferred(), timeoutMs: requestMs });
-        if (answer.status !== 503 && answer.status !== 502) break;
-      } catch (e) {
-        if (!(e instanceof FactsyncError) || Date.now() >= giveUpAt) throw e;
-      }
-      if (Date.now() >= giveUpAt) break;
-      this.d.log.warn({ attempt, key }, 'write forwarding failed; retrying with the same sequence number');
-      await new Promise((r) => setTimeout(r, backoffDelayMs(attempt, { initialMs: 100, maxMs: 2000 })));
-    }
-    if (!answer) throw new FactsyncError('upstream_unavailable', 'no factsync server accepted the write');
-    const body = answer.body as { version?: number; sync?: SyncStatus };
-    if (answer.status !== 200 || typeof body.version !== 'number') throw errorOf(answer);
-    const version = body.version;
-    if (remote) {
-      const synced = body.sync?.synced ?? false;
-      return { version, synced, applied: this.d.applied(), ...(body.sync ? { sync: body.sync } : {}) };
-    }
+  private async afterLocal(version: number, o: WriteOptions): Promise<WriteResult> {
     const synced = await this.d.waitApplied(version, o.timeoutMs, o.signal);
     if (!synced && o.policy === 'fail') {
       throw new FactsyncError('sync_timeout', `version ${version} was written but this agent has not applied it yet (applied ${this.d.applied()})`, { version });
     }
     return { version, synced, applied: this.d.applied() };
+  }
+
+  /** One batch in flight at a time; each takes what queued meanwhile, within the producer window. */
+  private async sendBatches(): Promise<void> {
+    this.sending = true;
+    try {
+      while (this.queue.length > 0) {
+        while (this.producer.room === 0) await this.producer.whenFree();
+        let n = 0;
+        let ops = 0;
+        const max = Math.min(BATCH_WRITES, this.producer.room);
+        while (n < this.queue.length && n < max && (n === 0 || ops + this.queue[n]!.ops.length <= BATCH_OPS)) ops += this.queue[n++]!.ops.length;
+        const batch = this.queue.splice(0, n);
+        const first = this.producer.take(n);
+        try {
+          await this.sendBatch(batch, first);
+        } catch (e) {
+          for (const q of batch) q.reject(e);
+        } finally {
+          this.producer.release(first, n);
+        }
+      }
+    } finally {
+      this.sending = false;
+    }
+  }
+
+  private async sendBatch(batch: Queued[], firstSeq: number): Promise<void> {
+    const headers = { 'x-producer-id': this.producer.id, 'x-producer-seq': String(firstSeq) };
+    const answer = await this.withRetries(firstSeq, () => this.d.client.request('POST', `/v1/envs/${this.d.env}/writes`, {
+      body: { writes: batch.map((q) => ({ ops: q.ops })) }, headers, preferred: this.d.preferred(), timeoutMs: 30_000,
+    }));
+    const results = (answer.body as { results?: { version?: number; error?: string; message?: string }[] }).results;
+    if (answer.status !== 200 || !Array.isArray(results) || results.length !== batch.length) throw errorOf(answer);
+    batch.forEach((q, i) => {
+      const r = results[i]!;
+      if (r.error === undefined && typeof r.version === 'number') q.resolve(r.version);
+      else q.reject(errorOf({ status: ErrorCodes[isErrorCode(r.error) ? r.error : 'invalid_request'].status, body: r, headers: new Headers() }));
+    });
+  }
+
+  /**
+   * Sends until the server answers something other than 502/503, within the
+   * retry budget. Every attempt carries the same sequence numbers, so a retry
+   * after a lost answer (or a failover to another replica) gets the first
+   * versions instead of writing twice.
+   */
+  private async withRetries<T extends { status: number }>(seq: number | string, send: () => Promise<T>): Promise<T> {
+    let answer: T | undefined;
+    const giveUpAt = Date.now() + RETRY_BUDGET_MS;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        answer = await send();
+        if (answer.status !== 503 && answer.status !== 502) break;
+      } catch (e) {
+        if (!(e instanceof FactsyncError) || Date.now() >= giveUpAt) throw e;
+      }
+      if (Date.now() >= giveUpAt) break;
+      this.d.log.warn({ attempt, seq }, 'write forwarding failed; retrying with the same sequence numbers');
+      await new Promise((r) => setTimeout(r, backoffDelayMs(attempt, { initialMs: 100, maxMs: 2000 })));
+    }
+    if (!answer) throw new FactsyncError('upstream_unavailable', 'no factsync server accepted the write');
+    return answer;
+  }
+
+  /** A write that waits on the server (for other agents) or carries the caller's own Idempotency-Key. */
+  private async forwardOne(ops: Op[], o: WriteOptions): Promise<WriteResult> {
+    const seq = o.idempotencyKey === undefined ? await this.producer.takeOne() : 0;
+    try {
+      const remote = o.waitFor.kind !== 'local';
+      const headers: Record<string, string> = seq > 0
+        ? { 'x-producer-id': this.producer.id, 'x-producer-seq': String(seq) }
+        : { 'idempotency-key': o.idempotencyKey! };
+      if (remote) {
+        headers['x-wait-for'] = formatWaitFor(o.waitFor);
+        headers['x-wait-timeout'] = o.timeoutMs === null ? '-1' : String(o.timeoutMs / 1000);
+        headers['x-timeout-policy'] = o.policy;
+      }
+      // The server may hold the answer for the whole wait; give the request that long and then some.
+      const requestMs = remote ? (o.timeoutMs === null ? 24 * 3600_000 : o.timeoutMs + 30_000) : 30_000;
+      const answer = await this.withRetries(seq || o.idempotencyKey!, () =>
+        this.d.client.request('POST', `/v1/envs/${this.d.env}/facts`, { body: { ops }, headers, preferred: this.d.preferred(), timeoutMs: requestMs }));
+      const body = answer.body as { version?: number; sync?: SyncStatus };
+      if (answer.status !== 200 || typeof body.version !== 'number') throw errorOf(answer);
+      if (!remote) return this.afterLocal(body.version, o);
+      const synced = body.sync?.synced ?? false;
+      return { version: body.version, synced, applied: this.d.applied(), ...(body.sync ? { sync: body.sync } : {}) };
+    } finally {
+      if (seq > 0) this.producer.release(seq);
+    }
   }
 }

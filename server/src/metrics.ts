@@ -29,6 +29,10 @@ export class ServerMetrics {
     name: 'factsync_write_group_size', help: 'Writes sent to the store in one call (group commit: writes to an env that arrived while one was in flight)',
     buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256], registers: [this.registry],
   });
+  readonly writeBatchSize = new Histogram({
+    name: 'factsync_write_batch_size', help: 'Writes per producer batch (POST /writes: an agent forwarding the local writes that queued behind its last request)',
+    buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256], registers: [this.registry],
+  });
   readonly syncWaitDuration = new Histogram({
     name: 'factsync_sync_wait_duration_seconds', help: 'Time writers and sync calls waited for acks', labelNames: ['synced'],
     buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10], registers: [this.registry],

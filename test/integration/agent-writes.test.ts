@@ -214,6 +214,34 @@ describe('agent facts API and SDK', () => {
     expect((await sdk.waitForSync({ timeout: 5 }).write([{ op: 'upsert', type: 'doc', key: 'authed', value: {} }])).synced).toBe(true);
   });
 
+  it('concurrent local writes through one agent travel in batches: each its own version, all applied, fewer requests than writes', async () => {
+    const batches = async () => {
+      let count = 0;
+      let sum = 0;
+      for (const s of servers) {
+        const text = (await client(s.url).get('/metrics')).body as string;
+        count += Number(/^factsync_write_batch_size_count (\d+)/m.exec(text)?.[1] ?? 0);
+        sum += Number(/^factsync_write_batch_size_sum (\d+)/m.exec(text)?.[1] ?? 0);
+      }
+      return { count, sum };
+    };
+    const before = await batches();
+    const N = 60;
+    const results = await Promise.all(Array.from({ length: N }, (_, i) =>
+      a.waitForSync({ timeout: 5 }).write([{ op: 'upsert', type: 'doc', key: `batched-${i}`, value: { i } }])));
+    expect(results.every((r) => r.synced)).toBe(true);
+    expect(new Set(results.map((r) => r.version)).size).toBe(N);
+    const after = await batches();
+    expect(after.sum - before.sum).toBe(N);
+    expect(after.count - before.count).toBeLessThan(N);
+    // B sees every one.
+    const last = Math.max(...results.map((r) => r.version));
+    for (const [i, r] of results.entries()) {
+      expect((await b.facts.get('doc', `batched-${i}`, { atLeast: last, timeout: 5 }))?.value).toEqual({ i });
+      expect(r.version).toBeGreaterThan(0);
+    }
+  });
+
   it('a write whose answer is lost is retried with the same producer sequence number and applied once', async () => {
     const proxy = new ChaosProxy(Number(new URL(servers[0]!.url).port));
     const url = await proxy.listen();

@@ -87,6 +87,40 @@ describe.each(['memory', 'redis'])('server HTTP API (%s store)', (kind) => {
     expect((await admin.get(`/v1/envs/${env}/head`)).body.version).toBe(2);
   });
 
+  it('a producer batch (POST /writes): each write its own version in order, a retried batch replayed write by write, one bad write refused alone', async () => {
+    const env = newEnv();
+    const h = { 'x-producer-id': 'agent-b.1', 'x-producer-seq': '10' };
+    const batch = { writes: [{ ops: [upsert('doc', 'a', {})] }, { ops: [upsert('user', 'b', { not_a_user_field: 1 })] }, { ops: [upsert('doc', 'c', {}), del('doc', 'a')] }] };
+    const r = await admin.post(`/v1/envs/${env}/writes`, batch, h);
+    expect(r.status).toBe(200);
+    expect(r.body.results[0]).toEqual({ version: 1 });
+    expect(r.body.results[1]).toMatchObject({ error: 'invalid_request' });
+    expect(r.body.results[1].message).toMatch(/^writes\[1\]: ops\[0\]/);
+    expect(r.body.results[2]).toEqual({ version: 2 });
+    // The same batch again (a lost answer): the written ones are replayed, nothing is written twice.
+    const again = await admin.post(`/v1/envs/${env}/writes`, batch, h);
+    expect(again.body.results.map((x: { version?: number; replayed?: boolean }) => [x.version, x.replayed])).toEqual([[1, true], [undefined, undefined], [2, true]]);
+    expect((await admin.get(`/v1/envs/${env}/head`)).body.version).toBe(2);
+    // Numbers are by position: write 1 of a batch from 12 is number 13, already used by "c".
+    const shifted = await admin.post(`/v1/envs/${env}/writes`, { writes: [{ ops: [upsert('doc', 'd', {})] }, { ops: [upsert('doc', 'e', {})] }] }, { ...h, 'x-producer-seq': '11' });
+    expect(shifted.body.results[0]).toEqual({ version: 3 });
+    expect(shifted.body.results[1]).toMatchObject({ error: 'idempotency_key_reused' });
+    const bad: [unknown, Record<string, string>, number, RegExp][] = [
+      [batch, { ...h, 'x-wait-for': 'all' }, 400, /answered without waiting/],
+      [batch, { 'idempotency-key': 'k' }, 400, /not an Idempotency-Key/],
+      [{ writes: [] }, h, 400, /writes/],
+      [{ writes: Array.from({ length: 257 }, () => ({ ops: [upsert('doc', 'x', {})] })) }, h, 400, /writes/],
+      [{ writes: Array.from({ length: 3 }, () => ({ ops: Array.from({ length: 40 }, (_, i) => upsert('doc', `x${i}`, {})) })) }, h, 413, /at most 100 ops in all/],
+    ];
+    for (const [body, headers, status, message] of bad) {
+      const x = await admin.post(`/v1/envs/${env}/writes`, body, headers);
+      expect(x.status, JSON.stringify(headers)).toBe(status);
+      expect(x.body.message).toMatch(message);
+    }
+    expect((await client(server.url, READER).post(`/v1/envs/${env}/writes`, batch, h)).status).toBe(403);
+    expect((await admin.get(`/v1/envs/${env}/head`)).body.version).toBe(3);
+  });
+
   it('rejects invalid writes with 400/413 and a message that says what is wrong', async () => {
     const env = newEnv();
     const cases: [unknown, number, RegExp][] = [

@@ -1,57 +1,100 @@
 import { describe, expect, it } from 'vitest';
 import pino from 'pino';
-import { PRODUCER_WINDOW } from '@factsync/shared';
-import { Forwarder } from '../../pdp-agent/src/forwarder.js';
+import { PRODUCER_WINDOW, type Op } from '@factsync/shared';
+import { Forwarder, type WriteOptions } from '../../pdp-agent/src/forwarder.js';
 import type { ServerClient } from '../../pdp-agent/src/server-client.js';
 
-/**
- * The forwarder's producer sequence: the server remembers only a producer's
- * last PRODUCER_WINDOW numbers, so the forwarder never lets its newest number
- * run that far past its oldest unanswered write (which may still be retried).
- */
-describe('forwarder producer window', () => {
-  it('holds new writes while the oldest unanswered one would fall out of the window', async () => {
-    const held: { seq: number; answer: () => void }[] = [];
-    const seen: { id: string; seq: number }[] = [];
-    const client = {
-      request: (_m: string, _p: string, o: { headers: Record<string, string> }) => new Promise((resolve) => {
-        const seq = Number(o.headers['x-producer-seq']);
-        seen.push({ id: o.headers['x-producer-id']!, seq });
-        held.push({ seq, answer: () => resolve({ status: 200, body: { version: seq } }) });
-      }),
-    } as unknown as ServerClient;
-    const f = new Forwarder({
-      client, env: 'e', agentId: 'agent-1', preferred: () => new URL('http://x'), applied: () => 0,
-      waitApplied: async () => true, log: pino({ level: 'silent' }),
-    });
-    const writes = Array.from({ length: PRODUCER_WINDOW + 40 }, () =>
-      f.write([{ op: 'upsert', type: 'doc', key: 'k', value: {} }], { waitFor: { kind: 'local' }, timeoutMs: 0, policy: 'ignore' }));
-    await new Promise((r) => setTimeout(r, 20));
+interface Sent {
+  path: string;
+  id: string;
+  seq: number;
+  writes: number;
+  answer: (status: number, body: unknown) => void;
+}
+
+/** A server that holds every request until the test answers it. */
+function heldServer() {
+  const sent: Sent[] = [];
+  const client = {
+    request: (_m: string, path: string, o: { headers: Record<string, string>; body: { writes?: unknown[] } }) => new Promise((resolve) => {
+      sent.push({
+        path, id: o.headers['x-producer-id']!, seq: Number(o.headers['x-producer-seq']), writes: o.body.writes?.length ?? 1,
+        answer: (status, body) => resolve({ status, body, headers: new Headers() }),
+      });
+    }),
+  } as unknown as ServerClient;
+  const forwarder = new Forwarder({
+    client, env: 'e', agentId: 'agent-1', preferred: () => new URL('http://x'), applied: () => 0,
+    waitApplied: async () => true, log: pino({ level: 'silent' }),
+  });
+  return { sent, forwarder };
+}
+
+const ops = (k: string): Op[] => [{ op: 'upsert', type: 'doc', key: k, value: {} }];
+const local: WriteOptions = { waitFor: { kind: 'local' }, timeoutMs: 0, policy: 'ignore' };
+const remote: WriteOptions = { waitFor: { kind: 'all' }, timeoutMs: 1000, policy: 'ignore' };
+const tick = () => new Promise((r) => setTimeout(r, 10));
+
+describe('forwarder', () => {
+  it('local writes that queue behind the request in flight go as one batch with consecutive numbers; each gets its own answer', async () => {
+    const { sent, forwarder } = heldServer();
+    const first = forwarder.write(ops('a'), local);
+    await tick();
+    expect(sent).toMatchObject([{ path: '/v1/envs/e/writes', seq: 1, writes: 1 }]);
+    const rest = ['b', 'c', 'd'].map((k) => forwarder.write(ops(k), local));
+    await tick();
+    expect(sent.length).toBe(1); // one in flight at a time
+    sent[0]!.answer(200, { results: [{ version: 7 }] });
+    expect((await first).version).toBe(7);
+    await tick();
+    expect(sent[1]).toMatchObject({ path: '/v1/envs/e/writes', seq: 2, writes: 3, id: sent[0]!.id });
+    // One refused for itself: only it fails.
+    sent[1]!.answer(200, { results: [{ version: 8 }, { error: 'invalid_request', message: 'writes[1]: bad' }, { version: 9 }] });
+    const settled = await Promise.allSettled(rest);
+    expect(settled[0]).toMatchObject({ status: 'fulfilled', value: { version: 8 } });
+    expect(settled[1]).toMatchObject({ status: 'rejected', reason: { code: 'invalid_request', message: 'writes[1]: bad', status: 400 } });
+    expect(settled[2]).toMatchObject({ status: 'fulfilled', value: { version: 9 } });
+  });
+
+  it('a 503 is retried with the same numbers', async () => {
+    const { sent, forwarder } = heldServer();
+    const w = forwarder.write(ops('a'), local);
+    await tick();
+    sent[0]!.answer(503, { error: 'store_unavailable', message: 'later' });
+    await new Promise((r) => setTimeout(r, 400));
+    expect(sent.length).toBe(2);
+    expect(sent[1]!.seq).toBe(sent[0]!.seq);
+    sent[1]!.answer(200, { results: [{ version: 3, replayed: true }] });
+    expect((await w).version).toBe(3);
+  });
+
+  it('holds new numbers while the oldest unanswered write would fall out of the producer window', async () => {
+    const { sent, forwarder } = heldServer();
+    const writes = Array.from({ length: PRODUCER_WINDOW + 40 }, (_, i) => forwarder.write(ops(`k${i}`), remote));
+    await tick();
     // Numbers 1..WINDOW went out; the rest wait for number 1.
-    expect(seen.map((s) => s.seq)).toEqual(Array.from({ length: PRODUCER_WINDOW }, (_, i) => i + 1));
-    expect(new Set(seen.map((s) => s.id)).size).toBe(1);
-    expect(seen[0]!.id).toMatch(/^agent-1\./);
+    expect(sent.map((s) => s.seq)).toEqual(Array.from({ length: PRODUCER_WINDOW }, (_, i) => i + 1));
+    expect(sent.every((s) => s.path === '/v1/envs/e/facts' && s.id === sent[0]!.id && /^agent-1\./.test(s.id))).toBe(true);
     // Answering a later one frees nothing: the oldest is still open.
-    held.find((h) => h.seq === 5)!.answer();
-    await new Promise((r) => setTimeout(r, 20));
-    expect(seen.length).toBe(PRODUCER_WINDOW);
+    sent.find((s) => s.seq === 5)!.answer(200, { version: 5 });
+    await tick();
+    expect(sent.length).toBe(PRODUCER_WINDOW);
     // Answering the oldest lets exactly one more out.
-    held.find((h) => h.seq === 1)!.answer();
-    await new Promise((r) => setTimeout(r, 20));
-    expect(seen.map((s) => s.seq).at(-1)).toBe(PRODUCER_WINDOW + 1);
-    expect(seen.length).toBe(PRODUCER_WINDOW + 1);
-    for (;;) {
-      for (const h of held.splice(0)) h.answer();
-      await new Promise((r) => setTimeout(r, 10));
-      if (seen.length === PRODUCER_WINDOW + 40 && held.length === 0) break;
+    sent.find((s) => s.seq === 1)!.answer(200, { version: 1 });
+    await tick();
+    expect(sent.length).toBe(PRODUCER_WINDOW + 1);
+    expect(sent.at(-1)!.seq).toBe(PRODUCER_WINDOW + 1);
+    while (sent.length < PRODUCER_WINDOW + 40 || sent.some((s) => s.writes > 0)) {
+      for (const s of sent) if (s.writes > 0) (s.answer(200, { version: s.seq }), (s.writes = 0));
+      await tick();
     }
-    const versions = (await Promise.all(writes)).map((w) => w.version);
-    expect(versions).toEqual(Array.from({ length: PRODUCER_WINDOW + 40 }, (_, i) => i + 1));
-    // A caller's own Idempotency-Key travels as it is, without a sequence number.
-    const own = f.write([{ op: 'delete', type: 'doc', key: 'k' }], { waitFor: { kind: 'local' }, timeoutMs: 0, policy: 'ignore', idempotencyKey: 'mine' });
-    await new Promise((r) => setTimeout(r, 10));
-    expect(seen.at(-1)!.seq).toBeNaN();
-    held.splice(0).forEach((h) => h.answer());
-    await own;
+    expect((await Promise.all(writes)).map((w) => w.version)).toEqual(Array.from({ length: PRODUCER_WINDOW + 40 }, (_, i) => i + 1));
+    // A caller's own Idempotency-Key travels as it is, without a number.
+    const own = forwarder.write(ops('mine'), { ...local, idempotencyKey: 'mine' });
+    await tick();
+    expect(sent.at(-1)).toMatchObject({ path: '/v1/envs/e/facts' });
+    expect(sent.at(-1)!.seq).toBeNaN();
+    sent.at(-1)!.answer(200, { version: 500 });
+    expect((await own).version).toBe(500);
   });
 });

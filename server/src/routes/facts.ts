@@ -5,6 +5,7 @@ import {
 } from '@factsync/shared';
 import { EnvParams, ErrorBody, WAIT_HEADERS, WriteResponse } from './schemas.js';
 import { abortOnClose, requireCap, type RouteContext } from './context.js';
+import type { WriteInput } from '../store/fact-store.js';
 
 /** `POST /v1/envs/:env/facts`: one write, one version, optionally waiting for acks. */
 export function factsRoutes(app: FastifyInstance, ctx: RouteContext): void {
@@ -74,4 +75,85 @@ export function factsRoutes(app: FastifyInstance, ctx: RouteContext): void {
       release?.();
     }
   });
+
+  /**
+   * `POST /v1/envs/:env/writes`: several writes of one producer, in order, each
+   * its own version (an agent forwarding the local writes that queued while
+   * its previous request was in flight). Write i carries X-Producer-Seq + i, so
+   * a retried batch is answered from the producer's window write by write. A
+   * write refused for itself (bad ops, a reused number) does not stop the
+   * others. Answers at once: agents wait for their own apply locally.
+   */
+  app.post('/v1/envs/:env/writes', {
+    onRequest: requireCap(ctx.auth, 'write'),
+    schema: {
+      summary: 'Apply several writes in order, each its own version (a producer batch)',
+      params: EnvParams,
+      headers: Type.Object({
+        'x-producer-id': Type.Optional(Type.String({ description: 'the producer (one per process)' })),
+        'x-producer-seq': Type.Optional(Type.String({ description: 'the sequence number of the first write; write i has this + i' })),
+      }),
+      body: Type.Object({ writes: Type.Array(WriteRequest, { minItems: 1, maxItems: MAX_BATCH_WRITES }) }, { additionalProperties: false }),
+      response: { 200: BatchResponse, '4xx': ErrorBody, '5xx': ErrorBody },
+    },
+  }, async (req) => {
+    const { env } = req.params as { env: string };
+    const { writes } = req.body as { writes: WriteRequest[] };
+    const parsed = parseWriteHeaders(req.headers, { waitFor: { kind: 'all' }, waitSeconds: 0 });
+    if (!parsed.ok) throw new FactsyncError('invalid_request', parsed.error);
+    const { producer, wantsWait, idempotencyKey } = parsed.value;
+    if (wantsWait) throw new FactsyncError('invalid_request', 'a batch is answered without waiting; send writes that wait one by one to /facts, or wait on the agent');
+    if (idempotencyKey !== undefined) throw new FactsyncError('invalid_request', 'a batch takes X-Producer-Id and X-Producer-Seq (write i is number seq + i), not an Idempotency-Key');
+    const total = writes.reduce((n, w) => n + w.ops.length, 0);
+    if (total > ctx.config.maxOpsPerWrite) {
+      throw new FactsyncError('payload_too_large', `a batch may carry at most ${ctx.config.maxOpsPerWrite} ops in all (got ${total}); send fewer writes per batch`);
+    }
+    ctx.metrics.writeBatchSize.observe(writes.length);
+    const ts = new Date().toISOString();
+    const results: BatchResult[] = new Array(writes.length);
+    const inputs: { at: number; input: WriteInput }[] = [];
+    writes.forEach((w, i) => {
+      const ops = parseOps(w.ops);
+      if (!ops.ok) {
+        results[i] = new FactsyncError('invalid_request', `writes[${i}]: ${ops.error}`).toJSON();
+        return;
+      }
+      inputs.push({ at: i, input: { ops: ops.value, ts, producer: producer && { id: producer.id, seq: producer.seq + i } } });
+    });
+    const endWrite = ctx.metrics.writeDuration.startTimer();
+    const answers = await Promise.allSettled(ctx.commit.writeAll(env, inputs.map((x) => x.input)));
+    endWrite();
+    answers.forEach((a, j) => {
+      const { at, input } = inputs[j]!;
+      if (a.status === 'rejected') {
+        const e = a.reason;
+        // The store as a whole failed (503 and the like): the batch is retried as a whole.
+        if (!(e instanceof FactsyncError) || e.status >= 500) throw e;
+        results[at] = e.toJSON();
+        return;
+      }
+      if (a.value.duplicate) {
+        ctx.metrics.idempotentReplays.inc({ env });
+        results[at] = { version: a.value.version, replayed: true };
+      } else {
+        ctx.metrics.writes.inc({ env });
+        ctx.metrics.writeOps.inc({ env }, input.ops.length);
+        results[at] = { version: a.value.version };
+      }
+    });
+    return { results };
+  });
 }
+
+/** Most writes in one batch (the group commit's own cap). */
+export const MAX_BATCH_WRITES = 256;
+
+type BatchResult = { version: number; replayed?: boolean } | { error: string; message: string };
+const BatchResponse = Type.Object({
+  results: Type.Array(Type.Object({
+    version: Type.Optional(Type.Integer({ minimum: 1 })),
+    replayed: Type.Optional(Type.Boolean()),
+    error: Type.Optional(Type.String()),
+    message: Type.Optional(Type.String()),
+  }), { description: 'one per write, in order: its version, or why it alone was refused' }),
+});

@@ -29,16 +29,17 @@ export class GroupCommit {
   constructor(private readonly store: FactStore, private readonly opts: GroupCommitOptions) {}
 
   write(env: string, input: WriteInput): Promise<WriteOutcome> {
-    return new Promise<WriteOutcome>((resolve, reject) => {
-      const queue = this.queues.get(env);
-      const item = { input, resolve, reject };
-      if (queue) {
-        queue.push(item);
-        return;
-      }
-      this.queues.set(env, [item]);
-      void this.drain(env);
-    });
+    return this.writeAll(env, [input])[0]!;
+  }
+
+  /** Several writes queued at once, in order (a producer's batch): they travel in as few groups as fit. */
+  writeAll(env: string, inputs: readonly WriteInput[]): Promise<WriteOutcome>[] {
+    let queue = this.queues.get(env);
+    const idle = !queue;
+    if (!queue) this.queues.set(env, (queue = []));
+    const answers = inputs.map((input) => new Promise<WriteOutcome>((resolve, reject) => queue.push({ input, resolve, reject })));
+    if (idle) void this.drain(env);
+    return answers;
   }
 
   /** Sends groups for `env` until its queue is empty; one store call in flight per env. */
