@@ -462,7 +462,31 @@ export async function p6(): Promise<Record<string, unknown>> {
       out[name] = rec.summary();
       prog.done(`p50 ${out[name]!.p50} ms, p99 ${out[name]!.p99} ms`);
     }
-    return { params: { writes }, plain: out.plain, wait_local: out.wait_local, ratio: { p50: round(out.wait_local!.p50 / out.plain!.p50), p99: round(out.wait_local!.p99 / out.plain!.p99) } };
+    // Many writers through one agent at once, each waiting for the agent's own apply (the default):
+    // what forwarding in batches is for. Throughput, and latency per write.
+    const writers = 16;
+    const perWriter = n(200, 40);
+    const rec = new LatencyRecorder();
+    const prog = new Progress(`P6 ${writers} concurrent writers`);
+    let done = 0;
+    const t0 = performance.now();
+    await Promise.all(Array.from({ length: writers }, async (_, w) => {
+      for (let i = 0; i < perWriter; i++) {
+        const t = performance.now();
+        const r = await post(`${agent.url}/v1/facts`, { ops: sampleOps(w * perWriter + i) }, { 'x-wait-timeout': '5' });
+        if (!r.body.synced) throw new Error(`concurrent write not synced: ${JSON.stringify(r.body)}`);
+        rec.record(performance.now() - t);
+        if (++done % 100 === 0) prog.update(`${done}/${writers * perWriter}`);
+      }
+    }));
+    const seconds = (performance.now() - t0) / 1000;
+    const concurrent = { writers, writes: writers * perWriter, writes_per_s: Math.round((writers * perWriter) / seconds), ...rec.summary() };
+    prog.done(`${concurrent.writes_per_s} writes/s, p50 ${concurrent.p50} ms, p99 ${concurrent.p99} ms`);
+    return {
+      params: { writes }, plain: out.plain, wait_local: out.wait_local,
+      ratio: { p50: round(out.wait_local!.p50 / out.plain!.p50), p99: round(out.wait_local!.p99 / out.plain!.p99) },
+      concurrent_wait_local: concurrent,
+    };
   } finally {
     await h.close();
   }

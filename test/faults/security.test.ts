@@ -122,7 +122,12 @@ describe('security: authorization matrix, fuzzing, limits', () => {
       const headers: Record<string, string> = { ...admin };
       if (r.contentType) headers['content-type'] = r.contentType;
       if (r.waitFor !== null) headers['x-wait-for'] = r.waitFor;
-      if (r.waitTimeout !== null) headers['x-wait-timeout'] = r.waitTimeout.replace(/^-/, '0'); // never wait forever in a fuzz run
+      if (r.waitTimeout !== null) {
+        // Never wait long in a fuzz run: an empty or negative timeout waits until synced (for ever, when
+        // X-Wait-For names an agent that does not exist), and a long one waits that long.
+        const t = r.waitTimeout.trim() === '' ? '0' : r.waitTimeout.replace(/^(\s*)-/, '$10');
+        headers['x-wait-timeout'] = Number(t) > 0.2 ? '0.2' : t;
+      }
       if (r.policy !== null) headers['x-timeout-policy'] = r.policy;
       if (r.idem !== null) headers['idempotency-key'] = r.idem;
       const res = await raw(server.url, 'POST', `/v1/envs/${r.env}/facts`, r.body, headers);
