@@ -114,13 +114,13 @@ export class SnapshotReads {
 
   private async read(env: string, sinks: readonly SnapshotSink[], seal: () => void): Promise<SnapshotSent | null> {
     const live = (): SnapshotSink[] => sinks.filter((s) => !s.gone);
-    const send = async (frame: string): Promise<boolean> => {
+    // One encoding for every socket of the round, in the builder's reused buffer: each frame is
+    // taken by every socket before the next is built.
+    const send = async (frame: Buffer): Promise<boolean> => {
       seal();
       const to = live();
       if (to.length === 0) return false;
-      // One encoding for every socket of the round.
-      const buf = Buffer.from(frame, 'utf8');
-      await Promise.all(to.map((s) => s.send(buf)));
+      await Promise.all(to.map((s) => s.send(frame)));
       return true;
     };
     for (let attempt = 1; attempt <= MAX_SCAN_ATTEMPTS; attempt++) {
