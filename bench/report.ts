@@ -44,15 +44,30 @@ const p4 = load('p4');
 if (p4) {
   rows.push(`| P4 catch-up of ${num(p4.catch_up.versions)} versions | ${ms(p4.catch_up.ms)} (${num(p4.catch_up.versions_per_s)} versions/s) | | | ≤ 1 s |`);
   rows.push(`| P4 cold start, snapshot of ${num(p4.cold_start.facts)} facts | ${ms(p4.cold_start.ms)} (${num(p4.cold_start.facts_per_s)} facts/s) | | | |`);
+  if (p4.cold_start.agent_peak_mib !== undefined) {
+    rows.push(`| P4 cold start memory: server peak growth; agent peak (at rest) vs ${p4.cold_start.facts_mb} MB of facts | +${p4.cold_start.server_peak_extra_mib} MiB; ${p4.cold_start.agent_peak_mib} MiB (${p4.cold_start.agent_rss_idle_mib}) = ${p4.cold_start.agent_extra_over_facts}× the facts beyond rest | | | server < 64 MiB; agent < 2× |`);
+  }
+  if (p4.catch_up_large) {
+    rows.push(`| P4 catch-up through ${p4.catch_up_large.versions} versions, ${num(p4.catch_up_large.mb)} MB | ${ms(p4.catch_up_large.ms)}, server peak +${p4.catch_up_large.server_peak_extra_mib} MiB | | | flat in the history |`);
+  }
 }
 const p5 = load('p5');
 if (p5) {
-  for (const k of Object.keys(p5).filter((k) => k.startsWith('agents_'))) rows.push(`| P5 server RSS per idle agent, ${k.slice(7)} agents | ${p5[k].kib_per_agent} KiB | | | ≤ 16 KiB |`);
+  for (const k of Object.keys(p5).filter((k) => k.startsWith('agents_') || k.startsWith('envs_'))) {
+    const r = p5[k];
+    const what = k.startsWith('envs_') ? `${num(r.agents)} agents in ${num(r.envs)} envs` : `${num(r.agents ?? Number(k.slice(7)))} agents`;
+    const idle = r.idle_redis_ops_per_s !== undefined ? `; idle: ${Math.round(r.idle_server_cpu_share * 1000) / 10} % CPU, ${num(r.idle_redis_ops_per_s)} Redis ops/s` : '';
+    rows.push(`| P5 server RSS per idle agent, ${what} | ${r.kib_per_agent} KiB${idle} | | | ≤ 16 KiB |`);
+  }
 }
 const p6 = load('p6');
 if (p6) {
   rows.push(`| P6 write through an agent, plain, p50 / p99 | ${ms(p6.plain.p50)} / ${ms(p6.plain.p99)} | | | |`);
   rows.push(`| P6 write + wait(local), p50 / p99 | ${ms(p6.wait_local.p50)} / ${ms(p6.wait_local.p99)} | plain | ${p6.ratio.p50}× / ${p6.ratio.p99}× | |`);
+  if (p6.concurrent_wait_local) {
+    const c = p6.concurrent_wait_local;
+    rows.push(`| P6 ${c.writers} concurrent writers through one agent, wait(local) | ${num(c.writes_per_s)} writes/s, p50 / p99 ${ms(c.p50)} / ${ms(c.p99)} | | | |`);
+  }
 }
 const p7 = load('p7');
 if (p7) {
