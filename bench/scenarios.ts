@@ -6,7 +6,7 @@ import { nanoid } from 'nanoid';
 import { Redis } from 'ioredis';
 import { Applier, LocalStore } from '@factsync/pdp-agent';
 import { createRedisStore } from '@factsync/server';
-import { SnapshotAssembly, parseServerMessage, type Change, type Fact, type Op } from '@factsync/shared';
+import { PRODUCER_WINDOW, SnapshotAssembly, parseServerMessage, type Change, type Fact, type Op } from '@factsync/shared';
 import { pino } from 'pino';
 import { WRITE } from '../server/src/store/redis-scripts.js';
 import { ADMIN, AGENT, Harness } from './lib/harness.js';
@@ -234,9 +234,13 @@ function redisBenchmarkEvalsha(url: string, batch: number): { evalsha_per_s: num
   const flat = ops.flatMap((o) => ['u', `user:${o.key}`, JSON.stringify((o as { value: unknown }).value)]);
   const args = ['-h', u.hostname, '-p', u.port, '-c', '16', '-n', String(n(50_000, 10_000)), '-q',
     // One write per call, as a lone write reaches the store (ARGV of the group-commit script with n = 1).
-    'EVALSHA', sha, '3', 'rb:{bench}:meta', 'rb:{bench}:log', 'rb:{bench}:state', 'epoch1', '100000', '86400', '65536', 'rb:{bench}:events', '1',
-    new Date().toISOString(), JSON.stringify(ops), 'request-hash', '0', String(flat.length), ...flat];
+    // ARGV as redis-store.ts builds it: ..., n, window, then per write ts, ops, hash, idem key index, producer seq, flat count, flat ops.
+    'EVALSHA', sha, '3', 'rb:{bench}:meta', 'rb:{bench}:log', 'rb:{bench}:state', 'epoch1', '100000', '86400', '65536', 'rb:{bench}:events', '1', String(PRODUCER_WINDOW),
+    new Date().toISOString(), JSON.stringify(ops), 'request-hash', '0', '0', String(flat.length), ...flat];
   const out = execFileSync('redis-benchmark', args, { encoding: 'utf8', maxBuffer: 256 * 1024 * 1024 });
+  // A script that fails on its arguments is fast too: make sure the baseline wrote.
+  const version = Number(execFileSync('redis-cli', ['-h', u.hostname, '-p', u.port, 'HGET', 'rb:{bench}:meta', 'version'], { encoding: 'utf8' }).trim() || 0);
+  if (version < 1000) throw new Error(`the EVALSHA baseline did not write (version ${version}): its arguments no longer match the WRITE script`);
   const m = /([\d.]+) requests per second/.exec(out);
   return { evalsha_per_s: Math.round(Number(m?.[1] ?? 0)) };
 }
