@@ -121,9 +121,13 @@ async function fanout(label: string, agents: number, writes: number): Promise<Re
 
 /** CPU time (user + system) the processes have used so far, in ms. */
 function cpuMs(procs: Proc[]): number {
+  return cpuMsOf(procs.map((p) => p.child.pid!));
+}
+
+function cpuMsOf(pids: number[]): number {
   let ticks = 0;
-  for (const p of procs) {
-    const stat = readFileSync(`/proc/${p.child.pid}/stat`, 'utf8');
+  for (const pid of pids) {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
     ticks += Number(fields[11]) + Number(fields[12]); // utime, stime (fields 14 and 15 of the whole line)
   }
@@ -159,13 +163,18 @@ export async function p2(): Promise<Record<string, unknown>> {
       const h = new Harness();
       try {
         await h.startRedis();
-        const urls = (kind === 'factsync' ? await h.servers(2) : await h.sioNodes(2)).map((s) => s.url);
+        const nodes = kind === 'factsync' ? await h.servers(2) : await h.sioNodes(2);
+        const urls = nodes.map((s) => s.url);
         const prog = new Progress(`P2 ${kind} ${agents}`);
         prog.update('connecting', true);
         const fleet = await h.fleet({ kind, urls, count: agents });
         const before = await fleet.applied();
         let writes = 0;
         const end = Date.now() + seconds * 1000;
+        // Who is busy during the window: the two server nodes and the fleet of simulated agents.
+        const fleetPids = fleet.children.map((c) => c.pid!);
+        const cpu0 = { nodes: cpuMs(nodes), fleet: cpuMsOf(fleetPids) };
+        const wall0 = performance.now();
         await Promise.all(Array.from({ length: concurrency }, async (_, w) => {
           for (let i = w; Date.now() < end; i += concurrency) {
             if (kind === 'factsync') await post(writeUrl(urls[i % 2]!, 'bench'), { ops: sampleOps(i) }, auth);
@@ -174,6 +183,10 @@ export async function p2(): Promise<Record<string, unknown>> {
             prog.update(`${writes} writes, ${Math.round((end - Date.now()) / 1000)} s left`);
           }
         }));
+        const wall = performance.now() - wall0;
+        const tag = kind === 'sio' ? 'baseline' : 'factsync';
+        row[`${tag}_nodes_busy_share`] = round((cpuMs(nodes) - cpu0.nodes) / wall);
+        row[`${tag}_fleet_busy_share`] = round((cpuMsOf(fleetPids) - cpu0.fleet) / wall);
         // Deliveries that land after the window still count, but the window is the denominator.
         const deadline = Date.now() + 10_000;
         let applied = 0;
@@ -196,17 +209,21 @@ export async function p2(): Promise<Record<string, unknown>> {
 export async function p3(): Promise<Record<string, unknown>> {
   const seconds = n(5, 2);
   const concurrency = 16;
-  const result: Record<string, unknown> = { params: { seconds, concurrency, agents: 10, replicas: 1 } };
+  // P3_AGENTS=0 isolates the HTTP write path from the fan-out (where a write's server CPU goes).
+  const agents = Number(process.env.P3_AGENTS ?? 10);
+  const result: Record<string, unknown> = { params: { seconds, concurrency, agents, replicas: 1 } };
   for (const batch of (process.env.P3_BATCHES ?? '1,10,100').split(',').map(Number)) {
     const h = new Harness();
     try {
       const redis = await h.startRedis();
       const [server] = await h.servers(1);
-      await h.fleet({ kind: 'factsync', urls: [server!.url], count: 10, processes: 1 });
+      if (agents > 0) await h.fleet({ kind: 'factsync', urls: [server!.url], count: agents, processes: 1 });
       const prog = new Progress(`P3 batch ${batch}`);
       let writes = 0;
       const rec = new LatencyRecorder();
       const end = Date.now() + seconds * 1000;
+      const cpu0 = cpuMs([server!]);
+      const wall0 = performance.now();
       await Promise.all(Array.from({ length: concurrency }, async (_, w) => {
         for (let i = w; Date.now() < end; i += concurrency) {
           const t0 = performance.now();
@@ -216,10 +233,17 @@ export async function p3(): Promise<Record<string, unknown>> {
           prog.update(`${writes} writes`);
         }
       }));
+      // Where the server stands: its CPU per write, and the share of the wall time it was busy
+      // (well under 1: the rest of the machine, not the server, bounds the figure).
+      const serverCpu = cpuMs([server!]) - cpu0;
+      const wall = performance.now() - wall0;
       const baseline = redisBenchmarkEvalsha(redis.url, batch);
-      const factsync = { writes_per_s: Math.round(writes / seconds), ops_per_s: Math.round((writes * batch) / seconds), latency: rec.summary() };
+      const factsync = {
+        writes_per_s: Math.round(writes / seconds), ops_per_s: Math.round((writes * batch) / seconds), latency: rec.summary(),
+        server_cpu_us_per_write: Math.round((serverCpu * 1000) / writes), server_busy_share: round(serverCpu / wall),
+      };
       result[`batch_${batch}`] = { factsync, baseline, ratio: round(factsync.writes_per_s / baseline.evalsha_per_s) };
-      prog.done(`${factsync.writes_per_s} writes/s, ${factsync.ops_per_s} ops/s; EVALSHA ${baseline.evalsha_per_s}/s`);
+      prog.done(`${factsync.writes_per_s} writes/s, ${factsync.ops_per_s} ops/s; EVALSHA ${baseline.evalsha_per_s}/s; server ${factsync.server_cpu_us_per_write} µs CPU per write, busy ${Math.round(factsync.server_busy_share * 100)} %`);
     } finally {
       await h.close();
     }
