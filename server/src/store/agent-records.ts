@@ -1,5 +1,4 @@
-import { FactsyncError, PRODUCER_WINDOW, type ProducerSeq } from '@factsync/shared';
-import type { AgentRecord, WriteInput } from './fact-store.js';
+import type { AgentRecord } from './fact-store.js';
 
 /** What the store keeps about an agent's last session (the `info` record of redis-scripts.ts). */
 export interface AgentInfoRecord {
@@ -50,14 +49,3 @@ export function toAgentRecords(
 }
 
 /** The same key with a different body (both stores): the first write stands, the new one is refused. */
-export function idempotencyKeyReused(input: Pick<WriteInput, 'idempotencyKey' | 'producer'>, version: number): FactsyncError {
-  const what = input.producer ? `X-Producer-Seq ${input.producer.seq} of producer "${input.producer.id}"` : `Idempotency-Key "${input.idempotencyKey}"`;
-  return new FactsyncError('idempotency_key_reused',
-    `${what} was first used for a different write (version ${version}); use a new key for a new write`, { version });
-}
-
-export function producerSeqTooOld(p: ProducerSeq): FactsyncError {
-  return new FactsyncError('producer_seq_too_old',
-    `X-Producer-Seq ${p.seq} of producer "${p.id}" is older than the last ${PRODUCER_WINDOW} it used, so whether it was written is no longer known; `
-    + `keep a producer's writes in flight within ${PRODUCER_WINDOW} sequence numbers, or read the log to find it`);
-}

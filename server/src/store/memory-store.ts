@@ -1,7 +1,8 @@
 import { nanoid } from 'nanoid';
 import { FactsyncError, GENESIS_ID, PRODUCER_WINDOW, chainId, factField, idOfChangeJson, sha1Hex, splitFactField } from '@factsync/shared';
 import { encodeChangeEvent, encodeControlEvent, encodeGroupEvent, parseControlEvent, parseEnvEvent } from './events.js';
-import { idempotencyKeyReused, producerSeqTooOld, toAgentRecords, type AgentInfoRecord } from './agent-records.js';
+import { toAgentRecords, type AgentInfoRecord } from './agent-records.js';
+import { idempotencyKeyReused, producerSeqTooOld } from './idempotency.js';
 import { oneWrite } from './fact-store.js';
 import type {
   AckEntry, AgentRecord, ChangesPage, ControlEvent, ControlListener, EnvHead, EnvListener, FactStore, RawChange, Resume,

@@ -9,7 +9,8 @@ import type {
   AckEntry, AgentRecord, ChangesPage, ControlEvent, ControlListener, EnvHead, EnvListener, FactStore, RawChange, RawFact, Resume,
   ResumeRequest, ResumeVerdict, SessionOpen, SessionOpened, Snapshot, StateScan, WriteInput, WriteOutcome, WriteResult,
 } from './fact-store.js';
-import { idempotencyKeyReused, producerSeqTooOld, parseAgentInfo, parsePresence, toAgentRecords, type AgentInfoRecord } from './agent-records.js';
+import { parseAgentInfo, parsePresence, toAgentRecords, type AgentInfoRecord } from './agent-records.js';
+import { idempotencyKeyReused, producerSeqTooOld } from './idempotency.js';
 
 export interface RedisStoreOptions {
   /** One URL; with `cluster`, a comma list of seed nodes of a Redis Cluster. */
