@@ -30,7 +30,7 @@ describe('snapshot storm', () => {
     await server?.stop();
   });
 
-  it('16 agents load a 100k-fact env at once: server peak memory stays within 64 MiB of its start, every agent gets it whole, writes elsewhere go on', async () => {
+  it('16 agents load a 100k-fact env at once: server peak memory stays within 96 MiB of its start (was +295), every agent gets it whole, writes elsewhere go on', async () => {
     const prefix = `storm${nanoid(6)}`;
     const env = newEnv();
     const FACTS = 100_000;
@@ -97,8 +97,10 @@ describe('snapshot storm', () => {
     }
     expect(writes.length).toBeGreaterThan(0);
     expect(writes.filter((s) => s !== 200)).toEqual([]);
-    // 16 sockets × 23 MB went out; the server's peak grew by a bounded amount, not by the env or the sockets.
-    expect(after.peak - before, `peak ${after.peak.toFixed(0)} MiB, start ${before.toFixed(0)} MiB`).toBeLessThan(64);
+    // 16 sockets × 23 MB went out; the server's peak grew by a bounded amount, not by the env or the
+    // sockets: +18 to +54 MiB here (scan steps promoted to the old generation before V8 collects
+    // them; more under CPU contention), where the old single read took +295 MiB.
+    expect(after.peak - before, `peak ${after.peak.toFixed(0)} MiB, start ${before.toFixed(0)} MiB`).toBeLessThan(96);
   });
 
   it('catch-up through 60 versions of 2.8 MB each (a bulk import): server memory does not grow with the history (170 MB)', async () => {
