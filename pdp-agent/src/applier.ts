@@ -7,7 +7,9 @@ export type OfferResult =
   /** Versions (after, before) are missing; later versions wait in the buffer until the gap is repaired. */
   | { kind: 'gap'; applied: number; count: number; after: number; before: number }
   /** Version `at` does not follow the chain of what was applied (invariant 9): the history was rewritten. */
-  | { kind: 'forked'; applied: number; count: number; at: number };
+  | { kind: 'forked'; applied: number; count: number; at: number }
+  /** A snapshot whose facts and replay hold `got` facts where the server counted `expected`: the state was cleared. */
+  | { kind: 'incomplete'; applied: number; count: number; expected: number; got: number };
 
 /** Upper bound on versions held back behind a gap before we give up and resync. */
 export const MAX_BUFFERED = 100_000;
@@ -45,10 +47,19 @@ export class Applier {
    * changes written while the server scanned them; see replayBreak) in the
    * same step: the states in between are not states of the env, so nothing
    * sees them, and the snapshot counts as one at the last replayed version.
+   * With `expected` (the server's count of facts at that version), a state
+   * that does not hold that many facts is cleared instead.
    */
-  snapshot(version: number, epoch: string | null, facts: readonly Fact[], id: string | null, replay: readonly Change[] = []): OfferResult {
+  snapshot(version: number, epoch: string | null, facts: readonly Fact[], id: string | null, replay: readonly Change[] = [], expected?: number): OfferResult {
     this.store.replace(version, epoch, facts, id);
     for (const c of replay) this.store.apply(c);
+    if (expected !== undefined && this.store.size !== expected) {
+      // Not the env at any version (a fact was missed): nothing of it may be served or acked.
+      const got = this.store.size;
+      this.store.replace(0, null, [], null);
+      this.buffer.clear();
+      return { kind: 'incomplete', applied: 0, count: 0, expected, got };
+    }
     const at = this.store.version;
     this.onSnapshot(at, epoch);
     for (const v of this.buffer.keys()) if (v <= at) this.buffer.delete(v);

@@ -129,8 +129,17 @@ export class SyncEngine {
         this.setState({ phase: 'streaming', sent: p.at });
         this.head = Math.max(this.head, p.at);
         const end = metrics.applyDuration.startTimer({ kind: 'snapshot' });
-        const r = applier.snapshot(p.version, p.epoch, p.facts, p.id, p.replay);
+        const r = applier.snapshot(p.version, p.epoch, p.facts, p.id, p.replay, p.count);
         end();
+        if (r.kind === 'incomplete') {
+          // The facts and their replay do not make the env the server counted: a fact was missed
+          // (a scan under a resharding, say). The applier cleared it; ask for a whole snapshot again.
+          metrics.historyForks.inc();
+          log.error({ version: p.at, facts: r.got, expected: r.expected }, 'snapshot incomplete: its facts do not add up to the count the server sent; resyncing from a snapshot');
+          this.d.onDirty();
+          this.d.link().restart('incomplete snapshot');
+          return;
+        }
         log.info({ version: store.version, facts: p.facts.length, replayed: p.replay.length }, 'snapshot applied');
         this.d.onDirty();
         this.afterApply(r);

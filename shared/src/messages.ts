@@ -67,6 +67,12 @@ export const SnapshotMessage = Type.Object({
    * written meanwhile makes it exact. The snapshot is then at the last one.
    */
   changes: Type.Optional(Type.Array(Change)),
+  /**
+   * On the last frame: how many facts the snapshot leaves (the env's count at
+   * its final version). An agent whose assembled state has another count
+   * discards it and asks for a whole snapshot again.
+   */
+  count: Type.Optional(Type.Integer({ minimum: 0 })),
 });
 export const ChangesMessage = Type.Object({ type: Type.Literal('changes'), changes: Type.Array(Change, { minItems: 1 }) });
 export const ErrorMessage = Type.Object({ type: Type.Literal('error'), error: Type.String(), message: Type.String() });

@@ -11,6 +11,8 @@ export interface AssembledSnapshot {
   replay: Change[];
   /** The version the snapshot leaves the state at: the last replayed change, else `version`. */
   at: number;
+  /** How many facts the state must hold once applied (sent on the last frame), when known. */
+  count?: number;
 }
 
 /**
@@ -34,6 +36,7 @@ export class SnapshotAssembly {
     if (m.last === false) return undefined;
     this.partial = undefined;
     p.at = p.replay.length > 0 ? p.replay[p.replay.length - 1]!.version : p.version;
+    if (m.count !== undefined) p.count = m.count;
     return p;
   }
 

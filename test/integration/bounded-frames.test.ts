@@ -209,10 +209,42 @@ describe('chunked, shared snapshots', () => {
     expect(snap.body.version).toBe(head);
     expect(local.version).toBe(head);
     expect(local.digest()).toBe(factsDigest(snap.body.facts));
+    expect(whole!.count).toBe(snap.body.facts.length); // the count the agent checks its assembled state against
 
     // The real agent: one snapshot, applied at `head`, equal to the server's.
     await waitUntil(() => agent.status().ready, 'agent ready');
     expect(agent.status()).toMatchObject({ applied: head, snapshots_applied: 1 });
     expect(agent.store.digest()).toBe(factsDigest(snap.body.facts));
+  });
+
+  it('a scan that misses a fact is caught by the count on the last frame: the agent clears it and loads a whole snapshot again', async () => {
+    const store = createMemoryStore({ logRetention: 1000, idempotencyTtlSeconds: 60, inlineChangeBytes: 4096 });
+    let dropped = 0;
+    // The first scan loses one fact, as a scan under a Redis Cluster resharding could.
+    const lossy: FactStore = {
+      ...store,
+      scanState: async (env, cursor, count) => {
+        const step = await store.scanState(env, cursor, count);
+        if (dropped === 0 && step.facts.length > 0) {
+          dropped++;
+          return { ...step, facts: step.facts.slice(1) };
+        }
+        return step;
+      },
+    };
+    const server = await startServer({ store: lossy, env: { WS_MAX_FRAME_BYTES: String(16 * 1024) } });
+    closers.push(() => server.close());
+    const admin = client(server.url, ADMIN);
+    const env = newEnv();
+    await admin.post(`/v1/envs/${env}/facts`, { ops: Array.from({ length: 300 }, (_, j) => ({ op: 'upsert', type: 'doc', key: `k${j}`, value: { j } })) });
+    const agent = await startAgent(server.url, { env: { AGENT_ENV: env } });
+    closers.push(() => agent.close());
+    await waitUntil(() => agent.status().ready && agent.store.size === 300, 'agent ready with every fact');
+    expect(dropped).toBe(1);
+    const snap = await admin.get(`/v1/envs/${env}/snapshot`);
+    expect(agent.store.digest()).toBe(factsDigest(snap.body.facts));
+    expect(agent.status()).toMatchObject({ applied: 1, snapshots_applied: 1 }); // the incomplete one was never applied
+    const metrics = (await client(agent.url).get('/metrics')).body as string;
+    expect(metrics).toMatch(/factsync_agent_history_forks_total 1/);
   });
 });

@@ -14,7 +14,7 @@ describe('snapshot frame builder', () => {
     for (const f of facts) take(b.fact(JSON.stringify(f)));
     const changes = Array.from({ length: 5 }, (_, i) => ({ version: 8 + i, id: `c${i}`, ts: 't', ops: [{ op: 'delete', type: 'user', key: `ü-${i}-😀` }] }));
     for (const c of changes) take(b.change(JSON.stringify(c)));
-    frames.push(Buffer.from(b.end()));
+    frames.push(Buffer.from(b.end(195)));
 
     const assembly = new SnapshotAssembly();
     let whole;
@@ -27,7 +27,7 @@ describe('snapshot frame builder', () => {
     }
     expect(frames.length).toBeGreaterThan(5);
     expect(frames.some((f) => f.length > 10_000)).toBe(true); // the big fact, alone
-    expect(whole).toMatchObject({ version: 7, at: 12 });
+    expect(whole).toMatchObject({ version: 7, at: 12, count: 195 });
     expect(whole!.facts).toEqual(facts);
     expect(whole!.replay).toEqual(changes);
   });

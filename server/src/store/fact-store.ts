@@ -176,6 +176,8 @@ export interface FactStore {
    * every op replaces or deletes a whole fact, so the replay makes it exact.
    */
   scanState(env: string, cursor: string, count: number): Promise<StateScan>;
+  /** The head and the number of facts at it, read together (the check that a scanned snapshot is whole). */
+  headWithCount(env: string): Promise<EnvHead & { facts: number }>;
 
   /** The verdict on a hello, without registering anything (subscribers). */
   resume(env: string, req: ResumeRequest): Promise<Resume>;

@@ -218,6 +218,11 @@ export function createMemoryStore(opts: MemoryStoreOptions): FactStore {
       return { version: s?.version ?? 0, epoch: s?.epoch ?? null, id: s?.id ?? GENESIS_ID };
     },
 
+    async headWithCount(env: string): Promise<EnvHead & { facts: number }> {
+      const s = envs.get(env);
+      return { version: s?.version ?? 0, epoch: s?.epoch ?? null, id: s?.id ?? GENESIS_ID, facts: s?.state.size ?? 0 };
+    },
+
     async ensureEpoch(env: string): Promise<EnvHead> {
       const s = envOf(env);
       return { version: s.version, epoch: epochOf(s), id: s.id };

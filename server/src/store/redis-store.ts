@@ -271,6 +271,13 @@ export async function createRedisStore(opts: RedisStoreOptions): Promise<FactSto
       return { version: Number(v ?? 0), epoch: e ?? null, id: id ?? '' };
     },
 
+    async headWithCount(env: string): Promise<EnvHead & { facts: number }> {
+      const keys = k(env);
+      const res = await guard('head', () => redis.multi().hmget(keys.meta, 'version', 'epoch', 'id').hlen(keys.state).exec());
+      const [v, e, id] = (res?.[0]?.[1] ?? []) as (string | null)[];
+      return { version: Number(v ?? 0), epoch: e ?? null, id: id ?? '', facts: Number(res?.[1]?.[1] ?? 0) };
+    },
+
     async ensureEpoch(env: string): Promise<EnvHead> {
       const [v, e, id] = await guard('epoch', () => redis.fsEnsureEpoch(k(env).meta, 0, 0, 0, 0, nanoid(12)));
       return { version: Number(v), epoch: e, id };

@@ -39,9 +39,9 @@ export class SnapshotFrameBuilder {
     return this.add('changes', json);
   }
 
-  /** The last frame (`last: true`), with whatever is left. */
-  end(): Buffer {
-    return this.frame(true);
+  /** The last frame (`last: true`), with whatever is left and the number of facts the snapshot leaves. */
+  end(count: number): Buffer {
+    return this.frame(true, count);
   }
 
   private add(kind: 'facts' | 'changes', json: string): Buffer | undefined {
@@ -53,8 +53,8 @@ export class SnapshotFrameBuilder {
     return out;
   }
 
-  private frame(last: boolean): Buffer {
-    const tail = `],"last":${last}}`;
+  private frame(last: boolean, count?: number): Buffer {
+    const tail = count === undefined ? `],"last":${last}}` : `],"last":${last},"count":${count}}`;
     // UTF-8 takes at most 3 bytes per UTF-16 unit; only then is the exact size worth counting.
     if ((this.chars + 40) * 3 > this.buf.length) {
       const exact = Buffer.byteLength(this.head) + this.parts.reduce((n, p) => n + Buffer.byteLength(p) + 1, 0) + 40;
@@ -80,7 +80,7 @@ export function* snapshotFrames(s: Snapshot, maxBytes: number): Generator<Buffer
     const full = b.fact(factJson(f));
     if (full) yield full;
   }
-  yield b.end();
+  yield b.end(s.facts.length);
 }
 
 export function factsJson(s: Snapshot): string {

@@ -141,7 +141,10 @@ export class SnapshotReads {
       } while (cursor !== '0');
 
       // What was written during the scan, replayed by the agent over what it scanned.
-      const end = await this.store.head(env);
+      // The head after the scan, with the number of facts at it: the agent checks that the facts it
+      // assembled and replayed are that many (a scan that missed a fact, e.g. under a Redis Cluster
+      // resharding, is noticed instead of served).
+      const end = await this.store.headWithCount(env);
       if (end.epoch !== base.epoch) continue; // the store was reset under the scan: start over
       let at = base.version;
       let id = base.id;
@@ -161,7 +164,7 @@ export class SnapshotReads {
         }
       }
       if (!complete) continue;
-      if (!(await send(frames.end()))) return null;
+      if (!(await send(frames.end(end.facts)))) return null;
       return { version: at, epoch: base.epoch, id, facts, replayed: at - base.version };
     }
     // The log keeps outrunning the scan: read the state at once (memory: the env, once per round).
