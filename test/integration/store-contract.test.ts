@@ -379,7 +379,7 @@ describe.each(Object.keys(factories))('FactStore contract: %s', (kind) => {
       await s.write('scan', { ops: [up(`u${k}`, { v: steps }), { op: 'delete', type: 'user', key: `u${(k + 1500) % 3000}` }, up(`new${n++}`, { v: steps })], ts: ts() });
     } while (cursor !== '0');
     expect(steps).toBeGreaterThan(5);
-    const end = await s.head('scan');
+    const end = await s.headWithCount('scan');
     for (let at = base.version; at < end.version;) {
       const page = await s.changes('scan', at, 1000);
       expect(page.truncated).toBe(false);
@@ -394,6 +394,7 @@ describe.each(Object.keys(factories))('FactStore contract: %s', (kind) => {
     }
     const snap = await s.snapshot('scan');
     expect(snap.version).toBe(end.version);
+    expect(end.facts).toBe(snap.facts.length);
     const exact = new Map(snap.facts.map((f) => [`${f.type}\u0000${f.key}`, f.valueJson]));
     expect(facts.size).toBe(exact.size);
     for (const [k, v] of exact) expect(JSON.parse(facts.get(k) ?? 'null'), k).toEqual(JSON.parse(v));
@@ -402,6 +403,7 @@ describe.each(Object.keys(factories))('FactStore contract: %s', (kind) => {
   it('a scan of a missing env is empty and creates nothing', async () => {
     const s = await make();
     expect(await s.scanState('nothing-here', '0', 100)).toEqual({ cursor: '0', facts: [] });
+    expect(await s.headWithCount('nothing-here')).toMatchObject({ version: 0, epoch: null, facts: 0 });
     expect(await s.envs(100)).not.toContain('nothing-here');
   });
 
