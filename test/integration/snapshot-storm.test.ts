@@ -54,7 +54,7 @@ describe('snapshot storm', () => {
     const before = rss(pid).now;
 
     const AGENTS = 16;
-    const done: { bytes: number; frames: number; last?: { version: number; facts: number } }[] = [];
+    const done: { bytes: number; frames: number; last?: { version: number; facts: number; count?: number } }[] = [];
     for (let i = 0; i < AGENTS; i++) {
       const ws = new WebSocket(`${server.url.replace(/^http/, 'ws')}/v1/ws`, { headers: { authorization: `Bearer ${AGENT}` }, perMessageDeflate: false, maxPayload: 256 * 1024 * 1024 });
       sockets.push(ws);
@@ -68,7 +68,11 @@ describe('snapshot storm', () => {
         if (!s.startsWith('{"type":"snapshot"')) return;
         got.frames++;
         facts += s.split('{"type":"user"').length - 1;
-        if (s.endsWith('"last":true}')) got.last = { version: (JSON.parse(s) as { version: number }).version, facts };
+        // The last frame's tail: `"last":true` (and the count of facts it leaves).
+        if (s.lastIndexOf('"last":true') > s.length - 40) {
+          const m = JSON.parse(s) as { version: number; count?: number };
+          got.last = { version: m.version, facts, count: m.count };
+        }
       });
       ws.once('open', () => ws.send(JSON.stringify({ type: 'hello', env, agent_id: `storm-${i}`, applied: 0, ack: true })));
     }
@@ -91,7 +95,7 @@ describe('snapshot storm', () => {
     const after = rss(pid);
 
     for (const d of done) {
-      expect(d.last).toEqual({ version: head, facts: FACTS });
+      expect(d.last).toEqual({ version: head, facts: FACTS, count: FACTS });
       expect(d.frames).toBeGreaterThan(10); // streamed, not one frame
       expect(d.bytes).toBeGreaterThan(envBytes * 0.8);
     }
