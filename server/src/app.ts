@@ -97,6 +97,7 @@ export async function createServer(config: Readonly<ServerConfig>, opts: ServerO
     sessions: () => gateway.sessions,
     feedHeads: () => broadcaster.feedHeads(),
     gapsRepaired: () => broadcaster.gapsRepaired,
+    snapshotStreams: () => ({ running: gateway.snapshots.streaming, queued: gateway.snapshots.queued }),
     // A count per served env, read at most once a minute however often /metrics is scraped:
     // monthly users move slowly, and 10k envs must not mean 10k Redis reads per scrape.
     mau: () => {

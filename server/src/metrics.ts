@@ -9,6 +9,8 @@ export interface MetricSources {
   gapsRepaired(): number;
   /** Monthly active users of the current UTC month, for the envs this replica serves. */
   mau(): Promise<Iterable<{ env: string; mau: number }>>;
+  /** Snapshot reads running (rounds and HTTP reads, at most MAX_SNAPSHOT_STREAMS) and waiting for a slot. */
+  snapshotStreams?(): { running: number; queued: number };
 }
 
 /**
@@ -62,6 +64,14 @@ export class ServerMetrics {
         if (!rows) return; // the store is down: keep the last figures rather than report zero users
         this.reset();
         for (const r of rows) this.set({ env: r.env }, r.mau);
+      },
+    });
+    new Gauge({
+      name: 'factsync_snapshot_streams', help: 'Snapshot reads of this replica: running (at most MAX_SNAPSHOT_STREAMS) and queued for a slot', labelNames: ['state'], registers: reg,
+      collect() {
+        const s = sources.snapshotStreams?.() ?? { running: 0, queued: 0 };
+        this.set({ state: 'running' }, s.running);
+        this.set({ state: 'queued' }, s.queued);
       },
     });
     const heads = () => new Map([...sources.feedHeads()].map((f) => [f.env, f.known]));

@@ -177,6 +177,8 @@ describe('chunked, shared snapshots', () => {
     const agent = await startAgent(server.url, { env: { AGENT_ENV: env } });
     closers.push(() => agent.close());
     await reached;
+    const streaming = (await client(server.url).get('/metrics')).body as string;
+    expect(streaming).toMatch(/factsync_snapshot_streams\{state="running"\} [12]\b/);
     // Updates, deletes (of keys on both sides of the scan) and new keys while the scan waits.
     for (let i = 0; i < 30; i++) {
       const k = (i * 211) % 3000;

@@ -44,6 +44,8 @@ describe('operations', () => {
       expect([...s.keys()].some((k) => k.includes('agent="m1"'))).toBe(false);
       expect(s.get(`factsync_acks_total{env="${env}"}`)).toBeGreaterThanOrEqual(1);
       expect(s.get(`factsync_resyncs_total{env="${env}",source="snapshot"}`)).toBe(1);
+      expect(s.get('factsync_snapshot_streams{state="running"}')).toBe(0); // that snapshot is done
+      expect(s.get('factsync_snapshot_streams{state="queued"}')).toBe(0);
       expect(s.get('factsync_rejected_requests_total{code="invalid_request"}')).toBe(1);
       expect(s.get('factsync_rejected_requests_total{code="unauthorized"}')).toBe(1);
       expect(s.get('factsync_redis_errors_total')).toBe(0);
