@@ -140,10 +140,9 @@ export class SnapshotReads {
         if (live().length === 0) return null;
       } while (cursor !== '0');
 
-      // What was written during the scan, replayed by the agent over what it scanned.
-      // The head after the scan, with the number of facts at it: the agent checks that the facts it
-      // assembled and replayed are that many (a scan that missed a fact, e.g. under a Redis Cluster
-      // resharding, is noticed instead of served).
+      // What was written during the scan follows, for the agent to replay over what it scanned; with
+      // the head after the scan comes the number of facts at it, which the agent checks its result
+      // against (a scan that missed a fact, e.g. under a Redis Cluster resharding, is not served).
       const end = await this.store.headWithCount(env);
       if (end.epoch !== base.epoch) continue; // the store was reset under the scan: start over
       let at = base.version;
@@ -151,7 +150,7 @@ export class SnapshotReads {
       let complete = true;
       while (at < end.version) {
         const page = await this.store.changes(env, at, this.pageSize, this.frameBytes);
-        if (page.truncated || page.epoch !== base.epoch) {
+        if (page.truncated || page.epoch !== base.epoch || page.changes.length === 0) {
           complete = false; // trimmed past S0 while we scanned: a scan from a newer head
           break;
         }
