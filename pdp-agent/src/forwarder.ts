@@ -118,6 +118,12 @@ export class Forwarder {
     const answer = await this.withRetries(firstSeq, () => this.d.client.request('POST', `/v1/envs/${this.d.env}/writes`, {
       body: { writes: batch.map((q) => ({ ops: q.ops })) }, headers, preferred: this.d.preferred(), timeoutMs: 30_000,
     }));
+    if (answer.status === 413 && batch.length > 1) {
+      // Too large together (the server's body or ops limit), not necessarily alone: each on its own,
+      // with the number it already has (nothing of a refused request was written).
+      for (let i = 0; i < batch.length; i++) await this.sendBatch([batch[i]!], firstSeq + i).catch((e: unknown) => batch[i]!.reject(e));
+      return;
+    }
     const results = (answer.body as { results?: { version?: number; error?: string; message?: string }[] }).results;
     if (answer.status !== 200 || !Array.isArray(results) || results.length !== batch.length) throw errorOf(answer);
     batch.forEach((q, i) => {

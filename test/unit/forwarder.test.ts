@@ -56,6 +56,27 @@ describe('forwarder', () => {
     expect(settled[2]).toMatchObject({ status: 'fulfilled', value: { version: 9 } });
   });
 
+  it('a batch too large together (413) goes again write by write, each with its own number', async () => {
+    const { sent, forwarder } = heldServer();
+    const first = forwarder.write(ops('a'), local);
+    await tick();
+    const rest = ['b', 'c'].map((k) => forwarder.write(ops(k), local));
+    sent[0]!.answer(200, { results: [{ version: 1 }] });
+    await first;
+    await tick();
+    expect(sent[1]).toMatchObject({ seq: 2, writes: 2 });
+    sent[1]!.answer(413, { error: 'payload_too_large', message: 'body too large' });
+    await tick();
+    expect(sent[2]).toMatchObject({ seq: 2, writes: 1 });
+    sent[2]!.answer(200, { results: [{ version: 2 }] });
+    await tick();
+    expect(sent[3]).toMatchObject({ seq: 3, writes: 1 });
+    sent[3]!.answer(413, { error: 'payload_too_large', message: 'still too large alone' });
+    const settled = await Promise.allSettled(rest);
+    expect(settled[0]).toMatchObject({ status: 'fulfilled', value: { version: 2 } });
+    expect(settled[1]).toMatchObject({ status: 'rejected', reason: { code: 'payload_too_large' } });
+  });
+
   it('a 503 is retried with the same numbers', async () => {
     const { sent, forwarder } = heldServer();
     const w = forwarder.write(ops('a'), local);
