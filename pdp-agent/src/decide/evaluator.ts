@@ -127,10 +127,9 @@ export class Evaluator {
     };
     for (let head = 0; head < queue.length; head++) {
       const node = (from = queue[head]!);
-      if (subjects.get(node)?.get('user')?.has(subject)) return explain ? this.describe(node, parent, userKey) : 'held';
+      if (subjects.has(node, subject)) return explain ? this.describe(node, parent, userKey) : 'held';
       if (parent.size >= MAX_DERIVATION_NODES) continue;
-      const sets = usersets.get(node);
-      if (sets) for (const us of sets) visit(us);
+      for (const us of usersets.values(node)) visit(us);
       const hash = node.lastIndexOf('#');
       const object = node.slice(0, hash);
       const role = node.slice(hash + 1);
@@ -141,8 +140,8 @@ export class Evaluator {
       const grants = resourceRoles.get(type)?.get(role)?.granted_to;
       if (grants) {
         for (const g of grants) {
-          const related = subjects.get(`${object}#${g.via}`)?.get(g.on);
-          if (related) for (const o of related) visit(`${o}#${g.role}`);
+          const on = `${g.on}:`;
+          for (const o of subjects.values(`${object}#${g.via}`)) if (o.startsWith(on)) visit(`${o}#${g.role}`);
         }
       }
     }

@@ -1,9 +1,10 @@
 import {
-  parseCondition, splitInstance, splitPermission,
+  parseCondition, splitPermission,
   type ConditionSetRuleValue, type ConditionSetValue, type RelationshipValue, type ResourceRoleValue, type ResourceValue,
   type RoleAssignmentValue, type TenantRoleValue,
 } from '@factsync/shared';
 import { compileCondition, type Predicate } from './compile-condition.js';
+import { SparseMulti } from './sparse-multi.js';
 
 /** Receives every fact change of the local store, in apply order. */
 export interface FactObserver {
@@ -44,11 +45,11 @@ export class PolicyIndex implements FactObserver {
   readonly resources = new Map<string, ResourceValue>();
   readonly instances = new Map<string, { tenant: string; attributes: Record<string, unknown> }>();
   /** `O#rel` → subject sets `S#rel2` that hold rel on O. */
-  readonly usersets: Multi<string, string> = new Map();
-  /** `O#rel` → subject type → plain subjects `T:x` related to O by rel. */
-  readonly subjects = new Map<string, Multi<string, string>>();
+  readonly usersets = new SparseMulti();
+  /** `O#rel` → plain subjects `T:x` related to O by rel (of any type: a subject says its type). */
+  readonly subjects = new SparseMulti();
   /** subject (`T:x` or `S#rel`) → `O#rel` it appears in (for listing what a user can reach). */
-  readonly reverse: Multi<string, string> = new Map();
+  readonly reverse = new SparseMulti();
   /** entity (`user:u`, `document:1`) → attribute facts. */
   readonly entityAttributes = new Map<string, Map<string, unknown>>();
   readonly conditionSets = new Map<string, ConditionSet>();
@@ -152,7 +153,7 @@ export class PolicyIndex implements FactObserver {
 
   reset(): void {
     for (const m of [this.roles, this.assignments, this.resourceRoles, this.resources, this.instances, this.usersets, this.subjects,
-      this.reverse, this.entityAttributes, this.conditionSets, this.rules, this.rolePermissionCache, this.grantingCache] as Map<unknown, unknown>[]) m.clear();
+      this.reverse, this.entityAttributes, this.conditionSets, this.rules, this.rolePermissionCache, this.grantingCache] as { clear(): void }[]) m.clear();
     this.extendingCache = undefined;
   }
 
@@ -216,19 +217,13 @@ export class PolicyIndex implements FactObserver {
 
   private relate(v: RelationshipValue, add: boolean): void {
     const node = `${v.object}#${v.relation}`;
-    if (v.subject.includes('#')) {
-      (add ? addTo : removeFrom)(this.usersets, node, v.subject);
+    const index = v.subject.includes('#') ? this.usersets : this.subjects;
+    if (add) {
+      index.add(node, v.subject);
+      this.reverse.add(v.subject, node);
     } else {
-      const type = splitInstance(v.subject)?.[0] ?? '';
-      let byType = this.subjects.get(node);
-      if (add) {
-        if (!byType) this.subjects.set(node, (byType = new Map()));
-        addTo(byType, type, v.subject);
-      } else if (byType) {
-        removeFrom(byType, type, v.subject);
-        if (byType.size === 0) this.subjects.delete(node);
-      }
+      index.remove(node, v.subject);
+      this.reverse.remove(v.subject, node);
     }
-    (add ? addTo : removeFrom)(this.reverse, v.subject, node);
   }
 }

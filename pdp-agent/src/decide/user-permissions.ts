@@ -78,17 +78,17 @@ function reachableInstances(userKey: string, index: PolicyIndex): { type: string
   const visit = (holding: string) => {
     if (!seen.has(holding) && seen.size < MAX_DERIVATION_NODES) seen.add(holding), queue.push(holding);
   };
-  for (const node of index.reverse.get(`user:${userKey}`) ?? []) visit(node);
+  for (const node of index.reverse.values(`user:${userKey}`)) visit(node);
   for (let head = 0; head < queue.length; head++) {
     const holding = queue[head]!;
     const hash = holding.lastIndexOf('#');
     const object = holding.slice(0, hash);
     const role = holding.slice(hash + 1);
     objects.add(object);
-    for (const n of index.reverse.get(holding) ?? []) visit(n);
+    for (const n of index.reverse.values(holding)) visit(n);
     const heldType = splitInstance(object)?.[0];
     // Objects X related to `object` by some relation `via` (X#via@object): X's roles granted to `role` on heldType via it.
-    for (const rel of index.reverse.get(object) ?? []) {
+    for (const rel of index.reverse.values(object)) {
       const h = rel.lastIndexOf('#');
       const x = rel.slice(0, h);
       const via = rel.slice(h + 1);

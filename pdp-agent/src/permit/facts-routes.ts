@@ -44,7 +44,7 @@ export function registerPermitFactsRoutes(app: FastifyInstance, forward: Forward
   /** As the native delete, and Permit's instance role assignments too (the relationships naming the user). */
   const permitUserDeleteOps = (key: string): Op[] => [
     ...userDeleteOps(d.store, key),
-    ...[...(d.decider.index.reverse.get(`user:${key}`) ?? [])].map((node): Op => ({ op: 'delete', type: 'relationship', key: `${node}@user:${key}` })),
+    ...[...d.decider.index.reverse.values(`user:${key}`)].map((node): Op => ({ op: 'delete', type: 'relationship', key: `${node}@user:${key}` })),
   ];
   const userOps = (u: UserBody): Result<Op[]> => {
     const assignments = allOk((u.role_assignments ?? []).map((a) => assignmentOp({ ...a, user: u.key }, 'upsert')));
