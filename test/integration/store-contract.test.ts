@@ -460,3 +460,23 @@ describe('producer windows in Redis', () => {
     }
   });
 });
+
+describe('memory store scans', () => {
+  it('an abandoned scan is dropped once too many are open; continuing it is a retryable error, not a bad request', async () => {
+    const s = createMemoryStore({ ...opts });
+    await s.write('m', { ops: [up('a'), up('b'), up('c')], ts: ts() });
+    const first = await s.scanState('m', '0', 1);
+    for (let i = 0; i < 256; i++) await s.scanState('m', '0', 1);
+    await expect(s.scanState('m', first.cursor, 1)).rejects.toMatchObject({ code: 'store_unavailable' });
+    // A fresh scan still works, whole.
+    const keys: string[] = [];
+    let cursor = '0';
+    do {
+      const step = await s.scanState('m', cursor, 1);
+      keys.push(...step.facts.map((f) => f.key));
+      cursor = step.cursor;
+    } while (cursor !== '0');
+    expect(keys.sort()).toEqual(['a', 'b', 'c']);
+    await s.close();
+  });
+});

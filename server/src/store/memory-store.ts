@@ -260,7 +260,7 @@ export function createMemoryStore(opts: MemoryStoreOptions): FactStore {
       if (!s) return { cursor: '0', facts: [] };
       let scan = cursor === '0' ? undefined : scans.get(cursor);
       if (!scan) {
-        if (cursor !== '0') throw new FactsyncError('invalid_request', `unknown scan cursor "${cursor}"; start again from "0"`);
+        if (cursor !== '0') throw new FactsyncError('store_unavailable', `scan cursor "${cursor}" is no longer open (more than ${MAX_OPEN_SCANS} scans at once); start again from "0"`);
         scan = { keys: [...s.state.keys()], at: 0 };
       }
       const facts: RawFact[] = [];
