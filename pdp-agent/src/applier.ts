@@ -98,4 +98,3 @@ export class Applier {
     return { kind: 'gap', applied: this.applied, count, after: this.applied, before };
   }
 }
-

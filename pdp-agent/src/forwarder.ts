@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { ErrorCodes, FactsyncError, backoffDelayMs, formatWaitFor, isErrorCode, type Op, type SyncStatus, type TimeoutPolicy, type WaitFor } from '@factsync/shared';
+import { FactsyncError, backoffDelayMs, formatWaitFor, isErrorCode, type Op, type SyncStatus, type TimeoutPolicy, type WaitFor } from '@factsync/shared';
 import { errorOf, type ServerClient } from './server-client.js';
 import { ProducerWindow } from './producer-window.js';
 
@@ -129,7 +129,7 @@ export class Forwarder {
     batch.forEach((q, i) => {
       const r = results[i]!;
       if (r.error === undefined && typeof r.version === 'number') q.resolve(r.version);
-      else q.reject(errorOf({ status: ErrorCodes[isErrorCode(r.error) ? r.error : 'invalid_request'].status, body: r, headers: new Headers() }));
+      else q.reject(new FactsyncError(isErrorCode(r.error) ? r.error : 'invalid_request', r.message ?? 'the server refused this write', r));
     });
   }
 

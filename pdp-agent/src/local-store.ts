@@ -1,5 +1,6 @@
 import { IncrementalHash, factsDigest, type Change, type Fact } from '@factsync/shared';
 import btree from 'sorted-btree';
+import type { FactObserver } from './decide/policy-index.js';
 
 // sorted-btree is CommonJS: Node's ESM loader puts its exports on the default import, bundlers
 // (vitest) may hand over the class itself; accept both.
@@ -8,7 +9,6 @@ const mod = ((btree as unknown as { default?: BTreeModule }).default ?? btree) a
 const BTree = (typeof mod === 'function' ? mod : mod.default) as BTreeModule['default'];
 const stringOrder = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
 type KeyTree = InstanceType<typeof BTree<string, undefined>>;
-import type { FactObserver } from './decide/policy-index.js';
 
 /**
  * The agent's replica of its env: facts by type, then key. It knows nothing of

@@ -23,8 +23,9 @@ export class ProducerWindow {
 
   /** How many consecutive numbers can be taken now (0 = wait for `whenFree`). */
   get room(): number {
-    if (this.open.size === 0) return PRODUCER_WINDOW;
-    return Math.max(0, PRODUCER_WINDOW - (this.next - Math.min(...this.open)));
+    // Numbers are taken in ascending order and a Set iterates in insertion order: the first is the oldest.
+    const oldest = this.open.values().next();
+    return oldest.done ? PRODUCER_WINDOW : Math.max(0, PRODUCER_WINDOW - (this.next - oldest.value));
   }
 
   /** Takes `n` consecutive numbers (n <= room); returns the first. */

@@ -14,7 +14,7 @@ import { ControlPlane } from './control/control-plane.js';
 import { Gateway } from './ws/gateway.js';
 import { ServerMetrics } from './metrics.js';
 import { GroupCommit } from './store/group-commit.js';
-import { TokenSlots } from './routes/context.js';
+import { TokenSlots } from './token-slots.js';
 import { factsRoutes } from './routes/facts.js';
 import { readRoutes } from './routes/reads.js';
 import { usageRoutes } from './routes/usage.js';

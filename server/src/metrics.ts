@@ -10,7 +10,7 @@ export interface MetricSources {
   /** Monthly active users of the current UTC month, for the envs this replica serves. */
   mau(): Promise<Iterable<{ env: string; mau: number }>>;
   /** Snapshot reads running (rounds and HTTP reads, at most MAX_SNAPSHOT_STREAMS) and waiting for a slot. */
-  snapshotStreams?(): { running: number; queued: number };
+  snapshotStreams(): { running: number; queued: number };
 }
 
 /**
@@ -69,7 +69,7 @@ export class ServerMetrics {
     new Gauge({
       name: 'factsync_snapshot_streams', help: 'Snapshot reads of this replica: running (at most MAX_SNAPSHOT_STREAMS) and queued for a slot', labelNames: ['state'], registers: reg,
       collect() {
-        const s = sources.snapshotStreams?.() ?? { running: 0, queued: 0 };
+        const s = sources.snapshotStreams();
         this.set({ state: 'running' }, s.running);
         this.set({ state: 'queued' }, s.queued);
       },

@@ -174,7 +174,7 @@ describe('chunked, shared snapshots', () => {
     ws.on('message', (d: Buffer) => frames.push(d.toString()));
     await new Promise((r) => ws.once('open', r));
     ws.send(JSON.stringify({ type: 'hello', env, agent_id: 'watcher', applied: 0, ack: false }));
-    const agent = await startAgent(server.url, { env: { AGENT_ENV: env } });
+    const agent = await startAgent(server.url, { env: { AGENT_ENV: env, AGENT_ID: 'replayer' } });
     closers.push(() => agent.close());
     await reached;
     const streaming = (await client(server.url).get('/metrics')).body as string;
@@ -217,6 +217,10 @@ describe('chunked, shared snapshots', () => {
     await waitUntil(() => agent.status().ready, 'agent ready');
     expect(agent.status()).toMatchObject({ applied: head, snapshots_applied: 1 });
     expect(agent.store.digest()).toBe(factsDigest(snap.body.facts));
+    // Its ack of `head` counts (invariants 8 and 9): the server recorded it with the chain id of the
+    // last replayed change, not the scan's base.
+    const sync = await admin.get(`/v1/envs/${env}/sync?version=${head}&wait_for=replayer&timeout=5`);
+    expect(sync.body).toMatchObject({ version: head, synced: true, acked: ['replayer'] });
   });
 
   it('a scan that misses a fact is caught by the count on the last frame: the agent clears it and loads a whole snapshot again', async () => {

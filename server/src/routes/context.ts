@@ -7,6 +7,7 @@ import type { ControlPlane } from '../control/control-plane.js';
 import type { ServerConfig } from '../config.js';
 import type { ServerMetrics } from '../metrics.js';
 import type { SnapshotReads } from '../ws/snapshot-reads.js';
+import type { TokenSlots } from '../token-slots.js';
 
 /** What route plugins need; passed explicitly so each can be built against real parts in tests. */
 export interface RouteContext {
@@ -39,30 +40,6 @@ export function requireCap(auth: Authenticator, cap: Capability) {
     }
     req.principal = permit(principal, env, cap);
   };
-}
-
-/**
- * Open requests of one kind per token on a replica (long-polls: MAX_WAITS_PER_TOKEN;
- * status streams: MAX_STREAMS_PER_TOKEN): each holds a socket and a waiter, so a
- * token may hold at most `max` at once; one more is a 429.
- */
-export class TokenSlots {
-  private readonly held = new Map<number, number>();
-  constructor(private readonly max: number, private readonly what: string, private readonly variable: string) {}
-
-  acquire(tokenIndex: number): () => void {
-    const n = this.held.get(tokenIndex) ?? 0;
-    if (n >= this.max) throw new FactsyncError('too_many_connections', `this token already has ${n} ${this.what} on this replica (${this.variable}); wait for some to finish`);
-    this.held.set(tokenIndex, n + 1);
-    let released = false;
-    return () => {
-      if (released) return;
-      released = true;
-      const left = (this.held.get(tokenIndex) ?? 1) - 1;
-      if (left <= 0) this.held.delete(tokenIndex);
-      else this.held.set(tokenIndex, left);
-    };
-  }
 }
 
 /** Aborts when the client goes away, so a long-poll stops waiting for nobody. */

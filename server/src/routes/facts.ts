@@ -3,12 +3,21 @@ import { Type } from '@sinclair/typebox';
 import {
   FactsyncError, WriteRequest, parseOps, parseWriteHeaders, type SyncStatus,
 } from '@factsync/shared';
-import { EnvParams, ErrorBody, WAIT_HEADERS, WriteResponse } from './schemas.js';
+import { EnvParams, ErrorBody, PRODUCER_HEADERS, WAIT_HEADERS, WriteResponse } from './schemas.js';
 import { abortOnClose, requireCap, type RouteContext } from './context.js';
-import type { WriteInput } from '../store/fact-store.js';
+import type { WriteInput, WriteOutcome } from '../store/fact-store.js';
 
 /** `POST /v1/envs/:env/facts`: one write, one version, optionally waiting for acks. */
 export function factsRoutes(app: FastifyInstance, ctx: RouteContext): void {
+  /** A write's outcome in the metrics: a new version with its ops, or a replay. */
+  const counted = (env: string, outcome: WriteOutcome, ops: number): void => {
+    if (outcome.duplicate) ctx.metrics.idempotentReplays.inc({ env });
+    else {
+      ctx.metrics.writes.inc({ env });
+      ctx.metrics.writeOps.inc({ env }, ops);
+    }
+  };
+
   app.post('/v1/envs/:env/facts', {
     onRequest: requireCap(ctx.auth, 'write'),
     schema: {
@@ -16,8 +25,7 @@ export function factsRoutes(app: FastifyInstance, ctx: RouteContext): void {
       params: EnvParams,
       headers: Type.Object({
         'idempotency-key': Type.Optional(Type.String({ description: 'a retry with the same key returns the first version' })),
-        'x-producer-id': Type.Optional(Type.String({ description: 'with X-Producer-Seq, instead of Idempotency-Key: one id per producer process' })),
-        'x-producer-seq': Type.Optional(Type.String({ description: "the write's number in its producer's sequence (1, 2, ...); a retry of one of the last 128 returns its first version" })),
+        ...PRODUCER_HEADERS,
         ...WAIT_HEADERS,
       }),
       body: WriteRequest,
@@ -47,13 +55,8 @@ export function factsRoutes(app: FastifyInstance, ctx: RouteContext): void {
       const endWrite = ctx.metrics.writeDuration.startTimer();
       const outcome = await ctx.commit.write(env, { ops: ops.value, ts: new Date().toISOString(), idempotencyKey, producer });
       endWrite();
-      if (outcome.duplicate) {
-        reply.header('idempotent-replayed', 'true');
-        ctx.metrics.idempotentReplays.inc({ env });
-      } else {
-        ctx.metrics.writes.inc({ env });
-        ctx.metrics.writeOps.inc({ env }, ops.value.length);
-      }
+      counted(env, outcome, ops.value.length);
+      if (outcome.duplicate) reply.header('idempotent-replayed', 'true');
       req.log.debug({ env, version: outcome.version, ops: ops.value.length, duplicate: outcome.duplicate }, 'write');
       if (!wantsWait) return { version: outcome.version };
 
@@ -89,10 +92,7 @@ export function factsRoutes(app: FastifyInstance, ctx: RouteContext): void {
     schema: {
       summary: 'Apply several writes in order, each its own version (a producer batch)',
       params: EnvParams,
-      headers: Type.Object({
-        'x-producer-id': Type.Optional(Type.String({ description: 'the producer (one per process)' })),
-        'x-producer-seq': Type.Optional(Type.String({ description: 'the sequence number of the first write; write i has this + i' })),
-      }),
+      headers: Type.Object(PRODUCER_HEADERS),
       body: Type.Object({ writes: Type.Array(WriteRequest, { minItems: 1, maxItems: MAX_BATCH_WRITES }) }, { additionalProperties: false }),
       response: { 200: BatchResponse, '4xx': ErrorBody, '5xx': ErrorBody },
     },
@@ -132,14 +132,8 @@ export function factsRoutes(app: FastifyInstance, ctx: RouteContext): void {
         results[at] = e.toJSON();
         return;
       }
-      if (a.value.duplicate) {
-        ctx.metrics.idempotentReplays.inc({ env });
-        results[at] = { version: a.value.version, replayed: true };
-      } else {
-        ctx.metrics.writes.inc({ env });
-        ctx.metrics.writeOps.inc({ env }, input.ops.length);
-        results[at] = { version: a.value.version };
-      }
+      counted(env, a.value, input.ops.length);
+      results[at] = a.value.duplicate ? { version: a.value.version, replayed: true } : { version: a.value.version };
     });
     return { results };
   });

@@ -12,6 +12,12 @@ export const ErrorBody = Type.Object(
 
 export const WriteResponse = Type.Object({ version: Type.Integer({ minimum: 1 }), sync: Type.Optional(SyncStatus) });
 
+/** Idempotency by producer: a producer numbers its writes; the server remembers its last 128 numbers. */
+export const PRODUCER_HEADERS = {
+  'x-producer-id': Type.Optional(Type.String({ description: 'with X-Producer-Seq, instead of Idempotency-Key: one id per producer process' })),
+  'x-producer-seq': Type.Optional(Type.String({ description: "the write's number in its producer's sequence (1, 2, ...; in a batch, the first write's); a retry of one of the last 128 returns its first version" })),
+};
+
 export const WAIT_HEADERS = {
   'x-wait-for': Type.Optional(Type.String({ description: '"all", an integer n, or a comma list of agent ids' })),
   'x-wait-timeout': Type.Optional(Type.String({ description: 'seconds: 0 = now, >0 = up to, <0 = until synced' })),

@@ -4,7 +4,8 @@ import { readFileSync } from 'node:fs';
 import { Type } from '@sinclair/typebox';
 import { streamEnvStatus } from '../status/status-stream.js';
 import { EnvParams, ErrorBody } from './schemas.js';
-import { TokenSlots, requireCap, type RouteContext } from './context.js';
+import { requireCap, type RouteContext } from './context.js';
+import { TokenSlots } from '../token-slots.js';
 
 const PAGE = readFileSync(new URL('../status/page.html', import.meta.url), 'utf8');
 

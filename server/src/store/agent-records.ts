@@ -47,5 +47,3 @@ export function toAgentRecords(
   }
   return out;
 }
-
-/** The same key with a different body (both stores): the first write stands, the new one is refused. */

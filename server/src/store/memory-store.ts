@@ -25,8 +25,8 @@ interface EnvState {
   log: RawChange[];
   state: Map<string, string>;
   idem: Map<string, { version: number; hash: string; expiresMs: number }>;
-  /** Per producer: its highest sequence number and the last PRODUCER_WINDOW with their versions. */
-  producers: Map<string, { max: number; seqs: Map<number, { version: number; hash: string; expiresMs: number }>; expiresMs: number }>;
+  /** Per producer: its highest sequence number and the last PRODUCER_WINDOW with their versions (expiring as a whole). */
+  producers: Map<string, { max: number; seqs: Map<number, { version: number; hash: string }>; expiresMs: number }>;
   sess: Map<string, string>;
   info: Map<string, AgentInfoRecord & { addr: string }>;
   applied: Map<string, { v: number; id: string }>;
@@ -34,13 +34,15 @@ interface EnvState {
   gone: Map<string, number>;
 }
 
+/** Open scans of one store; past it the oldest abandoned one is dropped. */
+const MAX_OPEN_SCANS = 256;
+
 /**
  * The embedded store: one process, no Redis. Every method runs synchronously
  * inside one call, which gives it the same atomicity as the Redis scripts, and
  * events travel through the same wire encoding as Redis pub/sub, delivered
  * asynchronously like a real doorbell. It mirrors redis-scripts.ts rule for rule.
  */
-const MAX_OPEN_SCANS = 256;
 
 export function createMemoryStore(opts: MemoryStoreOptions): FactStore {
   const now = opts.now ?? Date.now;
@@ -79,9 +81,9 @@ export function createMemoryStore(opts: MemoryStoreOptions): FactStore {
       const hash = input.idempotencyKey !== undefined || input.producer ? sha1Hex(opsJson) : '';
       let producer = input.producer ? s.producers.get(input.producer.id) : undefined;
       if (producer && producer.expiresMs <= t) producer = undefined;
-      const prev = input.producer ? producer?.seqs.get(input.producer.seq)
-        : input.idempotencyKey !== undefined ? s.idem.get(input.idempotencyKey) : undefined;
-      if (prev && (input.producer || prev.expiresMs > t)) {
+      const key = input.idempotencyKey !== undefined ? s.idem.get(input.idempotencyKey) : undefined;
+      const prev = input.producer ? producer?.seqs.get(input.producer.seq) : key && key.expiresMs > t ? key : undefined;
+      if (prev) {
         results.push(prev.hash !== hash
           ? { ok: false, error: idempotencyKeyReused(input, prev.version) }
           : { ok: true, outcome: { version: prev.version, epoch, duplicate: true } });
@@ -103,7 +105,7 @@ export function createMemoryStore(opts: MemoryStoreOptions): FactStore {
       if (input.producer) {
         // The same window as the Redis script: the producer's last PRODUCER_WINDOW sequence numbers.
         if (!producer) s.producers.set(input.producer.id, (producer = { max: 0, seqs: new Map(), expiresMs: 0 }));
-        producer.seqs.set(input.producer.seq, { version: v, hash, expiresMs: 0 });
+        producer.seqs.set(input.producer.seq, { version: v, hash });
         if (input.producer.seq > producer.max) {
           producer.max = input.producer.seq;
           for (const q of producer.seqs.keys()) if (q <= producer.max - PRODUCER_WINDOW) producer.seqs.delete(q);

@@ -302,24 +302,12 @@ export async function createRedisStore(opts: RedisStoreOptions): Promise<FactSto
       // command timeout, since reading a large env legitimately takes seconds.
       const res = await guard('snapshot', () => bulkClient.multi().hmget(keys.meta, 'version', 'epoch', 'id').call('HGETALL', keys.state).exec());
       const [v, e, id] = (res?.[0]?.[1] ?? []) as (string | null)[];
-      const flat = (res?.[1]?.[1] ?? []) as string[];
-      const facts: RawFact[] = new Array(flat.length >> 1);
-      for (let i = 0; i + 1 < flat.length; i += 2) {
-        const { type, key } = splitFactField(flat[i]!);
-        facts[i >> 1] = { type, key, valueJson: flat[i + 1]! };
-      }
-      return { version: Number(v ?? 0), epoch: e ?? null, id: id ?? '', facts };
+      return { version: Number(v ?? 0), epoch: e ?? null, id: id ?? '', facts: rawFacts((res?.[1]?.[1] ?? []) as string[]) };
     },
 
     async scanState(env: string, cursor: string, count: number): Promise<StateScan> {
       const reply = await guard('snapshot scan', () => bulkClient.call('HSCAN', k(env).state, cursor, 'COUNT', count)) as [string, string[]];
-      const flat = reply[1];
-      const facts: RawFact[] = new Array(flat.length >> 1);
-      for (let i = 0; i + 1 < flat.length; i += 2) {
-        const { type, key } = splitFactField(flat[i]!);
-        facts[i >> 1] = { type, key, valueJson: flat[i + 1]! };
-      }
-      return { cursor: String(reply[0]), facts };
+      return { cursor: String(reply[0]), facts: rawFacts(reply[1]) };
     },
 
     async resume(env: string, r: ResumeRequest): Promise<Resume> {
@@ -440,4 +428,12 @@ export async function createRedisStore(opts: RedisStoreOptions): Promise<FactSto
   return store;
 }
 
-
+/** A flat `field, value, field, value…` reply of the state hash (HGETALL, HSCAN) as facts with their stored JSON. */
+function rawFacts(flat: readonly string[]): RawFact[] {
+  const facts: RawFact[] = new Array(flat.length >> 1);
+  for (let i = 0; i + 1 < flat.length; i += 2) {
+    const { type, key } = splitFactField(flat[i]!);
+    facts[i >> 1] = { type, key, valueJson: flat[i + 1]! };
+  }
+  return facts;
+}

@@ -1,6 +1,7 @@
 import { SnapshotReads } from './snapshot-reads.js';
 import type { FastifyInstance } from 'fastify';
-import { FactsyncError } from '@factsync/shared';
+import { ErrorCodes } from '@factsync/shared';
+import { TokenSlots } from '../token-slots.js';
 import type { Logger } from 'pino';
 import type { Authenticator, Principal } from '../auth.js';
 import type { FactStore } from '../store/fact-store.js';
@@ -47,12 +48,14 @@ export class Gateway {
   readonly sessions = new Set<Session>();
   /** Sessions by their id, so a replacement announced by the control plane finds its socket. */
   private readonly byConn = new Map<string, Session>();
-  private readonly perToken = new Map<number, number>();
+  /** Websockets per token (MAX_CONNECTIONS_PER_TOKEN). */
+  private readonly perToken: TokenSlots;
   private readonly pingTimer: NodeJS.Timeout;
   private readonly leaseTimer: NodeJS.Timeout;
   private closing = false;
 
   constructor(private readonly opts: GatewayOptions) {
+    this.perToken = new TokenSlots(opts.maxConnectionsPerToken, 'websockets', 'MAX_CONNECTIONS_PER_TOKEN');
     this.snapshots = new SnapshotReads(opts.store, opts.maxSnapshotStreams, opts.frameBytes, opts.pageSize);
     this.pingTimer = setInterval(() => {
       for (const s of this.sessions) s.ping();
@@ -67,9 +70,8 @@ export class Gateway {
       websocket: true,
       onRequest: async (req) => {
         const p = this.opts.auth.authenticate(req.headers.authorization);
-        if ((this.perToken.get(p.tokenIndex) ?? 0) >= this.opts.maxConnectionsPerToken) {
-          throw new FactsyncError('too_many_connections', `this token already has ${this.opts.maxConnectionsPerToken} websockets on this replica (MAX_CONNECTIONS_PER_TOKEN)`);
-        }
+        // Refused before the upgrade (a 429); the slot itself is taken once the socket exists.
+        this.perToken.check(p.tokenIndex);
         req.principal = p;
       },
     }, (socket, req) => {
@@ -80,6 +82,14 @@ export class Gateway {
       const principal = req.principal;
       if (!principal) {
         socket.close(4401, 'unauthenticated');
+        return;
+      }
+      let release: () => void;
+      try {
+        release = this.perToken.acquire(principal.tokenIndex);
+      } catch (e) {
+        // Upgrades of one token that passed the check together: the one past the limit goes.
+        socket.close(ErrorCodes.too_many_connections.close, (e as Error).message.slice(0, 120));
         return;
       }
       const session = new Session(socket, principal, {
@@ -97,14 +107,11 @@ export class Gateway {
         onClosed: (s) => {
           this.sessions.delete(s);
           this.byConn.delete(s.conn);
-          const n = (this.perToken.get(principal.tokenIndex) ?? 1) - 1;
-          if (n > 0) this.perToken.set(principal.tokenIndex, n);
-          else this.perToken.delete(principal.tokenIndex);
+          release();
         },
       });
       this.sessions.add(session);
       this.byConn.set(session.conn, session);
-      this.perToken.set(principal.tokenIndex, (this.perToken.get(principal.tokenIndex) ?? 0) + 1);
     });
   }
 
