@@ -10,6 +10,8 @@ import type { Forwarder } from './forwarder.js';
 import { createForward, registerWriteRoutes } from './write-api.js';
 import { registerPermitRoutes } from './permit/permit-api.js';
 import { awaitAtLeast, registerCheckRoutes } from './check-api.js';
+import { registerAuthzenRoutes } from './authzen-api.js';
+import { createPermitViews } from './permit/views.js';
 
 export interface LocalApi {
   app: FastifyInstance;
@@ -19,6 +21,8 @@ export interface LocalApi {
 
 const ErrorBody = Type.Object({ error: Type.String(), message: Type.String() }, { additionalProperties: true });
 const sha = (s: string) => createHash('sha256').update(s).digest();
+const LIVE = ['/healthz', '/health', '/healthy'];
+const READY = ['/readyz', '/ready'];
 const encodeCursor = (key: string) => Buffer.from(key, 'utf8').toString('base64url');
 
 /** The agent's local HTTP API (DESIGN.md, "pdp-agent local API"): reads, status, health. */
@@ -40,6 +44,11 @@ export async function buildLocalApi(agent: PdpAgent, forwarder: Forwarder, log: 
   app.setValidatorCompiler(createValidatorCompiler());
   // Bodies are JSON only: a text/plain body would otherwise reach the schema as a string ("body must be object").
   app.removeContentTypeParser('text/plain');
+  // An empty JSON body is no body: the Permit SDKs send DELETEs with Content-Type: application/json and nothing after it.
+  const json = app.getDefaultJsonParser('error', 'ignore');
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (req, body, done) =>
+    (body === '' ? done(null, undefined) : json(req, body as string, done)));
   await app.register(swagger, {
     openapi: { info: { title: 'factsync pdp-agent', version: '1', description: 'Local reads, writes forwarded to the server, waiting for sync' } },
   });
@@ -55,9 +64,10 @@ export async function buildLocalApi(agent: PdpAgent, forwarder: Forwarder, log: 
 
   if (config.apiToken) {
     const expected = sha(config.apiToken);
+    const open = new Set([...LIVE, ...READY, '/metrics', '/.well-known/authzen-configuration']);
     app.addHook('onRequest', async (req) => {
       const path = req.url.split('?')[0]!;
-      if (path === '/healthz' || path === '/readyz' || path === '/metrics' || path.startsWith('/docs')) return;
+      if (open.has(path) || path.startsWith('/docs')) return;
       const m = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? '');
       if (!m || !timingSafeEqual(sha(m[1]!), expected)) {
         throw new FactsyncError('unauthorized', 'this agent requires AGENT_API_TOKEN: send Authorization: Bearer <token>');
@@ -66,9 +76,9 @@ export async function buildLocalApi(agent: PdpAgent, forwarder: Forwarder, log: 
   }
 
   const readYourWrites = { waitApplied: agent.waitApplied, applied: () => agent.store.version, defaultWaitSeconds: config.defaultWaitSeconds };
-  registerCheckRoutes(app, {
-    ...readYourWrites, decider: agent.decider, usage: agent.usage, metrics: agent.metrics, log, decisionLog: config.decisionLog,
-  });
+  const checkDeps = { ...readYourWrites, decider: agent.decider, usage: agent.usage, metrics: agent.metrics, log, decisionLog: config.decisionLog };
+  registerCheckRoutes(app, checkDeps);
+  registerAuthzenRoutes(app, checkDeps);
 
   app.get('/v1/facts/:type/:key', {
     schema: {
@@ -111,12 +121,16 @@ export async function buildLocalApi(agent: PdpAgent, forwarder: Forwarder, log: 
   const writeDeps = { forwarder, store: agent.store, defaultWaitSeconds: config.defaultWaitSeconds, metrics: agent.metrics };
   const forward = createForward(writeDeps);
   registerWriteRoutes(app, writeDeps, forward);
-  registerPermitRoutes(app, forward, { env: config.env, store: agent.store, decider: agent.decider });
+  await registerPermitRoutes(app, forward, {
+    env: config.env, store: agent.store, decider: agent.decider, readYourWrites,
+    views: createPermitViews(config.env, agent.store, agent.decider.index),
+  });
   app.get('/metrics', { schema: { summary: 'Prometheus metrics' } }, async (_req, reply) =>
     reply.type(agent.metrics.registry.contentType).send(await agent.metrics.registry.metrics()));
 
-  app.get('/healthz', async () => ({ status: 'ok' }));
-  app.get('/readyz', async (_req, reply) => {
+  // /health, /healthy and /ready are the paths the Permit PDP's Helm chart probes.
+  for (const url of LIVE) app.get(url, { schema: { summary: 'Liveness', tags: ['health'] } }, async () => ({ status: 'ok' }));
+  for (const url of READY) app.get(url, { schema: { summary: 'Readiness: bootstrapped', tags: ['health'] } }, async (_req, reply) => {
     const s = agent.status();
     if (!s.ready) return reply.status(503).send({ error: 'not_synced', message: `not bootstrapped yet (applied ${s.applied}, connected ${s.connected})` });
     return { status: 'ready', applied: s.applied };

@@ -19,6 +19,8 @@ export class LocalStore {
   epoch: string | null = null;
   /** Chain id of the change at `version` (invariant 9); null when unknown (state saved before ids existed). */
   lastId: string | null = null;
+  /** When the change at `version` was written; null after a snapshot or a restart (a snapshot has no time of its own). */
+  lastTs: string | null = null;
   private readonly byType = new Map<string, Map<string, Record<string, unknown>>>();
   /** Keys per type in order, for paging: a B+ tree, so an insert costs O(log n) and nothing is re-sorted. */
   private readonly ordered = new Map<string, KeyTree>();
@@ -53,6 +55,7 @@ export class LocalStore {
     this.version = version;
     this.epoch = epoch;
     this.lastId = id;
+    this.lastTs = null;
   }
 
   apply(change: Change): void {
@@ -62,6 +65,7 @@ export class LocalStore {
     }
     this.version = change.version;
     this.lastId = change.id;
+    this.lastTs = change.ts;
   }
 
   get(type: string, key: string): Fact | undefined {
@@ -81,6 +85,23 @@ export class LocalStore {
       k = keys.nextHigherKey(k);
     }
     return { facts, next: k !== undefined && facts.length > 0 ? facts[facts.length - 1]!.key : null };
+  }
+
+  /** How many facts of a type the store holds. */
+  countOf(type: string): number {
+    return this.byType.get(type)?.size ?? 0;
+  }
+
+  /** Facts of a type whose key starts with `prefix` (and sorts after `after`), in key order, lazily: a walk of the ordered keys, no copy. */
+  *iterate(type: string, prefix = '', after?: string): Iterable<Fact> {
+    const m = this.byType.get(type);
+    const keys = this.ordered.get(type);
+    if (!m || !keys) return;
+    const first = after !== undefined && after >= prefix ? keys.nextHigherKey(after) : keys.has(prefix) ? prefix : keys.nextHigherKey(prefix);
+    for (let k = first; k !== undefined && k.startsWith(prefix); k = keys.nextHigherKey(k)) {
+      const value = m.get(k);
+      if (value !== undefined) yield { type, key: k, value };
+    }
   }
 
   /** Keys of a type that start with `prefix`, in order: a range of the ordered keys, not a scan of them all. */

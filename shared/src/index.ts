@@ -15,3 +15,4 @@ export * from './validation-errors.js';
 export * from './validator.js';
 export * from './env-config.js';
 export * from './snapshot-assembly.js';
+export * from './authzen.js';

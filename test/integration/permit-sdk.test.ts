@@ -22,6 +22,7 @@ describe('the Permit SDK against factsync', () => {
   let A: Proc, B: Proc;
   let permit: Permit;
   let permitB: Permit;
+  let envId = '';
 
   const sdk = (url: string, extra: Record<string, unknown> = {}) => new Permit({
     token: API, pdp: url, apiUrl: url, proxyFactsViaPdp: true, factsSyncTimeout: 10, log: { level: 'fatal' }, ...extra,
@@ -53,9 +54,11 @@ describe('the Permit SDK against factsync', () => {
   it('scope: the environment is the agent\'s env', async () => {
     // The SDK reads it before its first API call; the same answer for anyone who asks.
     const scope = (await client(A.url, API).get('/v2/api-key/scope')).body;
-    expect(scope).toMatchObject({ environment_id: env });
-    expect(scope.organization_id).toBeTruthy();
-    expect(scope.project_id).toBeTruthy();
+    const uuid = /^[0-9a-f]{8}-[0-9a-f]{4}-5[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+    for (const id of ['organization_id', 'project_id', 'environment_id']) expect(scope[id]).toMatch(uuid);
+    // Stable for the env: every agent answers the same ids.
+    expect((await client(B.url, API).get('/v2/api-key/scope')).body).toEqual(scope);
+    envId = scope.environment_id;
   });
 
   it('the quickstart: resources and roles, a user with a role, tenants, checks in two tenants', async () => {
@@ -75,7 +78,7 @@ describe('the Permit SDK against factsync', () => {
       role_assignments: [{ role: 'admin', tenant: 'default' }],
     });
     // The SDK reads 201 as "created".
-    expect(user).toMatchObject({ created: true, user: { key: 'john@smith.com', email: 'john@smith.com', environment_id: env } });
+    expect(user).toMatchObject({ created: true, user: { key: 'john@smith.com', email: 'john@smith.com', environment_id: envId } });
     expect(await permit.api.users.sync({ key: 'john@smith.com', email: 'john@smith.com', role_assignments: [{ role: 'admin', tenant: 'default' }] }))
       .toMatchObject({ created: false });
     const ra = await permit.api.roleAssignments.assign({ user: 'john@smith.com', role: 'viewer', tenant: 'acme' });
@@ -239,6 +242,55 @@ describe('the Permit SDK against factsync', () => {
     expect(await permit.check(rnd, 'read', { type: 'report', attributes: { hasApproval: 'true' } })).toBe(false);
     await permit.api.conditionSets.delete('approved_reports');
     expect((await local('condition_set', 'approved_reports')).status).toBe(404);
+  });
+
+  it('every read and list the SDK makes answers from the agent, with ids that are the same on every agent', async () => {
+    const uuid = /^[0-9a-f]{8}-[0-9a-f]{4}-5[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+    await permit.api.users.sync({ key: 'reader-1', email: 'r1@x.io', role_assignments: [{ role: 'viewer', tenant: 'acme' }] });
+    const john = await permit.api.users.get('john@smith.com');
+    expect(john).toMatchObject({ key: 'john@smith.com', email: 'john@smith.com', roles: [{ role: 'admin', tenant: 'default' }, { role: 'viewer', tenant: 'acme' }] });
+    expect(john.id).toMatch(uuid);
+    await synced();
+    expect((await permitB.api.users.get('john@smith.com')).id).toBe(john.id);
+
+    const users = await permit.api.users.list({ perPage: 2, page: 1 });
+    expect(users.data).toHaveLength(2);
+    expect(users.total_count).toBeGreaterThan(2);
+    const page2 = await permit.api.users.list({ perPage: 2, page: 2 });
+    expect(page2.data.map((u) => u.key)).not.toContain(users.data[0]!.key);
+
+    expect((await permit.api.tenants.list()).map((t) => t.key)).toContain('acme');
+    expect(await permit.api.tenants.get('acme')).toMatchObject({ key: 'acme', name: 'Acme Corp', attributes: { region: 'eu' } });
+    const acmeUsers = await permit.api.tenants.listTenantUsers({ tenantKey: 'acme' });
+    expect(acmeUsers.data.map((u) => u.key).sort()).toEqual(['john@smith.com', 'reader-1']);
+
+    expect(await permit.api.roleAssignments.list({ user: 'john@smith.com' })).toEqual(expect.arrayContaining([
+      expect.objectContaining({ user: 'john@smith.com', role: 'viewer', tenant: 'acme' }),
+      expect.objectContaining({ user: 'john@smith.com', role: 'admin', tenant: 'default' }),
+    ]));
+    expect((await permit.api.roleAssignments.list({ tenant: 'acme', role: 'viewer' })).map((a) => a.user).sort()).toEqual(['john@smith.com', 'reader-1']);
+    expect(await permit.api.roleAssignments.list({ user: 'fay', resourceInstance: 'folder:f1' } as never))
+      .toEqual([expect.objectContaining({ user: 'fay', role: 'editor', resource_instance: 'folder:f1' })]);
+
+    expect(await permit.api.relationshipTuples.list({ object: 'file:d1' } as never))
+      .toEqual([expect.objectContaining({ subject: 'folder:f1', relation: 'parent', object: 'file:d1', tenant: 'default' })]);
+    expect(await permit.api.resourceInstances.get('file:d1')).toMatchObject({ key: 'd1', resource: 'file', tenant: 'default', attributes: { size: 9 } });
+    expect((await permit.api.resourceInstances.list({ resource: 'file' } as never)).map((i) => i.key)).toEqual(expect.arrayContaining(['d1', 'd2']));
+
+    const doc = await permit.api.resources.get('document');
+    expect(Object.keys(doc.actions ?? {}).sort()).toEqual(['delete', 'read', 'write']);
+    expect((await permit.api.resources.list()).map((r) => r.key)).toEqual(expect.arrayContaining(['document', 'file', 'folder', 'report']));
+    expect((await permit.api.resourceActions.list({ resourceKey: 'document' })).map((a) => a.key).sort()).toEqual(['delete', 'read', 'write']);
+    expect(await permit.api.resourceActions.get('document', 'read')).toMatchObject({ key: 'read', permission_name: 'document:read' });
+    expect(await permit.api.resourceAttributes.list({ resourceKey: 'document' })).toEqual([expect.objectContaining({ key: 'classification', type: 'string' })]);
+    expect((await permit.api.resourceRoles.list({ resourceKey: 'folder' })).map((r) => r.key)).toContain('editor');
+    expect(await permit.api.roles.get('viewer')).toMatchObject({ key: 'viewer', permissions: ['document:read'] });
+    expect((await permit.api.roles.list()).map((r) => r.key)).toEqual(expect.arrayContaining(['admin', 'viewer']));
+    expect((await permit.api.conditionSets.list()).map((c) => c.key)).toContain('engineers');
+    expect(await permit.api.conditionSets.get('engineers')).toMatchObject({ key: 'engineers', type: 'userset' });
+
+    const missing = await permit.api.users.get('nobody-at-all').then(() => undefined, (e: unknown) => e);
+    expect((missing as Error).message).toMatch(/no user "nobody-at-all"/);
   });
 
   it('bad input is a 4xx whose message the SDK shows', async () => {

@@ -1,5 +1,6 @@
 import type { Check } from '@factsync/shared';
 import type { LocalStore } from '../local-store.js';
+import { Enumerator } from './enumerate.js';
 import { Evaluator, type Decision, type UserLookup } from './evaluator.js';
 import { PolicyIndex } from './policy-index.js';
 import { userPermissions, type PermissionsQuery } from './user-permissions.js';
@@ -11,6 +12,8 @@ import { userPermissions, type PermissionsQuery } from './user-permissions.js';
  */
 export class Decider {
   readonly index = new PolicyIndex();
+  /** Listing questions (who may, what may, where may), each answer checked by the same evaluator. */
+  readonly enumerate: Enumerator;
   private readonly evaluator: Evaluator;
   private readonly lookup: UserLookup;
 
@@ -21,6 +24,7 @@ export class Decider {
       tenant: (key) => store.get('tenant', key)?.value,
     };
     this.evaluator = new Evaluator(this.index, this.lookup);
+    this.enumerate = new Enumerator(store, this.index, this.evaluator);
   }
 
   get version(): number {
@@ -31,6 +35,11 @@ export class Decider {
     const d = this.evaluator.check(c, explain) as Decision & { version: number };
     d.version = this.store.version;
     return d;
+  }
+
+  /** Whether the user holds `type:key#role`, directly, through a subject set or derived. */
+  holds(user: string, holding: string): boolean {
+    return this.evaluator.holdsAny(user, [holding], false) !== undefined;
   }
 
   tenantOf(c: Check): string {

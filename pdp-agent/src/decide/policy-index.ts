@@ -40,6 +40,8 @@ export class PolicyIndex implements FactObserver {
   readonly roles = new Map<string, TenantRoleValue>();
   /** user → tenant → role keys. */
   readonly assignments = new Map<string, Multi<string, string>>();
+  /** `tenant#role` → users holding it (for listing who may act, not for checks). */
+  readonly roleHolders = new SparseMulti();
   /** resource type → its role → definition. */
   readonly resourceRoles = new Map<string, Map<string, ResourceRoleValue>>();
   readonly resources = new Map<string, ResourceValue>();
@@ -68,6 +70,7 @@ export class PolicyIndex implements FactObserver {
         let byTenant = this.assignments.get(v.user);
         if (!byTenant) this.assignments.set(v.user, (byTenant = new Map()));
         addTo(byTenant, v.tenant, v.role);
+        this.roleHolders.add(`${v.tenant}#${v.role}`, v.user);
         break;
       }
       case 'resource': this.resources.set(key, value as ResourceValue); break;
@@ -118,6 +121,7 @@ export class PolicyIndex implements FactObserver {
         const byTenant = this.assignments.get(v.user);
         if (!byTenant) break;
         removeFrom(byTenant, v.tenant, v.role);
+        this.roleHolders.remove(`${v.tenant}#${v.role}`, v.user);
         if (byTenant.size === 0) this.assignments.delete(v.user);
         break;
       }
@@ -152,7 +156,7 @@ export class PolicyIndex implements FactObserver {
   }
 
   reset(): void {
-    for (const m of [this.roles, this.assignments, this.resourceRoles, this.resources, this.instances, this.usersets, this.subjects,
+    for (const m of [this.roles, this.assignments, this.roleHolders, this.resourceRoles, this.resources, this.instances, this.usersets, this.subjects,
       this.reverse, this.entityAttributes, this.conditionSets, this.rules, this.rolePermissionCache, this.grantingCache] as { clear(): void }[]) m.clear();
     this.extendingCache = undefined;
   }

@@ -71,7 +71,7 @@ export function userPermissions(q: PermissionsQuery, index: PolicyIndex, evaluat
  * edges from `user:key` (direct relationships, subject sets that contain a
  * holding, objects related to a held object by a `granted_to` relation).
  */
-function reachableInstances(userKey: string, index: PolicyIndex): { type: string; key: string }[] {
+export function reachableInstances(userKey: string, index: PolicyIndex): { type: string; key: string }[] {
   const seen = new Set<string>();
   const objects = new Set<string>();
   const queue: string[] = [];

@@ -1,47 +1,41 @@
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance } from 'fastify';
 import { Type } from '@sinclair/typebox';
-import type { Decider } from '../decide/decider.js';
-import type { LocalStore } from '../local-store.js';
 import type { ForwardOps } from '../write-api.js';
+import type { PermitDeps } from './deps.js';
+import { registerPermitFactsReads } from './facts-reads.js';
 import { registerPermitFactsRoutes } from './facts-routes.js';
+import { registerPermitPdpRoutes } from './pdp-routes.js';
+import { registerPermitSchemaReads } from './schema-reads.js';
 import { registerPermitSchemaRoutes } from './schema-routes.js';
 
-/** The organisation and project the agent reports to the SDK; the environment is the agent's env. */
-export const PERMIT_ORGANIZATION = 'factsync';
-export const PERMIT_PROJECT = 'default';
-
-export interface PermitDeps {
-  env: string;
-  store: LocalStore;
-  decider: Decider;
-  /** The ids every `*Read` answer of the SDK carries. */
-  meta(req: FastifyRequest): Record<string, string>;
-  /** A user's tenant roles, as Permit's UserRead lists them. */
-  rolesOf(user: string): { role: string; tenant: string }[];
-}
+const Uuid = Type.String({ format: 'uuid' });
 
 /**
- * Permit SDK compatibility (DESIGN.md): the unchanged `permitio` SDK, with
- * `pdp` and `apiUrl` both set to this agent and `proxyFactsViaPdp: true`, works
- * against it. A thin adapter: Permit's paths and bodies in, the agent's own
- * writes and decisions underneath, so the two APIs cannot drift.
+ * Permit SDK compatibility: the unchanged SDKs (Node, Python, Go, Java), with
+ * `pdp` and the API URL both set to this agent and facts proxied via the PDP,
+ * work against it. A thin adapter: Permit's paths and bodies in, the agent's
+ * own writes, reads and decisions underneath, so the two APIs cannot drift.
+ * One route table, under both prefixes the SDKs use.
  */
-export function registerPermitRoutes(app: FastifyInstance, forward: ForwardOps, o: { env: string; store: LocalStore; decider: Decider }): void {
-  const created = new Date().toISOString();
-  const deps: PermitDeps = {
-    ...o,
-    meta: () => ({ organization_id: PERMIT_ORGANIZATION, project_id: PERMIT_PROJECT, environment_id: o.env, created_at: created, updated_at: new Date().toISOString() }),
-    rolesOf: (user) => [...(o.decider.index.assignments.get(user) ?? [])].flatMap(([tenant, roles]) => [...roles].map((role) => ({ role, tenant }))),
-  };
-
-  // The SDK asks this before its first API call (and after any failure); its ids become the {proj}/{env} of the paths below, which are not checked.
+export async function registerPermitRoutes(app: FastifyInstance, forward: ForwardOps, d: PermitDeps): Promise<void> {
+  // The SDK asks this before its first API call; the Python SDK requires UUIDs. Its ids become the {proj}/{env} of the paths below, which are not checked.
   app.get('/v2/api-key/scope', {
     schema: {
       summary: 'The scope of the token, as Permit\'s API answers it (Permit)', tags: ['permit'],
-      response: { 200: Type.Object({ organization_id: Type.String(), project_id: Type.String(), environment_id: Type.String() }) },
+      response: { 200: Type.Object({ organization_id: Uuid, project_id: Uuid, environment_id: Uuid }) },
     },
-  }, async () => ({ organization_id: PERMIT_ORGANIZATION, project_id: PERMIT_PROJECT, environment_id: o.env }));
+  }, async () => d.views.scope);
 
-  registerPermitFactsRoutes(app, forward, deps);
-  registerPermitSchemaRoutes(app, forward, deps);
+  // Node and Go send facts to /v2/facts/:proj/:env/…; Python and Java, through the PDP, to /facts/….
+  for (const prefix of ['/facts', '/v2/facts/:proj/:env']) {
+    await app.register(async (scope) => {
+      registerPermitFactsRoutes(scope, forward, d);
+      registerPermitFactsReads(scope, d);
+    }, { prefix });
+  }
+  await app.register(async (scope) => {
+    registerPermitSchemaRoutes(scope, forward, d);
+    registerPermitSchemaReads(scope, d);
+  }, { prefix: '/v2/schema/:proj/:env' });
+  registerPermitPdpRoutes(app, d);
 }

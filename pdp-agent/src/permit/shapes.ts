@@ -1,7 +1,7 @@
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import {
   DEFAULT_TENANT, conditionSetRuleKey, relationshipKey, resourceRoleKey, roleAssignmentKey, splitInstance,
-  type Op, type Result, err, ok,
+  type Op, type ResourceRoleValue, type ResourceValue, type Result, err, ok,
 } from '@factsync/shared';
 
 /**
@@ -59,6 +59,8 @@ export const PermitResource = Type.Object({
   relations: Opt(Type.Record(Type.String(), Relation)),
 }, open);
 export const PermitResourceUpdate = Type.Omit(PermitResource, ['key']);
+export const PermitAction = Type.Object({ key: Name, name: Opt(Type.String()), description: Opt(Type.String()) }, open);
+export const PermitAttribute = Type.Object({ key: Name, type: Type.String({ minLength: 1, maxLength: 32 }), description: Opt(Type.String()) }, open);
 export const PermitRelation = Type.Object({ key: Name, name: Opt(Type.String()), subject_resource: Name }, open);
 export const PermitRole = Type.Object({
   key: Name, name: Opt(Type.String()), description: Opt(Type.String()),
@@ -76,6 +78,7 @@ export const PermitConditionSetUpdate = Type.Omit(PermitConditionSet, ['key']);
 
 export type PermitUser = Static<typeof PermitUser>;
 export type PermitRoleAssignment = Static<typeof PermitRoleAssignment>;
+export type PermitTenant = Static<typeof PermitTenant>;
 export type PermitTuple = Static<typeof PermitTuple>;
 export type PermitResource = Static<typeof PermitResource>;
 export type PermitResourceRole = Static<typeof PermitResourceRole>;
@@ -89,6 +92,9 @@ const del = (type: string, key: string): Op => ({ op: 'delete', type, key });
 /** A user's fact value: the user fields Permit sends that factsync's user type knows. */
 export const userValue = (u: Partial<PermitUser>): Record<string, unknown> =>
   defined({ email: u.email, first_name: u.first_name, last_name: u.last_name, attributes: u.attributes });
+
+/** A tenant's fact value: the tenant fields factsync's tenant type knows. */
+export const tenantValue = (t: Partial<PermitTenant>): Record<string, unknown> => defined({ name: t.name, attributes: t.attributes });
 
 /**
  * A role assignment: tenant-wide (`{user, role, tenant}`) or on an instance
@@ -133,18 +139,18 @@ export function resourceRoleValue(type: string, r: PermitResourceRole): Record<s
 }
 
 /** A resource with its roles: the `resource` fact and one `resource_role` per role, in one version. */
-export function resourceOps(r: PermitResource): Op[] {
+export function resourceOps(r: PermitResource): { value: ResourceValue; roles: Map<string, ResourceRoleValue>; ops: Op[] } {
   const relations = r.relations
     ? Object.fromEntries(Object.entries(r.relations).map(([k, v]) => [k, typeof v === 'string' ? v : v.resource]))
     : undefined;
-  const ops: Op[] = [up('resource', r.key, defined({
+  const value = defined({
     name: r.name ?? undefined,
     actions: Object.keys(r.actions ?? {}),
     attributes: r.attributes ? Object.fromEntries(Object.entries(r.attributes).map(([k, a]) => [k, a.type])) : undefined,
     relations,
-  }))];
-  for (const [role, def] of Object.entries(r.roles ?? {})) ops.push(up('resource_role', resourceRoleKey(r.key, role), resourceRoleValue(r.key, def)));
-  return ops;
+  }) as ResourceValue;
+  const roles = new Map(Object.entries(r.roles ?? {}).map(([role, def]) => [role, resourceRoleValue(r.key, def) as ResourceRoleValue]));
+  return { value, roles, ops: [up('resource', r.key, value), ...[...roles].map(([role, v]) => up('resource_role', resourceRoleKey(r.key, role), v))] };
 }
 
 export const roleValue = (r: Partial<PermitRole>) => defined({ name: r.name ?? undefined, permissions: r.permissions ?? [], extends: r.extends ?? undefined });

@@ -1,0 +1,155 @@
+import { splitInstance, type Check } from '@factsync/shared';
+import type { LocalStore } from '../local-store.js';
+import { MAX_DERIVATION_NODES, type Evaluator } from './evaluator.js';
+import type { PolicyIndex } from './policy-index.js';
+import { reachableInstances } from './user-permissions.js';
+
+/**
+ * Most candidates one page examines. A page that runs out of them before it
+ * is full ends early with a `next` cursor, so no request does unbounded work,
+ * whatever the model (an ABAC rule makes every user a candidate).
+ */
+export const MAX_CANDIDATES_PER_PAGE = 20_000;
+export const MAX_PAGE = 1000;
+
+export interface PageRequest { after?: string; limit: number }
+/** A page of keys in ascending order; `next` (the last key examined) continues it, null at the end. */
+export interface KeyPage { keys: string[]; next: string | null }
+
+/** The ascending union of sorted streams, without repeats, starting after `after`. */
+function* union(after: string | undefined, ...streams: Iterable<string>[]): Iterable<string> {
+  const its = streams.map((s) => s[Symbol.iterator]());
+  const heads = its.map((it) => it.next());
+  let last = after;
+  for (;;) {
+    let min: string | undefined;
+    for (const h of heads) if (!h.done && (min === undefined || h.value < min)) min = h.value;
+    if (min === undefined) return;
+    for (let i = 0; i < its.length; i++) while (!heads[i]!.done && heads[i]!.value <= min) heads[i] = its[i]!.next();
+    if (last === undefined || min > last) yield (last = min);
+  }
+}
+
+const sortedAfter = (keys: Iterable<string>, after: string | undefined) => [...keys].filter((k) => after === undefined || k > after).sort();
+function* keysOf(facts: Iterable<{ key: string }>, strip = 0): Iterable<string> {
+  for (const f of facts) yield f.key.slice(strip);
+}
+
+/**
+ * The questions that list rather than check: who may do A on R, which
+ * resources of a type U may act on, which actions U has on R, in which
+ * tenants U may act. Candidates come from reverse indexes (role holders of a
+ * tenant, the derivation graph walked backwards from an instance, the
+ * instances a user reaches) and, where a condition set rule could allow
+ * anyone, from every user or instance in key order; each candidate is then
+ * decided by the same `Evaluator.check`, so a listed answer can never
+ * disagree with a check.
+ */
+export class Enumerator {
+  constructor(private readonly store: LocalStore, private readonly index: PolicyIndex, private readonly evaluator: Evaluator) {}
+
+  /** Users allowed `c.action` on `c.resource` (the check's user gives only just-in-time attributes). */
+  subjects(c: Check, page: PageRequest): KeyPage {
+    const { type, key } = c.resource;
+    const permission = `${type}:${c.action}`;
+    const tenant = this.evaluator.tenantOf(c);
+    const found = new Set<string>();
+    for (const [role] of this.index.roles) {
+      if (this.index.rolePermissions(role).has(permission)) for (const u of this.index.roleHolders.values(`${tenant}#${role}`)) found.add(u);
+    }
+    if (key !== undefined) {
+      const granting = this.index.grantingRoles(type, c.action);
+      for (const u of this.holders(granting.map((r) => `${type}:${key}#${r}`))) found.add(u);
+    }
+    const streams: Iterable<string>[] = [sortedAfter(found, page.after)];
+    if (this.index.rules.has(permission)) {
+      // A rule matches attributes: any user the agent knows of may match.
+      streams.push(keysOf(this.store.iterate('user', '', page.after)));
+      streams.push(sortedAfter(this.attributedUsers(), page.after));
+    }
+    return this.collect(union(page.after, ...streams), page, (u) => this.evaluator.check({ ...c, user: { key: u, attributes: c.user.attributes } }).allow);
+  }
+
+  /** Instance keys (without the type) of `c.resource.type` on which `c.user` may do `c.action`. */
+  resources(c: Check, page: PageRequest): KeyPage {
+    const { type } = c.resource;
+    const permission = `${type}:${c.action}`;
+    const reached = reachableInstances(c.user.key, this.index).filter((i) => i.type === type).map((i) => i.key);
+    const streams: Iterable<string>[] = [sortedAfter(reached, page.after)];
+    const byRole = [...this.index.assignments.get(c.user.key)?.values() ?? []].some((roles) => [...roles].some((r) => this.index.rolePermissions(r).has(permission)));
+    if (byRole || this.index.rules.has(permission)) {
+      const prefix = `${type}:`;
+      streams.push(keysOf(this.store.iterate('resource_instance', prefix, page.after === undefined ? undefined : prefix + page.after), prefix.length));
+    }
+    return this.collect(union(page.after, ...streams), page, (k) => this.evaluator.check({ ...c, resource: { ...c.resource, key: k } }).allow);
+  }
+
+  /** Actions `c.user` may do on `c.resource`, sorted (every action the type knows of, checked). */
+  actions(c: Omit<Check, 'action'>): string[] {
+    return this.index.actionsOf(c.resource.type).filter((action) => this.evaluator.check({ ...c, action }).allow).sort();
+  }
+
+  /** Tenants in which `c` is allowed when decided with that tenant: the tenants the agent knows of, and the user's. */
+  tenants(c: Check, page: PageRequest): KeyPage {
+    const own = sortedAfter(this.index.assignments.get(c.user.key)?.keys() ?? [], page.after);
+    return this.collect(union(page.after, own, keysOf(this.store.iterate('tenant', '', page.after))), page,
+      (t) => this.evaluator.check({ ...c, resource: { ...c.resource, tenant: t } }).allow);
+  }
+
+  /** The tenants in which the user holds a role, tenant-wide or on an instance of the tenant. */
+  userTenants(user: string): string[] {
+    const out = new Set(this.index.assignments.get(user)?.keys() ?? []);
+    for (const i of reachableInstances(user, this.index)) out.add(this.index.instances.get(`${i.type}:${i.key}`)?.tenant ?? 'default');
+    return [...out].sort();
+  }
+
+  private collect(candidates: Iterable<string>, page: PageRequest, allowed: (k: string) => boolean): KeyPage {
+    const keys: string[] = [];
+    let examined = 0;
+    let last: string | undefined;
+    for (const k of candidates) {
+      if (keys.length >= page.limit || examined >= MAX_CANDIDATES_PER_PAGE) return { keys, next: last ?? null };
+      examined++;
+      last = k;
+      if (allowed(k)) keys.push(k);
+    }
+    return { keys, next: null };
+  }
+
+  /**
+   * Users who hold one of the holdings `O#role`: the evaluator's search walked
+   * from the same starts (subject sets, roles extending, `granted_to`), keeping
+   * every user met instead of looking for one.
+   */
+  private holders(starts: readonly string[]): Set<string> {
+    const { subjects, usersets, resourceRoles } = this.index;
+    const seen = new Set<string>(starts);
+    const queue = [...seen];
+    const users = new Set<string>();
+    const visit = (n: string) => {
+      if (!seen.has(n) && seen.size < MAX_DERIVATION_NODES) seen.add(n), queue.push(n);
+    };
+    for (let head = 0; head < queue.length; head++) {
+      const node = queue[head]!;
+      for (const s of subjects.values(node)) if (s.startsWith('user:')) users.add(s.slice(5));
+      for (const us of usersets.values(node)) visit(us);
+      const hash = node.lastIndexOf('#');
+      const object = node.slice(0, hash);
+      const role = node.slice(hash + 1);
+      const type = splitInstance(object)?.[0] ?? '';
+      for (const r of this.index.rolesExtending(type, role)) visit(`${object}#${r}`);
+      for (const g of resourceRoles.get(type)?.get(role)?.granted_to ?? []) {
+        const on = `${g.on}:`;
+        for (const o of subjects.values(`${object}#${g.via}`)) if (o.startsWith(on)) visit(`${o}#${g.role}`);
+      }
+    }
+    return users;
+  }
+
+  /** Users known only by attribute facts (`user:key$attr`), who a rule may match. */
+  private attributedUsers(): string[] {
+    const out: string[] = [];
+    for (const e of this.index.entityAttributes.keys()) if (e.startsWith('user:')) out.push(e.slice(5));
+    return out;
+  }
+}

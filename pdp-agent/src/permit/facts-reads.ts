@@ -1,0 +1,160 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { Type, type TSchema } from '@sinclair/typebox';
+import { FactsyncError, splitInstance, type RelationshipValue, type RoleAssignmentValue } from '@factsync/shared';
+import { readAt, type PermitDeps } from './deps.js';
+import { Filter, PageQuery, paginate, paginated } from './paging.js';
+import type { AssignmentRef, TupleRef } from './views.js';
+
+const Key = Type.Object({ key: Type.String({ minLength: 1, maxLength: 512 }) });
+const Paging = Type.Object(PageQuery);
+const AssignmentQuery = Type.Object({ ...PageQuery, user: Filter, role: Filter, tenant: Filter, resource: Filter, resource_instance: Filter });
+const TupleQuery = Type.Object({
+  ...PageQuery,
+  subject: Type.Optional(Type.String({ minLength: 1 })), relation: Type.Optional(Type.String({ minLength: 1 })),
+  object: Type.Optional(Type.String({ minLength: 1 })), tenant: Type.Optional(Type.String({ minLength: 1 })),
+});
+const InstanceQuery = Type.Object({ ...PageQuery, tenant: Type.Optional(Type.String({ minLength: 1 })), resource: Type.Optional(Type.String({ minLength: 1 })) });
+const RuleQuery = Type.Object({ ...PageQuery, user_set: Type.Optional(Type.String()), permission: Type.Optional(Type.String()), resource_set: Type.Optional(Type.String()) });
+
+type Q = { page?: number; per_page?: number };
+export interface AssignmentFilter { user?: string[]; role?: string[]; tenant?: string[]; resource?: string[]; resource_instance?: string[] }
+
+/**
+ * Role assignments as Permit lists them: tenant-wide ones (role_assignment
+ * facts) and instance ones (relationships `type:id#role@user:key` whose
+ * relation is a role of the type), filtered. Reads from the indexes where a
+ * filter names the user, else walks the facts in key order.
+ */
+export function* assignmentsOf(d: PermitDeps, f: AssignmentFilter): Iterable<AssignmentRef & { tenant: string }> {
+  const { store } = d;
+  const { index } = d.decider;
+  const has = (list: string[] | undefined, x: string) => list === undefined || list.includes(x);
+  if (f.resource === undefined && f.resource_instance === undefined) {
+    const facts = f.user ? f.user.flatMap((u) => [...store.iterate('role_assignment', `${u}/`)]) : store.iterate('role_assignment');
+    for (const fact of facts) {
+      const a = fact.value as RoleAssignmentValue;
+      if (has(f.user, a.user) && has(f.role, a.role) && has(f.tenant, a.tenant)) yield a;
+    }
+  }
+  const held = (object: string, relation: string) => {
+    const type = splitInstance(object)?.[0];
+    return type !== undefined && index.resourceRoles.get(type)?.has(relation) === true;
+  };
+  const instance = (object: string, relation: string, user: string) => {
+    const type = splitInstance(object)![0];
+    if (!has(f.role, relation) || !has(f.resource, type)) return undefined;
+    if (f.resource_instance && !f.resource_instance.some((ri) => ri === object || `${type}:${ri}` === object)) return undefined;
+    const tenant = d.views.tupleTenant(object);
+    return has(f.tenant, tenant) ? { user, role: relation, tenant, resource_instance: object } : undefined;
+  };
+  if (f.user) {
+    for (const user of f.user) {
+      for (const node of index.reverse.values(`user:${user}`)) {
+        const h = node.lastIndexOf('#');
+        const object = node.slice(0, h);
+        if (!held(object, node.slice(h + 1))) continue;
+        const a = instance(object, node.slice(h + 1), user);
+        if (a) yield a;
+      }
+    }
+    return;
+  }
+  for (const fact of store.iterate('relationship')) {
+    const r = fact.value as RelationshipValue;
+    if (!r.subject.startsWith('user:') || !held(r.object, r.relation)) continue;
+    const a = instance(r.object, r.relation, r.subject.slice(5));
+    if (a) yield a;
+  }
+}
+
+function* tuplesOf(d: PermitDeps, f: { subject?: string; relation?: string; object?: string; tenant?: string }): Iterable<TupleRef> {
+  const { index } = d.decider;
+  const match = (t: TupleRef) => (f.subject === undefined || t.subject === f.subject) && (f.relation === undefined || t.relation === f.relation)
+    && (f.object === undefined || t.object === f.object) && (f.tenant === undefined || d.views.tupleTenant(t.object) === f.tenant);
+  if (f.object !== undefined && f.relation !== undefined) {
+    const node = `${f.object}#${f.relation}`;
+    for (const subject of [...index.subjects.values(node), ...index.usersets.values(node)]) {
+      const t = { subject, relation: f.relation, object: f.object };
+      if (match(t)) yield t;
+    }
+    return;
+  }
+  if (f.subject !== undefined) {
+    for (const node of index.reverse.values(f.subject)) {
+      const h = node.lastIndexOf('#');
+      const t = { subject: f.subject, relation: node.slice(h + 1), object: node.slice(0, h) };
+      if (match(t)) yield t;
+    }
+    return;
+  }
+  for (const fact of d.store.iterate('relationship', f.object === undefined ? '' : `${f.object}#`)) {
+    const r = fact.value as RelationshipValue;
+    if (match(r)) yield r;
+  }
+}
+
+/**
+ * The reads and lists of Permit's fact API (users, tenants and their users,
+ * role assignments, relationship tuples, resource instances, condition set
+ * rules), answered from this agent's facts at one version (the version is in
+ * X-Factsync-Version; `?at_least=V` reads one's own writes). Lists page by
+ * `page`/`per_page` in key order.
+ */
+export function registerPermitFactsReads(app: FastifyInstance, d: PermitDeps): void {
+  const { store, views: v } = d;
+  const get = (url: string, querystring: TSchema, params: TSchema | undefined, summary: string, handler: (req: FastifyRequest) => unknown) =>
+    app.get(url, { schema: { summary, tags: ['permit'], querystring, ...(params ? { params } : {}) } }, async (req: FastifyRequest, reply: FastifyReply) => {
+      await readAt(d, req, reply);
+      return handler(req);
+    });
+  const one = (type: string, what: string, render: (key: string, value: Record<string, unknown>) => unknown) => (req: FastifyRequest) => {
+    const key = (req.params as { key: string }).key;
+    const f = store.get(type, key);
+    if (!f) throw new FactsyncError('not_found', `no ${what} "${key}" on this agent (applied version ${store.version}); a key, not an id, addresses it`);
+    return render(key, f.value);
+  };
+  const q = (req: FastifyRequest) => req.query as Q & Record<string, never>;
+
+  get('/users', Paging, undefined, 'List users (Permit)', (req) => {
+    const page = paginate(store.iterate('user'), q(req), (f) => v.user(f.key, f.value));
+    return paginated({ data: page.data, total: store.countOf('user') }, q(req).per_page);
+  });
+  get('/users/:key', Paging, Key, 'A user (Permit)', one('user', 'user', v.user));
+  get('/tenants', Paging, undefined, 'List tenants (Permit)', (req) => paginate(store.iterate('tenant'), q(req), (f) => v.tenant(f.key, f.value)).data);
+  get('/tenants/:key', Paging, Key, 'A tenant (Permit)', one('tenant', 'tenant', v.tenant));
+  get('/tenants/:key/users', Paging, Key, 'The users with a role in a tenant (Permit)', (req) => {
+    const tenant = (req.params as { key: string }).key;
+    function* users() {
+      const seen = new Set<string>();
+      for (const a of assignmentsOf(d, { tenant: [tenant] })) {
+        if (!seen.has(a.user)) seen.add(a.user), yield a.user;
+      }
+    }
+    const page = paginate(users(), q(req), (user) => v.user(user, store.get('user', user)?.value ?? {}), true);
+    return paginated(page, q(req).per_page);
+  });
+  get('/role_assignments', AssignmentQuery, undefined, 'List role assignments, tenant-wide and on resource instances (Permit)', (req) =>
+    paginate(assignmentsOf(d, req.query as AssignmentFilter), q(req), v.assignment).data);
+  get('/relationship_tuples', TupleQuery, undefined, 'List relationship tuples (Permit)', (req) =>
+    paginate(tuplesOf(d, req.query as { subject?: string }), q(req), v.tuple).data);
+  get('/resource_instances', InstanceQuery, undefined, 'List resource instances (Permit)', (req) => {
+    const { tenant, resource } = req.query as { tenant?: string; resource?: string };
+    function* instances() {
+      for (const f of store.iterate('resource_instance', resource === undefined ? '' : `${resource}:`)) {
+        if (tenant === undefined || f.value.tenant === tenant) yield f;
+      }
+    }
+    return paginate(instances(), q(req), (f) => v.instance(f.key, f.value)).data;
+  });
+  get('/resource_instances/:key', Paging, Key, 'A resource instance, by type:key (Permit)', one('resource_instance', 'resource instance', v.instance));
+  get('/set_rules', RuleQuery, undefined, 'List condition set rules (Permit)', (req) => {
+    const f = req.query as { user_set?: string; permission?: string; resource_set?: string };
+    function* rules() {
+      for (const r of store.iterate('condition_set_rule')) {
+        const x = r.value as { user_set: string; permission: string; resource_set: string };
+        if ((f.user_set ?? x.user_set) === x.user_set && (f.permission ?? x.permission) === x.permission && (f.resource_set ?? x.resource_set) === x.resource_set) yield x;
+      }
+    }
+    return paginate(rules(), q(req), v.setRule).data;
+  });
+}

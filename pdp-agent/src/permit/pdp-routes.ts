@@ -1,0 +1,89 @@
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { Type } from '@sinclair/typebox';
+import { CheckRequest, CheckResource, CheckUser, FactsyncError, normalizeCheck, normalizeUser, type Check } from '@factsync/shared';
+import type { KeyPage, PageRequest } from '../decide/enumerate.js';
+import { readAt, type PermitDeps } from './deps.js';
+import { assignmentsOf, type AssignmentFilter } from './facts-reads.js';
+import { paginate } from './paging.js';
+
+/** Most users `/authorized_users` and tenants `/allowed/all-tenants` list (Permit's answers have no pages; AuthZEN search has). */
+export const MAX_LISTED = 10_000;
+
+const Context = Type.Optional(Type.Record(Type.String(), Type.Unknown()));
+const AuthorizedUsersRequest = Type.Object({ action: Type.String({ minLength: 1, maxLength: 170 }), resource: CheckResource, context: Context, sdk: Type.Optional(Type.String()) }, { additionalProperties: false });
+const UserTenantsRequest = Type.Object({ user: CheckUser, context: Context, sdk: Type.Optional(Type.String()) }, { additionalProperties: false });
+const Filter = Type.Optional(Type.String({ minLength: 1, maxLength: 600 }));
+const LocalAssignmentsQuery = Type.Object({
+  user: Filter, role: Filter, tenant: Filter, resource: Filter, resource_instance: Filter,
+  page: Type.Optional(Type.Integer({ minimum: 1, default: 1 })), per_page: Type.Optional(Type.Integer({ minimum: 1, maximum: 100, default: 30 })),
+});
+
+/** Every page of an enumeration, up to `max` keys. */
+function all(list: (p: PageRequest) => KeyPage, max = MAX_LISTED): string[] {
+  const out: string[] = [];
+  let after: string | undefined;
+  do {
+    const page = list({ after, limit: max - out.length });
+    out.push(...page.keys);
+    after = page.next ?? undefined;
+  } while (after !== undefined && out.length < max);
+  return out;
+}
+
+/**
+ * The Permit PDP's routes beyond `/allowed` that the SDKs call: the tenants a
+ * check is allowed in, a user's tenants, who is authorized for an action, and
+ * the local role assignments (`pdp_api` of the Python SDK).
+ */
+export function registerPermitPdpRoutes(app: FastifyInstance, d: PermitDeps): void {
+  const { decider } = d;
+  const tenantDetails = (key: string) => ({ key, attributes: (d.store.get('tenant', key)?.value.attributes as Record<string, unknown> | undefined) ?? {} });
+  const parse = (c: CheckRequest): Check => {
+    const n = normalizeCheck(c);
+    if (!n.ok) throw new FactsyncError('invalid_request', n.error);
+    return n.value;
+  };
+  const route = (url: string, body: unknown, summary: string, handler: (req: FastifyRequest) => unknown) =>
+    app.post(url, { schema: { summary, tags: ['checks'], body } }, async (req, reply) => {
+      await readAt(d, req, reply);
+      return handler(req);
+    });
+
+  route('/allowed/all-tenants', CheckRequest, 'The tenants in which the check is allowed (Permit)', (req) => {
+    const c = parse(req.body as CheckRequest);
+    return { allowed_tenants: all((p) => decider.enumerate.tenants(c, p)).map((t) => ({ allow: true, result: true, tenant: tenantDetails(t) })) };
+  });
+
+  route('/user-tenants', UserTenantsRequest, 'The tenants in which the user holds a role (Permit)', (req) =>
+    decider.enumerate.userTenants(normalizeUser((req.body as { user: CheckRequest['user'] }).user).key).map(tenantDetails));
+
+  route('/authorized_users', AuthorizedUsersRequest, 'The users who may do the action on the resource, with the roles that allow it (Permit)', (req) => {
+    const b = req.body as { action: string; resource: CheckRequest['resource'] };
+    const c = parse({ user: '-', action: b.action, resource: b.resource });
+    const tenant = decider.tenantOf(c);
+    const resource = c.resource.key === undefined ? `${c.resource.type}:*` : `${c.resource.type}:${c.resource.key}`;
+    const permission = `${c.resource.type}:${c.action}`;
+    const users: Record<string, { user: string; tenant: string; resource: string; role: string }[]> = {};
+    for (const user of all((p) => decider.enumerate.subjects(c, p))) {
+      const byRole = [...decider.index.assignments.get(user)?.get(tenant) ?? []].filter((r) => decider.index.rolePermissions(r).has(permission))
+        .map((role) => ({ user, tenant, resource: `__tenant:${tenant}`, role }));
+      const onInstance = c.resource.key === undefined ? [] : decider.index.grantingRoles(c.resource.type, c.action)
+        .filter((r) => decider.holds(user, `${resource}#${r}`)).map((role) => ({ user, tenant, resource, role }));
+      // Allowed by a condition set rule alone: no role to name, an empty list.
+      users[user] = [...onInstance, ...byRole];
+    }
+    return { resource, tenant, users };
+  });
+
+  app.get('/local/role_assignments', {
+    schema: { summary: 'Role assignments this PDP holds (Permit\'s local API)', tags: ['permit'], querystring: LocalAssignmentsQuery },
+  }, async (req, reply) => {
+    await readAt(d, req, reply);
+    const q = req.query as Record<string, string | undefined> & { page?: number; per_page?: number };
+    const one = (x: string | undefined) => (x === undefined ? undefined : [x]);
+    const f: AssignmentFilter = { user: one(q.user), role: one(q.role), tenant: one(q.tenant), resource: one(q.resource), resource_instance: one(q.resource_instance) };
+    return paginate(assignmentsOf(d, f), { page: q.page, per_page: q.per_page ?? 30 }, (a) => ({
+      user: a.user, role: a.role, tenant: a.tenant, ...(a.resource_instance ? { resource_instance: a.resource_instance } : {}),
+    })).data;
+  });
+}
