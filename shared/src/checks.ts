@@ -9,6 +9,8 @@ import { err, ok, type Result } from './result.js';
 
 const Attributes = Type.Record(Type.String(), Type.Unknown(), { description: 'just-in-time attributes; override stored ones for this check' });
 const Key = Type.String({ minLength: 1, maxLength: 512 });
+// The user and resource objects accept fields they do not know and ignore them: the SDKs send more than a check
+// reads (the Java SDK serializes every field of its Resource, `resourceDelimiter` included; Python may send `roles`).
 
 export const CheckUserObject = Type.Object({
   key: Key,
@@ -19,7 +21,7 @@ export const CheckUserObject = Type.Object({
   last_name: Type.Optional(Type.String({ maxLength: 256 })),
   firstName: Type.Optional(Type.String({ maxLength: 256 })),
   lastName: Type.Optional(Type.String({ maxLength: 256 })),
-}, { additionalProperties: false });
+}, { additionalProperties: true });
 export const CheckUser = Type.Union([Key, CheckUserObject], { description: 'a user key, or {key, attributes?}' });
 
 export const CheckResourceObject = Type.Object({
@@ -28,7 +30,7 @@ export const CheckResourceObject = Type.Object({
   tenant: Type.Optional(Type.Union([Type.String({ minLength: 1, maxLength: 170 }), Type.Null()])),
   attributes: Type.Optional(Type.Union([Attributes, Type.Null()])),
   context: Type.Optional(Type.Unknown()),
-}, { additionalProperties: false });
+}, { additionalProperties: true });
 export const CheckResource = Type.Union([Type.String({ minLength: 1, maxLength: 600 }), CheckResourceObject], {
   description: '"document", "document:1", or {type, key?, tenant?, attributes?}',
 });

@@ -131,9 +131,13 @@ export function attributeValueMatchesKind(kind: AttributeKind, value: unknown): 
   return scalar(kind, value);
 }
 
-/** Zanzibar/Permify entities: `type:id`; a subject may be a subject set `type:id#relation`. */
+/**
+ * Zanzibar/Permify entities: `type:id`; a subject may be a subject set `type:id#relation`. A subject's id
+ * may contain @ (user keys are often e-mail addresses): a key `object#relation@subject` splits at its
+ * first @, which an object and a relation never contain.
+ */
 const ENTITY_RE = /^[a-z][a-z0-9_]{0,63}:[^#@\s]+$/;
-const SUBJECT_RE = /^[a-z][a-z0-9_]{0,63}:[^#@\s]+(#[^#@\s]+)?$/;
+const SUBJECT_RE = /^[a-z][a-z0-9_]{0,63}:[^#\s]+(#[^#@\s]+)?$/;
 const RELATION_RE = /^[^#@\s]+$/;
 
 export function relationshipProblem(v: RelationshipValue): string | undefined {
