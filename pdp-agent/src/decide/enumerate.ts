@@ -1,4 +1,4 @@
-import { splitInstance, type Check } from '@factsync/shared';
+import { DEFAULT_TENANT, splitInstance, type Check } from '@factsync/shared';
 import type { LocalStore } from '../local-store.js';
 import { MAX_DERIVATION_NODES, type Evaluator } from './evaluator.js';
 import type { PolicyIndex } from './policy-index.js';
@@ -35,6 +35,10 @@ function* keysOf(facts: Iterable<{ key: string }>, strip = 0): Iterable<string> 
   for (const f of facts) yield f.key.slice(strip);
 }
 
+function* objectsOf(facts: Iterable<{ key: string }>, strip: number): Iterable<string> {
+  for (const f of facts) yield f.key.slice(strip, f.key.indexOf('#'));
+}
+
 /**
  * The questions that list rather than check: who may do A on R, which
  * resources of a type U may act on, which actions U has on R, in which
@@ -65,7 +69,7 @@ export class Enumerator {
     if (this.index.rules.has(permission)) {
       // A rule matches attributes: any user the agent knows of may match.
       streams.push(keysOf(this.store.iterate('user', '', page.after)));
-      streams.push(sortedAfter(this.attributedUsers(), page.after));
+      streams.push(sortedAfter(this.usersWithoutFacts(), page.after));
     }
     return this.collect(union(page.after, ...streams), page, (u) => this.evaluator.check({ ...c, user: { key: u, attributes: c.user.attributes } }).allow);
   }
@@ -79,7 +83,10 @@ export class Enumerator {
     const byRole = [...this.index.assignments.get(c.user.key)?.values() ?? []].some((roles) => [...roles].some((r) => this.index.rolePermissions(r).has(permission)));
     if (byRole || this.index.rules.has(permission)) {
       const prefix = `${type}:`;
-      streams.push(keysOf(this.store.iterate('resource_instance', prefix, page.after === undefined ? undefined : prefix + page.after), prefix.length));
+      const from = page.after === undefined ? undefined : prefix + page.after;
+      streams.push(keysOf(this.store.iterate('resource_instance', prefix, from), prefix.length));
+      // Objects named only by relationships (`type:id#rel@…`, in key order) exist too.
+      streams.push(objectsOf(this.store.iterate('relationship', prefix, from), prefix.length));
     }
     return this.collect(union(page.after, ...streams), page, (k) => this.evaluator.check({ ...c, resource: { ...c.resource, key: k } }).allow);
   }
@@ -89,10 +96,14 @@ export class Enumerator {
     return this.index.actionsOf(c.resource.type).filter((action) => this.evaluator.check({ ...c, action }).allow).sort();
   }
 
-  /** Tenants in which `c` is allowed when decided with that tenant: the tenants the agent knows of, and the user's. */
+  /** Tenants in which `c` is allowed when decided with that tenant: every tenant the agent's facts name. */
   tenants(c: Check, page: PageRequest): KeyPage {
-    const own = sortedAfter(this.index.assignments.get(c.user.key)?.keys() ?? [], page.after);
-    return this.collect(union(page.after, own, keysOf(this.store.iterate('tenant', '', page.after))), page,
+    // Every tenant some fact names: the default one, tenants with role holders, the instance's.
+    const own = new Set<string>([DEFAULT_TENANT]);
+    for (const k of this.index.roleHolders.keys()) own.add(k.slice(0, k.lastIndexOf('#')));
+    const home = c.resource.key === undefined ? undefined : this.index.instances.get(`${c.resource.type}:${c.resource.key}`)?.tenant;
+    if (home !== undefined) own.add(home);
+    return this.collect(union(page.after, sortedAfter(own, page.after), keysOf(this.store.iterate('tenant', '', page.after))), page,
       (t) => this.evaluator.check({ ...c, resource: { ...c.resource, tenant: t } }).allow);
   }
 
@@ -146,10 +157,15 @@ export class Enumerator {
     return users;
   }
 
-  /** Users known only by attribute facts (`user:key$attr`), who a rule may match. */
-  private attributedUsers(): string[] {
-    const out: string[] = [];
-    for (const e of this.index.entityAttributes.keys()) if (e.startsWith('user:')) out.push(e.slice(5));
+  /**
+   * Users the agent knows of from facts other than their own `user` fact (a
+   * role, a relationship, an attribute fact): a rule may match any of them.
+   * A walk of three indexes, paid only by a search a rule could answer.
+   */
+  private usersWithoutFacts(): Set<string> {
+    const out = new Set<string>(this.index.assignments.keys());
+    for (const e of this.index.entityAttributes.keys()) if (e.startsWith('user:')) out.add(e.slice(5));
+    for (const s of this.index.reverse.keys()) if (s.startsWith('user:')) out.add(s.slice(5));
     return out;
   }
 }

@@ -38,6 +38,10 @@ export class SparseMulti {
     return cur === undefined ? NONE : typeof cur === 'string' ? [cur] : cur;
   }
 
+  keys(): Iterable<string> {
+    return this.m.keys();
+  }
+
   clear(): void {
     this.m.clear();
   }

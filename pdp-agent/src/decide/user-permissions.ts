@@ -87,6 +87,8 @@ export function reachableInstances(userKey: string, index: PolicyIndex): { type:
     objects.add(object);
     for (const n of index.reverse.values(holding)) visit(n);
     const heldType = splitInstance(object)?.[0];
+    // Holding a role holds every role it extends, and what those are granted to.
+    for (const e of (heldType && index.resourceRoles.get(heldType)?.get(role)?.extends) || []) visit(`${object}#${e}`);
     // Objects X related to `object` by some relation `via` (X#via@object): X's roles granted to `role` on heldType via it.
     for (const rel of index.reverse.values(object)) {
       const h = rel.lastIndexOf('#');
