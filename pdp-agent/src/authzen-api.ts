@@ -33,24 +33,29 @@ export function authzenCheck(subject: Entity, action: string, resource: Entity, 
   };
 }
 
-/** Page tokens carry where the page ended and a digest of the request, so a token reused with another query is refused. */
-const digest = (body: Record<string, unknown>) => createHash('sha256').update(JSON.stringify({ ...body, page: { ...(body.page as object), token: undefined } })).digest('base64url').slice(0, 16);
+/**
+ * Page tokens carry where the page ended, its limit (the spec's second
+ * request may send only the token) and a digest of the query without its
+ * page, so a token reused with another query is refused.
+ */
+const digest = (body: Record<string, unknown>) => createHash('sha256').update(JSON.stringify({ ...body, page: undefined })).digest('base64url').slice(0, 16);
 function pageOf(body: { page?: { token?: string; limit?: number } } & Record<string, unknown>): { after: string | undefined; limit: number } {
-  const limit = Math.min(body.page?.limit ?? 100, MAX_PAGE);
   const token = body.page?.token;
-  if (token === undefined || token === '') return { after: undefined, limit };
+  if (token === undefined || token === '') return { after: undefined, limit: Math.min(body.page?.limit ?? 100, MAX_PAGE) };
   let parsed: unknown;
   try {
     parsed = JSON.parse(Buffer.from(token, 'base64url').toString('utf8'));
   } catch {
     throw bad('page.token is not a token this PDP issued: send the next_token of the previous page unchanged');
   }
-  const p = parsed as { a?: unknown; h?: unknown };
-  if (typeof p.a !== 'string' || p.h !== digest(body)) throw bad('page.token belongs to another query: every field but page.token must equal the first request\'s');
-  return { after: p.a, limit };
+  const p = parsed as { a?: unknown; l?: unknown; h?: unknown };
+  if (typeof p.a !== 'string' || typeof p.l !== 'number' || p.h !== digest(body)) {
+    throw bad('page.token belongs to another query: every field but page must equal the first request\'s');
+  }
+  return { after: p.a, limit: Math.min(body.page?.limit ?? p.l, MAX_PAGE) };
 }
-const tokenFor = (body: Record<string, unknown>, next: string | null) =>
-  (next === null ? '' : Buffer.from(JSON.stringify({ a: next, h: digest(body) }), 'utf8').toString('base64url'));
+const tokenFor = (body: Record<string, unknown>, limit: number, next: string | null) =>
+  (next === null ? '' : Buffer.from(JSON.stringify({ a: next, l: limit, h: digest(body) }), 'utf8').toString('base64url'));
 
 /**
  * OpenID AuthZEN Authorization API 1.0: evaluation, evaluations (the three
@@ -118,21 +123,23 @@ export function registerAuthzenRoutes(app: FastifyInstance, d: CheckApiDeps): vo
     return { evaluations: out };
   });
 
-  const searchReply = (body: Record<string, unknown>, page: KeyPage, result: (k: string) => Record<string, string>) =>
-    ({ page: { next_token: tokenFor(body, page.next), count: page.keys.length }, results: page.keys.map(result) });
+  const searchReply = (body: Record<string, unknown>, limit: number, page: KeyPage, result: (k: string) => Record<string, string>) =>
+    ({ page: { next_token: tokenFor(body, limit, page.next), count: page.keys.length }, results: page.keys.map(result) });
 
   app.post('/access/v1/search/subject', { schema: schema('AuthZEN: the users who may do the action on the resource', AzSubjectSearch, AzSearchResponse) }, async (req, reply) => {
     await at(req, reply);
     const b = req.body as AzSubjectSearch;
     const c = authzenCheck({ ...b.subject, id: '' }, b.action.name, b.resource, b.context);
-    return searchReply(b, d.decider.enumerate.subjects(c, pageOf(b)), (id) => ({ type: 'user', id }));
+    const page = pageOf(b);
+    return searchReply(b, page.limit, d.decider.enumerate.subjects(c, page), (id) => ({ type: 'user', id }));
   });
   app.post('/access/v1/search/resource', { schema: schema('AuthZEN: the resources of a type the user may do the action on', AzResourceSearch, AzSearchResponse) }, async (req, reply) => {
     await at(req, reply);
     const b = req.body as AzResourceSearch;
     const c = authzenCheck(b.subject, b.action.name, { ...b.resource, id: undefined }, b.context);
     d.usage.record(c.user.key);
-    return searchReply(b, d.decider.enumerate.resources(c, pageOf(b)), (id) => ({ type: b.resource.type, id }));
+    const page = pageOf(b);
+    return searchReply(b, page.limit, d.decider.enumerate.resources(c, page), (id) => ({ type: b.resource.type, id }));
   });
   app.post('/access/v1/search/action', { schema: schema('AuthZEN: the actions the user may do on the resource', AzActionSearch, AzSearchResponse) }, async (req, reply) => {
     await at(req, reply);
@@ -142,7 +149,7 @@ export function registerAuthzenRoutes(app: FastifyInstance, d: CheckApiDeps): vo
     const { after, limit } = pageOf(b);
     const all = d.decider.enumerate.actions(c).filter((a) => after === undefined || a > after);
     const keys = all.slice(0, limit);
-    return searchReply(b, { keys, next: all.length > limit ? keys[keys.length - 1]! : null }, (name) => ({ name }));
+    return searchReply(b, limit, { keys, next: all.length > limit ? keys[keys.length - 1]! : null }, (name) => ({ name }));
   });
 
   app.get('/.well-known/authzen-configuration', { schema: { summary: 'AuthZEN PDP metadata', tags: ['authzen'] } }, async (req) => {
