@@ -7,6 +7,7 @@ import { PageQuery, paginate } from './paging.js';
 const Name = Type.String({ minLength: 1, maxLength: 170 });
 const Key = Type.Object({ key: Name });
 const KeyItem = Type.Object({ key: Name, item: Name });
+const KeyRole = Type.Object({ key: Name, role: Name });
 const Paging = Type.Object(PageQuery);
 
 /**
@@ -22,7 +23,7 @@ export function registerPermitSchemaReads(app: FastifyInstance, d: PermitDeps): 
       await readAt(d, req, reply);
       return handler(req);
     });
-  const p = (req: FastifyRequest) => req.params as { key: string; item: string };
+  const p = (req: FastifyRequest) => req.params as { key: string; item: string; role: string };
   const q = (req: FastifyRequest) => req.query as { page?: number; per_page?: number };
   const missing = (what: string, key: string) => new FactsyncError('not_found', `no ${what} "${key}" on this agent (applied version ${store.version})`);
   const resource = (key: string): ResourceValue => {
@@ -53,8 +54,8 @@ export function registerPermitSchemaReads(app: FastifyInstance, d: PermitDeps): 
     resource(p(req).key);
     return list(index.resourceRoles.get(p(req).key) ?? [], req, ([r, def]) => v.resourceRole(p(req).key, r, def));
   });
-  get('/resources/:key/roles/:item', KeyItem, 'A role of a resource type (Permit)', (req) =>
-    v.resourceRole(p(req).key, p(req).item, item(index.resourceRoles.get(p(req).key)?.get(p(req).item), 'resource role', `${p(req).key}#${p(req).item}`)));
+  get('/resources/:key/roles/:role', KeyRole, 'A role of a resource type (Permit)', (req) =>
+    v.resourceRole(p(req).key, p(req).role, item(index.resourceRoles.get(p(req).key)?.get(p(req).role), 'resource role', `${p(req).key}#${p(req).role}`)));
   get('/roles', undefined, 'List tenant roles (Permit)', (req) => list(store.iterate('role'), req, (f) => v.role(f.key, f.value as TenantRoleValue)));
   get('/roles/:key', Key, 'A tenant role (Permit)', (req) => v.role(p(req).key, item(store.get('role', p(req).key)?.value as TenantRoleValue | undefined, 'role', p(req).key)));
   get('/condition_sets', undefined, 'List condition sets (Permit)', (req) => list(store.iterate('condition_set'), req, (f) => v.conditionSet(f.key, f.value as ConditionSetValue)));
