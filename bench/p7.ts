@@ -237,7 +237,24 @@ export async function p7(): Promise<Record<string, unknown>> {
     prog.done(`factsync in process, ${kind}: ${JSON.stringify(inProcess[kind])} (allowed ${allowRate[kind]})`);
   }
 
-  if (process.env.P7_ONLY === 'inprocess') return { params: { ...SCALE, facts }, allowRate, inProcess };
+  // Listing questions in process: who may read a document (authorized_users, AuthZEN subject search), which documents a user may read (resource search).
+  const docs = normalized.rebac!.slice(0, n(300, 50));
+  const listing = (label: string, cs: Check[], list: (c: Check) => { keys: string[] }) => {
+    const sizes = cs.map((c) => list(c).keys.length).sort((a, b) => a - b);
+    const t = timeEach(cs, list, n(3, 1));
+    const r = { p50: t.p50, p99: t.p99, results_p50: sizes[sizes.length >> 1]!, results_max: sizes[sizes.length - 1]! };
+    prog.done(`factsync in process, ${label}: ${JSON.stringify(r)}`);
+    return r;
+  };
+  const enumeration = {
+    authorized_users_instance: listing('who may write a document (ReBAC + RBAC)', docs, (c) => decider.enumerate.subjects(c, { limit: 1000 })),
+    authorized_users_tenant: listing('who may read documents of a tenant (RBAC)', docs.map((c) => ({ ...c, action: 'read', resource: { ...c.resource, key: undefined, tenant: `t${Number(c.resource.key!.slice(1)) % SCALE.tenants}` } })),
+      (c) => decider.enumerate.subjects(c, { limit: 1000 })),
+    resource_search: listing('which documents a user may read (first 100)', docs.map((c) => ({ ...c, action: 'read', resource: { ...c.resource, key: undefined } })),
+      (c) => decider.enumerate.resources(c, { limit: 100 })),
+  };
+
+  if (process.env.P7_ONLY === 'inprocess') return { params: { ...SCALE, facts }, allowRate, inProcess, enumeration };
 
   // Applying one change: a relationship added, then removed (the model stays the same size).
   const applyH = histogram();
@@ -322,6 +339,45 @@ export async function p7(): Promise<Record<string, unknown>> {
       http = { ...http, [kind]: { p50: us(hist, 50), p99: us(hist, 99), perSec16: Math.round((sample.length * 2) / secs) } };
       prog.done(`factsync over HTTP, ${kind}: ${JSON.stringify((http as Record<string, unknown>)[kind])}`);
     }
+    // AuthZEN beside /allowed, one by one and in batches of 100; the listing routes with their result sizes.
+    const toAuthzen = (c: Check) => ({
+      subject: { type: 'user', id: c.user.key, properties: c.user.attributes }, action: { name: c.action },
+      resource: { type: c.resource.type, id: c.resource.key!, properties: { ...c.resource.attributes, ...(c.resource.tenant ? { tenant: c.resource.tenant } : {}) } },
+    });
+    const timed = async (items: { url: string; body: unknown }[], check?: (b: any) => number) => {
+      const hist = histogram();
+      const sizes: number[] = [];
+      for (const it of items) {
+        const t = process.hrtime.bigint();
+        const r = await post(it.url, it.body);
+        hist.recordValue(Number(process.hrtime.bigint() - t));
+        if (r.status !== 200) throw new Error(`${it.url} failed: ${JSON.stringify(r.body)}`);
+        if (check) sizes.push(check(r.body));
+      }
+      sizes.sort((a, b) => a - b);
+      return { p50: us(hist, 50), p99: us(hist, 99), ...(check ? { results_p50: sizes[sizes.length >> 1], results_max: sizes[sizes.length - 1] } : {}) };
+    };
+    const mixed = Object.values(normalized).flatMap((cs) => cs.slice(0, n(700, 70)));
+    const raw = Object.values(model.checks).flatMap((cs) => cs.slice(0, n(700, 70)));
+    const authzen: Record<string, unknown> = {
+      allowed: await timed(raw.map((c) => ({ url: `${agent.url}/allowed`, body: c }))),
+      evaluation: await timed(mixed.map((c) => ({ url: `${agent.url}/access/v1/evaluation`, body: toAuthzen(c) }))),
+    };
+    const batches = Array.from({ length: Math.floor(mixed.length / 100) }, (_, i) => i * 100);
+    authzen.allowed_bulk_100 = await timed(batches.map((i) => ({ url: `${agent.url}/allowed/bulk`, body: raw.slice(i, i + 100) })));
+    authzen.evaluations_100 = await timed(batches.map((i) => ({ url: `${agent.url}/access/v1/evaluations`, body: { evaluations: mixed.slice(i, i + 100).map(toAuthzen) } })));
+    prog.done(`AuthZEN over HTTP: ${JSON.stringify(authzen)}`);
+    const docsHttp = normalized.rebac!.slice(0, n(200, 30));
+    const listingHttp = {
+      authorized_users: await timed(docsHttp.map((c) => ({ url: `${agent.url}/authorized_users`, body: { action: c.action, resource: { type: c.resource.type, key: c.resource.key } } })),
+        (b) => Object.keys(b.users).length),
+      search_subject: await timed(docsHttp.map((c) => ({ url: `${agent.url}/access/v1/search/subject`, body: { subject: { type: 'user' }, action: { name: c.action }, resource: { type: c.resource.type, id: c.resource.key } } })),
+        (b) => b.results.length),
+      search_resource: await timed(docsHttp.map((c) => ({ url: `${agent.url}/access/v1/search/resource`, body: { subject: { type: 'user', id: c.user.key }, action: { name: 'read' }, resource: { type: 'document' } } })),
+        (b) => b.results.length),
+    };
+    prog.done(`listing over HTTP: ${JSON.stringify(listingHttp)}`);
+    http = { ...http, authzen, listing: listingHttp };
   } finally {
     await h.close();
   }
@@ -332,7 +388,7 @@ export async function p7(): Promise<Record<string, unknown>> {
   }]));
   return {
     params: { ...SCALE, facts, checksPerKind: perKind, cedarPolicies: oracle.policyCount },
-    allowRate, inProcess, apply, http, cedar, casbin, ratio,
+    allowRate, inProcess, enumeration, apply, http, cedar, casbin, ratio,
     agreement: { cedarDisagreements: disagreements, casbinDisagreements },
     note: 'µs; perSec = checks per second in one thread; HTTP perSec16 = 16 concurrent keep-alive clients; Cedar gets a preparsed policy set and only the entities each request needs',
   };

@@ -80,6 +80,24 @@ if (p7) {
     rows.push(`| P7 ${name} check over HTTP, p50 / p99; 16 clients | ${us(p7.http[k])}; ${num(p7.http[k].perSec16)}/s | | | ≤ 1 ms p99 |`);
   }
   rows.push(`| P7 apply one change, p50 / p99 | ${us(p7.apply)} | | | ≤ 10 µs p99 |`);
+  const e = p7.enumeration;
+  if (e) {
+    const sized = (x: { p50: number; p99: number; results_p50: number; results_max: number }) => `${us(x)} (results p50 ${num(x.results_p50)}, max ${num(x.results_max)})`;
+    rows.push(`| P7 who may write a document (ReBAC + RBAC), in process | ${sized(e.authorized_users_instance)} | | | |`);
+    rows.push(`| P7 who may read documents in a tenant (RBAC), in process | ${sized(e.authorized_users_tenant)} | | | |`);
+    rows.push(`| P7 which documents a user may read (first 100), in process | ${sized(e.resource_search)} | | | |`);
+  }
+  const az = p7.http?.authzen;
+  if (az) {
+    rows.push(`| P7 AuthZEN evaluation over HTTP, p50 / p99 | ${us(az.evaluation)} | ${us(az.allowed)} (/allowed) | ${Math.round((az.evaluation.p50 / az.allowed.p50) * 100) / 100}× p50 | |`);
+    rows.push(`| P7 100 checks in one AuthZEN evaluations, p50 / p99 | ${us(az.evaluations_100)} | ${us(az.allowed_bulk_100)} (/allowed/bulk) | ${Math.round((az.evaluations_100.p50 / az.allowed_bulk_100.p50) * 100) / 100}× p50 | |`);
+  }
+  const l = p7.http?.listing;
+  if (l) {
+    for (const [k, label] of [['authorized_users', '/authorized_users'], ['search_subject', 'AuthZEN subject search'], ['search_resource', 'AuthZEN resource search']] as const) {
+      rows.push(`| P7 ${label} over HTTP, p50 / p99 | ${us(l[k])} (results p50 ${num(l[k].results_p50)}, max ${num(l[k].results_max)}) | | | |`);
+    }
+  }
 }
 const headerDate = (p1 ?? p2 ?? p3 ?? p4 ?? p5 ?? p6)?.startedAt?.slice(0, 10);
 // Rows of scenarios last run on another day say so: the table may mix runs.

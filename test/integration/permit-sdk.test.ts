@@ -259,6 +259,10 @@ describe('the Permit SDK against factsync', () => {
     const page2 = await permit.api.users.list({ perPage: 2, page: 2 });
     expect(page2.data.map((u) => u.key)).not.toContain(users.data[0]!.key);
 
+    expect((await permit.api.users.list({ search: 'READER' })).data.map((u) => u.key)).toEqual(['reader-1']);
+    const viewers = await permit.api.users.list({ role: 'viewer' });
+    expect(viewers.data.map((u) => u.key)).toEqual(expect.arrayContaining(['john@smith.com', 'reader-1']));
+    expect(viewers.total_count).toBe(viewers.data.length);
     expect((await permit.api.tenants.list()).map((t) => t.key)).toContain('acme');
     expect(await permit.api.tenants.get('acme')).toMatchObject({ key: 'acme', name: 'Acme Corp', attributes: { region: 'eu' } });
     const acmeUsers = await permit.api.tenants.listTenantUsers({ tenantKey: 'acme' });

@@ -79,10 +79,12 @@ describe('enumeration equals per-candidate checks', () => {
             listed += expected.length;
           }
           for (const user of users.slice(0, 4)) {
-            const c = check(user, action, type);
-            const expected = ofType.filter((k) => decider.check({ ...c, resource: { ...c.resource, key: k } }).allow);
-            expect(allPages((p) => e.resources(c, p), 2), `seed ${seed}: which ${type} ${user} may ${action}`).toEqual(expected);
-            listed += expected.length;
+            for (const tenant of [undefined, 't1']) {
+              const c = check(user, action, type, undefined, tenant);
+              const expected = ofType.filter((k) => decider.check({ ...c, resource: { ...c.resource, key: k } }).allow);
+              expect(allPages((p) => e.resources(c, p), 2), `seed ${seed}: which ${type} ${user} may ${action} (tenant ${tenant})`).toEqual(expected);
+              listed += expected.length;
+            }
             for (const key of [ofType[0], undefined]) {
               const t = check(user, action, type, key);
               // Tenants the agent knows of: tenant facts, tenants of role assignments, default, and the instance's own.

@@ -78,15 +78,24 @@ export class Enumerator {
   resources(c: Check, page: PageRequest): KeyPage {
     const { type } = c.resource;
     const permission = `${type}:${c.action}`;
+    const prefix = `${type}:`;
+    const from = page.after === undefined ? undefined : prefix + page.after;
     const reached = reachableInstances(c.user.key, this.index).filter((i) => i.type === type).map((i) => i.key);
     const streams: Iterable<string>[] = [sortedAfter(reached, page.after)];
-    const byRole = [...this.index.assignments.get(c.user.key)?.values() ?? []].some((roles) => [...roles].some((r) => this.index.rolePermissions(r).has(permission)));
-    if (byRole || this.index.rules.has(permission)) {
-      const prefix = `${type}:`;
-      const from = page.after === undefined ? undefined : prefix + page.after;
+    const grants = (tenant: string) => [...this.index.assignments.get(c.user.key)?.get(tenant) ?? []].some((r) => this.index.rolePermissions(r).has(permission));
+    const everything = () => {
       streams.push(keysOf(this.store.iterate('resource_instance', prefix, from), prefix.length));
       // Objects named only by relationships (`type:id#rel@…`, in key order) exist too.
       streams.push(objectsOf(this.store.iterate('relationship', prefix, from), prefix.length));
+    };
+    if (this.index.rules.has(permission) || (c.resource.tenant !== undefined && grants(c.resource.tenant))) everything();
+    else if (c.resource.tenant === undefined) {
+      // A tenant role reaches the instances of its tenant; objects without an instance fact are in `default`.
+      for (const tenant of this.index.assignments.get(c.user.key)?.keys() ?? []) {
+        if (!grants(tenant)) continue;
+        streams.push(sortedAfter(this.index.tenantInstances.values(`${tenant}#${type}`), page.after));
+        if (tenant === DEFAULT_TENANT) streams.push(objectsOf(this.store.iterate('relationship', prefix, from), prefix.length));
+      }
     }
     return this.collect(union(page.after, ...streams), page, (k) => this.evaluator.check({ ...c, resource: { ...c.resource, key: k } }).allow);
   }

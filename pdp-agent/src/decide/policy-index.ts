@@ -46,6 +46,8 @@ export class PolicyIndex implements FactObserver {
   readonly resourceRoles = new Map<string, Map<string, ResourceRoleValue>>();
   readonly resources = new Map<string, ResourceValue>();
   readonly instances = new Map<string, { tenant: string; attributes: Record<string, unknown> }>();
+  /** `tenant#type` → instance ids of that type in that tenant (for listing what a tenant role reaches). */
+  readonly tenantInstances = new SparseMulti();
   /** `O#rel` → subject sets `S#rel2` that hold rel on O. */
   readonly usersets = new SparseMulti();
   /** `O#rel` → plain subjects `T:x` related to O by rel (of any type: a subject says its type). */
@@ -86,6 +88,8 @@ export class PolicyIndex implements FactObserver {
       case 'resource_instance': {
         const v = value as { tenant: string; attributes?: Record<string, unknown> };
         this.instances.set(key, { tenant: v.tenant, attributes: v.attributes ?? {} });
+        const i = key.indexOf(':');
+        this.tenantInstances.add(`${v.tenant}#${key.slice(0, i)}`, key.slice(i + 1));
         break;
       }
       case 'relationship': this.relate(value as RelationshipValue, true); break;
@@ -135,7 +139,12 @@ export class PolicyIndex implements FactObserver {
         this.extendingCache = undefined;
         break;
       }
-      case 'resource_instance': this.instances.delete(key); break;
+      case 'resource_instance': {
+        this.instances.delete(key);
+        const i = key.indexOf(':');
+        this.tenantInstances.remove(`${(old as { tenant: string }).tenant}#${key.slice(0, i)}`, key.slice(i + 1));
+        break;
+      }
       case 'relationship': this.relate(old as RelationshipValue, false); break;
       case 'attribute': {
         const v = old as { entity: string; attribute: string };
@@ -156,7 +165,7 @@ export class PolicyIndex implements FactObserver {
   }
 
   reset(): void {
-    for (const m of [this.roles, this.assignments, this.roleHolders, this.resourceRoles, this.resources, this.instances, this.usersets, this.subjects,
+    for (const m of [this.roles, this.assignments, this.roleHolders, this.resourceRoles, this.resources, this.instances, this.tenantInstances, this.usersets, this.subjects,
       this.reverse, this.entityAttributes, this.conditionSets, this.rules, this.rolePermissionCache, this.grantingCache] as { clear(): void }[]) m.clear();
     this.extendingCache = undefined;
   }

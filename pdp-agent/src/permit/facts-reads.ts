@@ -7,6 +7,11 @@ import type { AssignmentRef, TupleRef } from './views.js';
 
 const Key = Type.Object({ key: Type.String({ minLength: 1, maxLength: 512 }) });
 const Paging = Type.Object(PageQuery);
+const UsersQuery = Type.Object({
+  ...PageQuery,
+  search: Type.Optional(Type.String({ maxLength: 512, description: 'part of the key or e-mail, any case' })),
+  role: Type.Optional(Type.String({ maxLength: 170, description: 'only users holding this tenant role somewhere' })),
+});
 const AssignmentQuery = Type.Object({ ...PageQuery, user: Filter, role: Filter, tenant: Filter, resource: Filter, resource_instance: Filter });
 const TupleQuery = Type.Object({
   ...PageQuery,
@@ -115,9 +120,22 @@ export function registerPermitFactsReads(app: FastifyInstance, d: PermitDeps): v
   };
   const q = (req: FastifyRequest) => req.query as Q & Record<string, never>;
 
-  get('/users', Paging, undefined, 'List users (Permit)', (req) => {
-    const page = paginate(store.iterate('user'), q(req), (f) => v.user(f.key, f.value));
-    return paginated({ data: page.data, total: store.countOf('user') }, q(req).per_page);
+  get('/users', UsersQuery, undefined, 'List users (Permit)', (req) => {
+    const { search, role } = req.query as { search?: string; role?: string };
+    if (search === undefined && role === undefined) {
+      const page = paginate(store.iterate('user'), q(req), (f) => v.user(f.key, f.value));
+      return paginated({ data: page.data, total: store.countOf('user') }, q(req).per_page);
+    }
+    const needle = search?.toLowerCase();
+    const roles = d.decider.index.assignments;
+    function* matching() {
+      for (const f of store.iterate('user')) {
+        if (needle !== undefined && !f.key.toLowerCase().includes(needle) && !String(f.value.email ?? '').toLowerCase().includes(needle)) continue;
+        if (role !== undefined && ![...roles.get(f.key)?.values() ?? []].some((rs) => rs.has(role))) continue;
+        yield f;
+      }
+    }
+    return paginated(paginate(matching(), q(req), (f) => v.user(f.key, f.value), true), q(req).per_page);
   });
   get('/users/:key', Paging, Key, 'A user (Permit)', one('user', 'user', v.user));
   get('/tenants', Paging, undefined, 'List tenants (Permit)', (req) => paginate(store.iterate('tenant'), q(req), (f) => v.tenant(f.key, f.value)).data);
