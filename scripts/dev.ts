@@ -3,14 +3,30 @@
  * store, or Redis when REDIS_URL is set) and one agent, with a fresh dev token.
  */
 import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
 import { createServer, loadServerConfig, runUntilSignal } from '@factsync/server';
 import { describeStartupError } from '@factsync/shared';
 import { createAgent, loadAgentConfig } from '@factsync/pdp-agent';
 import { ConfigError } from '@factsync/shared';
 
+/** The data of `npm start`: DATA_DIR, else `.data/` in the project (git-ignored), so a restart keeps every fact and the dev token. */
+const DATA_ROOT = resolve(process.env.DATA_DIR ?? join(dirname(fileURLToPath(import.meta.url)), '..', '.data'));
+
+function devToken(): string {
+  if (process.env.DEV_TOKEN) return process.env.DEV_TOKEN;
+  const file = join(DATA_ROOT, 'dev-token');
+  if (existsSync(file)) return readFileSync(file, 'utf8').trim();
+  const token = `dev-${randomBytes(12).toString('hex')}`;
+  mkdirSync(DATA_ROOT, { recursive: true });
+  writeFileSync(file, `${token}\n`, { mode: 0o600 });
+  return token;
+}
+
 async function main(): Promise<void> {
-  const token = process.env.DEV_TOKEN ?? `dev-${randomBytes(12).toString('hex')}`;
+  const token = devToken();
   const env = process.env.AGENT_ENV ?? 'default';
   const log = pino({ level: process.env.LOG_LEVEL ?? 'info', transport: process.stdout.isTTY ? { target: 'pino-pretty' } : undefined });
 
@@ -19,12 +35,15 @@ async function main(): Promise<void> {
   // Which port variable to name if listening fails.
   let portVar = 'PORT';
   try {
-    const serverConfig = loadServerConfig({ ...process.env, AUTH_TOKENS: process.env.AUTH_TOKENS ?? `${token}=admin:*`, REPLICA_ID: 'dev' });
+    const serverConfig = loadServerConfig({
+      ...process.env, AUTH_TOKENS: process.env.AUTH_TOKENS ?? `${token}=admin:*`, REPLICA_ID: 'dev', DATA_DIR: join(DATA_ROOT, 'server'),
+    });
     server = await createServer(serverConfig, { logger: log.child({ component: 'server' }) });
     const serverUrl = await server.listen();
     portVar = 'AGENT_PORT';
     const agentConfig = loadAgentConfig({
       ...process.env, PORT: process.env.AGENT_PORT ?? '7766', SERVER_URL: serverUrl, AGENT_TOKEN: token, AGENT_ENV: env, AGENT_ID: process.env.AGENT_ID ?? 'dev-agent',
+      DATA_DIR: join(DATA_ROOT, 'agent'),
     });
     agent = await createAgent(agentConfig, { logger: log.child({ component: 'agent' }) });
     const agentUrl = await agent.start();
@@ -32,7 +51,7 @@ async function main(): Promise<void> {
     process.stdout.write([
       '',
       'factsync is running',
-      `  server     ${serverUrl}   (store: ${server.store.kind}, API docs ${serverUrl}/docs)`,
+      `  server     ${serverUrl}   (store: ${server.store.kind === 'embedded' ? `embedded, in ${join(DATA_ROOT, 'server')}` : server.store.kind}, API docs ${serverUrl}/docs)`,
       `  agent      ${agentUrl}   (env "${env}")`,
       `  dev token  ${token}`,
       '',

@@ -86,7 +86,7 @@ export function registerAuthzenRoutes(app: FastifyInstance, d: CheckApiDeps): vo
     return { decision: decide(authzenCheck(b.subject, b.action.name, b.resource, b.context)) };
   });
 
-  app.post('/access/v1/evaluations', { schema: schema('AuthZEN: several evaluations, with defaults and a semantic', AzEvaluationsRequest, Type.Union([AzEvaluationsResponse, AzDecision])) }, async (req, reply) => {
+  app.post('/access/v1/evaluations', { schema: schema('AuthZEN: several evaluations, with defaults and a semantic', AzEvaluationsRequest, AzEvaluationsResponse) }, async (req, reply) => {
     await at(req, reply);
     const b = req.body as AzEvaluationsRequest;
     if (!b.evaluations || b.evaluations.length === 0) {

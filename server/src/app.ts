@@ -9,6 +9,7 @@ import { createAuthenticator } from './auth.js';
 import type { FactStore } from './store/fact-store.js';
 import { createRedisStore } from './store/redis-store.js';
 import { createMemoryStore } from './store/memory-store.js';
+import { createEmbeddedStore } from './store/embedded-store.js';
 import { Broadcaster, type BroadcasterHooks } from './broadcast/broadcaster.js';
 import { ControlPlane } from './control/control-plane.js';
 import { Gateway } from './ws/gateway.js';
@@ -50,7 +51,18 @@ export function buildStore(config: Readonly<ServerConfig>, log: Logger, onError?
     logRetention: config.logRetention, idempotencyTtlSeconds: config.idempotencyTtlSeconds, inlineChangeBytes: config.inlineChangeBytes,
     agentRecordTtlMs: config.agentRecordTtlMs,
   };
-  if (!config.redisUrl) return Promise.resolve(createMemoryStore(common));
+  if (!config.redisUrl && config.dataDir) {
+    const dataDir = config.dataDir;
+    log.info({ dataDir }, 'embedded store: loading');
+    const t0 = Date.now();
+    const { store, envs, facts } = createEmbeddedStore({ ...common, dataDir, onLoadProgress: (n) => log.info({ facts: n }, 'embedded store: loading') });
+    log.info({ dataDir, envs, facts, ms: Date.now() - t0 }, 'embedded store: loaded');
+    return Promise.resolve(store);
+  }
+  if (!config.redisUrl) {
+    log.warn('no REDIS_URL and no DATA_DIR: the store is in memory only and forgets everything when the server stops (set DATA_DIR to keep it)');
+    return Promise.resolve(createMemoryStore(common));
+  }
   return createRedisStore({
     ...common, url: config.redisUrl, cluster: config.redisCluster, keyPrefix: config.keyPrefix, commandTimeoutMs: config.redisCommandTimeoutMs,
     waitReplicas: config.redisWaitReplicas, waitReplicasTimeoutMs: config.redisWaitTimeoutMs, log, onError,

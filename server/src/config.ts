@@ -44,6 +44,8 @@ export interface ServerConfig {
   agentRecordTtlMs: number;
   redisWaitReplicas: number;
   redisWaitTimeoutMs: number;
+  /** Where the embedded store keeps its data (without REDIS_URL); unset = in memory only. */
+  dataDir: string | undefined;
 }
 
 /** Reads and validates every setting once; nothing else reads process.env. */
@@ -98,5 +100,6 @@ export function loadServerConfig(env: Env): Readonly<ServerConfig> {
     agentRecordTtlMs: readInt(env, 'AGENT_RECORD_TTL_MS', 24 * 3600_000, 1000),
     redisWaitReplicas,
     redisWaitTimeoutMs: readInt(env, 'REDIS_WAIT_TIMEOUT_MS', 1_000, 1, 60_000),
+    dataDir: redisUrl ? undefined : readOptional(env, 'DATA_DIR'),
   });
 }

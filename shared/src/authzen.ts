@@ -47,7 +47,8 @@ export type AzResourceSearch = Static<typeof AzResourceSearch>;
 export type AzActionSearch = Static<typeof AzActionSearch>;
 
 export const AzDecision = Type.Object({ decision: Type.Boolean(), context: Type.Optional(Type.Record(Type.String(), Type.Unknown())) });
-export const AzEvaluationsResponse = Type.Object({ evaluations: Type.Array(AzDecision) });
+/** `evaluations` when the request had some; `decision` alone when it had none (one evaluation). One shape, no union: replies serialize fast. */
+export const AzEvaluationsResponse = Type.Object({ decision: Type.Optional(Type.Boolean()), evaluations: Type.Optional(Type.Array(AzDecision)) });
 export const AzSearchResponse = Type.Object({
   page: Type.Object({ next_token: Type.String(), count: Type.Integer() }),
   results: Type.Array(Type.Record(Type.String(), Type.String())),

@@ -1,7 +1,10 @@
 import { afterAll, describe, expect, inject, it } from 'vitest';
 import { nanoid } from 'nanoid';
 import { Redis } from 'ioredis';
-import { createMemoryStore, createRedisStore, type ControlEvent, type EnvEvent, type FactStore, type WriteResult } from '@factsync/server';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createEmbeddedStore, createMemoryStore, createRedisStore, type ControlEvent, type EnvEvent, type FactStore, type WriteResult } from '@factsync/server';
 import { FactsyncError, GENESIS_ID, PRODUCER_WINDOW, chainId, idOfChangeJson } from '@factsync/shared';
 import { testLogger } from '../src/inproc.js';
 import { startRedisCluster } from '../src/redis-cluster.js';
@@ -23,6 +26,8 @@ afterAll(async () => {
 
 const factories: Record<string, (o?: Partial<typeof opts> & { now?: () => number }) => Promise<FactStore>> = {
   memory: async (o = {}) => createMemoryStore({ ...opts, ...o }),
+  // The durable embedded store, on a real SQLite file in a fresh directory.
+  embedded: async (o = {}) => createEmbeddedStore({ ...opts, ...o, dataDir: mkdtempSync(join(tmpdir(), 'factsync-contract-')) }).store,
   redis: (o = {}) => createRedisStore({ ...opts, ...o, url: inject('redisUrl'), keyPrefix: `c${nanoid(6)}`, commandTimeoutMs: 2000, log: testLogger() }),
   'redis-cluster': async (o = {}) => createRedisStore({
     ...opts, ...o, url: (await (cluster ??= startRedisCluster())).url, cluster: true, keyPrefix: `c${nanoid(6)}`, commandTimeoutMs: 2000, log: testLogger(),

@@ -151,7 +151,7 @@ export type EnvListener = (event: EnvEvent) => void;
 export type ControlListener = (event: ControlEvent) => void;
 
 export interface FactStore {
-  readonly kind: 'redis' | 'memory';
+  readonly kind: 'redis' | 'memory' | 'embedded';
   /** Throws `idempotency_key_reused` when the key was used for a different request. */
   write(env: string, input: WriteInput): Promise<WriteOutcome>;
   /**

@@ -4,6 +4,7 @@ import { encodeChangeEvent, encodeControlEvent, encodeGroupEvent, parseControlEv
 import { toAgentRecords, type AgentInfoRecord } from './agent-records.js';
 import { idempotencyKeyReused, producerSeqTooOld } from './idempotency.js';
 import { oneWrite } from './fact-store.js';
+import type { GroupCommit, Journal, JournaledState } from './journal.js';
 import type {
   AckEntry, AgentRecord, ChangesPage, ControlEvent, ControlListener, EnvHead, EnvListener, FactStore, RawChange, Resume,
   RawFact, ResumeRequest, ResumeVerdict, SessionOpen, SessionOpened, Snapshot, StateScan, WriteInput, WriteOutcome, WriteResult,
@@ -16,9 +17,15 @@ export interface MemoryStoreOptions {
   /** Records of agents that left are dropped this long after they left (default a day). */
   agentRecordTtlMs?: number;
   now?: () => number;
+  /** Makes every group commit, epoch and usage record durable before it is answered (the embedded store on disk). */
+  journal?: Journal;
+  /** What the journal kept, to start from. */
+  initial?: JournaledState;
+  kind?: 'memory' | 'embedded';
 }
 
 interface EnvState {
+  name: string;
   version: number;
   epoch: string | null;
   id: string;
@@ -47,10 +54,13 @@ const MAX_OPEN_SCANS = 256;
 export function createMemoryStore(opts: MemoryStoreOptions): FactStore {
   const now = opts.now ?? Date.now;
   const envs = new Map<string, EnvState>();
+  const { journal } = opts;
+  /** Set when the journal failed: memory may hold what the disk does not, so nothing more is answered. */
+  let broken: FactsyncError | undefined;
   const listeners = new Map<string, Set<EnvListener>>();
   const controlListeners = new Map<string, Set<ControlListener>>();
   /** env → month → user keys; apart from the envs, so reading usage creates nothing. */
-  const usage = new Map<string, Map<string, Set<string>>>();
+  const usage = opts.initial?.usage ?? new Map<string, Map<string, Set<string>>>();
   let closed = false;
   /** Scans in progress, by cursor (the oldest abandoned one is dropped past MAX_OPEN_SCANS). */
   const scans = new Map<string, { keys: string[]; at: number }>();
@@ -60,22 +70,51 @@ export function createMemoryStore(opts: MemoryStoreOptions): FactStore {
     let s = envs.get(env);
     if (!s) {
       s = {
-        version: 0, epoch: null, id: GENESIS_ID, log: [], state: new Map(), idem: new Map(), producers: new Map(),
+        name: env, version: 0, epoch: null, id: GENESIS_ID, log: [], state: new Map(), idem: new Map(), producers: new Map(),
         sess: new Map(), info: new Map(), applied: new Map(), leases: new Map(), gone: new Map(),
       };
       envs.set(env, s);
     }
     return s;
   };
-  const epochOf = (s: EnvState): string => (s.epoch ??= nanoid(12));
+  for (const [env, j] of opts.initial?.envs ?? []) {
+    envs.set(env, {
+      name: env, version: j.version, epoch: j.epoch, id: j.id, log: j.log, state: j.state, idem: j.idempotency, producers: j.producers,
+      sess: new Map(), info: new Map(), applied: new Map(), leases: new Map(), gone: new Map(),
+    });
+  }
+  /** Runs a journal step; a failure stops the store (a restart reloads what the disk has). */
+  const durably = (step: () => void) => {
+    if (broken) throw broken;
+    try {
+      step();
+    } catch (e) {
+      broken = new FactsyncError('store_unavailable', `the embedded store could not write to its data directory (${(e as Error).message}); restart the server once the disk is fixed`);
+      throw broken;
+    }
+  };
+  const epochOf = (s: EnvState): string => {
+    if (s.epoch === null) {
+      const epoch = nanoid(12);
+      if (journal) durably(() => journal.epoch(s.name, epoch));
+      s.epoch = epoch;
+    }
+    return s.epoch;
+  };
 
   /** The same group commit as Redis's WRITE script: in order, each its version or replay, one doorbell. */
   function writeMany(env: string, inputs: readonly WriteInput[]): WriteResult[] {
     const s = envOf(env);
     const t = now();
     const epoch = epochOf(s);
+    if (broken) throw broken;
     const results: WriteResult[] = [];
     const written: string[] = [];
+    const changes: RawChange[] = [];
+    // What the journal must keep of this group (only when there is one).
+    const facts = new Map<string, string | null>();
+    const producersTouched = new Map<string, NonNullable<ReturnType<typeof s.producers.get>>>();
+    const keysTouched = new Map<string, NonNullable<ReturnType<typeof s.idem.get>>>();
     for (const input of inputs) {
       const opsJson = JSON.stringify(input.ops);
       const hash = input.idempotencyKey !== undefined || input.producer ? sha1Hex(opsJson) : '';
@@ -97,11 +136,18 @@ export function createMemoryStore(opts: MemoryStoreOptions): FactStore {
       s.id = chainId(s.id, v, input.ts, opsJson);
       for (const op of input.ops) {
         const field = factField(op.type, op.key);
-        if (op.op === 'upsert') s.state.set(field, JSON.stringify(op.value));
-        else s.state.delete(field);
+        if (op.op === 'upsert') {
+          const value = JSON.stringify(op.value);
+          s.state.set(field, value);
+          if (journal) facts.set(field, value);
+        } else {
+          s.state.delete(field);
+          if (journal) facts.set(field, null);
+        }
       }
       const json = `{"version":${v},"id":"${s.id}","ts":"${input.ts}","ops":${opsJson}}`;
       s.log.push({ version: v, json });
+      if (journal) changes.push({ version: v, json });
       if (input.producer) {
         // The same window as the Redis script: the producer's last PRODUCER_WINDOW sequence numbers.
         if (!producer) s.producers.set(input.producer.id, (producer = { max: 0, seqs: new Map(), expiresMs: 0 }));
@@ -111,8 +157,11 @@ export function createMemoryStore(opts: MemoryStoreOptions): FactStore {
           for (const q of producer.seqs.keys()) if (q <= producer.max - PRODUCER_WINDOW) producer.seqs.delete(q);
         }
         producer.expiresMs = t + opts.idempotencyTtlSeconds * 1000;
+        if (journal) producersTouched.set(input.producer.id, producer);
       } else if (input.idempotencyKey !== undefined) {
-        s.idem.set(input.idempotencyKey, { version: v, hash, expiresMs: t + opts.idempotencyTtlSeconds * 1000 });
+        const entry = { version: v, hash, expiresMs: t + opts.idempotencyTtlSeconds * 1000 };
+        s.idem.set(input.idempotencyKey, entry);
+        if (journal) keysTouched.set(input.idempotencyKey, entry);
         // Redis expires these keys by itself; here, sweep now and then so a long-running dev server does not grow.
         if (s.idem.size % 1024 === 0) for (const [k, e] of s.idem) if (e.expiresMs <= t) s.idem.delete(k);
       }
@@ -121,6 +170,13 @@ export function createMemoryStore(opts: MemoryStoreOptions): FactStore {
     }
     const excess = s.log.length - opts.logRetention;
     if (excess > 0) s.log.splice(0, excess);
+    if (journal && changes.length > 0) {
+      const commit: GroupCommit = {
+        epoch, version: s.version, id: s.id, changes, facts, trimmedThrough: (s.log[0]?.version ?? s.version + 1) - 1,
+        idempotency: keysTouched, producers: producersTouched,
+      };
+      durably(() => journal.commit(env, commit));
+    }
     // One doorbell for the group, as the Redis script rings it: inline while the changes fit the budget.
     const size = written.reduce((n, c) => n + c.length + 1, 0);
     if (written.length === 1) publish(env, encodeChangeEvent(s.version, epoch, size - 1 <= opts.inlineChangeBytes ? written[0] : undefined));
@@ -207,7 +263,7 @@ export function createMemoryStore(opts: MemoryStoreOptions): FactStore {
   }
 
   return {
-    kind: 'memory',
+    kind: opts.kind ?? 'memory',
 
     writeMany: async (env: string, inputs: readonly WriteInput[]) => writeMany(env, inputs),
 
@@ -359,7 +415,9 @@ export function createMemoryStore(opts: MemoryStoreOptions): FactStore {
       if (!months) usage.set(env, (months = new Map()));
       let set = months.get(month);
       if (!set) months.set(month, (set = new Set()));
-      for (const u of users) set.add(u);
+      const added = journal ? users.filter((u) => !set!.has(u)) : users;
+      if (journal && added.length > 0) durably(() => journal.usage(env, month, added));
+      for (const u of added) set.add(u);
     },
 
     async usage(env: string, month: string) {
@@ -390,9 +448,11 @@ export function createMemoryStore(opts: MemoryStoreOptions): FactStore {
 
     async ping() {
       if (closed) throw new Error('memory store is closed');
+      if (broken) throw broken;
     },
 
     async close() {
+      if (!closed) journal?.close();
       closed = true;
       listeners.clear();
       controlListeners.clear();
