@@ -101,7 +101,16 @@ if (p7) {
 }
 const headerDate = (p1 ?? p2 ?? p3 ?? p4 ?? p5 ?? p6)?.startedAt?.slice(0, 10);
 // Rows of scenarios last run on another day say so: the table may mix runs.
-for (const [tag, r] of [['P1x', p1x], ['P2', p2], ['P3', p3], ['P4', p4], ['P5', p5], ['P6', p6], ['P7', p7]] as const) {
+const p8 = load('p8');
+if (p8) {
+  const w = p8.writes;
+  const lat = (x: { p50_us: number; p99_us: number; writes_per_s: number }) => `${x.p50_us} / ${x.p99_us} µs, ${num(x.writes_per_s)}/s`;
+  rows.push(`| P8 embedded store, single-op write, p50 / p99 | ${lat(w.embedded.single)} | ${lat(w.memory.single)} (memory) · ${lat(w.redis.single)} (Redis) | ${p8.ratio.embedded_vs_memory_single}× memory, ${p8.ratio.embedded_vs_redis_single}× Redis (writes/s) | |`);
+  rows.push(`| P8 embedded store, 100-op write, p50 / p99 | ${lat(w.embedded.hundred)} | ${lat(w.memory.hundred)} (memory) · ${lat(w.redis.hundred)} (Redis) | ${p8.ratio.embedded_vs_redis_hundred}× Redis (writes/s) | |`);
+  rows.push(`| P8 embedded store, 16 concurrent writers | ${num(w.embedded.concurrent16.writes_per_s)}/s | ${num(w.memory.concurrent16.writes_per_s)}/s (memory) · ${num(w.redis.concurrent16.writes_per_s)}/s (Redis) | | |`);
+  rows.push(`| P8 ${num(p8.params.facts)} facts (${p8.params.factsFileMiB} MiB file): server restart; agent cold start | ${ms(p8.big.serverRestartMs)} (peak ${p8.big.serverAfterLoadMiB} MiB); ${ms(p8.big.agentColdStartMs)} (server peak ${p8.big.serverPeakMiB} MiB) | | | |`);
+}
+for (const [tag, r] of [['P1x', p1x], ['P2', p2], ['P3', p3], ['P4', p4], ['P5', p5], ['P6', p6], ['P7', p7], ['P8', p8]] as const) {
   const day = (r as { startedAt?: string } | undefined)?.startedAt?.slice(0, 10);
   if (!day || day === headerDate) continue;
   for (let i = 0; i < rows.length; i++) if (rows[i]!.startsWith(`| ${tag} `)) rows[i] = rows[i]!.replace(`| ${tag} `, `| ${tag} (run ${day}) `);

@@ -10,6 +10,7 @@ import { PIN, pinGenerator } from './lib/harness.js';
 import { QUICK, p1, p1x, p2, p3, p4, p5, p6 } from './scenarios.js';
 import { renderChart } from './chart.js';
 import { p7 } from './p7.js';
+import { p8 } from './p8.js';
 import { storm } from './storm.js';
 
 const SCENARIOS: Record<string, { title: string; run: () => Promise<Record<string, unknown>> }> = {
@@ -21,6 +22,7 @@ const SCENARIOS: Record<string, { title: string; run: () => Promise<Record<strin
   p5: { title: 'server memory per idle agent', run: p5 },
   p6: { title: 'write through an agent: plain vs wait(local)', run: p6 },
   p7: { title: 'permission checks: in process, over HTTP, against cedar-wasm and casbin', run: p7 },
+  p8: { title: 'the durable embedded store: writes vs memory and Redis, restart and cold start with 1M facts', run: p8 },
   storm: { title: 'snapshot storm: 20 readers of a 300k-fact env at once, and writes to another env meanwhile', run: storm },
 };
 

@@ -1,5 +1,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import type { ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { ADMIN, AGENT, newEnv, startAgent, startServer } from '../src/inproc.js';
 import { client, upsert } from '../src/http.js';
 import { RawAgent } from '../src/raw-agent.js';
@@ -10,6 +13,11 @@ import { waitUntil } from '../src/wait.js';
 
 /** What a new user meets in the first hour (issue "A new user's first hour"), each as a test. */
 const closers: (() => Promise<unknown> | unknown)[] = [];
+const tempDir = () => {
+  const d = mkdtempSync(join(tmpdir(), 'factsync-first-hour-'));
+  closers.push(() => rmSync(d, { recursive: true, force: true }));
+  return d;
+};
 afterEach(async () => {
   for (const c of closers.reverse()) await c();
   closers.length = 0;
@@ -43,17 +51,27 @@ const answers = async (url: string): Promise<boolean> => {
 describe('npm start and start-up mistakes', () => {
   it('SIGTERM to `npm start` stops the server and the agent and exits 0; a second one on the same ports says so in one line', async () => {
     const [port, agentPort] = [await freePort(), await freePort()];
-    const first = npm(['start'], { PORT: String(port), AGENT_PORT: String(agentPort) });
+    const data = tempDir();
+    // Without REDIS_URL, as a newcomer runs it: the embedded store in DATA_DIR.
+    const first = npm(['start'], { PORT: String(port), AGENT_PORT: String(agentPort), DATA_DIR: data, REDIS_URL: '' });
     await waitUntil(() => first.out.includes('factsync is running'), 'npm start to print its URLs', 60_000);
+    expect(first.out).toContain(`store: embedded, in ${join(data, 'server')}`);
     expect(await answers(`http://127.0.0.1:${port}/healthz`)).toBe(true);
     expect(await answers(`http://127.0.0.1:${agentPort}/healthz`)).toBe(true);
 
-    const second = npm(['start'], { PORT: String(port), AGENT_PORT: String(agentPort) });
+    const oneLine = (run: Run) => {
+      const lines = run.err.trim().split('\n').filter((l) => !l.startsWith('npm ') && l.trim() !== '');
+      expect(lines, run.err).toHaveLength(1);
+      expect(run.err).not.toMatch(/\n\s+at /);
+      return lines[0];
+    };
+    const second = npm(['start'], { PORT: String(port), AGENT_PORT: String(agentPort), DATA_DIR: tempDir(), REDIS_URL: '' });
     expect(await second.exited).toBe(1);
-    const lines = second.err.trim().split('\n').filter((l) => !l.startsWith('npm ') && l.trim() !== '');
-    expect(lines, second.err).toHaveLength(1);
-    expect(lines[0]).toMatch(new RegExp(`factsync: cannot start: port ${port} .* already in use.*set PORT`));
-    expect(second.err).not.toMatch(/\n\s+at /);
+    expect(oneLine(second)).toMatch(new RegExp(`factsync: cannot start: port ${port} .* already in use.*set PORT`));
+    // The same data directory: one server per directory.
+    const third = npm(['start'], { PORT: String(await freePort()), AGENT_PORT: String(await freePort()), DATA_DIR: data, REDIS_URL: '' });
+    expect(await third.exited).toBe(1);
+    expect(oneLine(third)).toMatch(/factsync: cannot start: DATA_DIR .* is in use by another factsync server/);
 
     first.child.kill('SIGTERM'); // what a process manager sends to the npm process
     expect(await first.exited).toBe(0);
