@@ -98,7 +98,7 @@ export async function p8(): Promise<Record<string, unknown>> {
     await loaded.store.close();
     prog.done(`loaded in process: ${loadMs} ms (${loaded.facts} facts)`);
     const r0 = performance.now();
-    const server = await spawnServer({ DATA_DIR: big, AUTH_TOKENS: TOKENS, LOG_LEVEL: 'warn' });
+    const server = await spawnServer({ DATA_DIR: big, AUTH_TOKENS: TOKENS, LOG_LEVEL: 'info' });
     const restartMs = Math.round(performance.now() - r0);
     const serverAfterLoadMiB = round(peakKiB(server.child.pid!) / 1024, 1);
     prog.done(`server process up on the store in ${restartMs} ms, peak ${serverAfterLoadMiB} MiB`);

@@ -1,5 +1,7 @@
 import type { Logger } from 'pino';
-import { FactsyncError, backoffDelayMs, formatWaitFor, isErrorCode, type Op, type SyncStatus, type TimeoutPolicy, type WaitFor } from '@factsync/shared';
+import {
+  FactsyncError, backoffDelayMs, formatWaitFor, isErrorCode, parseWriteReply, parseWritesReply, type Op, type SyncStatus, type TimeoutPolicy, type WaitFor,
+} from '@factsync/shared';
 import { errorOf, type ServerClient } from './server-client.js';
 import { ProducerWindow } from './producer-window.js';
 
@@ -124,12 +126,17 @@ export class Forwarder {
       for (let i = 0; i < batch.length; i++) await this.sendBatch([batch[i]!], firstSeq + i).catch((e: unknown) => batch[i]!.reject(e));
       return;
     }
-    const results = (answer.body as { results?: { version?: number; error?: string; message?: string }[] }).results;
-    if (answer.status !== 200 || !Array.isArray(results) || results.length !== batch.length) throw errorOf(answer);
+    if (answer.status !== 200) throw errorOf(answer);
+    const parsed = parseWritesReply(answer.body);
+    if (!parsed.ok || parsed.value.results.length !== batch.length) {
+      // The writes may exist (the server answered 200): the caller may retry safely, the numbers make it idempotent.
+      throw new FactsyncError('upstream_unavailable', `${parsed.ok ? 'the server answered a different number of writes' : parsed.error}; the writes may have been applied, and retrying is safe`);
+    }
+    const results = parsed.value.results;
     batch.forEach((q, i) => {
       const r = results[i]!;
-      if (r.error === undefined && typeof r.version === 'number') q.resolve(r.version);
-      else q.reject(new FactsyncError(isErrorCode(r.error) ? r.error : 'invalid_request', r.message ?? 'the server refused this write', r));
+      if ('version' in r) q.resolve(r.version);
+      else q.reject(new FactsyncError(isErrorCode(r.error) ? r.error : 'invalid_request', r.message, r));
     });
   }
 
@@ -174,8 +181,10 @@ export class Forwarder {
       const requestMs = remote ? (o.timeoutMs === null ? 24 * 3600_000 : o.timeoutMs + 30_000) : 30_000;
       const answer = await this.withRetries(seq || o.idempotencyKey!, () =>
         this.d.client.request('POST', `/v1/envs/${this.d.env}/facts`, { body: { ops }, headers, preferred: this.d.preferred(), timeoutMs: requestMs }));
-      const body = answer.body as { version?: number; sync?: SyncStatus };
-      if (answer.status !== 200 || typeof body.version !== 'number') throw errorOf(answer);
+      if (answer.status !== 200) throw errorOf(answer);
+      const parsed = parseWriteReply(answer.body);
+      if (!parsed.ok) throw new FactsyncError('upstream_unavailable', `${parsed.error}; the write may have been applied, and retrying is safe`);
+      const body = parsed.value;
       if (!remote) return this.afterLocal(body.version, o);
       const synced = body.sync?.synced ?? false;
       return { version: body.version, synced, applied: this.d.applied(), ...(body.sync ? { sync: body.sync } : {}) };

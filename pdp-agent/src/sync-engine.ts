@@ -1,5 +1,7 @@
 import type { Logger } from 'pino';
-import { SnapshotAssembly, assertNever, replayBreak, type Change, type Fact, type HelloMessage, type ServerMessage, type UsageMessage } from '@factsync/shared';
+import {
+  SnapshotAssembly, assertNever, parseChangesReply, parseSnapshotReply, replayBreak, type Change, type Fact, type HelloMessage, type ServerMessage, type UsageMessage,
+} from '@factsync/shared';
 import type { LocalStore } from './local-store.js';
 import type { Applier, OfferResult } from './applier.js';
 import type { ServerClient } from './server-client.js';
@@ -218,18 +220,26 @@ export class SyncEngine {
     try {
       while (!this.closed && applier.buffered > 0 && store.version < before) {
         const preferred = this.d.link().serverUrl;
-        const a = await client.request<{ head: number; epoch: string | null; changes: Change[] }>(
-          'GET', `/v1/envs/${env}/changes?after=${store.version}&limit=1000`, { preferred });
+        const a = await client.request<unknown>('GET', `/v1/envs/${env}/changes?after=${store.version}&limit=1000`, { preferred });
         if (a.status === 410) {
-          const s = await client.call<{ version: number; epoch: string | null; id?: string; facts: Fact[] }>('GET', `/v1/envs/${env}/snapshot`, { preferred });
-          this.afterApply(applier.snapshot(s.body.version, s.body.epoch, s.body.facts, s.body.id ?? null));
+          const s = parseSnapshotReply((await client.call<unknown>('GET', `/v1/envs/${env}/snapshot`, { preferred })).body);
+          if (!s.ok) {
+            this.d.link().restart(`gap repair: ${s.error}; resuming through a new session`);
+            return;
+          }
+          this.afterApply(applier.snapshot(s.value.version, s.value.epoch, s.value.facts, s.value.id ?? null));
           continue;
         }
-        if (a.status !== 200 || a.body.epoch !== store.epoch || a.body.changes.length === 0) {
+        const page = a.status === 200 ? parseChangesReply(a.body) : undefined;
+        if (page && !page.ok) {
+          this.d.link().restart(`gap repair: ${page.error}; resuming through a new session`);
+          return;
+        }
+        if (!page || page.value.epoch !== store.epoch || page.value.changes.length === 0) {
           this.d.link().restart(`gap repair got status ${a.status}; resuming through a new session`);
           return;
         }
-        this.afterApply(applier.offer(a.body.changes));
+        this.afterApply(applier.offer(page.value.changes));
       }
     } catch (e) {
       this.d.link().restart(`gap repair failed: ${(e as Error).message}`);

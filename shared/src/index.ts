@@ -16,3 +16,4 @@ export * from './validator.js';
 export * from './env-config.js';
 export * from './snapshot-assembly.js';
 export * from './authzen.js';
+export * from './http-replies.js';

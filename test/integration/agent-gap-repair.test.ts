@@ -56,6 +56,49 @@ describe('agent gap detection and repair', () => {
     expect(agent.status().snapshots_applied).toBe(2);
   });
 
+  it('refuses a /changes or /snapshot reply that is not one (a proxy\'s HTML page, wrong shapes): nothing of it is applied or acked', async () => {
+    const replies: { status: number; body?: unknown; raw?: string }[] = [
+      { status: 200, raw: '<html><body><h1>502 Bad Gateway</h1></body></html>' },
+      { status: 200, body: { head: 3, epoch: 'ep', changes: [{ version: 2, ops: 'upsert everything' }] } },
+      { status: 200, body: { head: 3, epoch: 'ep', changes: [{ ...change(2), version: 'two' }] } },
+      { status: 200, body: { changes: [change(2)] } },
+      { status: 200, body: [change(2)] },
+    ];
+    for (const reply of replies) {
+      let hellos = 0;
+      const { fake, agent, applied } = await setup((ws) => {
+        hellos++;
+        ws.send(JSON.stringify({ type: 'welcome', head: 0, epoch: 'ep' }));
+        ws.send(JSON.stringify({ type: 'snapshot', version: 0, epoch: 'ep', facts: [] }));
+        if (hellos === 1) ws.send(FakeServer.changesFrame([change(1), change(3)]));
+      });
+      fake.changes = () => reply;
+      // The bad reply makes the agent start a new session instead of applying it.
+      await waitUntil(() => hellos >= 2, `a new session after ${JSON.stringify(reply).slice(0, 60)}`);
+      expect(applied).toEqual([1]);
+      expect(agent.store.get('doc', 'k2')).toBeUndefined();
+      expect(fake.acks().every((v) => v <= 1)).toBe(true);
+      await agent.close();
+      await fake.close();
+      closers.length = 0;
+    }
+    // A 410 sends the agent to the snapshot; one that is not one is refused the same way.
+    let hellos = 0;
+    const { fake, agent } = await setup((ws) => {
+      hellos++;
+      ws.send(JSON.stringify({ type: 'welcome', head: 0, epoch: 'ep' }));
+      ws.send(JSON.stringify({ type: 'snapshot', version: 0, epoch: 'ep', facts: [] }));
+      if (hellos === 1) ws.send(FakeServer.changesFrame([change(1), change(9)]));
+    });
+    fake.changes = () => ({ status: 410, body: { error: 'log_truncated', message: 'gone', head: 9 } });
+    fake.snapshot = () => ({ raw: '<html>maintenance</html>' });
+    await waitUntil(() => hellos >= 2, 'a new session after an HTML snapshot');
+    // What the new session sent (the fake's empty snapshot at 0), never 9 from a page that was not a snapshot.
+    expect(agent.store.version).toBeLessThan(9);
+    expect(agent.store.get('doc', 'k9')).toBeUndefined();
+    expect(fake.acks().every((v) => v <= 1)).toBe(true);
+  });
+
   it('never acks a version the socket did not deliver, and drops a server that sends garbage', async () => {
     let hellos = 0;
     const { fake, agent } = await setup((ws) => {

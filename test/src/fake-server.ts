@@ -12,20 +12,23 @@ export class FakeServer {
   private readonly wss: WebSocketServer;
   readonly received: unknown[] = [];
   sockets: WebSocket[] = [];
-  /** What `GET /v1/envs/:env/changes?after=` answers: a page, or a status with a body. */
-  changes: (after: number) => { status: number; body: unknown } = () => ({ status: 404, body: { error: 'not_found', message: 'none' } });
-  snapshot: () => { version: number; epoch: string; id?: string; facts: Fact[] } = () => ({ version: 0, epoch: 'fake', facts: [] });
+  /** What `GET /v1/envs/:env/changes?after=` answers: a page, or a status with a body (`raw`: text sent as it is, e.g. a proxy's HTML). */
+  changes: (after: number) => { status: number; body?: unknown; raw?: string } = () => ({ status: 404, body: { error: 'not_found', message: 'none' } });
+  snapshot: () => { version: number; epoch: string; id?: string; facts: Fact[] } | { raw: string } = () => ({ version: 0, epoch: 'fake', facts: [] });
   httpCalls: string[] = [];
 
   constructor(private readonly onHello: (ws: WebSocket, hello: { applied: number }) => void) {
     this.http = createServer((req, res) => {
       this.httpCalls.push(`${req.method} ${req.url}`);
       const u = new URL(req.url ?? '/', 'http://x');
-      let answer: { status: number; body: unknown };
+      let answer: { status: number; body?: unknown; raw?: string };
       if (u.pathname.endsWith('/changes')) answer = this.changes(Number(u.searchParams.get('after')));
-      else if (u.pathname.endsWith('/snapshot')) answer = { status: 200, body: this.snapshot() };
-      else answer = { status: 404, body: { error: 'not_found', message: 'fake' } };
-      res.writeHead(answer.status, { 'content-type': 'application/json' }).end(JSON.stringify(answer.body));
+      else if (u.pathname.endsWith('/snapshot')) {
+        const snap = this.snapshot();
+        answer = 'raw' in snap ? { status: 200, raw: snap.raw } : { status: 200, body: snap };
+      } else answer = { status: 404, body: { error: 'not_found', message: 'fake' } };
+      if (answer.raw !== undefined) res.writeHead(answer.status, { 'content-type': 'text/html' }).end(answer.raw);
+      else res.writeHead(answer.status, { 'content-type': 'application/json' }).end(JSON.stringify(answer.body));
     });
     this.wss = new WebSocketServer({ server: this.http, path: '/v1/ws' });
     this.wss.on('connection', (ws) => {
