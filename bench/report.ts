@@ -107,6 +107,7 @@ if (p8) {
   const lat = (x: { p50_us: number; p99_us: number; writes_per_s: number }) => `${x.p50_us} / ${x.p99_us} µs, ${num(x.writes_per_s)}/s`;
   rows.push(`| P8 embedded store, single-op write, p50 / p99 | ${lat(w.embedded.single)} | ${lat(w.memory.single)} (memory) · ${lat(w.redis.single)} (Redis) | ${p8.ratio.embedded_vs_memory_single}× memory, ${p8.ratio.embedded_vs_redis_single}× Redis (writes/s) | |`);
   rows.push(`| P8 embedded store, 100-op write, p50 / p99 | ${lat(w.embedded.hundred)} | ${lat(w.memory.hundred)} (memory) · ${lat(w.redis.hundred)} (Redis) | ${p8.ratio.embedded_vs_redis_hundred}× Redis (writes/s) | |`);
+  if (w.embedded_normal) rows.push(`| P8 embedded store, single-op write with synchronous=NORMAL (what FULL costs) | ${lat(w.embedded.single)} (FULL) | ${lat(w.embedded_normal.single)} (NORMAL) | ${p8.ratio.full_vs_normal_single}× writes/s | |`);
   rows.push(`| P8 embedded store, 16 concurrent writers | ${num(w.embedded.concurrent16.writes_per_s)}/s | ${num(w.memory.concurrent16.writes_per_s)}/s (memory) · ${num(w.redis.concurrent16.writes_per_s)}/s (Redis) | | |`);
   rows.push(`| P8 ${num(p8.params.facts)} facts (${p8.params.factsFileMiB} MiB file): server restart; agent cold start | ${ms(p8.big.serverRestartMs)} (peak ${p8.big.serverAfterLoadMiB} MiB); ${ms(p8.big.agentColdStartMs)} (server peak ${p8.big.serverPeakMiB} MiB) | | | |`);
 }

@@ -5,13 +5,29 @@ import { Type } from '@sinclair/typebox';
 import type { Logger } from 'pino';
 import { timingSafeEqual, createHash } from 'node:crypto';
 import { AgentStatus, FactKey, FactType, FactsyncError, createValidatorCompiler, toFactsyncError } from '@factsync/shared';
-import type { PdpAgent } from './agent.js';
+import type { AgentStatus as AgentStatusValue } from '@factsync/shared';
+import type { AgentConfig } from './config.js';
+import type { Decider } from './decide/decider.js';
+import type { LocalStore } from './local-store.js';
+import type { AgentMetrics } from './metrics.js';
+import type { UsageTracker } from './usage-tracker.js';
 import type { Forwarder } from './forwarder.js';
 import { createForward, registerWriteRoutes } from './write-api.js';
 import { registerPermitRoutes } from './permit/permit-api.js';
 import { awaitAtLeast, registerCheckRoutes } from './check-api.js';
 import { registerAuthzenRoutes } from './authzen-api.js';
 import { createPermitViews } from './permit/views.js';
+
+/** What the local API needs of the agent (the agent is one; the API does not know the rest of it). */
+export interface LocalApiDeps {
+  readonly config: Readonly<AgentConfig>;
+  readonly store: LocalStore;
+  readonly metrics: AgentMetrics;
+  readonly decider: Decider;
+  readonly usage: UsageTracker;
+  status(): AgentStatusValue;
+  waitApplied(version: number, timeoutMs: number | null, signal?: AbortSignal): Promise<boolean>;
+}
 
 export interface LocalApi {
   app: FastifyInstance;
@@ -26,7 +42,7 @@ const READY = ['/readyz', '/ready'];
 const encodeCursor = (key: string) => Buffer.from(key, 'utf8').toString('base64url');
 
 /** The agent's local HTTP API (DESIGN.md, "pdp-agent local API"): reads, status, health. */
-export async function buildLocalApi(agent: PdpAgent, forwarder: Forwarder, log: Logger): Promise<LocalApi> {
+export async function buildLocalApi(agent: LocalApiDeps, forwarder: Forwarder, log: Logger): Promise<LocalApi> {
   const { config } = agent;
   const app = Fastify({
     loggerInstance: log,

@@ -5,6 +5,7 @@ import { openSqliteJournal } from './sqlite-journal.js';
 export interface EmbeddedStoreOptions extends Omit<MemoryStoreOptions, 'journal' | 'initial' | 'kind'> {
   dataDir: string;
   onLoadProgress?: (facts: number) => void;
+  synchronous?: 'FULL' | 'NORMAL';
 }
 
 /**
@@ -15,8 +16,8 @@ export interface EmbeddedStoreOptions extends Omit<MemoryStoreOptions, 'journal'
  * not a factsync store.
  */
 export function createEmbeddedStore(o: EmbeddedStoreOptions): { store: FactStore; envs: number; facts: number } {
-  const { dataDir, onLoadProgress, ...common } = o;
-  const { journal, state } = openSqliteJournal({ dataDir, now: o.now, onLoadProgress });
+  const { dataDir, onLoadProgress, synchronous, ...common } = o;
+  const { journal, state } = openSqliteJournal({ dataDir, now: o.now, onLoadProgress, synchronous });
   let facts = 0;
   for (const e of state.envs.values()) facts += e.state.size;
   return { store: createMemoryStore({ ...common, journal, initial: state, kind: 'embedded' }), envs: state.envs.size, facts };
