@@ -1,5 +1,6 @@
 /**
- * Lua scripts of the Redis store. Each runs atomically; WRITE is invariants 1
+ * Lua scripts of the Redis store. Only `redis-commands.ts` calls them: it is
+ * the one place that knows their KEYS and ARGV positions and their replies. Each runs atomically; WRITE is invariants 1
  * and 9: the version and its chained id are assigned in the same step that
  * makes the write durable.
  *
@@ -45,14 +46,16 @@ local function verdict(log, applied, hello_epoch, hello_id, epoch, head, head_id
   return 'resume'
 end`;
 
+/** The env's epoch (set to `candidate` when it has none yet), head and head id. */
 const ENSURE = `
-local epoch = redis.call('HGET', KEYS[1], 'epoch')
-if not epoch then
-  epoch = ARGV[5]
-  redis.call('HSET', KEYS[1], 'epoch', epoch)
-end
-local head = tonumber(redis.call('HGET', KEYS[1], 'version') or '0')
-local head_id = redis.call('HGET', KEYS[1], 'id') or ''`;
+local function ensure(meta, candidate)
+  local epoch = redis.call('HGET', meta, 'epoch')
+  if not epoch then
+    epoch = candidate
+    redis.call('HSET', meta, 'epoch', epoch)
+  end
+  return epoch, tonumber(redis.call('HGET', meta, 'version') or '0'), redis.call('HGET', meta, 'id') or ''
+end`;
 
 const PURGE = `
 local function purge(sess, info, applied, leases, gone, pres, before)
@@ -197,9 +200,10 @@ end
 return out
 `;
 
-// KEYS: meta   ARGV: (unused)*4, epochCandidate
+// KEYS: meta   ARGV: epochCandidate
 export const ENSURE_EPOCH = `
 ${ENSURE}
+local epoch, head, head_id = ensure(KEYS[1], ARGV[1])
 return {head, epoch, head_id}
 `;
 
@@ -221,6 +225,7 @@ ${NOW_MS}
 ${VERDICT}
 ${PURGE}
 ${ENSURE}
+local epoch, head, head_id = ensure(KEYS[1], ARGV[5])
 local applied = tonumber(ARGV[1])
 local v = verdict(KEYS[2], applied, ARGV[2], ARGV[3], epoch, head, head_id)
 local id = ARGV[4]

@@ -1,13 +1,13 @@
 import { Cluster, Redis, ReplyError } from 'ioredis';
 import { nanoid } from 'nanoid';
 import type { Logger } from 'pino';
-import { FactsyncError, PRODUCER_WINDOW, factField, sha1Hex, splitFactField, streamIdOf, versionOfStreamId } from '@factsync/shared';
-import * as scripts from './redis-scripts.js';
+import { FactsyncError, PRODUCER_WINDOW, factField, sha1Hex, splitFactField } from '@factsync/shared';
+import { defineRedisScripts, type ScriptWrite } from './redis-commands.js';
 import { encodeControlEvent, parseControlEvent, parseEnvEvent } from './events.js';
 import { oneWrite } from './fact-store.js';
 import type {
-  AckEntry, AgentRecord, ChangesPage, ControlEvent, ControlListener, EnvHead, EnvListener, FactStore, RawChange, RawFact, Resume,
-  ResumeRequest, ResumeVerdict, SessionOpen, SessionOpened, Snapshot, StateScan, WriteInput, WriteOutcome, WriteResult,
+  AckEntry, AgentRecord, ChangesPage, ControlEvent, ControlListener, EnvHead, EnvListener, FactStore, RawFact, Resume,
+  ResumeRequest, SessionOpen, SessionOpened, Snapshot, StateScan, WriteInput, WriteOutcome, WriteResult,
 } from './fact-store.js';
 import { parseAgentInfo, parsePresence, toAgentRecords, type AgentInfoRecord } from './agent-records.js';
 import { idempotencyKeyReused, producerSeqTooOld } from './idempotency.js';
@@ -32,17 +32,6 @@ export interface RedisStoreOptions {
   onError?: () => void;
 }
 
-type ScriptCommands = {
-  fsWrite(numKeys: number, ...args: (string | number)[]): Promise<(number | string)[]>;
-  fsChanges(meta: string, log: string, after: number, limit: number, maxBytes: number): Promise<(string | null)[]>;
-  fsEnsureEpoch(...args: (string | number)[]): Promise<[number, string, string]>;
-  fsResume(...args: (string | number)[]): Promise<[number, string, string, string]>;
-  fsOpen(...args: (string | number)[]): Promise<[number, string, string, string, number, number, string, string, string]>;
-  fsEnd(...args: (string | number)[]): Promise<number>;
-  fsRenew(...args: (string | number)[]): Promise<string[]>;
-  fsAcks(...args: (string | number)[]): Promise<number>;
-  fsRegistry(...args: (string | number)[]): Promise<[number, string[], string[], string[], number[], string[]]>;
-};
 
 /**
  * Redis answers that mean "not now" rather than "your request is wrong": the
@@ -81,7 +70,7 @@ export async function createRedisStore(opts: RedisStoreOptions): Promise<FactSto
   };
   const raw = connect(common);
   // The commands used below exist on both clients with the same signatures.
-  const redis = raw as unknown as Redis & ScriptCommands;
+  const redis = raw as unknown as Redis;
   const sub = connect({ ...common, enableOfflineQueue: true, commandTimeout: undefined }) as unknown as Redis;
   // Snapshots of large envs legitimately take seconds: they get their own connection with a longer timeout.
   const bulkClient = connect({ ...common, commandTimeout: opts.commandTimeoutMs * 12 }) as unknown as Redis;
@@ -89,16 +78,7 @@ export async function createRedisStore(opts: RedisStoreOptions): Promise<FactSto
   const recordTtlMs = opts.agentRecordTtlMs ?? DEFAULT_AGENT_RECORD_TTL_MS;
 
   // Scripts publish with SPUBLISH under Cluster (see the events section).
-  const pub = (lua: string) => (opts.cluster ? lua.replaceAll("redis.call('PUBLISH'", "redis.call('SPUBLISH'") : lua);
-  redis.defineCommand('fsWrite', { lua: pub(scripts.WRITE) });
-  redis.defineCommand('fsChanges', { lua: scripts.CHANGES, numberOfKeys: 2 });
-  redis.defineCommand('fsEnsureEpoch', { lua: scripts.ENSURE_EPOCH, numberOfKeys: 1 });
-  redis.defineCommand('fsResume', { lua: scripts.RESUME, numberOfKeys: 2 });
-  redis.defineCommand('fsOpen', { lua: pub(scripts.OPEN_SESSION), numberOfKeys: 9 });
-  redis.defineCommand('fsEnd', { lua: scripts.END_SESSION, numberOfKeys: 5 });
-  redis.defineCommand('fsRenew', { lua: scripts.RENEW, numberOfKeys: 2 });
-  redis.defineCommand('fsAcks', { lua: pub(scripts.ACKS), numberOfKeys: 3 });
-  redis.defineCommand('fsRegistry', { lua: scripts.REGISTRY, numberOfKeys: 8 });
+  const scripts = defineRedisScripts(redis, opts.cluster === true);
 
   let lastError = '';
   for (const [name, conn] of [['command', redis], ['subscriber', sub], ['bulk', bulkClient]] as const) {
@@ -148,40 +128,31 @@ export async function createRedisStore(opts: RedisStoreOptions): Promise<FactSto
 
   async function writeMany(env: string, inputs: readonly WriteInput[]): Promise<WriteResult[]> {
     const keys = k(env);
-    const keyList = [keys.meta, keys.log, keys.state];
-    const args: (string | number)[] = [];
-    for (const input of inputs) {
+    const writes: ScriptWrite[] = inputs.map((input) => {
       const opsJson = JSON.stringify(input.ops);
-      // The request's hash is stored with its Idempotency-Key (422 on reuse); without a key, nothing to hash.
-      const requestHash = input.idempotencyKey !== undefined || input.producer ? sha1Hex(opsJson) : '';
-      let idemIndex = 0;
-      if (input.producer) {
-        keyList.push(keys.producer(input.producer.id));
-        idemIndex = keyList.length;
-      } else if (input.idempotencyKey !== undefined) {
-        keyList.push(keys.idem(input.idempotencyKey));
-        idemIndex = keyList.length;
-      }
-      args.push(input.ts, opsJson, requestHash, idemIndex, input.producer?.seq ?? 0, input.ops.length * 3);
-      for (const op of input.ops) {
-        if (op.op === 'upsert') args.push('u', factField(op.type, op.key), JSON.stringify(op.value));
-        else args.push('d', factField(op.type, op.key), '');
-      }
-    }
-    const reply = await guard('write', () =>
-      redis.fsWrite(keyList.length, ...keyList, nanoid(12), opts.logRetention, opts.idempotencyTtlSeconds, opts.inlineChangeBytes, keys.channel, inputs.length, PRODUCER_WINDOW, ...args),
-    );
-    const epoch = String(reply[reply.length - 1]);
-    const results: WriteResult[] = [];
+      return {
+        ts: input.ts, opsJson,
+        // The request's hash is stored with its Idempotency-Key (422 on reuse); without a key, nothing to hash.
+        requestHash: input.idempotencyKey !== undefined || input.producer ? sha1Hex(opsJson) : '',
+        idempotencyKey: input.producer ? keys.producer(input.producer.id) : input.idempotencyKey !== undefined ? keys.idem(input.idempotencyKey) : undefined,
+        seq: input.producer?.seq ?? 0,
+        ops: input.ops.map((op) => ({ kind: op.op, field: factField(op.type, op.key), valueJson: op.op === 'upsert' ? JSON.stringify(op.value) : '' })),
+      };
+    });
+    const reply = await guard('write', () => scripts.write({
+      meta: keys.meta, log: keys.log, state: keys.state, channel: keys.channel, epochCandidate: nanoid(12), retention: opts.logRetention,
+      idempotencyTtlSeconds: opts.idempotencyTtlSeconds, inlineBytes: opts.inlineChangeBytes, producerWindow: PRODUCER_WINDOW, writes,
+    }));
+    const { epoch } = reply;
     let highest = 0;
-    for (let i = 0; i < inputs.length; i++) {
-      const version = Number(reply[2 * i]);
-      const flag = Number(reply[2 * i + 1]);
+    const results = reply.results.map(({ version, outcome }, i): WriteResult => {
       highest = Math.max(highest, version);
-      results.push(flag === 2 ? { ok: false, error: idempotencyKeyReused(inputs[i]!, version) }
-        : flag === 3 ? { ok: false, error: producerSeqTooOld(inputs[i]!.producer!) }
-        : { ok: true, outcome: { version, epoch, duplicate: flag === 1 } });
-    }
+      switch (outcome) {
+        case 'key_reused': return { ok: false, error: idempotencyKeyReused(inputs[i]!, version) };
+        case 'seq_too_old': return { ok: false, error: producerSeqTooOld(inputs[i]!.producer!) };
+        default: return { ok: true, outcome: { version, epoch, duplicate: outcome === 'duplicate' } };
+      }
+    });
     // Once for the group; a replay waits too: the first attempt may have been answered 503 for want of replicas.
     if (opts.waitReplicas) await waitForReplicas(highest);
     return results;
@@ -223,7 +194,6 @@ export async function createRedisStore(opts: RedisStoreOptions): Promise<FactSto
       }
     };
   }
-  const resumeArgs = (r: ResumeRequest) => [r.applied, r.epoch ?? '', r.appliedId ?? ''] as const;
 
   /**
    * REDIS_WAIT_REPLICAS: WAIT covers every write this connection sent before it, so one WAIT
@@ -242,19 +212,10 @@ export async function createRedisStore(opts: RedisStoreOptions): Promise<FactSto
   /** The env's agent records: with `withInfo` for the listing (JSON details), else only what the waiting rules read. */
   async function registry(env: string, withInfo: boolean): Promise<AgentRecord[]> {
     const keys = k(env);
-    const [now, sess, details, applied, valid, leases] = await guard('agents', () =>
-      redis.fsRegistry(keys.meta, keys.log, keys.sess, keys.info, keys.applied, keys.leases, keys.gone, keys.pres, recordTtlMs, withInfo ? '1' : '0'));
-    const sessions = new Map<string, string>();
-    for (let i = 0; i + 1 < sess.length; i += 2) sessions.set(sess[i]!, sess[i + 1]!);
-    const appliedMap = new Map<string, number>();
-    for (let i = 0; i + 1 < applied.length; i += 2) {
-      appliedMap.set(applied[i]!, Number(valid[i >> 1]) === 1 ? parseInt(applied[i + 1]!, 10) : 0);
-    }
-    const leaseMap = new Map<string, number>();
-    for (let i = 0; i + 1 < leases.length; i += 2) leaseMap.set(leases[i]!, Number(leases[i + 1]));
+    const r = await guard('agents', () => scripts.registry({ keys, recordTtlMs, withInfo }));
     const infos = new Map<string, AgentInfoRecord>();
-    for (let i = 0; i + 1 < details.length; i += 2) infos.set(details[i]!, withInfo ? parseAgentInfo(details[i + 1]!) : parsePresence(details[i + 1]!));
-    return toAgentRecords(Number(now), sessions, infos, appliedMap, leaseMap);
+    for (const [id, raw] of r.details) infos.set(id, withInfo ? parseAgentInfo(raw) : parsePresence(raw));
+    return toAgentRecords(r.now, r.sessions, infos, r.applied, r.leases);
   }
 
   const store: FactStore = {
@@ -279,18 +240,13 @@ export async function createRedisStore(opts: RedisStoreOptions): Promise<FactSto
     },
 
     async ensureEpoch(env: string): Promise<EnvHead> {
-      const [v, e, id] = await guard('epoch', () => redis.fsEnsureEpoch(k(env).meta, 0, 0, 0, 0, nanoid(12)));
-      return { version: Number(v), epoch: e, id };
+      return guard('epoch', () => scripts.ensureEpoch({ meta: k(env).meta, epochCandidate: nanoid(12) }));
     },
 
     async changes(env: string, after: number, limit: number, maxBytes = Number.MAX_SAFE_INTEGER): Promise<ChangesPage> {
       const keys = k(env);
-      const reply = await guard('changes', () => redis.fsChanges(keys.meta, keys.log, after, limit, Math.min(maxBytes, Number.MAX_SAFE_INTEGER)));
-      const head = Number(reply[0] ?? 0);
-      const epoch = (reply[1] as string | null) ?? null;
+      const { head, epoch, changes } = await guard('changes', () => scripts.changes({ meta: keys.meta, log: keys.log, after, limit, maxBytes }));
       if (after >= head) return { truncated: false, head, epoch, changes: [] };
-      const changes: RawChange[] = [];
-      for (let i = 2; i < reply.length; i += 2) changes.push({ version: versionOfStreamId(String(reply[i])), json: String(reply[i + 1] ?? '') });
       if (changes.length === 0 || changes[0]!.version !== after + 1) return { truncated: true, head, epoch };
       return { truncated: false, head, epoch, changes };
     },
@@ -312,33 +268,26 @@ export async function createRedisStore(opts: RedisStoreOptions): Promise<FactSto
 
     async resume(env: string, r: ResumeRequest): Promise<Resume> {
       const keys = k(env);
-      const [head, epoch, id, verdict] = await guard('resume', () => redis.fsResume(keys.meta, keys.log, ...resumeArgs(r)));
-      // A missing env stays missing: no epoch yet (null), version 0.
-      return { version: Number(head), epoch: epoch === '' ? null : epoch, id, verdict: verdict as ResumeVerdict };
+      return guard('resume', () => scripts.resume({ meta: keys.meta, log: keys.log, resume: r }));
     },
 
     async openSession(env: string, o: SessionOpen): Promise<SessionOpened> {
       const keys = k(env);
-      const [head, epoch, id, verdict, since, applied, rs, rr, ra] = await guard('open session', () =>
-        redis.fsOpen(keys.meta, keys.log, keys.sess, keys.info, keys.applied, keys.leases, keys.gone, keys.ctl, keys.pres,
-          ...resumeArgs(o.resume), o.id, nanoid(12), o.session, o.replica, o.leaseMs, o.addr, recordTtlMs));
-      return {
-        version: Number(head), epoch, id, verdict: verdict as ResumeVerdict, since: Number(since), applied: Number(applied),
-        replaced: rs ? { session: rs, replica: rr, addr: ra } : null,
-      };
+      return guard('open session', () => scripts.openSession({
+        keys, resume: o.resume, agentId: o.id, epochCandidate: nanoid(12), session: o.session, replica: o.replica, leaseMs: o.leaseMs, addr: o.addr, recordTtlMs,
+      }));
     },
 
     async endSession(env: string, id: string, session: string, graceful: boolean, leaseMs: number) {
       const keys = k(env);
-      await guard('end session', () => redis.fsEnd(keys.sess, keys.info, keys.leases, keys.gone, keys.pres, id, session, graceful ? '1' : '0', leaseMs));
+      await guard('end session', () => scripts.endSession({ ...keys, agentId: id, session, graceful, leaseMs }));
     },
 
     async renewSessions(env: string, sessions: readonly (readonly [string, string])[], leaseMs: number) {
       const keys = k(env);
       const lost: string[] = [];
       for (let i = 0; i < sessions.length; i += RENEW_CHUNK) {
-        const flat = sessions.slice(i, i + RENEW_CHUNK).flat();
-        lost.push(...await guard('renew', () => redis.fsRenew(keys.leases, keys.sess, leaseMs, ...flat)));
+        lost.push(...await guard('renew', () => scripts.renew({ leases: keys.leases, sess: keys.sess, leaseMs, sessions: sessions.slice(i, i + RENEW_CHUNK) })));
       }
       return lost;
     },
@@ -346,15 +295,10 @@ export async function createRedisStore(opts: RedisStoreOptions): Promise<FactSto
     async recordAcks(env: string, acks: readonly AckEntry[], summary?: ControlEvent) {
       if (acks.length === 0 && !summary) return;
       const keys = k(env);
+      // Chain ids travel once per acked version, not once per ack.
       const chains = new Map<number, string>();
-      const flat: (string | number)[] = [];
-      for (const a of acks) {
-        if (a.chainId || !chains.has(a.version)) chains.set(a.version, a.chainId);
-        flat.push(a.id, a.session, a.version);
-      }
-      const chainArgs: (string | number)[] = [];
-      for (const [v, id] of chains) chainArgs.push(v, id);
-      await guard('acks', () => redis.fsAcks(keys.sess, keys.applied, keys.ctl, summary ? encodeControlEvent(summary) : '', chains.size, ...chainArgs, ...flat));
+      for (const a of acks) if (a.chainId || !chains.has(a.version)) chains.set(a.version, a.chainId);
+      await guard('acks', () => scripts.acks({ sess: keys.sess, applied: keys.applied, ctl: keys.ctl, summary: summary ? encodeControlEvent(summary) : '', chains, acks }));
     },
 
     async publishControl(env: string, event: ControlEvent) {
