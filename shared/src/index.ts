@@ -17,3 +17,4 @@ export * from './env-config.js';
 export * from './snapshot-assembly.js';
 export * from './authzen.js';
 export * from './http-replies.js';
+export * from './replica-wire.js';

@@ -136,12 +136,12 @@ describe.each(Object.keys(factories))('FactStore contract: %s', (kind) => {
     const unsub = await s.subscribe('p', (e) => events.push(e));
     await s.write('p', { ops: [up('small')], ts: ts() });
     await s.write('p', { ops: [up('big', { blob: 'x'.repeat(INLINE * 2) })], ts: ts() });
-    await waitUntil(() => events.filter((e) => e.t === 'change').length === 2, 'two doorbells');
-    const [a, b] = events.filter((e): e is Extract<EnvEvent, { t: 'change' }> => e.t === 'change');
-    expect(a!.v).toBe(1);
-    expect(JSON.parse(a!.c!)).toMatchObject({ version: 1, ops: [up('small')] });
-    expect(b).toEqual({ t: 'change', v: 2, e: (await s.head('p')).epoch });
-    expect(a!.e).toBe(b!.e);
+    await waitUntil(() => events.length === 2, 'two doorbells');
+    const [a, b] = events;
+    expect(a!.version).toBe(1);
+    expect(JSON.parse(a!.change!)).toMatchObject({ version: 1, ops: [up('small')] });
+    expect(b).toEqual({ version: 2, epoch: (await s.head('p')).epoch });
+    expect(a!.epoch).toBe(b!.epoch);
     await unsub();
   });
 
@@ -202,7 +202,7 @@ describe.each(Object.keys(factories))('FactStore contract: %s', (kind) => {
     expect((await s.head('g')).id).toBe(prev);
     await waitUntil(() => events.length >= 1, 'the doorbell of the group');
     await new Promise((r) => setTimeout(r, 50));
-    expect(events).toEqual([{ t: 'change', v: 4, e: snap.epoch }]);
+    expect(events).toEqual([{ version: 4, epoch: snap.epoch }]);
     await unsub();
   });
 
@@ -214,12 +214,12 @@ describe.each(Object.keys(factories))('FactStore contract: %s', (kind) => {
     const t = ts();
     await s.writeMany('gin', [{ ops: [up('a')], ts: t }, { ops: [up('b')], ts: t }, { ops: [up('c')], ts: t }]);
     await waitUntil(() => events.length >= 1, 'the doorbell of the group');
-    const ev = events[0] as Extract<EnvEvent, { t: 'change' }>;
-    expect(ev.v).toBe(3);
-    expect(ev.cs!.map((c) => JSON.parse(c) as { version: number; ops: { key: string }[] }).map((c) => [c.version, c.ops[0]!.key])).toEqual([[1, 'a'], [2, 'b'], [3, 'c']]);
+    const ev = events[0]!;
+    expect(ev.version).toBe(3);
+    expect(ev.changes!.map((c) => JSON.parse(c) as { version: number; ops: { key: string }[] }).map((c) => [c.version, c.ops[0]!.key])).toEqual([[1, 'a'], [2, 'b'], [3, 'c']]);
     const page = await s.changes('gin', 0, 10);
     if (page.truncated) throw new Error('truncated');
-    expect(ev.cs).toEqual(page.changes.map((c) => c.json));
+    expect(ev.changes).toEqual(page.changes.map((c) => c.json));
     await unsub();
   });
 
@@ -310,8 +310,8 @@ describe.each(Object.keys(factories))('FactStore contract: %s', (kind) => {
     // The waiting rules' cheaper read sees the same records as the listing (last-seen details aside).
     const strip = (r: { lastSeenMs: number }) => ({ ...r, lastSeenMs: 0 });
     expect((await s.syncStates('g')).map(strip)).toEqual((await s.agents('g')).map(strip));
-    await waitUntil(() => control.filter((e) => e.t === 'join').length === 3, 'three join events');
-    expect(control.find((e) => e.t === 'join')).toEqual({ t: 'join', id: 'a1', s: 'c1', r: 'r1' });
+    await waitUntil(() => control.filter((e) => e.type === 'join').length === 3, 'three join events');
+    expect(control.find((e) => e.type === 'join')).toEqual({ type: 'join', agentId: 'a1', session: 'c1', replica: 'r1' });
   });
 
   it('a fresh agent is awaited from the head; a resuming one from its hello; a forked one gets no applied', async () => {

@@ -28,7 +28,7 @@ describe('EnvFeed', () => {
     const racing = new EnvFeed('e', { version: 1, epoch: first.epoch, id: '' }, new Set([m]), slow, 100, log);
     const healing = racing.heal();
     const w = await store.write('e', { ops: [op], ts: 't' });
-    racing.onEvent({ t: 'change', v: w.version, e: w.epoch, c: `{"version":2,"ts":"t","ops":[]}` });
+    racing.onEvent({ version: w.version, epoch: w.epoch, change: `{"version":2,"ts":"t","ops":[]}` });
     release();
     await healing;
     expect(m.resyncs).toEqual([]);
@@ -41,7 +41,7 @@ describe('EnvFeed', () => {
     const w = await store.write('e', { ops: [op], ts: 't' });
     const m = member();
     const feed = new EnvFeed('e', { version: 1, epoch: 'old-epoch', id: '' }, new Set([m]), store, 100, log);
-    feed.onEvent({ t: 'change', v: 2, e: w.epoch, c: '{"version":2,"ts":"t","ops":[]}' });
+    feed.onEvent({ version: 2, epoch: w.epoch, change: '{"version":2,"ts":"t","ops":[]}' });
     await new Promise((r) => setTimeout(r, 20));
     expect(m.got).toEqual([]);
     expect(m.resyncs).toEqual(['store_reset']);
@@ -53,7 +53,7 @@ describe('EnvFeed', () => {
     const feed = new EnvFeed('e', { version: 0, epoch: null, id: '' }, new Set([m]), store, 2, log);
     let last = { version: 0, epoch: '' };
     for (let i = 0; i < 5; i++) last = await store.write('e', { ops: [op], ts: 't' });
-    feed.onEvent({ t: 'change', v: last.version, e: last.epoch }); // only the last doorbell rang, without payload
+    feed.onEvent({ version: last.version, epoch: last.epoch }); // only the last doorbell rang, without payload
     await new Promise((r) => setTimeout(r, 20));
     expect(m.got).toEqual([1, 2, 3, 4, 5]);
   });
@@ -71,7 +71,7 @@ describe('EnvFeed and the chain (invariant 9)', () => {
     await other.write('e', { ops: [op], ts: 't' });
     const page = await other.changes('e', 1, 1);
     if (page.truncated) throw new Error('unexpected');
-    feed.onEvent({ t: 'change', v: 2, e: first.epoch, c: page.changes[0]!.json });
+    feed.onEvent({ version: 2, epoch: first.epoch, change: page.changes[0]!.json });
     expect(m.got).toEqual([]);
     expect(m.resyncs).toEqual(['store_reset']);
     feed.close();
@@ -112,8 +112,8 @@ describe('EnvFeed and the chain (invariant 9)', () => {
     let forks = 0;
     const other = member();
     const forked = new EnvFeed('g', { version: 0, epoch: results[0]!.ok ? results[0]!.outcome.epoch : null, id: '' }, new Set([other]), store, 100, log, undefined, () => forks++);
-    const ev = events[0] as Extract<import('@factsync/server').EnvEvent, { t: 'change' }>;
-    forked.onEvent({ ...ev, cs: [ev.cs![0]!.replace(/"id":"[0-9a-f]+"/, '"id":"' + '0'.repeat(40) + '"'), ...ev.cs!.slice(1)] });
+    const ev = events[0]!;
+    forked.onEvent({ ...ev, changes: [ev.changes![0]!.replace(/"id":"[0-9a-f]+"/, '"id":"' + '0'.repeat(40) + '"'), ...ev.changes!.slice(1)] });
     await new Promise((r) => setTimeout(r, 20));
     expect(forks).toBe(1);
     forked.close();
@@ -146,7 +146,7 @@ describe('Broadcaster heal', () => {
     const store = createMemoryStore({ logRetention: 100, idempotencyTtlSeconds: 60, inlineChangeBytes: 10_000 });
     const dropped: number[] = [];
     const b = new Broadcaster(store, log, { healIntervalMs: 10, pageSize: 100, idleAfterMs: 30, idleHealMs: 200 }, {
-      dropEvent: (_env, ev) => (ev.t === 'change' ? (dropped.push(ev.v), true) : false),
+      dropEvent: (_env, ev) => (dropped.push(ev.version), true),
     });
     const m = member();
     await b.join('quiet', m);

@@ -1,10 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import {
-  backoffDelayMs, formatWaitFor, parseClientMessage, type WaitFor, parseOps, parseTimeoutPolicy, parseWaitFor, parseWaitTimeout, factsDigest,
+  backoffDelayMs, decodeControlEvent, decodeDoorbell, encodeControlEvent, encodeDoorbell, formatWaitFor, parseClientMessage, type WaitFor, parseOps, parseTimeoutPolicy, parseWaitFor, parseWaitTimeout, factsDigest,
 } from '@factsync/shared';
 import { parseTokens, createAuthenticator, permitAgentId } from '../../server/src/auth.js';
-import { parseEnvEvent, encodeChangeEvent } from '../../server/src/store/events.js';
 import { loadServerConfig } from '@factsync/server';
 import { loadAgentConfig } from '@factsync/pdp-agent';
 
@@ -82,14 +81,19 @@ describe('websocket messages', () => {
   it('property: never throws on arbitrary input', () => {
     fc.assert(fc.property(fc.oneof(fc.string(), fc.json()), (s) => {
       parseClientMessage(s);
-      parseEnvEvent(s);
+      decodeDoorbell(s);
     }), { numRuns: 2000 });
   });
 
   it('change doorbells round-trip', () => {
-    expect(parseEnvEvent(encodeChangeEvent(7, 'ep_-1', '{"a":"b:c"}'))).toEqual({ ok: true, value: { t: 'change', v: 7, e: 'ep_-1', c: '{"a":"b:c"}' } });
-    expect(parseEnvEvent(encodeChangeEvent(7, 'ep', undefined))).toEqual({ ok: true, value: { t: 'change', v: 7, e: 'ep' } });
-    expect(parseEnvEvent('c:7').ok).toBe(false);
+    expect(decodeDoorbell(encodeDoorbell({ version: 7, epoch: 'ep_-1', change: '{"a":"b:c"}' }))).toEqual({ ok: true, value: { version: 7, epoch: 'ep_-1', change: '{"a":"b:c"}' } });
+    expect(decodeDoorbell(encodeDoorbell({ version: 7, epoch: 'ep' }))).toEqual({ ok: true, value: { version: 7, epoch: 'ep' } });
+    expect(decodeDoorbell(encodeDoorbell({ version: 9, epoch: 'ep', changes: ['{"a":1}', '{"b":2}'] }))).toEqual({ ok: true, value: { version: 9, epoch: 'ep', changes: ['{"a":1}', '{"b":2}'] } });
+    for (const e of [{ type: 'join', agentId: 'a', session: 's', replica: 'r' }, { type: 'summary', replica: 'r', floor: 3, histogram: [[3, 2], [5, 1]], max: 5 }] as const) {
+      expect(decodeControlEvent(encodeControlEvent(e as never))).toEqual({ ok: true, value: e });
+    }
+    expect(decodeControlEvent('{"t":"sum","r":"x"}').ok).toBe(false);
+    expect(decodeDoorbell('c:7').ok).toBe(false);
   });
 });
 

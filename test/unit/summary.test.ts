@@ -12,7 +12,7 @@ function reference(agents: { since: number; applied: number }[]): Summary {
     m = Math.max(m, a.applied);
     counts.set(a.applied, (counts.get(a.applied) ?? 0) + 1);
   }
-  return { f, h: [...counts].sort((x, y) => x[0] - y[0]), m };
+  return { floor: f, histogram: [...counts].sort((x, y) => x[0] - y[0]), max: m };
 }
 
 describe('replica summaries', () => {

@@ -90,17 +90,17 @@ export class EnvFeed {
   }
 
   onEvent(ev: EnvEvent): void {
-    if (ev.t !== 'change' || this.closed) return;
+    if (this.closed) return;
     this.lastEventAt = Date.now();
-    if (this.epoch === null) this.epoch = ev.e; // the env got its first version after this feed opened
-    if (ev.e !== this.epoch) {
+    if (this.epoch === null) this.epoch = ev.epoch; // the env got its first version after this feed opened
+    if (ev.epoch !== this.epoch) {
       void this.heal().catch(() => undefined);
       return;
     }
-    if (ev.v <= this.known) return;
+    if (ev.version <= this.known) return;
     // Changes that travel inline (one, or a group commit's, in order) and continue what we have.
-    const inline = ev.cs ?? (ev.c !== undefined ? [ev.c] : undefined);
-    if (!this.filling && inline !== undefined && ev.v - inline.length === this.known) {
+    const inline = ev.changes ?? (ev.change !== undefined ? [ev.change] : undefined);
+    if (!this.filling && inline !== undefined && ev.version - inline.length === this.known) {
       let v = this.known;
       for (const c of inline) {
         if (!this.follows(++v, c)) return this.forked(v);
@@ -111,7 +111,7 @@ export class EnvFeed {
       this.scheduleFlush();
       return;
     }
-    this.target = Math.max(this.target, ev.v);
+    this.target = Math.max(this.target, ev.version);
     void this.fill();
   }
 

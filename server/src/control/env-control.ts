@@ -116,16 +116,16 @@ export class EnvControl {
   // ---- other replicas -------------------------------------------------------
 
   onControl(ev: ControlEvent): void {
-    if (this.closed || ev.r === this.d.replicaId) return;
-    if (ev.t === 'join') {
-      const cur = this.local.get(ev.id);
-      if (!cur || cur.session === ev.s) return;
-      if (cur.live) this.d.onReplaced(this.env, ev.id, cur.session);
-      this.drop(ev.id);
+    if (this.closed || ev.replica === this.d.replicaId) return;
+    if (ev.type === 'join') {
+      const cur = this.local.get(ev.agentId);
+      if (!cur || cur.session === ev.session) return;
+      if (cur.live) this.d.onReplaced(this.env, ev.agentId, cur.session);
+      this.drop(ev.agentId);
       this.touch();
       return;
     }
-    this.remote.set(ev.r, { f: ev.f, h: ev.h, m: ev.m, at: Date.now() });
+    this.remote.set(ev.replica, { floor: ev.floor, histogram: ev.histogram, max: ev.max, at: Date.now() });
     this.evaluate();
   }
 
@@ -170,7 +170,7 @@ export class EnvControl {
     this.summaryDirty = false;
     try {
       const s = this.summary();
-      await this.d.store.recordAcks(this.env, acks, dirty ? { t: 'sum', r: this.d.replicaId, ...s } : undefined);
+      await this.d.store.recordAcks(this.env, acks, dirty ? { type: 'summary', replica: this.d.replicaId, ...s } : undefined);
       if (dirty) this.lastPublishedMs = Date.now();
     } catch (e) {
       this.d.log.warn({ env: this.env, acks: acks.length, err: (e as Error).message }, 'recording acks failed; retrying');

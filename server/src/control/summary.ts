@@ -3,13 +3,15 @@ import type { WaitFor } from '@factsync/shared';
 /**
  * A replica's compact view of its agents for one env, what it publishes for
  * the other replicas once per tick with acks (and as a heartbeat): O(distinct
- * applied versions), not O(agents). f: every agent it holds has every V <= f
- * (min of max(since, applied)); h: [applied, count] pairs; m: the highest applied.
+ * applied versions), not O(agents).
  */
 export interface Summary {
-  f: number;
-  h: [number, number][];
-  m: number;
+  /** Every agent it holds has every version <= floor (the min of max(since, applied)). */
+  floor: number;
+  /** [applied, count] pairs, by applied. */
+  histogram: [number, number][];
+  /** The highest applied. */
+  max: number;
 }
 
 export function summarize(agents: Iterable<{ since: number; applied: number }>): Summary {
@@ -20,7 +22,7 @@ export function summarize(agents: Iterable<{ since: number; applied: number }>):
 
 const countAtLeast = (s: Summary, version: number): number => {
   let n = 0;
-  for (const [v, c] of s.h) if (v >= version) n += c;
+  for (const [v, c] of s.histogram) if (v >= version) n += c;
   return n;
 };
 
@@ -39,11 +41,11 @@ export function gate(
   switch (waitFor.kind) {
     case 'all':
     case 'local':
-      return all.every((s) => s.f >= version);
+      return all.every((s) => s.floor >= version);
     case 'count':
       return all.reduce((n, s) => n + countAtLeast(s, version), 0) >= waitFor.n;
     case 'ids':
-      return waitFor.ids.every((id) => localHas(id) ?? all.some((s) => s.m >= version));
+      return waitFor.ids.every((id) => localHas(id) ?? all.some((s) => s.max >= version));
   }
 }
 
@@ -57,7 +59,7 @@ export function gate(
 export class SummaryIndex {
   /** applied version → agents at it. */
   private readonly applied = new Map<number, number>();
-  /** max(since, applied) → agents at it; f is its smallest key. */
+  /** max(since, applied) → agents at it; the floor is its smallest key. */
   private readonly reach = new Map<number, number>();
   private cached: Summary | undefined;
 
@@ -79,7 +81,7 @@ export class SummaryIndex {
     for (const v of this.reach.keys()) if (v < f) f = v;
     let m = 0;
     for (const v of this.applied.keys()) if (v > m) m = v;
-    this.cached = { f, h: [...this.applied].sort((x, y) => x[0] - y[0]), m };
+    this.cached = { floor: f, histogram: [...this.applied].sort((x, y) => x[0] - y[0]), max: m };
     return this.cached;
   }
 }

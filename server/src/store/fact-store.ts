@@ -1,4 +1,4 @@
-import type { FactsyncError, Op, ProducerSeq } from '@factsync/shared';
+import type { ControlEvent, Doorbell, FactsyncError, Op, ProducerSeq } from '@factsync/shared';
 
 /**
  * The one interface the server talks to for durable state and cross-replica
@@ -130,22 +130,9 @@ export interface AgentRecord {
   lastSeenMs: number;
 }
 
-/**
- * A doorbell: version `v` exists in epoch `e`. `c` carries that change inline
- * when small; `cs` carries a whole group (group commit) ending at `v`, in order.
- */
-export type EnvEvent = { t: 'change'; v: number; e: string; c?: string; cs?: string[] };
-
-/** Cross-replica control events, on a channel of their own (never the doorbell's). */
-export type ControlEvent =
-  /** A session of `id` opened on replica `r`: any other replica closes its older session of that id. */
-  | { t: 'join'; id: string; s: string; r: string }
-  /**
-   * A replica's compact summary of its agents for one env (one per tick with acks, and a heartbeat):
-   * f = min over its present agents of max(since, applied) (all of them have every V <= f),
-   * h = [applied, count] pairs of its present agents, m = the highest applied.
-   */
-  | { t: 'sum'; r: string; f: number; h: [number, number][]; m: number };
+/** A change doorbell and a control event: their readable forms and wire encodings are in shared/ (replica-wire.ts). */
+export type EnvEvent = Doorbell;
+export type { ControlEvent };
 
 export type EnvListener = (event: EnvEvent) => void;
 export type ControlListener = (event: ControlEvent) => void;
@@ -211,17 +198,3 @@ export interface FactStore {
   ping(): Promise<void>;
   close(): Promise<void>;
 }
-
-export const isValidControlEvent = (x: unknown): x is ControlEvent => {
-  if (typeof x !== 'object' || x === null) return false;
-  const e = x as Record<string, unknown>;
-  switch (e.t) {
-    case 'join':
-      return typeof e.id === 'string' && typeof e.s === 'string' && typeof e.r === 'string';
-    case 'sum':
-      return typeof e.r === 'string' && typeof e.f === 'number' && typeof e.m === 'number' && Array.isArray(e.h)
-        && e.h.every((p) => Array.isArray(p) && p.length === 2 && typeof p[0] === 'number' && typeof p[1] === 'number');
-    default:
-      return false;
-  }
-};

@@ -1,7 +1,9 @@
 import { nanoid } from 'nanoid';
-import { FactsyncError, GENESIS_ID, PRODUCER_WINDOW, chainId, factField, idOfChangeJson, sha1Hex, splitFactField } from '@factsync/shared';
-import { encodeChangeEvent, encodeControlEvent, encodeGroupEvent, parseControlEvent, parseEnvEvent } from './events.js';
-import { toAgentRecords, type AgentInfoRecord } from './agent-records.js';
+import {
+  FactsyncError, GENESIS_ID, PRODUCER_WINDOW, chainId, decodeControlEvent, decodeDoorbell, encodeControlEvent, encodeDoorbell, factField, idOfChangeJson, sha1Hex,
+  splitFactField, type AgentInfo,
+} from '@factsync/shared';
+import { toAgentRecords } from './agent-records.js';
 import { idempotencyKeyReused, producerSeqTooOld } from './idempotency.js';
 import { oneWrite } from './fact-store.js';
 import type { GroupCommit, Journal, JournaledState } from './journal.js';
@@ -35,7 +37,7 @@ interface EnvState {
   /** Per producer: its highest sequence number and the last PRODUCER_WINDOW with their versions (expiring as a whole). */
   producers: Map<string, { max: number; seqs: Map<number, { version: number; hash: string }>; expiresMs: number }>;
   sess: Map<string, string>;
-  info: Map<string, AgentInfoRecord & { addr: string }>;
+  info: Map<string, AgentInfo>;
   applied: Map<string, { v: number; id: string }>;
   leases: Map<string, number>;
   gone: Map<string, number>;
@@ -179,8 +181,9 @@ export function createMemoryStore(opts: MemoryStoreOptions): FactStore {
     }
     // One doorbell for the group, as the Redis script rings it: inline while the changes fit the budget.
     const size = written.reduce((n, c) => n + c.length + 1, 0);
-    if (written.length === 1) publish(env, encodeChangeEvent(s.version, epoch, size - 1 <= opts.inlineChangeBytes ? written[0] : undefined));
-    else if (written.length > 1) publish(env, size <= opts.inlineChangeBytes ? encodeGroupEvent(s.version, epoch, written) : encodeChangeEvent(s.version, epoch, undefined));
+    const at = { version: s.version, epoch };
+    if (written.length === 1) publish(env, encodeDoorbell(size - 1 <= opts.inlineChangeBytes ? { ...at, change: written[0] } : at));
+    else if (written.length > 1) publish(env, encodeDoorbell(size <= opts.inlineChangeBytes ? { ...at, changes: written } : at));
     return results;
   }
 
@@ -193,12 +196,12 @@ export function createMemoryStore(opts: MemoryStoreOptions): FactStore {
     });
   };
   const publish = (env: string, message: string) => {
-    const parsed = parseEnvEvent(message);
+    const parsed = decodeDoorbell(message);
     if (!parsed.ok) throw new Error(`memory store produced a bad event: ${parsed.error}`);
     deliver(listeners.get(env), parsed.value);
   };
   const publishControl = (env: string, e: ControlEvent) => {
-    const parsed = parseControlEvent(encodeControlEvent(e));
+    const parsed = decodeControlEvent(encodeControlEvent(e));
     if (!parsed.ok) throw new Error(`memory store produced a bad control event: ${parsed.error}`);
     deliver(controlListeners.get(env), parsed.value);
   };
@@ -361,15 +364,15 @@ export function createMemoryStore(opts: MemoryStoreOptions): FactStore {
         since = applied = o.resume.applied;
         appliedId = o.resume.appliedId ?? '';
       } else if (present && prev) since = Math.min(prev.since, s.version);
-      const replaced = prevSession !== undefined && prevSession !== o.session && prev?.c === 1 && present
-        ? { session: prevSession, replica: prev.r ?? '', addr: prev.addr } : null;
+      const replaced = prevSession !== undefined && prevSession !== o.session && prev?.connected === true && present
+        ? { session: prevSession, replica: prev.replica ?? '', addr: prev.addr } : null;
       s.sess.set(o.id, o.session);
       s.applied.set(o.id, { v: applied, id: appliedId });
-      s.info.set(o.id, { r: o.replica, since, c: 1, seen: t, lm: o.leaseMs, addr: o.addr });
+      s.info.set(o.id, { replica: o.replica, since, connected: true, openedMs: t, seenMs: t, leaseMs: o.leaseMs, addr: o.addr });
       s.leases.set(o.id, t + o.leaseMs);
       s.gone.delete(o.id);
       purge(s, t);
-      publishControl(env, { t: 'join', id: o.id, s: o.session, r: o.replica });
+      publishControl(env, { type: 'join', agentId: o.id, session: o.session, replica: o.replica });
       return { version: s.version, epoch: epochOf(s), id: s.id, verdict, since, applied, replaced };
     },
 
@@ -378,7 +381,7 @@ export function createMemoryStore(opts: MemoryStoreOptions): FactStore {
       if (!s || s.sess.get(id) !== session) return;
       const t = now();
       const info = s.info.get(id);
-      if (info) s.info.set(id, { ...info, c: 0, seen: t });
+      if (info) s.info.set(id, { ...info, connected: false, seenMs: t });
       if (graceful) s.leases.delete(id);
       else s.leases.set(id, t + leaseMs);
       s.gone.delete(id);

@@ -18,6 +18,9 @@
  * scans every id ever seen.
  */
 
+import { DOORBELL } from '@factsync/shared';
+
+// The doorbell encoding is shared/replica-wire.ts's (encodeDoorbell); the agent record keys are its encodeAgentInfo's.
 const NOW_MS = `local t = redis.call('TIME'); local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)`;
 
 /** The id of the change at version v ('' at 0), false when the log no longer holds it. */
@@ -160,11 +163,11 @@ if wrote > 0 then
   redis.call('HSET', meta, 'version', v, 'id', prev_id)
   -- One doorbell for the run, carrying its changes while they fit the inline budget (else feeds read the log once).
   if wrote == 1 and #last <= inline then
-    redis.call('PUBLISH', channel, 'c:' .. v .. ':' .. epoch .. ':' .. last)
+    redis.call('PUBLISH', channel, '${DOORBELL.single}:' .. v .. ':' .. epoch .. ':' .. last)
   elseif inline_size <= inline then
-    redis.call('PUBLISH', channel, 'm:' .. v .. ':' .. epoch .. ':' .. table.concat(inline_all, '\\n'))
+    redis.call('PUBLISH', channel, '${DOORBELL.group}:' .. v .. ':' .. epoch .. ':' .. table.concat(inline_all, '\\n'))
   else
-    redis.call('PUBLISH', channel, 'c:' .. v .. ':' .. epoch)
+    redis.call('PUBLISH', channel, '${DOORBELL.single}:' .. v .. ':' .. epoch)
   end
 end
 out[#out + 1] = epoch

@@ -1,15 +1,17 @@
 import { Cluster, Redis, ReplyError } from 'ioredis';
 import { nanoid } from 'nanoid';
 import type { Logger } from 'pino';
-import { FactsyncError, PRODUCER_WINDOW, factField, sha1Hex, splitFactField } from '@factsync/shared';
+import {
+  FactsyncError, PRODUCER_WINDOW, decodeAgentInfo, decodeControlEvent, decodeDoorbell, decodePresence, encodeControlEvent, factField, sha1Hex, splitFactField,
+  type AgentInfo,
+} from '@factsync/shared';
 import { defineRedisScripts, type ScriptWrite } from './redis-commands.js';
-import { encodeControlEvent, parseControlEvent, parseEnvEvent } from './events.js';
 import { oneWrite } from './fact-store.js';
 import type {
   AckEntry, AgentRecord, ChangesPage, ControlEvent, ControlListener, EnvHead, EnvListener, FactStore, RawFact, Resume,
   ResumeRequest, SessionOpen, SessionOpened, Snapshot, StateScan, WriteInput, WriteOutcome, WriteResult,
 } from './fact-store.js';
-import { parseAgentInfo, parsePresence, toAgentRecords, type AgentInfoRecord } from './agent-records.js';
+import { toAgentRecords } from './agent-records.js';
 import { idempotencyKeyReused, producerSeqTooOld } from './idempotency.js';
 
 export interface RedisStoreOptions {
@@ -213,8 +215,8 @@ export async function createRedisStore(opts: RedisStoreOptions): Promise<FactSto
   async function registry(env: string, withInfo: boolean): Promise<AgentRecord[]> {
     const keys = k(env);
     const r = await guard('agents', () => scripts.registry({ keys, recordTtlMs, withInfo }));
-    const infos = new Map<string, AgentInfoRecord>();
-    for (const [id, raw] of r.details) infos.set(id, withInfo ? parseAgentInfo(raw) : parsePresence(raw));
+    const infos = new Map<string, AgentInfo>();
+    for (const [id, raw] of r.details) infos.set(id, withInfo ? decodeAgentInfo(raw) : decodePresence(raw));
     return toAgentRecords(r.now, r.sessions, infos, r.applied, r.leases);
   }
 
@@ -321,7 +323,7 @@ export async function createRedisStore(opts: RedisStoreOptions): Promise<FactSto
 
     async subscribe(env: string, listener: EnvListener) {
       return listen(k(env).channel, (message) => {
-        const ev = parseEnvEvent(message);
+        const ev = decodeDoorbell(message);
         if (ev.ok) listener(ev.value);
         else log.warn({ env, err: ev.error }, 'ignoring malformed doorbell');
       });
@@ -329,7 +331,7 @@ export async function createRedisStore(opts: RedisStoreOptions): Promise<FactSto
 
     async subscribeControl(env: string, listener: ControlListener) {
       return listen(k(env).ctl, (message) => {
-        const ev = parseControlEvent(message);
+        const ev = decodeControlEvent(message);
         if (ev.ok) listener(ev.value);
         else log.warn({ env, err: ev.error }, 'ignoring malformed control event');
       });
