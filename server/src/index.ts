@@ -6,7 +6,9 @@ export { createMemoryStore } from './store/memory-store.js';
 export { createRedisStore } from './store/redis-store.js';
 export { createEmbeddedStore } from './store/embedded-store.js';
 export { DataDirError, DATA_FILE } from './store/sqlite-journal.js';
-export type { FactStore, EnvEvent, ControlEvent, AgentRecord, WriteInput, WriteOutcome, WriteResult } from './store/fact-store.js';
+export type {
+  FactStore, FactLog, SessionRegistry, EventBus, UsageLedger, EnvAdmin, EnvEvent, ControlEvent, AgentRecord, WriteInput, WriteOutcome, WriteResult,
+} from './store/fact-store.js';
 export { GroupCommit } from './store/group-commit.js';
 export type { BroadcasterHooks } from './broadcast/broadcaster.js';
 export { Broadcaster } from './broadcast/broadcaster.js';

@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import type { EnvEvent, FactStore } from '../store/fact-store.js';
+import type { EnvEvent, EventBus, FactLog } from '../store/fact-store.js';
 import { EnvFeed, type FeedMember } from './env-feed.js';
 
 export interface BroadcasterHooks {
@@ -33,7 +33,7 @@ export class Broadcaster {
   onFork: (env: string) => void = () => undefined;
 
   constructor(
-    private readonly store: FactStore,
+    private readonly store: FactLog & EventBus,
     private readonly log: Logger,
     private readonly opts: { healIntervalMs: number; pageSize: number; frameBytes?: number; idleAfterMs?: number; idleHealMs?: number },
     private readonly hooks: BroadcasterHooks = {},

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import { idOfChangeJson, rawFollowsChain } from '@factsync/shared';
-import type { EnvEvent, EnvHead, FactStore, RawChange } from '../store/fact-store.js';
+import type { EnvEvent, EnvHead, FactLog, RawChange } from '../store/fact-store.js';
 
 /** One frame's worth of consecutive versions, serialised and UTF-8 encoded once for every member. */
 export interface ChangeBatch {
@@ -60,7 +60,7 @@ export class EnvFeed {
     start: EnvHead,
     /** Owned by the broadcaster's entry for this env. */
     readonly members: ReadonlySet<FeedMember>,
-    private readonly store: FactStore,
+    private readonly store: FactLog,
     private readonly pageSize: number,
     private readonly log: Logger,
     private readonly onGapFilled: (count: number) => void = () => undefined,

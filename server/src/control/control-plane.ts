@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { SyncStatus, WaitFor } from '@factsync/shared';
-import type { FactStore } from '../store/fact-store.js';
+import type { EventBus, SessionRegistry } from '../store/fact-store.js';
 import { EnvControl } from './env-control.js';
 
 export interface ControlPlaneOptions {
@@ -29,7 +29,7 @@ export class ControlPlane {
   private readonly timer: NodeJS.Timeout;
   private closed = false;
 
-  constructor(private readonly store: FactStore, private readonly log: Logger, private readonly opts: ControlPlaneOptions) {
+  constructor(private readonly store: SessionRegistry & EventBus, private readonly log: Logger, private readonly opts: ControlPlaneOptions) {
     this.timer = setInterval(() => this.heartbeat(), opts.refreshMs);
     this.timer.unref();
     store.onEventsReset(() => {

@@ -1,11 +1,11 @@
 import type { Logger } from 'pino';
 import type { SyncStatus, WaitFor } from '@factsync/shared';
-import type { AckEntry, AgentRecord, ControlEvent, FactStore } from '../store/fact-store.js';
+import type { AckEntry, AgentRecord, ControlEvent, SessionRegistry } from '../store/fact-store.js';
 import { SyncIndex, evaluateSync } from './waiting-rules.js';
 import { SummaryIndex, gate, summarize, type Summary } from './summary.js';
 
 export interface EnvControlDeps {
-  store: FactStore;
+  store: SessionRegistry;
   log: Logger;
   replicaId: string;
   leaseMs: number;

@@ -1,7 +1,7 @@
 import type { ServerResponse } from 'node:http';
 import type { FastifyBaseLogger } from 'fastify';
 import { usageMonth } from '@factsync/shared';
-import type { FactStore } from '../store/fact-store.js';
+import type { EventBus, FactLog, SessionRegistry, UsageLedger } from '../store/fact-store.js';
 import { agentInfos, type AgentInfo } from '../routes/schemas.js';
 
 export interface EnvStatus {
@@ -20,7 +20,7 @@ export interface EnvStatus {
  * and at least every `maxIntervalMs` so presence that expired without an event shows.
  */
 export async function streamEnvStatus(
-  store: FactStore, env: string, res: ServerResponse, log: FastifyBaseLogger,
+  store: FactLog & SessionRegistry & EventBus & UsageLedger, env: string, res: ServerResponse, log: FastifyBaseLogger,
   opts: { minIntervalMs: number; maxIntervalMs: number; maxBufferedBytes: number } = { minIntervalMs: 250, maxIntervalMs: 2000, maxBufferedBytes: 1024 * 1024 },
 ): Promise<void> {
   let pending = false;

@@ -1,9 +1,11 @@
 import type { ControlEvent, Doorbell, FactsyncError, Op, ProducerSeq } from '@factsync/shared';
 
 /**
- * The one interface the server talks to for durable state and cross-replica
- * events. Two implementations, `redis-store` and `memory-store`, pass the same
- * contract suite (test/integration/store-contract.test.ts).
+ * The interfaces the server talks to for durable state and cross-replica
+ * events, one per concern (below). Implementations: `redis-store` (Redis and
+ * Redis Cluster), `memory-store` (tests, throwaway demos) and `embedded-store`
+ * (the memory store's rules journaled to SQLite); all pass the same contract
+ * suite (test/integration/store-contract.test.ts), one part per concern.
  */
 
 export interface EnvHead {
@@ -137,8 +139,8 @@ export type { ControlEvent };
 export type EnvListener = (event: EnvEvent) => void;
 export type ControlListener = (event: ControlEvent) => void;
 
-export interface FactStore {
-  readonly kind: 'redis' | 'memory' | 'embedded';
+/** The log and the state: write groups, the change log, snapshots and scans, the head. */
+export interface FactLog {
   /** Throws `idempotency_key_reused` when the key was used for a different request. */
   write(env: string, input: WriteInput): Promise<WriteOutcome>;
   /**
@@ -165,7 +167,10 @@ export interface FactStore {
   scanState(env: string, cursor: string, count: number): Promise<StateScan>;
   /** The head and the number of facts at it, read together (the check that a scanned snapshot is whole). */
   headWithCount(env: string): Promise<EnvHead & { facts: number }>;
+}
 
+/** The session registry: who is connected where, their leases, their acks and records (invariant 8). */
+export interface SessionRegistry {
   /** The verdict on a hello, without registering anything (subscribers). */
   resume(env: string, req: ResumeRequest): Promise<Resume>;
   /** Registers the one live session of (env, agent id), replacing any older one, in one atomic step. */
@@ -176,25 +181,43 @@ export interface FactStore {
   renewSessions(env: string, sessions: readonly (readonly [string, string])[], leaseMs: number): Promise<string[]>;
   /** Records acks of current sessions (others are ignored) and publishes `summary` on the control channel. */
   recordAcks(env: string, acks: readonly AckEntry[], summary?: ControlEvent): Promise<void>;
-  publishControl(env: string, event: ControlEvent): Promise<void>;
-  /** Monthly active users: adds the keys to the env's set of `month` (YYYY-MM); a key already there counts once. */
-  recordUsage(env: string, month: string, users: readonly string[]): Promise<void>;
-  /** Distinct user keys recorded for `month`. */
-  usage(env: string, month: string): Promise<number>;
   /** The listing: every record with its details (last seen). */
   agents(env: string): Promise<AgentRecord[]>;
   /** The same records with only what the waiting rules read (cheaper: no last-seen details). */
   syncStates(env: string): Promise<AgentRecord[]>;
+}
 
+/** The event bus between replicas: change doorbells and control events. */
+export interface EventBus {
   /** Change doorbells of one env from every replica. Resolves once the subscription is active. */
   subscribe(env: string, listener: EnvListener): Promise<() => Promise<void>>;
   subscribeControl(env: string, listener: ControlListener): Promise<() => Promise<void>>;
+  publishControl(env: string, event: ControlEvent): Promise<void>;
   /** Called after the event channel was re-established: events may have been lost meanwhile. */
   onEventsReset(cb: () => void): void;
+}
 
+/** Monthly active users. */
+export interface UsageLedger {
+  /** Adds the keys to the env's set of `month` (YYYY-MM); a key already there counts once. */
+  recordUsage(env: string, month: string, users: readonly string[]): Promise<void>;
+  /** Distinct user keys recorded for `month`. */
+  usage(env: string, month: string): Promise<number>;
+}
+
+/** Administration: the envs there are. */
+export interface EnvAdmin {
   /** Names of the envs that have data (at most `limit`). */
   envs(limit: number): Promise<string[]>;
+}
 
+/**
+ * A whole store: every concern, from one backend. Parts of the server take
+ * only the concerns they use (the broadcaster a log and a bus, the status
+ * routes usage and admin), so what each touches is visible in its signature.
+ */
+export interface FactStore extends FactLog, SessionRegistry, EventBus, UsageLedger, EnvAdmin {
+  readonly kind: 'redis' | 'memory' | 'embedded';
   ping(): Promise<void>;
   close(): Promise<void>;
 }

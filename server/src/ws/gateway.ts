@@ -4,14 +4,14 @@ import { ErrorCodes } from '@factsync/shared';
 import { TokenSlots } from '../token-slots.js';
 import type { Logger } from 'pino';
 import type { Authenticator, Principal } from '../auth.js';
-import type { FactStore } from '../store/fact-store.js';
+import type { FactLog, SessionRegistry, UsageLedger } from '../store/fact-store.js';
 import type { Broadcaster } from '../broadcast/broadcaster.js';
 import type { ControlPlane } from '../control/control-plane.js';
 import { Session } from './session.js';
 import type { ServerMetrics } from '../metrics.js';
 
 export interface GatewayOptions {
-  store: FactStore;
+  store: FactLog & SessionRegistry & UsageLedger;
   broadcaster: Broadcaster;
   control: ControlPlane;
   auth: Authenticator;

@@ -5,7 +5,7 @@ import {
   ErrorCodes, FactsyncError, assertNever, errorFrame, idOfChangeJson, parseClientMessage, type ErrorCode, type HelloMessage, type UsageMessage,
 } from '@factsync/shared';
 import { permit, permitAgentId, type Principal } from '../auth.js';
-import type { FactStore, Resume, ResumeVerdict } from '../store/fact-store.js';
+import type { FactLog, Resume, ResumeVerdict, SessionRegistry, UsageLedger } from '../store/fact-store.js';
 import type { Broadcaster } from '../broadcast/broadcaster.js';
 import { changesFrame, type ChangeBatch, type EnvFeed, type FeedMember } from '../broadcast/env-feed.js';
 import type { ControlPlane } from '../control/control-plane.js';
@@ -14,7 +14,7 @@ import type { SnapshotReads, SnapshotSink } from './snapshot-reads.js';
 import type { ServerMetrics } from '../metrics.js';
 
 export interface SessionDeps {
-  store: FactStore;
+  store: FactLog & SessionRegistry & UsageLedger;
   broadcaster: Broadcaster;
   control: ControlPlane;
   metrics: ServerMetrics;

@@ -1,5 +1,5 @@
 import { idOfChangeJson } from '@factsync/shared';
-import type { FactStore, Snapshot } from '../store/fact-store.js';
+import type { FactLog, Snapshot } from '../store/fact-store.js';
 import { SnapshotFrameBuilder, factJson, snapshotFrames } from './frames.js';
 
 /** Where one session's snapshot frames go. */
@@ -31,7 +31,7 @@ interface Round {
  * Snapshots streamed with bounded memory (invariant 10). The state is read in
  * steps of a fuzzy scan from the head S0, then the log from S0 to the head
  * after the scan is sent for the agent to replay over the facts: the result is
- * exactly the state at the end (FactStore.scanState). The server holds one
+ * exactly the state at the end (FactLog.scanState). The server holds one
  * scan step and one frame per stream, never the env.
  *
  * Sessions that ask for the same env's snapshot before its round sent its
@@ -47,7 +47,7 @@ export class SnapshotReads {
   private readonly scanCount: number;
 
   constructor(
-    private readonly store: FactStore,
+    private readonly store: FactLog,
     private readonly maxStreams: number,
     private readonly frameBytes: number,
     private readonly pageSize: number,
