@@ -37,7 +37,12 @@ const p3 = load('p3');
 if (p3) {
   for (const k of Object.keys(p3).filter((k) => k.startsWith('batch_'))) {
     const r = p3[k];
-    rows.push(`| P3 writes/s, ${k.slice(6)} op(s) per write, 10 agents | ${num(r.factsync.writes_per_s)} writes/s = ${num(r.factsync.ops_per_s)} ops/s (p99 ${ms(r.factsync.latency.p99)}) | ${num(r.baseline.evalsha_per_s)} EVALSHA/s (redis-benchmark) | ${r.ratio}× | |`);
+    rows.push(`| P3 writes/s, ${k.slice(6)} op(s) per write, ${p3.params.agents} agents | ${num(r.factsync.writes_per_s)} writes/s = ${num(r.factsync.ops_per_s)} ops/s (p99 ${ms(r.factsync.latency.p99)}) | ${num(r.baseline.evalsha_per_s)} EVALSHA/s (redis-benchmark) | ${r.ratio}× | |`);
+    if (r.handwritten) {
+      const a = r.factsync_no_agents;
+      const hw = r.handwritten;
+      rows.push(`| P3 ${k.slice(6)} op(s) per write, no agents: writes/s; server CPU per write | ${num(a.writes_per_s)}/s; ${a.server_cpu_us_per_write} µs | ${num(hw.writes_per_s)}/s; ${hw.server_cpu_us_per_write} µs (hand-written fastify + ioredis, same script) | ${r.vs_handwritten.writes_per_s}× writes/s, ${r.vs_handwritten.cpu_per_write}× CPU | |`);
+    }
   }
 }
 const p4 = load('p4');

@@ -10,7 +10,7 @@ import { PRODUCER_WINDOW, SnapshotAssembly, parseServerMessage, type Change, typ
 import { pino } from 'pino';
 import { WRITE } from '../server/src/store/redis-scripts.js';
 import { ADMIN, AGENT, Harness } from './lib/harness.js';
-import type { Proc } from '../test/src/procs.js';
+import { spawnTs, type Proc } from '../test/src/procs.js';
 import { LatencyRecorder, Progress, peakKiB, resetPeak, rssKiB, type Latency } from './lib/stats.js';
 
 export const QUICK = process.env.BENCH_QUICK === '1';
@@ -205,45 +205,69 @@ export async function p2(): Promise<Record<string, unknown>> {
   return { ...result, targets: { ratio: 1.5 } };
 }
 
-/** P3: write throughput with batches of 1, 10, 100 ops, fan-out to 10 agents; baseline: redis-benchmark EVALSHA of the same script. */
+/**
+ * P3: write throughput with batches of 1, 10, 100 ops. Baselines in the same
+ * run, with the same load generator: a hand-written fastify + ioredis handler
+ * running the same WRITE script (what a user could write instead: the floor of
+ * an HTTP write path), and redis-benchmark EVALSHA of the script (Redis alone).
+ * factsync is measured without agents (the same work as the handler) and with
+ * `P3_AGENTS` (default 10) agents receiving every write.
+ */
 export async function p3(): Promise<Record<string, unknown>> {
   const seconds = n(5, 2);
   const concurrency = 16;
-  // P3_AGENTS=0 isolates the HTTP write path from the fan-out (where a write's server CPU goes).
   const agents = Number(process.env.P3_AGENTS ?? 10);
   const result: Record<string, unknown> = { params: { seconds, concurrency, agents, replicas: 1 } };
+  /** Writes to one server process for `seconds`: writes/s, ops/s, latency, and the server's CPU per write. */
+  const load = async (server: Proc, batch: number, label: string) => {
+    const prog = new Progress(`P3 batch ${batch} ${label}`);
+    let writes = 0;
+    const rec = new LatencyRecorder();
+    const end = Date.now() + seconds * 1000;
+    const cpu0 = cpuMs([server]);
+    const wall0 = performance.now();
+    await Promise.all(Array.from({ length: concurrency }, async (_, w) => {
+      for (let i = w; Date.now() < end; i += concurrency) {
+        const t0 = performance.now();
+        const r = await post(writeUrl(server.url, 'bench'), { ops: sampleOps(i, batch) }, auth);
+        if (r.status !== 200) throw new Error(`${label}: write failed: ${JSON.stringify(r.body)}`);
+        rec.record(performance.now() - t0);
+        writes++;
+        prog.update(`${writes} writes`);
+      }
+    }));
+    // The share of the wall time the server was busy (well under 1: the rest of the machine, not the server, bounds the figure).
+    const serverCpu = cpuMs([server]) - cpu0;
+    const wall = performance.now() - wall0;
+    const out = {
+      writes_per_s: Math.round(writes / seconds), ops_per_s: Math.round((writes * batch) / seconds), latency: rec.summary(),
+      server_cpu_us_per_write: Math.round((serverCpu * 1000) / writes), server_busy_share: round(serverCpu / wall),
+    };
+    prog.done(`${out.writes_per_s} writes/s, server ${out.server_cpu_us_per_write} µs CPU per write, busy ${Math.round(out.server_busy_share * 100)} %`);
+    return out;
+  };
   for (const batch of (process.env.P3_BATCHES ?? '1,10,100').split(',').map(Number)) {
     const h = new Harness();
     try {
       const redis = await h.startRedis();
+      const handwrittenProc = await spawnTs('bench/sim/handwritten-writer.ts', { PORT: '0', REDIS_URL: redis.url, TOKEN: ADMIN, KEY_PREFIX: `hw${batch}` }, 'handwritten writer listening');
+      const handwritten = await load(handwrittenProc, batch, 'hand-written handler').finally(() => handwrittenProc.stop('SIGTERM'));
       const [server] = await h.servers(1);
-      if (agents > 0) await h.fleet({ kind: 'factsync', urls: [server!.url], count: agents, processes: 1 });
-      const prog = new Progress(`P3 batch ${batch}`);
-      let writes = 0;
-      const rec = new LatencyRecorder();
-      const end = Date.now() + seconds * 1000;
-      const cpu0 = cpuMs([server!]);
-      const wall0 = performance.now();
-      await Promise.all(Array.from({ length: concurrency }, async (_, w) => {
-        for (let i = w; Date.now() < end; i += concurrency) {
-          const t0 = performance.now();
-          await post(writeUrl(server!.url, 'bench'), { ops: sampleOps(i, batch) }, auth);
-          rec.record(performance.now() - t0);
-          writes++;
-          prog.update(`${writes} writes`);
-        }
-      }));
-      // Where the server stands: its CPU per write, and the share of the wall time it was busy
-      // (well under 1: the rest of the machine, not the server, bounds the figure).
-      const serverCpu = cpuMs([server!]) - cpu0;
-      const wall = performance.now() - wall0;
+      const factsyncAlone = await load(server!, batch, 'factsync, no agents');
+      let factsync = factsyncAlone;
+      if (agents > 0) {
+        await h.fleet({ kind: 'factsync', urls: [server!.url], count: agents, processes: 1 });
+        factsync = await load(server!, batch, `factsync, ${agents} agents`);
+      }
       const baseline = redisBenchmarkEvalsha(redis.url, batch);
-      const factsync = {
-        writes_per_s: Math.round(writes / seconds), ops_per_s: Math.round((writes * batch) / seconds), latency: rec.summary(),
-        server_cpu_us_per_write: Math.round((serverCpu * 1000) / writes), server_busy_share: round(serverCpu / wall),
+      result[`batch_${batch}`] = {
+        factsync, factsync_no_agents: factsyncAlone, handwritten, baseline,
+        ratio: round(factsync.writes_per_s / baseline.evalsha_per_s),
+        vs_handwritten: {
+          writes_per_s: round(factsyncAlone.writes_per_s / handwritten.writes_per_s),
+          cpu_per_write: round(factsyncAlone.server_cpu_us_per_write / handwritten.server_cpu_us_per_write),
+        },
       };
-      result[`batch_${batch}`] = { factsync, baseline, ratio: round(factsync.writes_per_s / baseline.evalsha_per_s) };
-      prog.done(`${factsync.writes_per_s} writes/s, ${factsync.ops_per_s} ops/s; EVALSHA ${baseline.evalsha_per_s}/s; server ${factsync.server_cpu_us_per_write} µs CPU per write, busy ${Math.round(factsync.server_busy_share * 100)} %`);
     } finally {
       await h.close();
     }
