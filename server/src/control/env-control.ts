@@ -39,27 +39,45 @@ interface Waiter {
  * answer's ids come from. A periodic store read catches what summaries cannot
  * see (a crashed replica's agents whose leases run out).
  */
+/**
+ * Three small machines, changed only by setState: the lifecycle (`unseeded`:
+ * the other replicas' summaries are not seeded from the store yet, so a gate
+ * may miss a replica not heard from; `seeded`; `closed`), the flush of acks and
+ * the summary (`idle` → `scheduled` for the next tick → `running`), and the
+ * registry check (`running`, `again` when triggered meanwhile: one more run).
+ */
+interface ControlState {
+  lifecycle: 'unseeded' | 'seeded' | 'closed';
+  flush: 'idle' | 'scheduled' | 'running';
+  check: 'idle' | 'running' | 'again';
+}
+
 export class EnvControl {
   private readonly local = new Map<string, LocalAgent>();
   private readonly remote = new Map<string, Summary & { at: number }>();
   readonly waiters = new Set<Waiter>();
   private readonly pendingAcks = new Map<string, AckEntry>();
+  /** The summary changed since it was last published. */
   private summaryDirty = false;
-  private flushScheduled = false;
-  private flushing = false;
-  private checking = false;
-  private recheck = false;
+  private state: ControlState = { lifecycle: 'unseeded', flush: 'idle', check: 'idle' };
   private lastRecords: AgentRecord[] | undefined;
   private lastPublishedMs = 0;
   /** The summary of `local`, kept per change; lingering agents leave it when their lease runs out (`nextExpiry`). */
   private readonly index = new SummaryIndex();
   private nextExpiry = Number.MAX_SAFE_INTEGER;
-  /** The other replicas' summaries were seeded from the store (else a gate may miss a replica not heard from). */
-  private seeded = false;
-  private closed = false;
   unsubscribe: (() => Promise<void>) | undefined;
 
   constructor(readonly env: string, private readonly d: EnvControlDeps) {}
+
+  /** The one place the state changes; a closed control stays closed. */
+  private setState(next: Partial<ControlState>): void {
+    if (this.state.lifecycle === 'closed' && next.lifecycle !== undefined && next.lifecycle !== 'closed') return;
+    this.state = { ...this.state, ...next };
+  }
+
+  private get closed(): boolean {
+    return this.state.lifecycle === 'closed';
+  }
 
   get idle(): boolean {
     return this.local.size === 0 && this.waiters.size === 0;
@@ -132,7 +150,7 @@ export class EnvControl {
   /** The event channel was re-established: summaries may be stale; the next store read reseeds them. */
   reset(): void {
     this.remote.clear();
-    this.seeded = false;
+    this.setState({ lifecycle: 'unseeded' });
     void this.storeCheck();
   }
 
@@ -153,17 +171,17 @@ export class EnvControl {
   /** Something local changed: one flush per tick writes acks and the summary, then re-checks waiters. */
   private touch(): void {
     this.summaryDirty = true;
-    if (this.flushScheduled || this.flushing) return;
-    this.flushScheduled = true;
+    if (this.state.flush !== 'idle') return;
+    this.setState({ flush: 'scheduled' });
     setImmediate(() => {
-      this.flushScheduled = false;
+      this.setState({ flush: 'idle' });
       void this.flush();
     });
   }
 
   private async flush(): Promise<void> {
-    if (this.flushing || this.closed) return;
-    this.flushing = true;
+    if (this.state.flush === 'running' || this.closed) return;
+    this.setState({ flush: 'running' });
     const acks = [...this.pendingAcks.values()];
     this.pendingAcks.clear();
     const dirty = this.summaryDirty;
@@ -177,11 +195,11 @@ export class EnvControl {
       // Keep them (the highest per agent) so an ack is never forgotten while the store is away.
       for (const a of acks) if (a.version > (this.pendingAcks.get(a.id)?.version ?? -1)) this.pendingAcks.set(a.id, a);
       this.summaryDirty ||= dirty;
-      this.flushing = false;
+      this.setState({ flush: 'idle' });
       if (!this.closed) setTimeout(() => this.touch(), 500).unref();
       return;
     }
-    this.flushing = false;
+    this.setState({ flush: 'idle' });
     if (this.pendingAcks.size > 0 || this.summaryDirty) this.touch();
     this.evaluate();
   }
@@ -201,7 +219,7 @@ export class EnvControl {
   async wait(version: number, waitFor: WaitFor, timeoutMs: number | null, signal?: AbortSignal): Promise<SyncStatus> {
     // Read the registry now only when the answer is due now or may already be synced; otherwise the waiter
     // is judged when the summaries say so (a write's own version is almost never synced at once).
-    if (timeoutMs === 0 || this.closed || signal?.aborted || !this.seeded || this.mayBeSynced(version, waitFor)) {
+    if (timeoutMs === 0 || this.closed || signal?.aborted || this.state.lifecycle === 'unseeded' || this.mayBeSynced(version, waitFor)) {
       const now = evaluateSync(await this.readRecords(), version, waitFor);
       if (now.synced || timeoutMs === 0 || this.closed || signal?.aborted) return now;
     }
@@ -251,22 +269,20 @@ export class EnvControl {
 
   /** One registry read judges every waiter; reads never overlap, and a trigger during one runs one more. */
   private async storeCheck(): Promise<void> {
-    if (this.checking) {
-      this.recheck = true;
+    if (this.state.check !== 'idle') {
+      this.setState({ check: 'again' });
       return;
     }
-    this.checking = true;
+    this.setState({ check: 'running' });
     try {
       const index = new SyncIndex(await this.readRecords());
       for (const w of [...this.waiters]) if (index.isSynced(w.version, w.waitFor)) w.resolve(index.status(w.version, w.waitFor));
     } catch (e) {
       this.d.log.debug({ env: this.env, err: (e as Error).message }, 'sync check failed; retrying on the next trigger');
     } finally {
-      this.checking = false;
-    }
-    if (this.recheck) {
-      this.recheck = false;
-      void this.storeCheck();
+      const again = (this.state as ControlState).check === 'again';
+      this.setState({ check: 'idle' });
+      if (again) void this.storeCheck();
     }
   }
 
@@ -282,7 +298,7 @@ export class EnvControl {
       list.push(r);
     }
     for (const [replica, list] of byReplica) this.remote.set(replica, { ...summarize(list), at: Date.now() });
-    this.seeded = true;
+    this.setState({ lifecycle: 'seeded' });
     return records;
   }
 
@@ -290,7 +306,7 @@ export class EnvControl {
   async close(): Promise<void> {
     const acks = [...this.pendingAcks.values()];
     if (acks.length > 0) await this.d.store.recordAcks(this.env, acks).catch(() => undefined);
-    this.closed = true;
+    this.setState({ lifecycle: 'closed' });
     const records = await this.readRecords().catch(() => this.lastRecords ?? []);
     for (const w of [...this.waiters]) w.resolve(evaluateSync(records, w.version, w.waitFor));
     await this.unsubscribe?.().catch(() => undefined);

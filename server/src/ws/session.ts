@@ -35,7 +35,18 @@ const MAX_QUEUED_USAGE = 128;
 /** Verdicts that mean the agent's state cannot be trusted: the store lost or rewrote what it had applied. */
 const DIVERGED: ReadonlySet<ResumeVerdict> = new Set(['other_epoch', 'ahead', 'forked']);
 
-type State = 'awaiting_hello' | 'syncing' | 'live' | 'closed';
+/**
+ * A session's life: `awaiting_hello` → `opening` (hello read, the store registering it) → `syncing`
+ * (welcome sent: snapshot or log pages) ⇄ `live` (batches from the feed) → `closed`, from any state.
+ */
+type State = 'awaiting_hello' | 'opening' | 'syncing' | 'live' | 'closed';
+const NEXT: Readonly<Record<State, readonly State[]>> = {
+  awaiting_hello: ['opening', 'closed'],
+  opening: ['syncing', 'closed'],
+  syncing: ['syncing', 'live', 'closed'],
+  live: ['syncing', 'closed'],
+  closed: [],
+};
 
 /**
  * One websocket. After hello it sends either a snapshot or the missed changes,
@@ -60,7 +71,6 @@ export class Session implements FeedMember {
    * versions are looked up on the feed, which keeps them once for all sockets.
    */
   private readonly catchUpIds = new Map<number, string>();
-  private welcomed = false;
   private usageChain: Promise<void> = Promise.resolve();
   private usageQueued = 0;
   readonly remoteAddress: string;
@@ -85,7 +95,13 @@ export class Session implements FeedMember {
 
   /** The store holds this session as its agent's (welcome was sent). */
   get isRegistered(): boolean {
-    return this.welcomed && this.state !== 'closed';
+    return this.state === 'syncing' || this.state === 'live';
+  }
+
+  /** The one place the state changes; a transition the table does not allow is a bug. */
+  private setState(next: State): void {
+    if (!NEXT[this.state].includes(next)) throw new Error(`session ${this.conn}: ${this.state} → ${next} is not a transition`);
+    this.state = next;
   }
 
   private onFrame(data: unknown, isBinary: boolean): void {
@@ -115,7 +131,7 @@ export class Session implements FeedMember {
     this.env = h.env;
     this.agentId = h.agent_id;
     this.log = this.log.child({ env: h.env, agentId: h.agent_id });
-    this.state = 'syncing';
+    this.setState('opening');
     const control = this.acking ? this.deps.control.acquire(h.env) : undefined;
     this.control = control?.control;
     this.feed = await this.deps.broadcaster.join(h.env, this);
@@ -142,7 +158,7 @@ export class Session implements FeedMember {
     }
     if (this.isClosed()) return;
     this.epoch = head.epoch;
-    this.welcomed = true;
+    this.setState('syncing');
     this.send(JSON.stringify({ type: 'welcome', head: head.version, epoch: head.epoch, snapshot: head.verdict !== 'resume' }));
 
     if (DIVERGED.has(head.verdict)) {
@@ -170,12 +186,13 @@ export class Session implements FeedMember {
 
   /** Read the log from `sent` until this session has everything the feed has seen, then go live. */
   private async catchUp(): Promise<void> {
-    this.state = 'syncing';
+    if (this.isClosed()) return;
+    this.setState('syncing');
     for (;;) {
       if (this.isClosed() || !this.feed) return;
       const target = this.feed.known;
       if (this.sent >= target) {
-        this.state = 'live';
+        this.setState('live');
         return;
       }
       // One page is one frame: bounded in bytes, so a history of huge changes never builds one huge string.
@@ -191,7 +208,7 @@ export class Session implements FeedMember {
       const fresh = page.changes.filter((c) => c.version > this.sent);
       if (fresh.length === 0) {
         // The feed knows a version the log does not show yet (cannot happen with one store); retry via heal.
-        this.state = 'live';
+        this.setState('live');
         return;
       }
       await this.sendFlushed(changesFrame(fresh));
@@ -253,7 +270,7 @@ export class Session implements FeedMember {
    * faster than the store takes them is told so and cut.
    */
   private onUsage(u: UsageMessage): void {
-    if (!this.welcomed) return this.fail('invalid_request', 'send hello before usage');
+    if (!this.isRegistered) return this.fail('invalid_request', 'send hello before usage');
     if (!this.acking) return this.fail('forbidden', 'usage is reported by acking agents only');
     if (this.usageQueued >= MAX_QUEUED_USAGE) {
       return this.fail('invalid_request', `more than ${MAX_QUEUED_USAGE} usage batches wait to be stored; wait for usage_ok before sending more`);
@@ -374,7 +391,7 @@ export class Session implements FeedMember {
   private cleanup(graceful = false): void {
     if (this.state === 'closed') return;
     const wasRegistered = this.env !== '';
-    this.state = 'closed';
+    this.setState('closed');
     if (wasRegistered) {
       this.deps.broadcaster.leave(this.env, this);
       if (this.acking) {
