@@ -1,11 +1,12 @@
 import { createHash } from 'node:crypto';
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { Type } from '@sinclair/typebox';
+import type { FastifyReply } from 'fastify';
+import type { TypedApp } from '@factsync/shared/http-app';
+import { Type, type TSchema } from '@sinclair/typebox';
 import {
   AzActionSearch, AzDecision, AzEvaluationRequest, AzEvaluationsRequest, AzEvaluationsResponse, AzResourceSearch, AzSearchResponse, AzSubjectSearch,
   FactsyncError, type Check,
 } from '@factsync/shared';
-import { VERSION_HEADER, awaitAtLeast, type CheckApiDeps } from './check-api.js';
+import { VERSION_HEADER, awaitAtLeast, type CheckApiDeps, type ReadRequest } from './check-api.js';
 import { MAX_PAGE, type KeyPage } from './decide/enumerate.js';
 
 type Entity = { type: string; id?: string; properties?: Record<string, unknown> };
@@ -63,32 +64,32 @@ const tokenFor = (body: Record<string, unknown>, limit: number, next: string | n
  * the PDP metadata. Decided by the same evaluator as `/allowed`, at one
  * version (`X-Factsync-Version`); `X-Request-ID` is echoed on every answer.
  */
-export function registerAuthzenRoutes(app: FastifyInstance, d: CheckApiDeps): void {
+export function registerAuthzenRoutes(app: TypedApp, d: CheckApiDeps): void {
   app.addHook('onRequest', async (req, reply) => {
     const id = req.headers['x-request-id'];
     if (typeof id === 'string' && req.url.startsWith('/access/')) void reply.header('x-request-id', id);
   });
-  const schema = (summary: string, body: unknown, response: unknown) => ({
+  const schema = <B extends TSchema, R extends TSchema>(summary: string, body: B, response: R) => ({
     summary, tags: ['authzen'], querystring: AtLeast, body, response: { 200: response, '4xx': ErrorBody, '5xx': ErrorBody },
   });
   const decide = (c: Check) => {
     d.usage.record(c.user.key);
     return d.decider.check(c).allow;
   };
-  const at = async (req: FastifyRequest, reply: FastifyReply) => {
+  const at = async (req: ReadRequest, reply: FastifyReply) => {
     await awaitAtLeast(req, reply, d);
     void reply.header(VERSION_HEADER, d.decider.version);
   };
 
   app.post('/access/v1/evaluation', { schema: schema('AuthZEN: one access evaluation', AzEvaluationRequest, AzDecision) }, async (req, reply) => {
     await at(req, reply);
-    const b = req.body as AzEvaluationRequest;
+    const b = req.body;
     return { decision: decide(authzenCheck(b.subject, b.action.name, b.resource, b.context)) };
   });
 
   app.post('/access/v1/evaluations', { schema: schema('AuthZEN: several evaluations, with defaults and a semantic', AzEvaluationsRequest, AzEvaluationsResponse) }, async (req, reply) => {
     await at(req, reply);
-    const b = req.body as AzEvaluationsRequest;
+    const b = req.body;
     if (!b.evaluations || b.evaluations.length === 0) {
       // Without evaluations the request is a single evaluation (the spec's backwards-compatible form).
       for (const f of ['subject', 'action', 'resource'] as const) if (!b[f]) throw bad(`body is missing required field "${f}" (or send evaluations: [...])`);
@@ -128,14 +129,14 @@ export function registerAuthzenRoutes(app: FastifyInstance, d: CheckApiDeps): vo
 
   app.post('/access/v1/search/subject', { schema: schema('AuthZEN: the users who may do the action on the resource', AzSubjectSearch, AzSearchResponse) }, async (req, reply) => {
     await at(req, reply);
-    const b = req.body as AzSubjectSearch;
+    const b = req.body;
     const c = authzenCheck({ ...b.subject, id: '' }, b.action.name, b.resource, b.context);
     const page = pageOf(b);
     return searchReply(b, page.limit, d.decider.enumerate.subjects(c, page), (id) => ({ type: 'user', id }));
   });
   app.post('/access/v1/search/resource', { schema: schema('AuthZEN: the resources of a type the user may do the action on', AzResourceSearch, AzSearchResponse) }, async (req, reply) => {
     await at(req, reply);
-    const b = req.body as AzResourceSearch;
+    const b = req.body;
     const c = authzenCheck(b.subject, b.action.name, { ...b.resource, id: undefined }, b.context);
     d.usage.record(c.user.key);
     const page = pageOf(b);
@@ -143,7 +144,7 @@ export function registerAuthzenRoutes(app: FastifyInstance, d: CheckApiDeps): vo
   });
   app.post('/access/v1/search/action', { schema: schema('AuthZEN: the actions the user may do on the resource', AzActionSearch, AzSearchResponse) }, async (req, reply) => {
     await at(req, reply);
-    const b = req.body as AzActionSearch;
+    const b = req.body;
     const c = authzenCheck(b.subject, '', b.resource, b.context);
     d.usage.record(c.user.key);
     const { after, limit } = pageOf(b);

@@ -1,4 +1,5 @@
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
+import type { TypedApp } from '@factsync/shared/http-app';
 import { Type } from '@sinclair/typebox';
 import type { Logger } from 'pino';
 import {
@@ -24,15 +25,17 @@ const ErrorBody = Type.Object({ error: Type.String(), message: Type.String() }, 
 const AtLeast = Type.Object({ at_least: Type.Optional(Type.Integer({ minimum: 0, description: 'decide only once this agent applied this version' })) });
 const WaitHeader = Type.Object({ 'x-wait-timeout': Type.Optional(Type.String({ description: 'seconds to wait for at_least (default DEFAULT_WAIT_SECONDS)' })) });
 export const VERSION_HEADER = 'x-factsync-version';
+/** What a read that may wait for `?at_least` needs of its request (every route that declares AtLeast has it). */
+export interface ReadRequest { query: { at_least?: number }; headers: IncomingHttpHeaders }
 
 /**
  * `?at_least=V`: read your writes. Resolves once this agent applied V, or
  * throws 504 not_synced when X-Wait-Timeout passes first.
  */
 export async function awaitAtLeast(
-  req: FastifyRequest, reply: FastifyReply, d: Pick<CheckApiDeps, 'waitApplied' | 'applied' | 'defaultWaitSeconds'>,
+  req: ReadRequest, reply: { raw: ServerResponse }, d: Pick<CheckApiDeps, 'waitApplied' | 'applied' | 'defaultWaitSeconds'>,
 ): Promise<void> {
-  const { at_least } = req.query as { at_least?: number };
+  const { at_least } = req.query;
   if (at_least === undefined || at_least <= d.applied()) return;
   const t = parseWaitTimeout(req.headers['x-wait-timeout'] as string | undefined, d.defaultWaitSeconds);
   if (!t.ok) throw new FactsyncError('invalid_request', `X-Wait-Timeout: ${t.error}`);
@@ -49,7 +52,7 @@ export async function awaitAtLeast(
  * the version it was decided at (in the body where Permit's shape has room,
  * and always in X-Factsync-Version).
  */
-export function registerCheckRoutes(app: FastifyInstance, d: CheckApiDeps): void {
+export function registerCheckRoutes(app: TypedApp, d: CheckApiDeps): void {
   const parse = (c: CheckRequest, where: string): Check => {
     const n = normalizeCheck(c);
     if (!n.ok) throw new FactsyncError('invalid_request', `${where}${n.error}`);
@@ -76,7 +79,7 @@ export function registerCheckRoutes(app: FastifyInstance, d: CheckApiDeps): void
     },
   }, async (req, reply) => {
     await awaitAtLeast(req, reply, d);
-    const body = req.body as CheckRequest;
+    const body = req.body;
     const r = decide(parse(body, ''), body.debug === true);
     void reply.header(VERSION_HEADER, r.version);
     return { allow: r.allow, result: r.allow, version: r.version, ...(body.debug ? { reason: r.reason } : {}) };
@@ -93,7 +96,7 @@ export function registerCheckRoutes(app: FastifyInstance, d: CheckApiDeps): void
     },
   }, async (req, reply) => {
     await awaitAtLeast(req, reply, d);
-    const body = req.body as CheckRequest[];
+    const body = req.body;
     const checks = body.map((c, i) => parse(c, `[${i}]: `));
     const version = d.decider.version;
     const allow = checks.map((c, i) => {
@@ -108,11 +111,11 @@ export function registerCheckRoutes(app: FastifyInstance, d: CheckApiDeps): void
     schema: {
       summary: 'What the user may do, per tenant and per resource instance (Permit\'s shape)',
       querystring: AtLeast, headers: WaitHeader, body: UserPermissionsRequest,
-      response: { '4xx': ErrorBody, '5xx': ErrorBody },
+      response: { 200: Type.Record(Type.String(), Type.Unknown()), '4xx': ErrorBody, '5xx': ErrorBody },
     },
   }, async (req, reply) => {
     await awaitAtLeast(req, reply, d);
-    const body = req.body as UserPermissionsRequest;
+    const body = req.body;
     const resources = body.resources?.map((text, i) => {
       const r = parseResourceRef(text);
       if (!r.ok) throw new FactsyncError('invalid_request', `resources[${i}]: ${r.error}`);

@@ -1,10 +1,8 @@
-import swagger from '@fastify/swagger';
-import swaggerUi from '@fastify/swagger-ui';
-import Fastify, { LogController, type FastifyError, type FastifyInstance } from 'fastify';
 import { Type } from '@sinclair/typebox';
+import { createHttpApp, type TypedApp } from '@factsync/shared/http-app';
 import type { Logger } from 'pino';
 import { timingSafeEqual, createHash } from 'node:crypto';
-import { AgentStatus, FactKey, FactType, FactsyncError, createValidatorCompiler, toFactsyncError } from '@factsync/shared';
+import { AgentStatus, Fact, FactKey, FactType, FactsyncError } from '@factsync/shared';
 import type { AgentStatus as AgentStatusValue } from '@factsync/shared';
 import type { AgentConfig } from './config.js';
 import type { Decider } from './decide/decider.js';
@@ -30,7 +28,7 @@ export interface LocalApiDeps {
 }
 
 export interface LocalApi {
-  app: FastifyInstance;
+  app: TypedApp;
   listen(): Promise<string>;
   close(): Promise<void>;
 }
@@ -44,39 +42,10 @@ const encodeCursor = (key: string) => Buffer.from(key, 'utf8').toString('base64u
 /** The agent's local HTTP API (DESIGN.md, "pdp-agent local API"): reads, status, health. */
 export async function buildLocalApi(agent: LocalApiDeps, forwarder: Forwarder, log: Logger): Promise<LocalApi> {
   const { config } = agent;
-  const app = Fastify({
-    loggerInstance: log,
-    bodyLimit: config.bodyLimitBytes,
-    // Keys are up to 512 characters, and URL-encoding may triple them (Fastify's default is 100).
-    routerOptions: { maxParamLength: 8192 },
-    // Errors the router raises before any hook (a parameter too long) leave in our shape too.
-    frameworkErrors: (error, _req, reply) => {
-      const e = toFactsyncError(error);
-      // The reply's types are route-generic; this one answers before any route is known.
-      void (reply as unknown as { status(n: number): { send(b: unknown): unknown } }).status(e.status).send(e.toJSON());
-    },
-    logController: new LogController({ disableRequestLogging: true }),
-  }) as unknown as FastifyInstance;
-  app.setValidatorCompiler(createValidatorCompiler());
-  // Bodies are JSON only: a text/plain body would otherwise reach the schema as a string ("body must be object").
-  app.removeContentTypeParser('text/plain');
-  // An empty JSON body is no body: the Permit SDKs send DELETEs with Content-Type: application/json and nothing after it.
-  const json = app.getDefaultJsonParser('error', 'ignore');
-  app.removeContentTypeParser('application/json');
-  app.addContentTypeParser('application/json', { parseAs: 'string' }, (req, body, done) =>
-    (body === '' ? done(null, undefined) : json(req, body as string, done)));
-  await app.register(swagger, {
-    openapi: { info: { title: 'factsync pdp-agent', version: '1', description: 'Local reads, writes forwarded to the server, waiting for sync' } },
+  const app = await createHttpApp({
+    log, bodyLimit: config.bodyLimitBytes, bodyLimitVar: 'BODY_LIMIT_BYTES',
+    openapi: { title: 'factsync pdp-agent', description: 'Local reads and checks, writes forwarded to the server, waiting for sync, the Permit PDP and AuthZEN APIs' },
   });
-  await app.register(swaggerUi, { routePrefix: '/docs' });
-
-  app.setErrorHandler((error: FastifyError, req, reply) => {
-    const e = toFactsyncError(error);
-    if (e.code === 'internal') req.log.error({ err: error }, 'unhandled error');
-    return reply.status(e.status).send(e.toJSON());
-  });
-  app.setNotFoundHandler((req, reply) =>
-    reply.status(404).send(new FactsyncError('not_found', `no route ${req.method} ${req.url.split('?')[0]}`).toJSON()));
 
   if (config.apiToken) {
     const expected = sha(config.apiToken);
@@ -104,7 +73,7 @@ export async function buildLocalApi(agent: LocalApiDeps, forwarder: Forwarder, l
       response: { 200: Type.Object({ type: Type.String(), key: Type.String(), value: Type.Record(Type.String(), Type.Unknown()) }), '4xx': ErrorBody, '5xx': ErrorBody },
     },
   }, async (req, reply) => {
-    const { type, key } = req.params as { type: string; key: string };
+    const { type, key } = req.params;
     await awaitAtLeast(req, reply, readYourWrites);
     const fact = agent.store.get(type, key);
     if (!fact) throw new FactsyncError('not_found', `no ${type} "${key}" on this agent (applied version ${agent.store.version})`);
@@ -118,10 +87,10 @@ export async function buildLocalApi(agent: LocalApiDeps, forwarder: Forwarder, l
         limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 10_000, default: 100 })),
         cursor: Type.Optional(Type.String({ maxLength: 1024 })),
       }, { additionalProperties: false }),
-      response: { '4xx': ErrorBody },
+      response: { 200: Type.Object({ facts: Type.Array(Fact), next_cursor: Type.Union([Type.String(), Type.Null()]) }), '4xx': ErrorBody },
     },
   }, async (req) => {
-    const q = req.query as { type: string; limit?: number; cursor?: string };
+    const q = req.query;
     const after = q.cursor === undefined ? undefined : Buffer.from(q.cursor, 'base64url').toString('utf8');
     const page = agent.store.list(q.type, q.limit ?? 100, after);
     return { facts: page.facts, next_cursor: page.next === null ? null : encodeCursor(page.next) };
@@ -130,7 +99,7 @@ export async function buildLocalApi(agent: LocalApiDeps, forwarder: Forwarder, l
   app.get('/v1/status', {
     schema: { summary: 'This agent: identity, applied and head versions, connection', querystring: Type.Object({ digest: Type.Optional(Type.Boolean()) }), response: { 200: AgentStatus } },
   }, async (req) => {
-    const { digest } = req.query as { digest?: boolean };
+    const { digest } = req.query;
     return { ...agent.status(), ...(digest ? { digest: agent.store.digest() } : {}) };
   });
 

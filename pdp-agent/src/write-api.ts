@@ -1,5 +1,7 @@
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { Type } from '@sinclair/typebox';
+import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
+import type { FastifyBaseLogger } from 'fastify';
+import { Type, type TSchema } from '@sinclair/typebox';
+import type { TypedApp } from '@factsync/shared/http-app';
 import {
   AttributeInput, AttributeRef, BulkUsersInput, FactKey, FactsyncError, RelationshipInput, RoleAssignmentInput, SyncStatus,
   TenantFields, UserFields, WriteRequest, attributeDeleteOp, attributeOp, parseOps, parseWriteHeaders,
@@ -29,7 +31,7 @@ const WAIT_HEADERS = Type.Object({
   'x-timeout-policy': Type.Optional(Type.String({ description: '"ignore" (default: 200 with synced:false) or "fail" (424)' })),
   'idempotency-key': Type.Optional(Type.String()),
 });
-const schema = (summary: string, extra: Record<string, unknown> = {}) => ({
+const schema = <E extends { params?: TSchema; body?: TSchema }>(summary: string, extra: E) => ({
   summary, headers: WAIT_HEADERS, response: { 200: WriteResultSchema, '4xx': ErrorBody, '5xx': ErrorBody }, ...extra,
 });
 
@@ -41,11 +43,13 @@ export function userDeleteOps(store: LocalStore, key: string): Op[] {
   ];
 }
 
+/** What forwarding needs of a request: its waiting headers and a log; of the reply, to notice the client leaving. */
+export interface WriteExchange { headers: IncomingHttpHeaders; log: FastifyBaseLogger }
 /** Forwards ops as one version, waiting per the request's headers; what every write route of the agent calls. */
-export type ForwardOps = (req: FastifyRequest, reply: FastifyReply, ops: Result<Op[]>) => Promise<WriteResult>;
+export type ForwardOps = (req: WriteExchange, reply: { raw: ServerResponse }, ops: Result<Op[]>) => Promise<WriteResult>;
 
 export function createForward(d: WriteApiDeps): ForwardOps {
-  function waitOptions(req: FastifyRequest, reply: FastifyReply): WriteOptions {
+  function waitOptions(req: WriteExchange, reply: { raw: ServerResponse }): WriteOptions {
     const parsed = parseWriteHeaders(req.headers, { waitFor: { kind: 'local' }, waitSeconds: d.defaultWaitSeconds });
     if (!parsed.ok) throw new FactsyncError('invalid_request', parsed.error);
     const { waitFor, timeoutMs, policy, idempotencyKey } = parsed.value;
@@ -54,7 +58,7 @@ export function createForward(d: WriteApiDeps): ForwardOps {
     return { waitFor, timeoutMs, policy, idempotencyKey, signal: ac.signal };
   }
 
-  const forward = async (req: FastifyRequest, reply: FastifyReply, ops: Result<Op[]>): Promise<WriteResult> => {
+  const forward: ForwardOps = async (req, reply, ops) => {
     if (!ops.ok) throw new FactsyncError('invalid_request', ops.error);
     // The same checks the server makes, before a round trip: well-known values and derived keys.
     const checked = parseOps(ops.value);
@@ -81,41 +85,41 @@ export function createForward(d: WriteApiDeps): ForwardOps {
  * `POST /v1/facts` and typed endpoints that build the ops, all forwarded to the
  * server as one version and answered per the waiting headers.
  */
-export function registerWriteRoutes(app: FastifyInstance, d: WriteApiDeps, forward: ForwardOps = createForward(d)): void {
+export function registerWriteRoutes(app: TypedApp, d: WriteApiDeps, forward: ForwardOps = createForward(d)): void {
   const okOps = (ops: Op[]): Result<Op[]> => ({ ok: true, value: ops });
   const one = (op: Result<Op>): Result<Op[]> => (op.ok ? okOps([op.value]) : op);
   const KeyParams = Type.Object({ key: FactKey });
 
   app.post('/v1/facts', { schema: schema('Write ops as one version', { body: WriteRequest }) }, (req, reply) =>
-    forward(req, reply, okOps((req.body as WriteRequest).ops as Op[])));
+    forward(req, reply, parseOps(req.body.ops)));
 
   app.put('/v1/facts/users/:key', { schema: schema('Create or update a user (and assign roles)', { params: KeyParams, body: UserFields }) }, (req, reply) =>
-    forward(req, reply, okOps(userOps((req.params as { key: string }).key, req.body as UserFields))));
+    forward(req, reply, okOps(userOps(req.params.key, req.body))));
 
   app.delete('/v1/facts/users/:key', { schema: schema('Delete a user and the role assignments this agent knows of', { params: KeyParams }) }, (req, reply) => {
-    return forward(req, reply, okOps(userDeleteOps(d.store, (req.params as { key: string }).key)));
+    return forward(req, reply, okOps(userDeleteOps(d.store, req.params.key)));
   });
 
   app.put('/v1/facts/tenants/:key', { schema: schema('Create or update a tenant', { params: KeyParams, body: TenantFields }) }, (req, reply) =>
-    forward(req, reply, okOps([tenantOp((req.params as { key: string }).key, req.body as TenantFields)])));
+    forward(req, reply, okOps([tenantOp(req.params.key, req.body)])));
   app.delete('/v1/facts/tenants/:key', { schema: schema('Delete a tenant', { params: KeyParams }) }, (req, reply) =>
-    forward(req, reply, okOps([{ op: 'delete', type: 'tenant', key: (req.params as { key: string }).key }])));
+    forward(req, reply, okOps([{ op: 'delete', type: 'tenant', key: req.params.key }])));
 
   app.post('/v1/facts/role_assignments', { schema: schema('Assign a role', { body: RoleAssignmentInput }) }, (req, reply) =>
-    forward(req, reply, okOps([roleAssignmentOp(req.body as RoleAssignmentInput)])));
+    forward(req, reply, okOps([roleAssignmentOp(req.body)])));
   app.delete('/v1/facts/role_assignments', { schema: schema('Unassign a role', { body: RoleAssignmentInput }) }, (req, reply) =>
-    forward(req, reply, okOps([roleAssignmentOp(req.body as RoleAssignmentInput, 'delete')])));
+    forward(req, reply, okOps([roleAssignmentOp(req.body, 'delete')])));
 
   app.post('/v1/facts/relationships', { schema: schema('Write a relationship tuple', { body: RelationshipInput }) }, (req, reply) =>
-    forward(req, reply, one(relationshipOp(req.body as RelationshipInput))));
+    forward(req, reply, one(relationshipOp(req.body))));
   app.delete('/v1/facts/relationships', { schema: schema('Delete a relationship tuple', { body: RelationshipInput }) }, (req, reply) =>
-    forward(req, reply, one(relationshipOp(req.body as RelationshipInput, 'delete'))));
+    forward(req, reply, one(relationshipOp(req.body, 'delete'))));
 
   app.post('/v1/facts/attributes', { schema: schema('Write a typed attribute', { body: AttributeInput }) }, (req, reply) =>
-    forward(req, reply, one(attributeOp(req.body as AttributeInput))));
+    forward(req, reply, one(attributeOp(req.body))));
   app.delete('/v1/facts/attributes', { schema: schema('Delete an attribute', { body: AttributeRef }) }, (req, reply) =>
-    forward(req, reply, one(attributeDeleteOp(req.body as AttributeRef))));
+    forward(req, reply, one(attributeDeleteOp(req.body))));
 
   app.post('/v1/facts/bulk/users', { schema: schema('Create or update up to 10,000 users in one version', { body: BulkUsersInput }) }, (req, reply) =>
-    forward(req, reply, okOps((req.body as BulkUsersInput).users.flatMap(({ key, ...fields }) => userOps(key, fields)))));
+    forward(req, reply, okOps(req.body.users.flatMap(({ key, ...fields }) => userOps(key, fields)))));
 }

@@ -1,9 +1,7 @@
-import Fastify, { LogController, type FastifyError, type FastifyInstance } from 'fastify';
 import websocket from '@fastify/websocket';
-import swagger from '@fastify/swagger';
-import swaggerUi from '@fastify/swagger-ui';
 import { pino, type Logger } from 'pino';
-import { FactsyncError, createValidatorCompiler, toFactsyncError, usageMonth } from '@factsync/shared';
+import { usageMonth } from '@factsync/shared';
+import { createHttpApp, type TypedApp } from '@factsync/shared/http-app';
 import type { ServerConfig } from './config.js';
 import { createAuthenticator } from './auth.js';
 import type { FactStore } from './store/fact-store.js';
@@ -34,7 +32,7 @@ export interface ServerOptions {
 }
 
 export interface FactsyncServer {
-  app: FastifyInstance;
+  app: TypedApp;
   metrics: ServerMetrics;
   store: FactStore;
   broadcaster: Broadcaster;
@@ -78,26 +76,15 @@ export async function createServer(config: Readonly<ServerConfig>, opts: ServerO
   let metrics: ServerMetrics | undefined;
   const store = opts.store ?? await buildStore(config, log, () => metrics?.redisErrors.inc());
 
-  const app = Fastify({
-    loggerInstance: log,
-    bodyLimit: config.bodyLimitBytes,
-    // Keys are up to 512 characters, and URL-encoding may triple them.
-    routerOptions: { maxParamLength: 8192 },
-    // Errors the router raises before any hook (a parameter too long) leave in our shape too.
-    frameworkErrors: (error, _req, reply) => {
-      const e = toFactsyncError(error);
-      // The reply's types are route-generic; this one answers before any route is known.
-      void (reply as unknown as { status(n: number): { send(b: unknown): unknown } }).status(e.status).send(e.toJSON());
+  const app = await createHttpApp({
+    log, bodyLimit: config.bodyLimitBytes, bodyLimitVar: 'BODY_LIMIT_BYTES', requestIdHeader: 'x-request-id', forceCloseConnections: false,
+    openapi: { title: 'factsync server', description: 'Versioned, acknowledged distribution of authorization facts', bearer: true },
+    onError: (e, _error, req, reply) => {
+      metrics?.rejected.inc({ code: e.code });
+      if (e.code !== 'internal' && e.status >= 500) req.log.warn({ code: e.code, msg: e.message }, 'request failed');
+      if (e.code === 'store_unavailable' || e.code === 'shutting_down') void reply.header('retry-after', '1');
     },
-    // Writes log their own line with env and version; per-request lines would drown them.
-    logController: new LogController({ disableRequestLogging: true }),
-    requestIdHeader: 'x-request-id',
-    forceCloseConnections: false,
-  }) as unknown as FastifyInstance; // a pino Logger instance narrows the logger type; routes only need the base one
-
-  app.setValidatorCompiler(createValidatorCompiler());
-  // Bodies are JSON only: a text/plain body would otherwise reach the schema as a string ("body must be object").
-  app.removeContentTypeParser('text/plain');
+  });
   const auth = createAuthenticator(config.tokens);
   const broadcaster = new Broadcaster(store, log, { healIntervalMs: config.healIntervalMs, pageSize: config.changesPageSize, frameBytes: config.wsMaxFrameBytes }, opts.hooks);
   const control = new ControlPlane(store, log, {
@@ -131,25 +118,6 @@ export async function createServer(config: Readonly<ServerConfig>, opts: ServerO
   });
   let closing = false;
 
-  app.setErrorHandler((error: FastifyError, req, reply) => {
-    const e = toFactsyncError(error);
-    metrics.rejected.inc({ code: e.code });
-    if (e.code === 'internal') req.log.error({ err: error }, 'unhandled error');
-    else if (e.status >= 500) req.log.warn({ code: e.code, msg: e.message }, 'request failed');
-    if (e.code === 'store_unavailable' || e.code === 'shutting_down') reply.header('retry-after', '1');
-    return reply.status(e.status).send(e.toJSON());
-  });
-  app.setNotFoundHandler((req, reply) =>
-    reply.status(404).send(new FactsyncError('not_found', `no route ${req.method} ${req.url.split('?')[0]}; see /docs for the API`).toJSON()));
-
-  await app.register(swagger, {
-    openapi: {
-      info: { title: 'factsync server', version: '1', description: 'Versioned, acknowledged distribution of authorization facts' },
-      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
-      security: [{ bearer: [] }],
-    },
-  });
-  await app.register(swaggerUi, { routePrefix: '/docs' });
   await app.register(websocket, { options: { maxPayload: config.wsMaxPayloadBytes } });
   gateway.register(app);
   broadcaster.onFork = (env) => metrics.historyForks.inc({ env, where: 'feed' });

@@ -30,7 +30,7 @@ export const AzEvaluationsRequest = Type.Object({
   subject: Type.Optional(AzSubject), action: Type.Optional(AzAction), resource: Type.Optional(AzResource), context: Type.Optional(Context),
   evaluations: Type.Optional(Type.Array(AzEvaluationItem, { maxItems: MAX_EVALUATIONS, description: `up to ${MAX_EVALUATIONS} evaluations` })),
   options: Type.Optional(Type.Object({
-    evaluations_semantic: Type.Optional(Type.Union(EVALUATIONS_SEMANTICS.map((s) => Type.Literal(s)), { description: EVALUATIONS_SEMANTICS.join(', ') })),
+    evaluations_semantic: Type.Optional(Type.Union([Type.Literal('execute_all'), Type.Literal('deny_on_first_deny'), Type.Literal('permit_on_first_permit')], { description: EVALUATIONS_SEMANTICS.join(', ') })),
   }, open)),
 }, open);
 export type AzEvaluationsRequest = Static<typeof AzEvaluationsRequest>;

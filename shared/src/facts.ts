@@ -219,7 +219,7 @@ export function splitFactField(field: string): { type: string; key: string } {
  */
 export const WireOp = Type.Object(
   {
-    op: Type.Unsafe<'upsert' | 'delete'>({ type: 'string', enum: ['upsert', 'delete'], description: '"upsert" or "delete"' }),
+    op: Type.Union([Type.Literal('upsert'), Type.Literal('delete')], { description: '"upsert" or "delete"' }),
     type: FactType,
     key: FactKey,
     value: Type.Optional(JsonObject),

@@ -129,7 +129,7 @@ describe.each(['memory', 'redis'])('server HTTP API (%s store)', (kind) => {
       [{ ops: [{ op: 'upsert', type: 'user', key: '', value: {} }] }, 400, /ops\[0\]\.key/],
       [{ ops: [{ op: 'upsert', type: 'doc', key: 'k', value: 'not an object' }] }, 400, /ops\[0\]\.value must be object/],
       [{ ops: [{ op: 'upsert', type: 'doc', key: 'k', value: [1] }] }, 400, /ops\[0\]\.value must be object/],
-      [{ ops: [{ op: 'replace', type: 'doc', key: 'k', value: {} }] }, 400, /ops\[0\]\.op is not valid: "upsert" or "delete"/],
+      [{ ops: [{ op: 'replace', type: 'doc', key: 'k', value: {} }] }, 400, /ops\[0\]\.op must be "upsert" or "delete"/],
       [{ ops: [] }, 400, /body\.ops must NOT have fewer than 1 items/],
       [{ ops: [upsert('doc', 'k', {})], extra: 1 }, 400, /unknown field "extra"/],
       [{ ops: [upsert('user', 'k', { email: 42 })] }, 400, /value\.email: expected string/],

@@ -1,5 +1,5 @@
-import type { FastifyReply, FastifyRequest } from 'fastify';
-import { awaitAtLeast, VERSION_HEADER, type CheckApiDeps } from '../check-api.js';
+import type { FastifyReply } from 'fastify';
+import { awaitAtLeast, VERSION_HEADER, type CheckApiDeps, type ReadRequest } from '../check-api.js';
 import type { Decider } from '../decide/decider.js';
 import type { LocalStore } from '../local-store.js';
 import type { PermitViews } from './views.js';
@@ -18,7 +18,7 @@ export interface PermitDeps {
  * then stamps the version the answer is read at. The read that follows is
  * synchronous, so it sees exactly that version.
  */
-export async function readAt(d: PermitDeps, req: FastifyRequest, reply: FastifyReply): Promise<void> {
+export async function readAt(d: PermitDeps, req: ReadRequest, reply: FastifyReply): Promise<void> {
   await awaitAtLeast(req, reply, d.readYourWrites);
   void reply.header(VERSION_HEADER, d.store.version);
 }

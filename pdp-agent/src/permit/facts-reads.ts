@@ -1,5 +1,5 @@
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { Type, type TSchema } from '@sinclair/typebox';
+import { Type, type Static, type TObject, type TSchema } from '@sinclair/typebox';
+import type { TypedApp } from '@factsync/shared/http-app';
 import { FactsyncError, splitInstance, type RelationshipValue, type RoleAssignmentValue } from '@factsync/shared';
 import { readAt, type PermitDeps } from './deps.js';
 import { Filter, PageQuery, paginate, paginated } from './paging.js';
@@ -105,23 +105,27 @@ function* tuplesOf(d: PermitDeps, f: { subject?: string; relation?: string; obje
  * X-Factsync-Version; `?at_least=V` reads one's own writes). Lists page by
  * `page`/`per_page` in key order.
  */
-export function registerPermitFactsReads(app: FastifyInstance, d: PermitDeps): void {
+export function registerPermitFactsReads(app: TypedApp, d: PermitDeps): void {
   const { store, views: v } = d;
-  const get = (url: string, querystring: TSchema, params: TSchema | undefined, summary: string, handler: (req: FastifyRequest) => unknown) =>
-    app.get(url, { schema: { summary, tags: ['permit'], querystring, ...(params ? { params } : {}) } }, async (req: FastifyRequest, reply: FastifyReply) => {
-      await readAt(d, req, reply);
-      return handler(req);
+  /** A read: waits for `?at_least`, stamps the version, then answers from the request's typed query and params. */
+  const get = <Q extends TObject, P extends TSchema = TObject<{}>>(url: string, querystring: Q, params: P | undefined, summary: string,
+    handler: (req: { query: Static<Q>; params: Static<P> }) => unknown) =>
+    app.get(url, { schema: { summary, tags: ['permit'], querystring, ...(params ? { params } : {}) } }, async (req, reply) => {
+      // The type provider types req from a schema it knows; for the generic Q and P of this helper, it is said once here.
+      const typed = req as unknown as { query: Static<Q>; params: Static<P>; headers: typeof req.headers };
+      await readAt(d, { query: typed.query as { at_least?: number }, headers: req.headers }, reply);
+      return handler(typed);
     });
-  const one = (type: string, what: string, render: (key: string, value: Record<string, unknown>) => unknown) => (req: FastifyRequest) => {
-    const key = (req.params as { key: string }).key;
+  const one = (type: string, what: string, render: (key: string, value: Record<string, unknown>) => unknown) => (req: { params: { key: string } }) => {
+    const key = req.params.key;
     const f = store.get(type, key);
     if (!f) throw new FactsyncError('not_found', `no ${what} "${key}" on this agent (applied version ${store.version}); a key, not an id, addresses it`);
     return render(key, f.value);
   };
-  const q = (req: FastifyRequest) => req.query as Q & Record<string, never>;
+  const q = (req: { query: Q }) => req.query;
 
   get('/users', UsersQuery, undefined, 'List users (Permit)', (req) => {
-    const { search, role } = req.query as { search?: string; role?: string };
+    const { search, role } = req.query;
     if (search === undefined && role === undefined) {
       const page = paginate(store.iterate('user'), q(req), (f) => v.user(f.key, f.value));
       return paginated({ data: page.data, total: store.countOf('user') }, q(req).per_page);
@@ -141,7 +145,7 @@ export function registerPermitFactsReads(app: FastifyInstance, d: PermitDeps): v
   get('/tenants', Paging, undefined, 'List tenants (Permit)', (req) => paginate(store.iterate('tenant'), q(req), (f) => v.tenant(f.key, f.value)).data);
   get('/tenants/:key', Paging, Key, 'A tenant (Permit)', one('tenant', 'tenant', v.tenant));
   get('/tenants/:key/users', Paging, Key, 'The users with a role in a tenant (Permit)', (req) => {
-    const tenant = (req.params as { key: string }).key;
+    const tenant = req.params.key;
     function* users() {
       const seen = new Set<string>();
       for (const a of assignmentsOf(d, { tenant: [tenant] })) {
@@ -152,11 +156,11 @@ export function registerPermitFactsReads(app: FastifyInstance, d: PermitDeps): v
     return paginated(page, q(req).per_page);
   });
   get('/role_assignments', AssignmentQuery, undefined, 'List role assignments, tenant-wide and on resource instances (Permit)', (req) =>
-    paginate(assignmentsOf(d, req.query as AssignmentFilter), q(req), v.assignment).data);
+    paginate(assignmentsOf(d, req.query), q(req), v.assignment).data);
   get('/relationship_tuples', TupleQuery, undefined, 'List relationship tuples (Permit)', (req) =>
-    paginate(tuplesOf(d, req.query as { subject?: string }), q(req), v.tuple).data);
+    paginate(tuplesOf(d, req.query), q(req), v.tuple).data);
   get('/resource_instances', InstanceQuery, undefined, 'List resource instances (Permit)', (req) => {
-    const { tenant, resource } = req.query as { tenant?: string; resource?: string };
+    const { tenant, resource } = req.query;
     function* instances() {
       for (const f of store.iterate('resource_instance', resource === undefined ? '' : `${resource}:`)) {
         if (tenant === undefined || f.value.tenant === tenant) yield f;
@@ -166,7 +170,7 @@ export function registerPermitFactsReads(app: FastifyInstance, d: PermitDeps): v
   });
   get('/resource_instances/:key', Paging, Key, 'A resource instance, by type:key (Permit)', one('resource_instance', 'resource instance', v.instance));
   get('/set_rules', RuleQuery, undefined, 'List condition set rules (Permit)', (req) => {
-    const f = req.query as { user_set?: string; permission?: string; resource_set?: string };
+    const f = req.query;
     function* rules() {
       for (const r of store.iterate('condition_set_rule')) {
         const x = r.value as { user_set: string; permission: string; resource_set: string };

@@ -1,5 +1,6 @@
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { Type, type TSchema } from '@sinclair/typebox';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { Type, type Static, type TObject, type TSchema, type TUnknown } from '@sinclair/typebox';
+import type { TypedApp } from '@factsync/shared/http-app';
 import { FactsyncError, ok, type Op, type Result } from '@factsync/shared';
 import { userDeleteOps, type ForwardOps } from '../write-api.js';
 import type { PermitDeps } from './deps.js';
@@ -22,7 +23,8 @@ const BulkAssignments = Many(PermitRoleAssignment);
 /** `POST /facts/users` also takes `{operations: [tenants]}`: the Python SDK's `tenants.bulk_create` sends it there when facts go through the PDP. */
 const UserOrBulkTenants = Type.Union([PermitUser, BulkTenants], { description: 'a user {key, email?, first_name?, last_name?, attributes?, role_assignments?}' });
 
-type Handler = (req: FastifyRequest, reply: FastifyReply) => Promise<unknown>;
+/** A request typed by its route's params and body schemas. */
+type Req<P extends TSchema, B extends TSchema> = FastifyRequest<{ Params: Static<P>; Body: Static<B> }>;
 const okOps = (ops: Op[]): Result<Op[]> => ok(ops);
 
 /**
@@ -33,11 +35,16 @@ const okOps = (ops: Op[]): Result<Op[]> => ok(ops);
  * per X-Wait-Timeout / X-Timeout-Policy exactly like the native routes; the
  * answer is the object as `views.ts` renders it.
  */
-export function registerPermitFactsRoutes(app: FastifyInstance, forward: ForwardOps, d: PermitDeps): void {
+export function registerPermitFactsRoutes(app: TypedApp, forward: ForwardOps, d: PermitDeps): void {
   const { views: v, store } = d;
-  const route = (method: 'POST' | 'PUT' | 'PATCH' | 'DELETE', url: string, params: TSchema | undefined, body: TSchema | undefined, summary: string, handler: Handler) =>
-    app.route({ method, url, schema: { summary, tags: ['permit'], ...(params ? { params } : {}), ...(body ? { body } : {}) }, handler });
-  const keyOf = (req: FastifyRequest) => (req.params as { key: string }).key;
+  const route = <P extends TSchema = TObject<{}>, B extends TSchema = TUnknown>(method: 'POST' | 'PUT' | 'PATCH' | 'DELETE', url: string,
+    params: P | undefined, body: B | undefined, summary: string, handler: (req: Req<P, B>, reply: FastifyReply) => Promise<unknown>) =>
+    app.route({
+      method, url, schema: { summary, tags: ['permit'], ...(params ? { params } : {}), ...(body ? { body } : {}) },
+      // The type provider types req from a schema it knows; for the generic P and B of this helper, it is said once here.
+      handler: (req, reply) => handler(req as unknown as Req<P, B>, reply),
+    });
+  const keyOf = (req: { params: { key: string } }) => req.params.key;
 
   /** As the native delete, and Permit's instance role assignments too (the relationships naming the user). */
   const permitUserDeleteOps = (key: string): Op[] => [
@@ -52,7 +59,7 @@ export function registerPermitFactsRoutes(app: FastifyInstance, forward: Forward
 
   // ---- users --------------------------------------------------------------
   route('POST', '/users', undefined, UserOrBulkTenants, 'Create a user (Permit)', async (req, reply) => {
-    const body = req.body as UserBody | { operations: TenantBody[] };
+    const body = req.body;
     if ('operations' in body) {
       await forward(req, reply, okOps(tenantOps(body.operations)));
       return {};
@@ -61,18 +68,18 @@ export function registerPermitFactsRoutes(app: FastifyInstance, forward: Forward
     return reply.status(201).send(v.user(body.key, userValue(body)));
   });
   route('DELETE', '/users', undefined, BulkIdents, 'Delete tenants in one version (the Python SDK\'s tenants.bulk_delete through the PDP)', async (req, reply) => {
-    await forward(req, reply, okOps((req.body as { idents: string[] }).idents.map((key): Op => ({ op: 'delete', type: 'tenant', key }))));
+    await forward(req, reply, okOps(req.body.idents.map((key): Op => ({ op: 'delete', type: 'tenant', key }))));
     return {};
   });
   route('PUT', '/users/:key', Key, PermitUserUpdate, 'Sync a user with its role assignments (Permit)', async (req, reply) => {
-    const u = { ...(req.body as Omit<UserBody, 'key'>), key: keyOf(req) };
+    const u = { ...req.body, key: keyOf(req) };
     const existed = store.get('user', u.key) !== undefined;
     await forward(req, reply, userOps(u));
     return reply.status(existed ? 200 : 201).send(v.user(u.key, userValue(u)));
   });
   route('PATCH', '/users/:key', Key, PermitUserUpdate, 'Update a user: the fields sent are merged into the stored user (Permit)', async (req, reply) => {
     const key = keyOf(req);
-    const merged = { ...(store.get('user', key)?.value ?? {}), ...userValue(req.body as Omit<UserBody, 'key'>) };
+    const merged = { ...(store.get('user', key)?.value ?? {}), ...userValue(req.body) };
     await forward(req, reply, okOps([{ op: 'upsert', type: 'user', key, value: merged }]));
     return v.user(key, merged);
   });
@@ -81,24 +88,24 @@ export function registerPermitFactsRoutes(app: FastifyInstance, forward: Forward
     return reply.status(204).send();
   });
   route('POST', '/users/:key/roles', Key, PermitUserRole, 'Assign a role to a user (Permit)', async (req, reply) => {
-    const a = { ...(req.body as Omit<RoleAssignmentBody, 'user'>), user: keyOf(req) };
+    const a = { ...req.body, user: keyOf(req) };
     await forward(req, reply, allOk([assignmentOp(a, 'upsert')]));
     return v.assignment(a);
   });
   route('DELETE', '/users/:key/roles', Key, PermitUserRole, 'Unassign a role from a user (Permit)', async (req, reply) => {
-    await forward(req, reply, allOk([assignmentOp({ ...(req.body as Omit<RoleAssignmentBody, 'user'>), user: keyOf(req) }, 'delete')]));
+    await forward(req, reply, allOk([assignmentOp({ ...req.body, user: keyOf(req) }, 'delete')]));
     return reply.status(204).send();
   });
 
   // ---- tenants ------------------------------------------------------------
   route('POST', '/tenants', undefined, PermitTenant, 'Create a tenant (Permit)', async (req, reply) => {
-    const t = req.body as TenantBody;
+    const t = req.body;
     await forward(req, reply, okOps(tenantOps([t])));
     return reply.status(201).send(v.tenant(t.key, tenantValue(t)));
   });
   route('PATCH', '/tenants/:key', Key, PermitTenantUpdate, 'Update a tenant (Permit)', async (req, reply) => {
     const key = keyOf(req);
-    const merged = { ...(store.get('tenant', key)?.value ?? {}), ...tenantValue(req.body as Omit<TenantBody, 'key'>) };
+    const merged = { ...(store.get('tenant', key)?.value ?? {}), ...tenantValue(req.body) };
     await forward(req, reply, okOps([{ op: 'upsert', type: 'tenant', key, value: merged }]));
     return v.tenant(key, merged);
   });
@@ -107,57 +114,57 @@ export function registerPermitFactsRoutes(app: FastifyInstance, forward: Forward
     return reply.status(204).send();
   });
   route('DELETE', '/tenants/:key/users/:user', TenantUser, undefined, 'Remove a user from a tenant: its role assignments there (Permit)', async (req, reply) => {
-    const { key: tenant, user } = req.params as { key: string; user: string };
+    const { key: tenant, user } = req.params;
     const roles = d.decider.index.assignments.get(user)?.get(tenant) ?? [];
     await forward(req, reply, allOk([...roles].map((role) => assignmentOp({ user, role, tenant }, 'delete'))));
     return reply.status(204).send();
   });
   route('POST', '/bulk/tenants', undefined, BulkTenants, 'Create tenants in one version (Permit)', async (req, reply) => {
-    await forward(req, reply, okOps(tenantOps((req.body as { operations: TenantBody[] }).operations)));
+    await forward(req, reply, okOps(tenantOps(req.body.operations)));
     return {};
   });
   route('DELETE', '/bulk/tenants', undefined, BulkIdents, 'Delete tenants in one version (Permit)', async (req, reply) => {
-    await forward(req, reply, okOps((req.body as { idents: string[] }).idents.map((key): Op => ({ op: 'delete', type: 'tenant', key }))));
+    await forward(req, reply, okOps(req.body.idents.map((key): Op => ({ op: 'delete', type: 'tenant', key }))));
     return {};
   });
 
   // ---- role assignments ---------------------------------------------------
   route('POST', '/role_assignments', undefined, PermitRoleAssignment, 'Assign a role (Permit)', async (req, reply) => {
-    const a = req.body as RoleAssignmentBody;
+    const a = req.body;
     await forward(req, reply, allOk([assignmentOp(a, 'upsert')]));
     return v.assignment(a);
   });
   route('DELETE', '/role_assignments', undefined, PermitRoleAssignment, 'Unassign a role (Permit)', async (req, reply) => {
-    await forward(req, reply, allOk([assignmentOp(req.body as RoleAssignmentBody, 'delete')]));
+    await forward(req, reply, allOk([assignmentOp(req.body, 'delete')]));
     return reply.status(204).send();
   });
   route('POST', '/role_assignments/bulk', undefined, BulkAssignments, 'Assign roles in one version (Permit)', async (req, reply) => {
-    const list = req.body as RoleAssignmentBody[];
+    const list = req.body;
     await forward(req, reply, allOk(list.map((a) => assignmentOp(a, 'upsert'))));
     return { assignments_created: list.length };
   });
   route('DELETE', '/role_assignments/bulk', undefined, BulkAssignments, 'Unassign roles in one version (Permit)', async (req, reply) => {
-    const list = req.body as RoleAssignmentBody[];
+    const list = req.body;
     await forward(req, reply, allOk(list.map((a) => assignmentOp(a, 'delete'))));
     return { assignments_removed: list.length };
   });
 
   // ---- relationship tuples ------------------------------------------------
   route('POST', '/relationship_tuples', undefined, PermitTuple, 'Create a relationship tuple (Permit)', async (req, reply) => {
-    const t = req.body as TupleBody;
+    const t = req.body;
     await forward(req, reply, okOps([tupleOp(t, 'upsert')]));
     return v.tuple(t);
   });
   route('DELETE', '/relationship_tuples', undefined, PermitTuple, 'Delete a relationship tuple (Permit)', async (req, reply) => {
-    await forward(req, reply, okOps([tupleOp(req.body as TupleBody, 'delete')]));
+    await forward(req, reply, okOps([tupleOp(req.body, 'delete')]));
     return reply.status(204).send();
   });
   route('POST', '/relationship_tuples/bulk', undefined, BulkTuples, 'Create relationship tuples in one version (Permit)', async (req, reply) => {
-    await forward(req, reply, okOps((req.body as { operations: TupleBody[] }).operations.map((t) => tupleOp(t, 'upsert'))));
+    await forward(req, reply, okOps(req.body.operations.map((t) => tupleOp(t, 'upsert'))));
     return {};
   });
   route('DELETE', '/relationship_tuples/bulk', undefined, BulkTupleIdents, 'Delete relationship tuples in one version (Permit)', async (req, reply) => {
-    await forward(req, reply, okOps((req.body as { idents: TupleBody[] }).idents.map((t) => tupleOp(t, 'delete'))));
+    await forward(req, reply, okOps(req.body.idents.map((t) => tupleOp(t, 'delete'))));
     return {};
   });
 
@@ -168,7 +175,7 @@ export function registerPermitFactsRoutes(app: FastifyInstance, forward: Forward
     value: { tenant: b.tenant ?? 'default', ...(b.attributes ? { attributes: b.attributes } : {}) },
   });
   route('POST', '/resource_instances', undefined, PermitResourceInstance, 'Create a resource instance (Permit)', async (req, reply) => {
-    const op = instanceOp(req.body as InstanceBody) as Op & { op: 'upsert' };
+    const op = instanceOp(req.body) as Op & { op: 'upsert' };
     await forward(req, reply, okOps([op]));
     return reply.status(201).send(v.instance(op.key, op.value));
   });
@@ -176,7 +183,7 @@ export function registerPermitFactsRoutes(app: FastifyInstance, forward: Forward
     const key = keyOf(req);
     const stored = store.get('resource_instance', key)?.value as { tenant: string; attributes?: Record<string, unknown> } | undefined;
     if (!stored) throw new FactsyncError('not_found', `no resource instance "${key}" on this agent; address it as type:key, e.g. document:1`);
-    const b = req.body as { tenant?: string | null; attributes?: Record<string, unknown> | null };
+    const b = req.body;
     const value = { tenant: b.tenant ?? stored.tenant, ...((b.attributes ?? stored.attributes) ? { attributes: b.attributes ?? stored.attributes } : {}) };
     await forward(req, reply, okOps([{ op: 'upsert', type: 'resource_instance', key, value }]));
     return v.instance(key, value);
@@ -186,36 +193,36 @@ export function registerPermitFactsRoutes(app: FastifyInstance, forward: Forward
     return reply.status(204).send();
   });
   route('PUT', '/bulk/resource_instances', undefined, BulkInstances, 'Create or replace resource instances in one version (Permit)', async (req, reply) => {
-    await forward(req, reply, okOps((req.body as { operations: InstanceBody[] }).operations.map(instanceOp)));
+    await forward(req, reply, okOps(req.body.operations.map(instanceOp)));
     return {};
   });
   route('DELETE', '/bulk/resource_instances', undefined, BulkIdents, 'Delete resource instances, by type:key, in one version (Permit)', async (req, reply) => {
-    await forward(req, reply, okOps((req.body as { idents: string[] }).idents.map((key): Op => ({ op: 'delete', type: 'resource_instance', key }))));
+    await forward(req, reply, okOps(req.body.idents.map((key): Op => ({ op: 'delete', type: 'resource_instance', key }))));
     return {};
   });
 
   // ---- bulk users ---------------------------------------------------------
-  const bulkUsers = async (req: FastifyRequest, reply: FastifyReply) => {
-    const ops = allOk((req.body as { operations: UserBody[] }).operations.map(userOps));
+  const bulkUsers = async (req: Req<TSchema, typeof BulkUsers>, reply: FastifyReply) => {
+    const ops = allOk(req.body.operations.map(userOps));
     await forward(req, reply, ops.ok ? okOps(ops.value.flat()) : ops);
     return {};
   };
   route('POST', '/bulk/users', undefined, BulkUsers, 'Create users in one version (Permit)', bulkUsers);
   route('PUT', '/bulk/users', undefined, BulkUsers, 'Replace users in one version (Permit)', bulkUsers);
   route('DELETE', '/bulk/users', undefined, BulkIdents, 'Delete users in one version (Permit)', async (req, reply) => {
-    await forward(req, reply, okOps((req.body as { idents: string[] }).idents.flatMap(permitUserDeleteOps)));
+    await forward(req, reply, okOps(req.body.idents.flatMap(permitUserDeleteOps)));
     return {};
   });
 
   // ---- condition set rules (the SDK sends these to apiUrl, under /v2/facts) ----
   type Rule = { user_set: string; permission: string; resource_set: string };
   route('POST', '/set_rules', undefined, PermitSetRule, 'Create a condition set rule (Permit)', async (req, reply) => {
-    const r = req.body as Rule;
+    const r = req.body;
     await forward(req, reply, okOps([setRuleOp(r, 'upsert')]));
     return [v.setRule(r)];
   });
   route('DELETE', '/set_rules', undefined, PermitSetRule, 'Delete a condition set rule (Permit)', async (req, reply) => {
-    await forward(req, reply, okOps([setRuleOp(req.body as Rule, 'delete')]));
+    await forward(req, reply, okOps([setRuleOp(req.body, 'delete')]));
     return reply.status(204).send();
   });
 }

@@ -1,5 +1,5 @@
-import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { Type } from '@sinclair/typebox';
+import { Type, type Static, type TSchema } from '@sinclair/typebox';
+import type { TypedApp } from '@factsync/shared/http-app';
 import { CheckRequest, CheckResource, CheckUser, FactsyncError, normalizeCheck, normalizeUser, type Check } from '@factsync/shared';
 import type { KeyPage, PageRequest } from '../decide/enumerate.js';
 import { readAt, type PermitDeps } from './deps.js';
@@ -12,8 +12,10 @@ export const MAX_LISTED = 10_000;
 const Context = Type.Optional(Type.Record(Type.String(), Type.Unknown()));
 const AuthorizedUsersRequest = Type.Object({ action: Type.String({ minLength: 1, maxLength: 170 }), resource: CheckResource, context: Context, sdk: Type.Optional(Type.String()) }, { additionalProperties: false });
 const UserTenantsRequest = Type.Object({ user: CheckUser, context: Context, sdk: Type.Optional(Type.String()) }, { additionalProperties: false });
+const AtLeast = Type.Object({ at_least: Type.Optional(Type.Integer({ minimum: 0, description: 'answer only once this agent applied this version' })) });
 const Filter = Type.Optional(Type.String({ minLength: 1, maxLength: 600 }));
 const LocalAssignmentsQuery = Type.Object({
+  ...AtLeast.properties,
   user: Filter, role: Filter, tenant: Filter, resource: Filter, resource_instance: Filter,
   page: Type.Optional(Type.Integer({ minimum: 1, default: 1 })), per_page: Type.Optional(Type.Integer({ minimum: 1, maximum: 100, default: 30 })),
 });
@@ -35,7 +37,7 @@ function all(list: (p: PageRequest) => KeyPage, max = MAX_LISTED): string[] {
  * check is allowed in, a user's tenants, who is authorized for an action, and
  * the local role assignments (`pdp_api` of the Python SDK).
  */
-export function registerPermitPdpRoutes(app: FastifyInstance, d: PermitDeps): void {
+export function registerPermitPdpRoutes(app: TypedApp, d: PermitDeps): void {
   const { decider } = d;
   const tenantDetails = (key: string) => ({ key, attributes: (d.store.get('tenant', key)?.value.attributes as Record<string, unknown> | undefined) ?? {} });
   const parse = (c: CheckRequest): Check => {
@@ -43,22 +45,21 @@ export function registerPermitPdpRoutes(app: FastifyInstance, d: PermitDeps): vo
     if (!n.ok) throw new FactsyncError('invalid_request', n.error);
     return n.value;
   };
-  const route = (url: string, body: unknown, summary: string, handler: (req: FastifyRequest) => unknown) =>
-    app.post(url, { schema: { summary, tags: ['checks'], body } }, async (req, reply) => {
+  const route = <B extends TSchema>(url: string, body: B, summary: string, handler: (body: Static<B>) => unknown) =>
+    app.post(url, { schema: { summary, tags: ['checks'], body, querystring: AtLeast } }, async (req, reply) => {
       await readAt(d, req, reply);
-      return handler(req);
+      return handler(req.body as Static<B>);
     });
 
-  route('/allowed/all-tenants', CheckRequest, 'The tenants in which the check is allowed (Permit)', (req) => {
-    const c = parse(req.body as CheckRequest);
+  route('/allowed/all-tenants', CheckRequest, 'The tenants in which the check is allowed (Permit)', (body) => {
+    const c = parse(body);
     return { allowed_tenants: all((p) => decider.enumerate.tenants(c, p)).map((t) => ({ allow: true, result: true, tenant: tenantDetails(t) })) };
   });
 
-  route('/user-tenants', UserTenantsRequest, 'The tenants in which the user holds a role (Permit)', (req) =>
-    decider.enumerate.userTenants(normalizeUser((req.body as { user: CheckRequest['user'] }).user).key).map(tenantDetails));
+  route('/user-tenants', UserTenantsRequest, 'The tenants in which the user holds a role (Permit)', (body) =>
+    decider.enumerate.userTenants(normalizeUser(body.user).key).map(tenantDetails));
 
-  route('/authorized_users', AuthorizedUsersRequest, 'The users who may do the action on the resource, with the roles that allow it (Permit)', (req) => {
-    const b = req.body as { action: string; resource: CheckRequest['resource'] };
+  route('/authorized_users', AuthorizedUsersRequest, 'The users who may do the action on the resource, with the roles that allow it (Permit)', (b) => {
     const c = parse({ user: '-', action: b.action, resource: b.resource });
     const tenant = decider.tenantOf(c);
     const resource = c.resource.key === undefined ? `${c.resource.type}:*` : `${c.resource.type}:${c.resource.key}`;
@@ -79,7 +80,7 @@ export function registerPermitPdpRoutes(app: FastifyInstance, d: PermitDeps): vo
     schema: { summary: 'Role assignments this PDP holds (Permit\'s local API)', tags: ['permit'], querystring: LocalAssignmentsQuery },
   }, async (req, reply) => {
     await readAt(d, req, reply);
-    const q = req.query as Record<string, string | undefined> & { page?: number; per_page?: number };
+    const q = req.query;
     const one = (x: string | undefined) => (x === undefined ? undefined : [x]);
     const f: AssignmentFilter = { user: one(q.user), role: one(q.role), tenant: one(q.tenant), resource: one(q.resource), resource_instance: one(q.resource_instance) };
     return paginate(assignmentsOf(d, f), { page: q.page, per_page: q.per_page ?? 30 }, (a) => ({

@@ -1,5 +1,5 @@
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { Type, type TSchema } from '@sinclair/typebox';
+import { Type, type Static, type TSchema } from '@sinclair/typebox';
+import type { TypedApp } from '@factsync/shared/http-app';
 import { FactsyncError, type ConditionSetValue, type ResourceValue, type TenantRoleValue } from '@factsync/shared';
 import { readAt, type PermitDeps } from './deps.js';
 import { PageQuery, paginate } from './paging.js';
@@ -15,23 +15,25 @@ const Paging = Type.Object(PageQuery);
  * attributes, roles and relations; tenant roles; condition sets), rendered
  * from the policy facts this agent holds, at one version.
  */
-export function registerPermitSchemaReads(app: FastifyInstance, d: PermitDeps): void {
+export function registerPermitSchemaReads(app: TypedApp, d: PermitDeps): void {
   const { store, views: v } = d;
   const { index } = d.decider;
-  const get = (url: string, params: TSchema | undefined, summary: string, handler: (req: FastifyRequest) => unknown) =>
-    app.get(url, { schema: { summary, tags: ['permit'], querystring: Paging, ...(params ? { params } : {}) } }, async (req: FastifyRequest, reply: FastifyReply) => {
+  /** A read: waits for `?at_least`, stamps the version, then answers from the request's typed params. */
+  const get = <P extends TSchema>(url: string, params: P | undefined, summary: string, handler: (req: { params: Static<P>; query: Static<typeof Paging> }) => unknown) =>
+    app.get(url, { schema: { summary, tags: ['permit'], querystring: Paging, ...(params ? { params } : {}) } }, async (req, reply) => {
       await readAt(d, req, reply);
-      return handler(req);
+      // The type provider types req from a schema it knows; for the generic P of this helper, it is said once here.
+      return handler(req as unknown as { params: Static<P>; query: Static<typeof Paging> });
     });
-  const p = (req: FastifyRequest) => req.params as { key: string; item: string; role: string };
-  const q = (req: FastifyRequest) => req.query as { page?: number; per_page?: number };
+  const p = <T>(req: { params: T }) => req.params;
+  const q = (req: { query: Static<typeof Paging> }) => req.query;
   const missing = (what: string, key: string) => new FactsyncError('not_found', `no ${what} "${key}" on this agent (applied version ${store.version})`);
   const resource = (key: string): ResourceValue => {
     const f = store.get('resource', key);
     if (!f) throw missing('resource', key);
     return f.value as ResourceValue;
   };
-  const list = <T>(items: Iterable<T>, req: FastifyRequest, render: (t: T) => unknown) => paginate(items, q(req), render).data;
+  const list = <T>(items: Iterable<T>, req: { query: Static<typeof Paging> }, render: (t: T) => unknown) => paginate(items, q(req), render).data;
   const item = <T>(found: T | undefined, what: string, key: string): T => {
     if (found === undefined) throw missing(what, key);
     return found;

@@ -50,3 +50,12 @@ export function abortOnClose(reply: FastifyReply): AbortSignal {
   });
   return ac.signal;
 }
+
+/**
+ * Answers JSON text built from stored change and fact texts: a million facts
+ * are never parsed into objects and serialised again. The route's response
+ * schema still documents the shape; the text is sent as it is.
+ */
+export function sendJsonText(reply: FastifyReply, text: string): FastifyReply {
+  return reply.type('application/json').serializer((s: string) => s).send(text);
+}

@@ -1,4 +1,4 @@
-import type { FastifyInstance } from 'fastify';
+import type { TypedApp } from '@factsync/shared/http-app';
 import { Type } from '@sinclair/typebox';
 import {
   FactsyncError, WriteRequest, parseOps, parseWriteHeaders, type SyncStatus,
@@ -8,7 +8,7 @@ import { abortOnClose, requireCap, type RouteContext } from './context.js';
 import type { WriteInput, WriteOutcome } from '../store/fact-store.js';
 
 /** `POST /v1/envs/:env/facts`: one write, one version, optionally waiting for acks. */
-export function factsRoutes(app: FastifyInstance, ctx: RouteContext): void {
+export function factsRoutes(app: TypedApp, ctx: RouteContext): void {
   /** A write's outcome in the metrics: a new version with its ops, or a replay. */
   const counted = (env: string, outcome: WriteOutcome, ops: number): void => {
     if (outcome.duplicate) ctx.metrics.idempotentReplays.inc({ env });
@@ -32,8 +32,8 @@ export function factsRoutes(app: FastifyInstance, ctx: RouteContext): void {
       response: { 200: WriteResponse, '4xx': ErrorBody, '5xx': ErrorBody },
     },
   }, async (req, reply) => {
-    const { env } = req.params as { env: string };
-    const body = req.body as WriteRequest;
+    const { env } = req.params;
+    const body = req.body;
 
     if (body.ops.length > ctx.config.maxOpsPerWrite) {
       throw new FactsyncError('payload_too_large', `a write may carry at most ${ctx.config.maxOpsPerWrite} ops (got ${body.ops.length}); split it into several writes`);
@@ -97,8 +97,8 @@ export function factsRoutes(app: FastifyInstance, ctx: RouteContext): void {
       response: { 200: BatchResponse, '4xx': ErrorBody, '5xx': ErrorBody },
     },
   }, async (req) => {
-    const { env } = req.params as { env: string };
-    const { writes } = req.body as { writes: WriteRequest[] };
+    const { env } = req.params;
+    const { writes } = req.body;
     const parsed = parseWriteHeaders(req.headers, { waitFor: { kind: 'all' }, waitSeconds: 0 });
     if (!parsed.ok) throw new FactsyncError('invalid_request', parsed.error);
     const { producer, wantsWait, idempotencyKey } = parsed.value;

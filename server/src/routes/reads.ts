@@ -1,14 +1,14 @@
-import type { FastifyInstance } from 'fastify';
+import type { TypedApp } from '@factsync/shared/http-app';
 import { Type } from '@sinclair/typebox';
 import { Change, Fact, FactsyncError } from '@factsync/shared';
 import { factsJson } from '../ws/frames.js';
 import { EnvParams, ErrorBody } from './schemas.js';
-import { requireCap, type RouteContext } from './context.js';
+import { requireCap, sendJsonText, type RouteContext } from './context.js';
 
 const Epoch = Type.Union([Type.String(), Type.Null()]);
 
 /** head, snapshot and changes. Snapshot and changes are assembled from stored JSON text. */
-export function readRoutes(app: FastifyInstance, ctx: RouteContext): void {
+export function readRoutes(app: TypedApp, ctx: RouteContext): void {
   const read = requireCap(ctx.auth, 'read');
 
   app.get('/v1/envs/:env/head', {
@@ -19,7 +19,7 @@ export function readRoutes(app: FastifyInstance, ctx: RouteContext): void {
       response: { 200: Type.Object({ version: Type.Integer(), epoch: Epoch, id: Type.String({ description: 'chain id of the head version' }) }), '4xx': ErrorBody, '5xx': ErrorBody },
     },
   }, async (req) => {
-    const { env } = req.params as { env: string };
+    const { env } = req.params;
     return ctx.store.head(env);
   });
 
@@ -31,11 +31,10 @@ export function readRoutes(app: FastifyInstance, ctx: RouteContext): void {
       response: { 200: Type.Object({ version: Type.Integer(), epoch: Epoch, id: Type.String(), facts: Type.Array(Fact) }), '4xx': ErrorBody, '5xx': ErrorBody },
     },
   }, async (req, reply) => {
-    const { env } = req.params as { env: string };
+    const { env } = req.params;
     const snap = await ctx.snapshots.whole(env);
     // Raw text: a million facts are never parsed into objects and re-serialised.
-    return reply.type('application/json').serializer((s: string) => s)
-      .send(`{"version":${snap.version},"epoch":${JSON.stringify(snap.epoch)},"id":${JSON.stringify(snap.id)},"facts":[${factsJson(snap)}]}`);
+    return sendJsonText(reply, `{"version":${snap.version},"epoch":${JSON.stringify(snap.epoch)},"id":${JSON.stringify(snap.id)},"facts":[${factsJson(snap)}]}`);
   });
 
   app.get('/v1/envs/:env/changes', {
@@ -53,14 +52,13 @@ export function readRoutes(app: FastifyInstance, ctx: RouteContext): void {
       },
     },
   }, async (req, reply) => {
-    const { env } = req.params as { env: string };
-    const q = req.query as { after: number; limit?: number };
+    const { env } = req.params;
+    const q = req.query;
     // Bounded in bytes as well as in count: a page of huge changes is never built as one huge string.
     const page = await ctx.store.changes(env, q.after, q.limit ?? 1000, 16 * ctx.config.wsMaxFrameBytes);
     if (page.truncated) {
       throw new FactsyncError('log_truncated', `the change log no longer holds version ${q.after + 1} (head is ${page.head}); load a snapshot instead`, { head: page.head });
     }
-    return reply.type('application/json').serializer((s: string) => s)
-      .send(`{"head":${page.head},"epoch":${JSON.stringify(page.epoch)},"changes":[${page.changes.map((c) => c.json).join(',')}]}`);
+    return sendJsonText(reply, `{"head":${page.head},"epoch":${JSON.stringify(page.epoch)},"changes":[${page.changes.map((c) => c.json).join(',')}]}`);
   });
 }

@@ -1,4 +1,4 @@
-import type { FastifyInstance } from 'fastify';
+import type { TypedApp } from '@factsync/shared/http-app';
 import type { ServerResponse } from 'node:http';
 import { readFileSync } from 'node:fs';
 import { Type } from '@sinclair/typebox';
@@ -10,7 +10,7 @@ import { TokenSlots } from '../token-slots.js';
 const PAGE = readFileSync(new URL('../status/page.html', import.meta.url), 'utf8');
 
 /** The status page (`/`), the env list it starts from, and its live stream. Returns a closer for shutdown. */
-export function statusRoutes(app: FastifyInstance, ctx: RouteContext): { closeStreams(): void } {
+export function statusRoutes(app: TypedApp, ctx: RouteContext): { closeStreams(): void } {
   const streams = new Set<ServerResponse>();
   const perToken = new TokenSlots(ctx.config.maxStreamsPerToken, 'status streams', 'MAX_STREAMS_PER_TOKEN');
 
@@ -29,7 +29,7 @@ export function statusRoutes(app: FastifyInstance, ctx: RouteContext): { closeSt
     onRequest: requireCap(ctx.auth, 'read'),
     schema: { summary: 'Server-sent events: head and agents of an env, as they change', params: EnvParams },
   }, async (req, reply) => {
-    const { env } = req.params as { env: string };
+    const { env } = req.params;
     // A token cannot hold unbounded open responses.
     const release = perToken.acquire(req.principal!.tokenIndex);
     reply.hijack();

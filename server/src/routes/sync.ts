@@ -1,11 +1,11 @@
-import type { FastifyInstance } from 'fastify';
+import type { TypedApp } from '@factsync/shared/http-app';
 import { Type } from '@sinclair/typebox';
 import { FactsyncError, SyncStatus, parseWaitFor, parseWaitTimeout } from '@factsync/shared';
 import { AgentInfo, EnvParams, ErrorBody, agentInfos } from './schemas.js';
 import { abortOnClose, requireCap, type RouteContext } from './context.js';
 
 /** `sync` (the long-poll of the waiting contract) and `agents`. */
-export function syncRoutes(app: FastifyInstance, ctx: RouteContext): void {
+export function syncRoutes(app: TypedApp, ctx: RouteContext): void {
   const read = requireCap(ctx.auth, 'read');
 
   app.get('/v1/envs/:env/sync', {
@@ -21,8 +21,8 @@ export function syncRoutes(app: FastifyInstance, ctx: RouteContext): void {
       response: { 200: SyncStatus, '4xx': ErrorBody, '5xx': ErrorBody },
     },
   }, async (req, reply) => {
-    const { env } = req.params as { env: string };
-    const q = req.query as { version: number; wait_for?: string; timeout?: string };
+    const { env } = req.params;
+    const q = req.query;
     const waitFor = parseWaitFor(q.wait_for, { kind: 'all' });
     if (!waitFor.ok) throw new FactsyncError('invalid_request', waitFor.error);
     if (waitFor.value.kind === 'local') {
@@ -51,7 +51,7 @@ export function syncRoutes(app: FastifyInstance, ctx: RouteContext): void {
       response: { 200: Type.Array(AgentInfo), '4xx': ErrorBody, '5xx': ErrorBody },
     },
   }, async (req) => {
-    const { env } = req.params as { env: string };
+    const { env } = req.params;
     return agentInfos(await ctx.store.agents(env));
   });
 }

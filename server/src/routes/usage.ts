@@ -1,11 +1,11 @@
-import type { FastifyInstance } from 'fastify';
+import type { TypedApp } from '@factsync/shared/http-app';
 import { Type } from '@sinclair/typebox';
 import { USAGE_MONTH_PATTERN, usageMonth } from '@factsync/shared';
 import { EnvParams, ErrorBody } from './schemas.js';
 import { requireCap, type RouteContext } from './context.js';
 
 /** Monthly active users (DESIGN.md, "Usage"): distinct user keys checked on any agent of the env in a UTC month. */
-export function usageRoutes(app: FastifyInstance, ctx: RouteContext): void {
+export function usageRoutes(app: TypedApp, ctx: RouteContext): void {
   app.get('/v1/envs/:env/usage', {
     onRequest: requireCap(ctx.auth, 'read'),
     schema: {
@@ -17,8 +17,8 @@ export function usageRoutes(app: FastifyInstance, ctx: RouteContext): void {
       response: { 200: Type.Object({ env: Type.String(), month: Type.String(), mau: Type.Integer() }), '4xx': ErrorBody, '5xx': ErrorBody },
     },
   }, async (req) => {
-    const { env } = req.params as { env: string };
-    const month = (req.query as { month?: string }).month ?? usageMonth(Date.now());
+    const { env } = req.params;
+    const month = req.query.month ?? usageMonth(Date.now());
     return { env, month, mau: await ctx.store.usage(env, month) };
   });
 }

@@ -1,0 +1,75 @@
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest, type RawServerDefault } from 'fastify';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { FactsyncError } from './errors.js';
+import { toFactsyncError } from './validation-errors.js';
+import { createValidatorCompiler } from './validator.js';
+
+/** A fastify app whose routes take their types from their TypeBox schemas. */
+export type TypedApp = FastifyInstance<RawServerDefault, IncomingMessage, ServerResponse, FastifyBaseLogger, TypeBoxTypeProvider>;
+
+export interface HttpAppOptions {
+  log: FastifyBaseLogger;
+  bodyLimit: number;
+  /** The variable that raises the body limit, named in a 413's message. */
+  bodyLimitVar: string;
+  /** `bearer`: every route but health and metrics takes `Authorization: Bearer <token>`. */
+  openapi: { title: string; description: string; bearer?: boolean };
+  /** Called for every error answer before it is sent (metrics, logging, headers). */
+  onError?: (e: FactsyncError, error: FastifyError, req: FastifyRequest, reply: FastifyReply) => void;
+  requestIdHeader?: string;
+  forceCloseConnections?: boolean;
+}
+
+/**
+ * The one app builder of the server and the agent: the validator compiler,
+ * JSON-only bodies (an empty one is no body), errors in factsync's
+ * `{error, message}` shape (framework errors too, before any route), a 404
+ * that names the method and path, and the OpenAPI document with its UI at
+ * `/docs`.
+ */
+export async function createHttpApp(o: HttpAppOptions): Promise<TypedApp> {
+  const app = Fastify({
+    loggerInstance: o.log,
+    bodyLimit: o.bodyLimit,
+    // Keys are up to 512 characters, and URL-encoding may triple them (Fastify's default is 100).
+    routerOptions: { maxParamLength: 8192 },
+    // Errors the router raises before any hook (a parameter too long) leave in our shape too.
+    frameworkErrors: (error, _req, reply) => {
+      const e = toFactsyncError(error, o.bodyLimitVar);
+      // The reply's types are route-generic; this one answers before any route is known.
+      void (reply as unknown as { status(n: number): { send(b: unknown): unknown } }).status(e.status).send(e.toJSON());
+    },
+    // Per-request lines would drown the lines that matter (writes log their own, with env and version).
+    logController: new LogController({ disableRequestLogging: true }),
+    ...(o.requestIdHeader ? { requestIdHeader: o.requestIdHeader } : {}),
+    ...(o.forceCloseConnections !== undefined ? { forceCloseConnections: o.forceCloseConnections } : {}),
+  }).withTypeProvider<TypeBoxTypeProvider>();
+  app.setValidatorCompiler(createValidatorCompiler());
+  // Bodies are JSON only: a text/plain body would otherwise reach the schema as a string ("body must be object").
+  app.removeContentTypeParser('text/plain');
+  // An empty JSON body is no body: the Permit SDKs send DELETEs with Content-Type: application/json and nothing after it.
+  const json = app.getDefaultJsonParser('error', 'ignore');
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (req, body, done) =>
+    (body === '' ? done(null, undefined) : json(req, body as string, done)));
+  await app.register(swagger, {
+    openapi: {
+      info: { title: o.openapi.title, version: '1', description: o.openapi.description },
+      ...(o.openapi.bearer ? { components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } }, security: [{ bearer: [] }] } : {}),
+    },
+  });
+  await app.register(swaggerUi, { routePrefix: '/docs' });
+
+  app.setErrorHandler((error: FastifyError, req, reply) => {
+    const e = toFactsyncError(error, o.bodyLimitVar);
+    if (e.code === 'internal') req.log.error({ err: error }, 'unhandled error');
+    o.onError?.(e, error, req, reply);
+    return reply.status(e.status).send(e.toJSON());
+  });
+  app.setNotFoundHandler((req, reply) =>
+    reply.status(404).send(new FactsyncError('not_found', `no route ${req.method} ${req.url.split('?')[0]}; see /docs for the API`).toJSON()));
+  return app as unknown as TypedApp;
+}
