@@ -7,9 +7,10 @@ import { toAgentRecords } from './agent-records.js';
 import { idempotencyKeyReused, producerSeqTooOld } from './idempotency.js';
 import { oneWrite } from './fact-store.js';
 import type { GroupCommit, Journal, JournaledState } from './journal.js';
+import { ScanRegistry } from './memory-scans.js';
 import type {
   AckEntry, AgentRecord, ChangesPage, ControlEvent, ControlListener, EnvHead, EnvListener, FactStore, RawChange, Resume,
-  RawFact, ResumeRequest, ResumeVerdict, SessionOpen, SessionOpened, Snapshot, StateScan, WriteInput, WriteOutcome, WriteResult,
+  ResumeRequest, ResumeVerdict, SessionOpen, SessionOpened, Snapshot, StateScan, WriteInput, WriteOutcome, WriteResult,
 } from './fact-store.js';
 
 export interface MemoryStoreOptions {
@@ -43,8 +44,6 @@ interface EnvState {
   gone: Map<string, number>;
 }
 
-/** Open scans of one store; past it the oldest abandoned one is dropped. */
-const MAX_OPEN_SCANS = 256;
 
 /**
  * The embedded store: one process, no Redis. Every method runs synchronously
@@ -64,9 +63,7 @@ export function createMemoryStore(opts: MemoryStoreOptions): FactStore {
   /** env → month → user keys; apart from the envs, so reading usage creates nothing. */
   const usage = opts.initial?.usage ?? new Map<string, Map<string, Set<string>>>();
   let closed = false;
-  /** Scans in progress, by cursor (the oldest abandoned one is dropped past MAX_OPEN_SCANS). */
-  const scans = new Map<string, { keys: string[]; at: number }>();
-  let scanSeq = 0;
+  const scans = new ScanRegistry();
 
   const envOf = (env: string): EnvState => {
     let s = envs.get(env);
@@ -315,28 +312,8 @@ export function createMemoryStore(opts: MemoryStoreOptions): FactStore {
     },
 
     async scanState(env: string, cursor: string, count: number): Promise<StateScan> {
-      // The state already lives in this process: a scan is a walk over a copy of its keys, kept
-      // per scan so that a fact present throughout comes exactly once, in steps of `count`.
       const s = envs.get(env);
-      if (!s) return { cursor: '0', facts: [] };
-      let scan = cursor === '0' ? undefined : scans.get(cursor);
-      if (!scan) {
-        if (cursor !== '0') throw new FactsyncError('store_unavailable', `scan cursor "${cursor}" is no longer open (more than ${MAX_OPEN_SCANS} scans at once); start again from "0"`);
-        scan = { keys: [...s.state.keys()], at: 0 };
-      }
-      const facts: RawFact[] = [];
-      const end = Math.min(scan.keys.length, scan.at + Math.max(1, count));
-      for (; scan.at < end; scan.at++) {
-        const field = scan.keys[scan.at]!;
-        const valueJson = s.state.get(field);
-        if (valueJson !== undefined) facts.push({ ...splitFactField(field), valueJson });
-      }
-      scans.delete(cursor);
-      if (scan.at >= scan.keys.length) return { cursor: '0', facts };
-      const next = String(++scanSeq);
-      scans.set(next, scan);
-      if (scans.size > MAX_OPEN_SCANS) scans.delete(scans.keys().next().value!);
-      return { cursor: next, facts };
+      return s ? scans.step(s.state, cursor, count) : { cursor: '0', facts: [] };
     },
 
     async resume(env: string, r: ResumeRequest): Promise<Resume> {

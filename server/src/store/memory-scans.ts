@@ -1,0 +1,38 @@
+import { FactsyncError, splitFactField } from '@factsync/shared';
+import type { RawFact, StateScan } from './fact-store.js';
+
+/** Open scans of one store; past it the oldest abandoned one is dropped. */
+export const MAX_OPEN_SCANS = 256;
+
+/**
+ * Scans of the in-process state (the memory and embedded stores): the state
+ * already lives in this process, so a scan is a walk over a copy of its keys,
+ * kept per scan so that a fact present throughout comes exactly once, in steps
+ * of `count`. Bounded: past MAX_OPEN_SCANS the oldest open scan is dropped,
+ * and continuing it is a retryable error.
+ */
+export class ScanRegistry {
+  private readonly scans = new Map<string, { keys: string[]; at: number }>();
+  private seq = 0;
+
+  step(state: ReadonlyMap<string, string>, cursor: string, count: number): StateScan {
+    let scan = cursor === '0' ? undefined : this.scans.get(cursor);
+    if (!scan) {
+      if (cursor !== '0') throw new FactsyncError('store_unavailable', `scan cursor "${cursor}" is no longer open (more than ${MAX_OPEN_SCANS} scans at once); start again from "0"`);
+      scan = { keys: [...state.keys()], at: 0 };
+    }
+    const facts: RawFact[] = [];
+    const end = Math.min(scan.keys.length, scan.at + Math.max(1, count));
+    for (; scan.at < end; scan.at++) {
+      const field = scan.keys[scan.at]!;
+      const valueJson = state.get(field);
+      if (valueJson !== undefined) facts.push({ ...splitFactField(field), valueJson });
+    }
+    this.scans.delete(cursor);
+    if (scan.at >= scan.keys.length) return { cursor: '0', facts };
+    const next = String(++this.seq);
+    this.scans.set(next, scan);
+    if (this.scans.size > MAX_OPEN_SCANS) this.scans.delete(this.scans.keys().next().value!);
+    return { cursor: next, facts };
+  }
+}
