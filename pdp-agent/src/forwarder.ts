@@ -54,6 +54,18 @@ const BATCH_WRITES = 256;
 const BATCH_OPS = 1000;
 
 /**
+ * A write the retry budget could not place: say what was done and what the
+ * caller can know. A request that reached a server before the connection
+ * failed may have been applied; a new request is a new write, so the safe
+ * retry is one with an Idempotency-Key.
+ */
+function gaveUp(e: FactsyncError): FactsyncError {
+  if (e.code !== 'upstream_unavailable') return e;
+  return new FactsyncError('upstream_unavailable',
+    `${e.message}; retried for ${RETRY_BUDGET_MS / 1000} s: the write may or may not have been applied. To retry it safely, send it again with an Idempotency-Key header (a retry with the same key applies it at most once)`);
+}
+
+/**
  * Forwards writes to the server and waits as asked. Writes that wait for this
  * agent's own apply (the default) queue behind the request in flight and go
  * together in the next (`POST /writes`, each its own version): under load one
@@ -154,13 +166,14 @@ export class Forwarder {
         answer = await send();
         if (answer.status !== 503 && answer.status !== 502) break;
       } catch (e) {
-        if (!(e instanceof FactsyncError) || Date.now() >= giveUpAt) throw e;
+        if (!(e instanceof FactsyncError)) throw e;
+        if (Date.now() >= giveUpAt) throw gaveUp(e);
       }
       if (Date.now() >= giveUpAt) break;
       this.d.log.warn({ attempt, seq }, 'write forwarding failed; retrying with the same sequence numbers');
       await new Promise((r) => setTimeout(r, backoffDelayMs(attempt, { initialMs: 100, maxMs: 2000 })));
     }
-    if (!answer) throw new FactsyncError('upstream_unavailable', 'no factsync server accepted the write');
+    if (!answer) throw gaveUp(new FactsyncError('upstream_unavailable', 'no factsync server accepted the write'));
     return answer;
   }
 

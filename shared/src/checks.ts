@@ -25,14 +25,14 @@ export const CheckUserObject = Type.Object({
 export const CheckUser = Type.Union([Key, CheckUserObject], { description: 'a user key, or {key, attributes?}' });
 
 export const CheckResourceObject = Type.Object({
-  type: Type.String({ pattern: '^[a-z][a-z0-9_]{0,63}$', description: 'the resource type, e.g. document' }),
+  type: Type.String({ pattern: '^[a-z][a-z0-9_]{0,63}$', description: 'a resource type: lower-case, a letter then up to 63 of a-z 0-9 _ (e.g. document)' }),
   key: Type.Optional(Type.Union([Key, Type.Null()])),
   tenant: Type.Optional(Type.Union([Type.String({ minLength: 1, maxLength: 170 }), Type.Null()])),
   attributes: Type.Optional(Type.Union([Attributes, Type.Null()])),
   context: Type.Optional(Type.Unknown()),
 }, { additionalProperties: true });
 export const CheckResource = Type.Union([Type.String({ minLength: 1, maxLength: 600 }), CheckResourceObject], {
-  description: '"document", "document:1", or {type, key?, tenant?, attributes?}',
+  description: '"document", "document:1", or {type, key?, tenant?, attributes?}; types are lower-case (a letter, then a-z 0-9 _)',
 });
 
 export const CheckRequest = Type.Object({
@@ -81,7 +81,7 @@ export function parseResourceRef(text: string): Result<{ type: string; key: stri
   const i = text.indexOf(':');
   const type = i < 0 ? text : text.slice(0, i);
   const key = i < 0 ? undefined : text.slice(i + 1);
-  if (!TYPE_RE.test(type) || key === '') return err(`resource ${JSON.stringify(text)} is not "type" or "type:key", e.g. document or document:1`);
+  if (!TYPE_RE.test(type) || key === '') return err(`resource ${JSON.stringify(text)} is not "type" or "type:key", e.g. document or document:1 (types are lower-case: a letter, then a-z 0-9 _)`);
   return ok({ type, key });
 }
 

@@ -8,6 +8,7 @@ export const ErrorCodes = {
   unauthorized: { status: 401, close: 4401 },
   forbidden: { status: 403, close: 4403 },
   not_found: { status: 404, close: 4404 },
+  method_not_allowed: { status: 405, close: 4405 },
   log_truncated: { status: 410, close: 4410 },
   agent_replaced: { status: 409, close: 4409 },
   producer_seq_too_old: { status: 409, close: 4411 },

@@ -5,6 +5,7 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { FactsyncError } from './errors.js';
 import { toFactsyncError } from './validation-errors.js';
+import { RouteTable } from './route-hints.js';
 import { createValidatorCompiler } from './validator.js';
 
 /** A fastify app whose routes take their types from their TypeBox schemas. */
@@ -53,8 +54,20 @@ export async function createHttpApp(o: HttpAppOptions): Promise<TypedApp> {
   // An empty JSON body is no body: the Permit SDKs send DELETEs with Content-Type: application/json and nothing after it.
   const json = app.getDefaultJsonParser('error', 'ignore');
   app.removeContentTypeParser('application/json');
-  app.addContentTypeParser('application/json', { parseAs: 'string' }, (req, body, done) =>
-    (body === '' ? done(null, undefined) : json(req, body as string, done)));
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (req, body, done) => {
+    if (body === '') return done(null, undefined);
+    json(req, body as string, (error, value) => {
+      if (!error) return done(null, value);
+      // One sentence with where it broke (the default parser's message says neither).
+      let detail = error.message;
+      try {
+        JSON.parse(body as string);
+      } catch (e) {
+        detail = (e as Error).message;
+      }
+      done(new FactsyncError('invalid_request', `the body is not valid JSON (${detail}); send one JSON value, e.g. {"ops": [...]}`), undefined);
+    });
+  });
   await app.register(swagger, {
     openapi: {
       info: { title: o.openapi.title, version: '1', description: o.openapi.description },
@@ -69,7 +82,23 @@ export async function createHttpApp(o: HttpAppOptions): Promise<TypedApp> {
     o.onError?.(e, error, req, reply);
     return reply.status(e.status).send(e.toJSON());
   });
-  app.setNotFoundHandler((req, reply) =>
-    reply.status(404).send(new FactsyncError('not_found', `no route ${req.method} ${req.url.split('?')[0]}; see /docs for the API`).toJSON()));
+  // A wrong method is a 405 with Allow; an unknown path names the nearest route.
+  const routes = new RouteTable();
+  app.addHook('onRoute', (r) => {
+    for (const m of ([] as string[]).concat(r.method)) routes.add(m, r.url);
+  });
+  app.setNotFoundHandler((req, reply) => {
+    const path = req.url.split('?')[0]!;
+    const methods = routes.methodsFor(path);
+    if (methods.length > 0) {
+      const other = routes.nearest(req.method, path, true);
+      const alt = other ? `, or ${req.method} ${other.url}` : '';
+      return reply.status(405).header('allow', methods.join(', '))
+        .send(new FactsyncError('method_not_allowed', `${req.method} is not served at ${path}: use ${methods.join(' or ')}${alt}`).toJSON());
+    }
+    const near = routes.nearest(req.method, path);
+    const hint = near ? `; did you mean ${near.methods.includes(req.method) ? req.method : near.methods[0]} ${near.url}?` : '';
+    return reply.status(404).send(new FactsyncError('not_found', `no route ${req.method} ${path}${hint} (the API is at /docs)`).toJSON());
+  });
   return app as unknown as TypedApp;
 }
