@@ -46,6 +46,13 @@ function serverUrls(raw: string): URL[] {
   return urls;
 }
 
+/** Without a token the agent could only be refused for ever: say so at start-up instead. */
+function agentToken(env: Env): string {
+  const token = env.AGENT_TOKEN?.trim();
+  if (!token) throw new ConfigError('AGENT_TOKEN is empty: set it to a token whose role is agent (or admin) in the server\'s AUTH_TOKENS; npm start prints one');
+  return token;
+}
+
 /** Reads and validates every agent setting once (DESIGN.md, "Configuration"). */
 export function loadAgentConfig(env: Env): Readonly<AgentConfig> {
   const reconnectMinMs = int(env, 'RECONNECT_MIN_MS', 200, 10);
@@ -53,7 +60,7 @@ export function loadAgentConfig(env: Env): Readonly<AgentConfig> {
     port: int(env, 'PORT', 7766, 0, 65535),
     host: str(env, 'HOST', '127.0.0.1'),
     serverUrls: serverUrls(env.SERVER_URL ?? 'http://127.0.0.1:7002'),
-    token: env.AGENT_TOKEN?.trim() || undefined,
+    token: agentToken(env),
     env: str(env, 'AGENT_ENV', 'default', new RegExp(ENV_PATTERN), 'use 1-64 of A-Z a-z 0-9 _ -'),
     agentId: str(env, 'AGENT_ID', `${hostname().replace(/[^A-Za-z0-9_.-]/g, '-').slice(0, 100)}-${nanoid(6)}`,
       new RegExp(AGENT_ID_PATTERN), 'use 1-128 of A-Z a-z 0-9 _ . : @ -'),

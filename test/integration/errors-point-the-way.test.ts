@@ -3,6 +3,7 @@ import { ADMIN, newEnv, startAgent, startServer, type RunningServer } from '../s
 import { client } from '../src/http.js';
 import { freePort } from '../src/ports.js';
 import { waitUntil } from '../src/wait.js';
+import { runTs } from '../src/procs.js';
 
 /**
  * Errors a newcomer meets say what is wrong and where to go: a wrong method is
@@ -80,4 +81,10 @@ describe('errors point the way', () => {
     expect(r.body.error).toBe('upstream_unavailable');
     expect(r.body.message).toMatch(/may or may not have been applied.*Idempotency-Key/);
   }, 60_000);
+
+  it('an agent without a token stops at start-up with one line instead of retrying for ever', async () => {
+    const out = await runTs('pdp-agent/src/main.ts', [], { AGENT_TOKEN: '', PORT: '0' }).then(() => 'started', (e: Error) => e.message);
+    expect(out).toMatch(/factsync agent: AGENT_TOKEN is empty: set it to a token whose role is agent/);
+    expect(out).not.toMatch(/\n\s+at /);
+  });
 });

@@ -120,9 +120,11 @@ describe('auth and config', () => {
   it('a bad setting is one clear line', () => {
     expect(() => loadServerConfig({ PORT: 'eighty' })).toThrow(/PORT="eighty" is invalid: expected an integer/);
     expect(() => loadServerConfig({ REDIS_URL: 'localhost:6379' })).toThrow(/REDIS_URL/);
-    expect(() => loadAgentConfig({ SERVER_URL: 'ftp://x' })).toThrow(/use http:\/\/ or https:\/\//);
-    expect(() => loadAgentConfig({ AGENT_ENV: 'no spaces' })).toThrow(/AGENT_ENV/);
-    expect(loadAgentConfig({ SERVER_URL: 'http://a:1, http://b:2' }).serverUrls.map((u) => u.host)).toEqual(['a:1', 'b:2']);
+    expect(() => loadAgentConfig({ SERVER_URL: 'ftp://x', AGENT_TOKEN: 't' })).toThrow(/use http:\/\/ or https:\/\//);
+    expect(() => loadAgentConfig({ AGENT_ENV: 'no spaces', AGENT_TOKEN: 't' })).toThrow(/AGENT_ENV/);
+    expect(() => loadAgentConfig({ AGENT_TOKEN: '  ' })).toThrow(/^AGENT_TOKEN is empty: set it to a token whose role is agent/);
+    expect(() => loadAgentConfig({ AGENT_TOKEN: 't', LOG_LEVEL: 'loud' })).toThrow(/LOG_LEVEL/);
+    expect(loadAgentConfig({ SERVER_URL: 'http://a:1, http://b:2', AGENT_TOKEN: 't' }).serverUrls.map((u) => u.host)).toEqual(['a:1', 'b:2']);
   });
 
   it('backoff stays within its bounds', () => {
