@@ -180,6 +180,12 @@ export function attributeOf(input: AttributeInput): Result<AttributeValue> {
   if ('tuple' in input) return parseAttributeTuple(input.tuple, true) as Result<AttributeValue>;
   const kind = normalizeKind(input.kind);
   if (!kind.ok) return kind;
+  // An array kind takes a JSON array, or the same comma list as the tuple form ("a,b,c").
+  if (kind.value.endsWith('_array') && typeof input.value === 'string') {
+    const parsed = attributeValueFromText(kind.value, input.value);
+    if (!parsed.ok) return err(`attribute ${input.entity}$${input.attribute}: ${parsed.error}`);
+    return attributeOf({ ...input, kind: kind.value, value: parsed.value });
+  }
   if (!attributeValueMatchesKind(kind.value, input.value)) {
     return err(`attribute ${input.entity}$${input.attribute}: value ${JSON.stringify(input.value)} is not of kind ${kind.value}`);
   }

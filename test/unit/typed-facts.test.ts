@@ -85,4 +85,15 @@ describe('users', () => {
     ]);
     expect(validateOps(ops).ok).toBe(true);
   });
+
+  it('an array kind takes a comma list in the JSON form as in the tuple form', () => {
+    const json = attributeOf({ entity: 'document:1', attribute: 'tags', kind: 'string[]', value: 'a,b,c' });
+    const tuple = parseAttributeTuple('document:1$tags|string[]:a,b,c');
+    expect(json).toEqual({ ok: true, value: { entity: 'document:1', attribute: 'tags', kind: 'string_array', value: ['a', 'b', 'c'] } });
+    expect(tuple).toEqual(json);
+    expect(attributeOf({ entity: 'u:1', attribute: 'n', kind: 'integer_array', value: '1, 2' })).toMatchObject({ ok: true, value: { value: [1, 2] } });
+    expect(attributeOf({ entity: 'u:1', attribute: 'n', kind: 'integer_array', value: '1,x' }).ok).toBe(false);
+    // A string stays a string for a scalar kind.
+    expect(attributeOf({ entity: 'u:1', attribute: 's', kind: 'string', value: 'a,b' })).toMatchObject({ ok: true, value: { value: 'a,b' } });
+  });
 });
