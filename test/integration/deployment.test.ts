@@ -9,7 +9,9 @@ import { ROOT } from '../src/procs.js';
 /** Every variable a component reads, found by letting its config loader read through a recording proxy. */
 function namesRead(load: (env: Record<string, string | undefined>) => unknown): Set<string> {
   const seen = new Set<string>();
-  load(new Proxy({}, { get: (_t, k) => (typeof k === 'string' && seen.add(k), undefined) }));
+  // Unset reads as unset, but for the variables a loader requires (a placeholder, so it reads on).
+  const required: Record<string, string> = { AGENT_TOKEN: 'placeholder-token' };
+  load(new Proxy({}, { get: (_t, k) => (typeof k === 'string' ? (seen.add(k), required[k]) : undefined) }));
   return seen;
 }
 
