@@ -47,7 +47,7 @@ export async function awaitAtLeast(
 }
 
 /**
- * Permission checks (DESIGN.md, "Decisions on the agent"): `/allowed`,
+ * Permission checks (docs/api.md, "Decisions on the agent"): `/allowed`,
  * `/allowed/bulk`, `/user-permissions`, in Permit's shapes. Each answer says
  * the version it was decided at (in the body where Permit's shape has room,
  * and always in X-Factsync-Version).

@@ -39,7 +39,7 @@ const LIVE = ['/healthz', '/health', '/healthy'];
 const READY = ['/readyz', '/ready'];
 const encodeCursor = (key: string) => Buffer.from(key, 'utf8').toString('base64url');
 
-/** The agent's local HTTP API (DESIGN.md, "pdp-agent local API"): reads, status, health. */
+/** The agent's local HTTP API (docs/api.md, "pdp-agent local API"): reads, status, health. */
 export async function buildLocalApi(agent: LocalApiDeps, forwarder: Forwarder, log: Logger): Promise<LocalApi> {
   const { config } = agent;
   const app = await createHttpApp({

@@ -6,7 +6,7 @@ export const MAX_REMEMBERED_USERS = 1_000_000;
 const MAX_UNCONFIRMED = 64;
 
 /**
- * Monthly active users, agent side (DESIGN.md, "Usage"): the distinct user
+ * Monthly active users, agent side (docs/api.md, "Decisions on the agent": usage): the distinct user
  * keys this agent checked, per UTC month, reported to the server in batches
  * over the websocket. A batch is kept until the server confirms it stored it
  * (`usage_ok`), and sent again on the next session otherwise: a key checked is

@@ -81,7 +81,7 @@ export function createForward(d: WriteApiDeps): ForwardOps {
 }
 
 /**
- * Writes through the agent (DESIGN.md, "pdp-agent local API"): the generic
+ * Writes through the agent (docs/api.md, "pdp-agent local API"): the generic
  * `POST /v1/facts` and typed endpoints that build the ops, all forwarded to the
  * server as one version and answered per the waiting headers.
  */

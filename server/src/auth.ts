@@ -24,7 +24,7 @@ export interface Principal {
   label: string;
 }
 
-/** DESIGN.md role table. */
+/** The role table of docs/api.md, "Server HTTP API". */
 const CAN: Record<Role, ReadonlySet<Capability>> = {
   admin: new Set(['read', 'write', 'ack', 'subscribe']),
   writer: new Set(['read', 'write']),

@@ -2,7 +2,7 @@ import { Type, type Static } from '@sinclair/typebox';
 import { err, ok, type Result } from './result.js';
 
 /**
- * Permission checks as they arrive at the agent (DESIGN.md, "Decisions on the
+ * Permission checks as they arrive at the agent (docs/api.md, "Decisions on the
  * agent"), in Permit's shapes, and their one normal form. The SDK and the
  * agent share these, so a check means the same on both sides.
  */

@@ -1,7 +1,7 @@
 import { err, ok, type Result } from './result.js';
 
 /**
- * Permit's condition JSON (DESIGN.md, "Decisions on the agent"), parsed once
+ * Permit's condition JSON (docs/api.md, "Decisions on the agent"), parsed once
  * into a small tree that the agent compiles to closures. Defined here so the
  * write path (validation) and the evaluator read one grammar:
  *

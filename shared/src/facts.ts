@@ -6,7 +6,7 @@ import {
   conditionSetProblem, conditionSetRuleKey, conditionSetRuleProblem, resourceInstanceProblem, resourceProblem, resourceRoleProblem, tenantRoleProblem,
 } from './policy.js';
 
-/** Names and limits of the data model (DESIGN.md, "Data model"). */
+/** Names and limits of the data model (docs/api.md, "Data model"). */
 export const ENV_PATTERN = '^[A-Za-z0-9_-]{1,64}$';
 export const TYPE_PATTERN = '^[a-z][a-z0-9_]{0,63}$';
 export const MAX_KEY_LENGTH = 512;

@@ -4,7 +4,7 @@ import { Change, EnvName, Fact } from './facts.js';
 import type { ErrorCode } from './errors.js';
 import { err, ok, type Result } from './result.js';
 
-/** Websocket protocol (DESIGN.md, "Websocket protocol"): JSON text frames, a union on `type`. */
+/** Websocket protocol (docs/api.md, "Websocket protocol"): JSON text frames, a union on `type`. */
 
 const Version = Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER });
 const Epoch = Type.Union([Type.String({ minLength: 1, maxLength: 64 }), Type.Null()]);
@@ -23,7 +23,7 @@ export const HelloMessage = Type.Object({
 });
 export const AckMessage = Type.Object({ type: Type.Literal('ack'), version: Version });
 
-/** Monthly active users (DESIGN.md, "Usage"): user keys an agent checked in a UTC month, reported once per batch. */
+/** Monthly active users (docs/api.md, "Decisions on the agent": usage): user keys an agent checked in a UTC month, reported once per batch. */
 export const MAX_USAGE_BATCH = 1000;
 export const USAGE_MONTH_PATTERN = '^[0-9]{4}-(0[1-9]|1[0-2])$';
 export const UsageMessage = Type.Object({

@@ -2,7 +2,7 @@ import { Type, type Static } from '@sinclair/typebox';
 import { parseCondition } from './conditions.js';
 
 /**
- * Policy as facts (DESIGN.md, "Decisions on the agent"): the model travels on
+ * Policy as facts (docs/api.md, "Decisions on the agent"): the model travels on
  * the same versioned log as the data, so an agent decides with the policy and
  * the data of exactly the version it reports. Validation of these values is
  * registered with the other well-known types in facts.ts.

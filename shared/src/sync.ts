@@ -2,7 +2,7 @@ import { Type, type Static } from '@sinclair/typebox';
 import { AGENT_ID_PATTERN } from './messages.js';
 import { err, ok, type Result } from './result.js';
 
-/** The sync contract (DESIGN.md, "Waiting"). */
+/** The sync contract (docs/api.md, "Waiting"). */
 
 export type WaitFor =
   | { kind: 'local' }
@@ -108,7 +108,7 @@ export const PRODUCER_WINDOW = 128;
 
 /**
  * `Idempotency-Key`, `X-Wait-For`, `X-Wait-Timeout` and `X-Timeout-Policy` of a
- * write, parsed the same way by the server and the agent (DESIGN.md, "Waiting").
+ * write, parsed the same way by the server and the agent (docs/api.md, "Waiting").
  */
 export function parseWriteHeaders(
   h: Record<string, string | string[] | undefined>,

@@ -6,7 +6,7 @@ import {
 import { err, ok, type Result } from './result.js';
 
 /**
- * The typed write forms of the agent API and the SDK (DESIGN.md, "pdp-agent
+ * The typed write forms of the agent API and the SDK (docs/api.md, "pdp-agent
  * local API"), and how each becomes ops. Defined once here so the agent and the
  * SDK can never disagree on what a user or a tuple means.
  */
@@ -204,7 +204,7 @@ export function attributeDeleteOp(input: AttributeRef): Result<Op> {
   return ok({ op: 'delete', type: 'attribute', key: attributeKey(ref.value) });
 }
 
-/** `GET /v1/status` of the agent (DESIGN.md: agent_id, env, applied, head, connected; the rest is ours). */
+/** `GET /v1/status` of the agent (docs/api.md: agent_id, env, applied, head, connected, and more). */
 export const AgentStatus = Type.Object({
   agent_id: Type.String(),
   env: Type.String(),

@@ -7,7 +7,7 @@ import { client } from '../src/http.js';
 import { waitUntil } from '../src/wait.js';
 
 /**
- * Every agent decides (DESIGN.md, "Decisions on the agent"), with real
+ * Every agent decides (docs/api.md, "Decisions on the agent"), with real
  * processes: two server replicas on Redis, agent A on r1 (where the writes go)
  * and agent B on r2 (where the checks go, with `at_least` the version A's write
  * returned), both requiring AGENT_API_TOKEN; B logs its decisions.

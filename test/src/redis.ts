@@ -52,7 +52,7 @@ export async function startRedisServer(opts: { port?: number; appendonly?: boole
 }
 
 /**
- * The Redis for the test run (DESIGN.md, "Commands"): REDIS_URL when set, else a
+ * The Redis for the test run (the README's "Tests"): REDIS_URL when set, else a
  * testcontainers Redis when a Docker engine answers, else a redis-server child.
  */
 export async function acquireRedis(): Promise<RedisHandle> {

@@ -22,7 +22,7 @@ export interface UserLookup {
 export const MAX_DERIVATION_NODES = 10_000;
 
 /**
- * Decides checks over the PolicyIndex (DESIGN.md, "Decisions on the agent"):
+ * Decides checks over the PolicyIndex (docs/api.md, "Decisions on the agent"):
  * RBAC through tenant roles, ReBAC through resource roles held directly, via
  * subject sets or derived by `granted_to`, ABAC through condition set rules.
  * Synchronous: a decision sees exactly one applied version.

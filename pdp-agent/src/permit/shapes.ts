@@ -100,7 +100,7 @@ export const tenantValue = (t: Partial<PermitTenant>): Record<string, unknown> =
  * A role assignment: tenant-wide (`{user, role, tenant}`) or on an instance
  * (`{user, role, resource_instance: "folder:f1"}`), which is the relationship
  * `folder:f1#role@user:key` (tenant-wide roles and resource roles are decided
- * from those two facts, see DESIGN.md).
+ * from those two facts, see docs/api.md, "Decisions on the agent").
  */
 export function assignmentOp(a: PermitRoleAssignment, op: 'upsert' | 'delete'): Result<Op> {
   if (a.resource_instance) {

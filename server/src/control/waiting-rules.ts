@@ -18,7 +18,7 @@ export const hasApplied = (a: AgentSyncState | undefined, version: number): bool
 export const isAwaited = (a: AgentSyncState, version: number): boolean => a.present && a.since < version;
 
 /**
- * The sync contract as a pure function (DESIGN.md, "Waiting"; invariant 8).
+ * The sync contract as a pure function (docs/api.md, "Waiting"; invariant 8).
  * `all`: every agent awaited for V has applied V. `n`: any n present agents
  * have applied V. ids: exactly those agents, each present and having applied V.
  */

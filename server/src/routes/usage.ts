@@ -4,7 +4,7 @@ import { USAGE_MONTH_PATTERN, usageMonth } from '@factsync/shared';
 import { EnvParams, ErrorBody } from './schemas.js';
 import { requireCap, type RouteContext } from './context.js';
 
-/** Monthly active users (DESIGN.md, "Usage"): distinct user keys checked on any agent of the env in a UTC month. */
+/** Monthly active users (docs/api.md, "Decisions on the agent": usage): distinct user keys checked on any agent of the env in a UTC month. */
 export function usageRoutes(app: TypedApp, ctx: RouteContext): void {
   app.get('/v1/envs/:env/usage', {
     onRequest: requireCap(ctx.auth, 'read'),
