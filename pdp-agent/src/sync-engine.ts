@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import {
-  SnapshotAssembly, assertNever, parseChangesReply, parseSnapshotReply, replayBreak, type Change, type Fact, type HelloMessage, type ServerMessage, type UsageMessage,
+  SnapshotAssembly, assertNever, parseChangesReply, parseSnapshotReply, replayBreak, type Change, type HelloMessage, type ServerMessage, type UsageMessage,
 } from '@factsync/shared';
 import type { LocalStore } from './local-store.js';
 import type { Applier, OfferResult } from './applier.js';

@@ -7,7 +7,7 @@ import type { PermitDeps } from './deps.js';
 import {
   PermitResourceInstance, PermitResourceInstanceUpdate, PermitRoleAssignment, PermitSetRule, PermitTenant, PermitTenantUpdate, PermitTuple,
   PermitUser, PermitUserRole, PermitUserUpdate, allOk, assignmentOp, instanceKey, setRuleOp, tenantValue, tupleOp, userValue,
-  type PermitRoleAssignment as RoleAssignmentBody, type PermitTenant as TenantBody, type PermitTuple as TupleBody, type PermitUser as UserBody,
+  type PermitTenant as TenantBody, type PermitUser as UserBody,
 } from './shapes.js';
 
 const Key = Type.Object({ key: Type.String({ minLength: 1, maxLength: 512 }) });
@@ -215,7 +215,6 @@ export function registerPermitFactsRoutes(app: TypedApp, forward: ForwardOps, d:
   });
 
   // ---- condition set rules (the SDK sends these to apiUrl, under /v2/facts) ----
-  type Rule = { user_set: string; permission: string; resource_set: string };
   route('POST', '/set_rules', undefined, PermitSetRule, 'Create a condition set rule (Permit)', async (req, reply) => {
     const r = req.body;
     await forward(req, reply, okOps([setRuleOp(r, 'upsert')]));

@@ -10,7 +10,7 @@ import type { PermitDeps } from './deps.js';
 import {
   PermitAction, PermitAttribute, PermitConditionSet, PermitConditionSetUpdate, PermitPermissions, PermitRelation, PermitResource,
   PermitResourceRole, PermitResourceUpdate, PermitRole, PermitRoleUpdate, conditionSetValue, resourceOps, resourceRoleValue, roleValue,
-  type PermitConditionSet as ConditionSetBody, type PermitResource as ResourceBody, type PermitResourceRole as ResourceRoleBody, type PermitRole as RoleBody,
+  type PermitConditionSet as ConditionSetBody, type PermitResource as ResourceBody,
 } from './shapes.js';
 
 const Name = Type.String({ minLength: 1, maxLength: 170 });
