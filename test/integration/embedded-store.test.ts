@@ -76,6 +76,19 @@ describe('the embedded store keeps what it answered', () => {
     await again.close();
   });
 
+  it('expired idempotency records leave the file while the server runs, not only at a restart', async () => {
+    const dir = newDir();
+    let t = 1_000_000;
+    const s = createEmbeddedStore({ ...opts, idempotencyTtlSeconds: 1, dataDir: dir, now: () => t }).store;
+    for (let i = 0; i < 20; i++) await s.write('x', { ops: [upsert('user', `k${i}`, {})], ts: ts(), idempotencyKey: `key-${i}` });
+    t += 5_000;
+    for (let i = 0; i < 1100; i++) await s.write('x', { ops: [upsert('user', `u${i}`, {})], ts: ts() });
+    await s.close();
+    const db = new Database(join(dir, DATA_FILE), { readonly: true });
+    expect((db.prepare('SELECT count(*) AS n FROM idempotency').get() as { n: number }).n).toBe(0);
+    db.close();
+  });
+
   it('one server per directory; another program\'s database, a torn file or garbage is refused with one line', async () => {
     const dir = newDir();
     const s = createEmbeddedStore({ ...opts, dataDir: dir }).store;

@@ -96,7 +96,17 @@ export function openSqliteJournal(o: SqliteJournalOptions): { journal: Journal; 
     producer: db.prepare('INSERT OR REPLACE INTO producers (env, producer, max, seqs, expires) VALUES (?, ?, ?, ?, ?)'),
     user: db.prepare('INSERT OR IGNORE INTO usage (env, month, user) VALUES (?, ?, ?)'),
   };
+  const expire = {
+    keys: db.prepare('DELETE FROM idempotency WHERE expires <= ?'),
+    producers: db.prepare('DELETE FROM producers WHERE expires <= ?'),
+  };
+  // Expired idempotency records leave the file as they leave memory: a sweep every 1,024 commits keeps it bounded.
+  let commits = 0;
   const commit = db.transaction((env: string, c: GroupCommit) => {
+    if (++commits % 1024 === 0) {
+      expire.keys.run(now());
+      expire.producers.run(now());
+    }
     q.env.run(env, c.epoch, c.version, c.id);
     for (const ch of c.changes) q.change.run(env, ch.version, ch.json);
     if (c.trimmedThrough > 0) q.trim.run(env, c.trimmedThrough);
