@@ -40,6 +40,10 @@ describe('status page', () => {
     await page.waitForSelector('tr[data-agent="pdp-eu-1"]');
     expect(await page.textContent('#state')).toBe('live');
     expect(await page.textContent('#head')).toBe('1');
+    // The store and the epoch; the address now bookmarks this view, the token only in the fragment.
+    const epoch = (await client(server.url, ADMIN).get('/v1/envs/demo/head')).body.epoch;
+    expect(await page.textContent('#store')).toBe(`memory · ${epoch}`);
+    expect(new URL(page.url()).hash).toBe(`#token=${ADMIN}&env=demo`);
 
     for (let i = 0; i < 12; i++) {
       const r = await admin.post('/v1/envs/demo/facts', { ops: [upsert('doc', `d${i}`, { i })] }, { 'x-wait-for': 'all', 'x-wait-timeout': '5' });
@@ -65,6 +69,25 @@ describe('status page', () => {
     const shot = process.env.UPDATE_SCREENSHOTS === '1' ? join(ROOT, 'docs/status-page.png') : join(tmpdir(), 'factsync-status-page.png');
     await page.screenshot({ path: shot });
     expect(statSync(shot).size).toBeGreaterThan(10_000);
+
+    // The lag chart has a time axis and the peak.
+    expect(await page.locator('#chart text.tick').allTextContents()).toEqual(['-120s', '-90s', '-60s', '-30s', 'now']);
+    expect(Number(await page.textContent('#peak'))).toBeGreaterThanOrEqual(1);
+
+    // A bookmark with the fragment connects by itself; the server never sees the token in a URL.
+    const bookmarked = await browser.newPage();
+    const seen: string[] = [];
+    bookmarked.on('request', (r) => seen.push(r.url()));
+    await bookmarked.goto(`${server.url}/#token=${ADMIN}&env=demo`);
+    await bookmarked.waitForSelector('tr[data-agent="pdp-eu-1"]');
+    expect(await bookmarked.textContent('#state')).toBe('live');
+    expect(seen.some((u) => u.includes(ADMIN))).toBe(false);
+    await bookmarked.close();
+
+    // The icon is served (no 404 in the console).
+    const icon = await fetch(`${server.url}/favicon.ico`);
+    expect(icon.status).toBe(200);
+    expect(icon.headers.get('content-type')).toMatch(/image\/svg\+xml/);
 
     // A wrong token is refused with the server's message.
     await page.fill('#token', 'wrong');

@@ -8,6 +8,8 @@ import { requireCap, type RouteContext } from './context.js';
 import { TokenSlots } from '../token-slots.js';
 
 const PAGE = readFileSync(new URL('../status/page.html', import.meta.url), 'utf8');
+const ICON = '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 32 32"><rect width="32" height="32" rx="7" fill="#3451b2"/>'
+  + '<path d="M9 23V9h12M9 16h9" stroke="#fff" stroke-width="3.2" fill="none" stroke-linecap="round"/></svg>';
 
 /** The status page (`/`), the env list it starts from, and its live stream. Returns a closer for shutdown. */
 export function statusRoutes(app: TypedApp, ctx: RouteContext): { closeStreams(): void } {
@@ -16,6 +18,9 @@ export function statusRoutes(app: TypedApp, ctx: RouteContext): { closeStreams()
 
   app.get('/', { schema: { summary: 'Live status page (HTML)', hide: true } }, async (_req, reply) =>
     reply.type('text/html; charset=utf-8').header('cache-control', 'no-store').send(PAGE));
+  // Browsers ask for it on every page; an SVG serves every size.
+  app.get('/favicon.ico', { schema: { summary: 'The status page\'s icon', hide: true } }, async (_req, reply) =>
+    reply.type('image/svg+xml').header('cache-control', 'public, max-age=86400').send(ICON));
 
   app.get('/v1/envs', {
     schema: { summary: 'Envs that have data (those this token may read)', response: { 200: Type.Object({ envs: Type.Array(Type.String()) }), '4xx': ErrorBody } },
@@ -38,7 +43,7 @@ export function statusRoutes(app: TypedApp, ctx: RouteContext): { closeStreams()
       streams.delete(reply.raw);
       release();
     });
-    await streamEnvStatus(ctx.store, env, reply.raw, req.log, { minIntervalMs: 250, maxIntervalMs: 2000, maxBufferedBytes: ctx.config.streamMaxBufferedBytes });
+    await streamEnvStatus(ctx.store, env, reply.raw, req.log, { minIntervalMs: 250, maxIntervalMs: 2000, maxBufferedBytes: ctx.config.streamMaxBufferedBytes, storeKind: ctx.store.kind });
   });
 
   return {

@@ -8,6 +8,8 @@ export interface EnvStatus {
   env: string;
   head: number;
   epoch: string | null;
+  /** The store the server runs on: redis, embedded or memory. */
+  store: string;
   agents: (AgentInfo & { lag: number })[];
   /** Distinct users checked this UTC month. */
   mau: number;
@@ -21,7 +23,7 @@ export interface EnvStatus {
  */
 export async function streamEnvStatus(
   store: FactLog & SessionRegistry & EventBus & UsageLedger, env: string, res: ServerResponse, log: FastifyBaseLogger,
-  opts: { minIntervalMs: number; maxIntervalMs: number; maxBufferedBytes: number } = { minIntervalMs: 250, maxIntervalMs: 2000, maxBufferedBytes: 1024 * 1024 },
+  opts: { minIntervalMs: number; maxIntervalMs: number; maxBufferedBytes: number; storeKind: string } = { minIntervalMs: 250, maxIntervalMs: 2000, maxBufferedBytes: 1024 * 1024, storeKind: 'unknown' },
 ): Promise<void> {
   let pending = false;
   let timer: NodeJS.Timeout | undefined;
@@ -35,7 +37,7 @@ export async function streamEnvStatus(
     try {
       const [head, agents, mau] = await Promise.all([store.head(env), store.agents(env), store.usage(env, usageMonth(Date.now()))]);
       const status: EnvStatus = {
-        env, head: head.version, epoch: head.epoch, mau, at: new Date().toISOString(),
+        env, head: head.version, epoch: head.epoch, store: opts.storeKind, mau, at: new Date().toISOString(),
         agents: agentInfos(agents).map((a) => ({ ...a, lag: Math.max(0, head.version - a.applied) })),
       };
       // Backpressure: a client that does not read is cut once the budget is queued (invariant 10).
