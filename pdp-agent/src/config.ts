@@ -53,7 +53,7 @@ function agentToken(env: Env): string {
   return token;
 }
 
-/** Reads and validates every agent setting once (the README's "Configuration" table). */
+/** Reads and validates every agent setting once (docs/operations.md, "Configuration"). */
 export function loadAgentConfig(env: Env): Readonly<AgentConfig> {
   const reconnectMinMs = int(env, 'RECONNECT_MIN_MS', 200, 10);
   return Object.freeze({
