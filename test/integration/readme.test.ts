@@ -1,0 +1,92 @@
+import { afterAll, describe, expect, it } from 'vitest';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import type { ChildProcess } from 'node:child_process';
+import { ROOT } from '../src/procs.js';
+import { killGroup, spawnChild } from '../src/children.js';
+import { freePort } from '../src/ports.js';
+import { waitUntil } from '../src/wait.js';
+
+const run = promisify(execFile);
+
+/**
+ * The README's tour runs as written: every `sh` block, in order, against a
+ * real `npm start` on a fresh data directory (ports moved to free ones, the
+ * token the one it printed); each command's output is compared with the JSON
+ * the README shows under it. A block that starts a process (`npm run agent`)
+ * is started and waited for; `npm ci`, `npm start` and `npm test` are what
+ * this test itself stands on.
+ */
+interface Step { command: string; expected: string | undefined }
+
+function tourBlocks(readme: string): string[] {
+  return [...readme.matchAll(/```sh\n([\s\S]*?)```/g)].map((m) => m[1]!);
+}
+
+/** A block's commands (joined across `\` continuations) with the `# {…}` line under each, if any. */
+function steps(block: string): Step[] {
+  const out: Step[] = [];
+  let current = '';
+  for (const line of block.split('\n')) {
+    if (line.trim() === '') continue;
+    if (line.startsWith('# ')) {
+      if (out.length > 0 && out[out.length - 1]!.expected === undefined) out[out.length - 1]!.expected = line.slice(2);
+      continue;
+    }
+    current += line.endsWith('\\') ? `${line.slice(0, -1)} ` : line;
+    if (!line.endsWith('\\')) {
+      out.push({ command: current, expected: undefined });
+      current = '';
+    }
+  }
+  return out;
+}
+
+describe('the README tour, as written', () => {
+  const children: ChildProcess[] = [];
+  const dir = mkdtempSync(join(tmpdir(), 'factsync-readme-'));
+  afterAll(() => {
+    for (const c of children) killGroup(c);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('every sh block prints what the README shows', async () => {
+    const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
+    const ports: Record<string, number> = { 7002: await freePort(), 7766: await freePort(), 7767: await freePort() };
+    const local = (text: string) => text.replace(/\b(7002|7766|7767)\b/g, (p) => String(ports[p]));
+    const TOKEN = 'dev-readme-tour';
+    const env = { ...process.env, TOKEN, DEV_TOKEN: TOKEN, DATA_DIR: dir, REDIS_URL: '', LOG_LEVEL: 'warn', PORT: String(ports[7002]), AGENT_PORT: String(ports[7766]) };
+    const start = spawnChild('npm', ['start'], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    children.push(start);
+    let out = '';
+    start.stdout!.on('data', (d: Buffer) => (out += d.toString('utf8')));
+    await waitUntil(() => out.includes('factsync is running'), 'npm start', 60_000);
+    expect(out).toContain(`dev token  ${TOKEN}`);
+
+    const blocks = tourBlocks(readme);
+    expect(blocks.length).toBeGreaterThan(4);
+    let compared = 0;
+    for (const block of blocks) {
+      if (/^npm (ci|start|test)\b/m.test(block)) continue;
+      for (const step of steps(block)) {
+        const command = local(step.command);
+        if (/npm run agent/.test(command)) {
+          const { PORT: _p, AGENT_PORT: _a, DATA_DIR: _d, ...agentEnv } = env;
+          const agent = spawnChild('bash', ['-c', command], { cwd: ROOT, env: agentEnv, stdio: 'ignore' });
+          children.push(agent);
+          const port = /PORT=(\d+)/.exec(command)![1];
+          await waitUntil(async () => (await fetch(`http://127.0.0.1:${port}/readyz`).then((r) => r.status, () => 0)) === 200, `the agent of "${step.command.slice(0, 40)}"`, 60_000);
+          continue;
+        }
+        const { stdout } = await run('bash', ['-c', command], { cwd: ROOT, env });
+        if (step.expected === undefined) continue;
+        expect(JSON.parse(stdout), step.command).toEqual(JSON.parse(step.expected));
+        compared++;
+      }
+    }
+    expect(compared).toBeGreaterThanOrEqual(6);
+  }, 180_000);
+});
