@@ -38,7 +38,10 @@ async function main(): Promise<void> {
     const serverConfig = loadServerConfig({
       ...process.env, AUTH_TOKENS: process.env.AUTH_TOKENS ?? `${token}=admin:*`, REPLICA_ID: 'dev', DATA_DIR: join(DATA_ROOT, 'server'),
     });
-    server = await createServer(serverConfig, { logger: log.child({ component: 'server' }) });
+    // Unless AUTH_TOKENS was given, the only token is the dev token: a 401 says where it is.
+    const unknownTokenHint = process.env.AUTH_TOKENS || process.env.DEV_TOKEN ? undefined
+      : `npm start's token is in ${join(DATA_ROOT, 'dev-token')} (printed at start; it changes only when that file is deleted)`;
+    server = await createServer(serverConfig, { logger: log.child({ component: 'server' }), unknownTokenHint });
     const serverUrl = await server.listen();
     portVar = 'AGENT_PORT';
     const agentConfig = loadAgentConfig({

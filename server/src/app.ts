@@ -29,6 +29,8 @@ export interface ServerOptions {
   store?: FactStore;
   logger?: Logger;
   hooks?: BroadcasterHooks;
+  /** What a 401 for an unknown token says instead of "check AUTH_TOKENS on the server" (npm start names its dev token). */
+  unknownTokenHint?: string;
 }
 
 export interface FactsyncServer {
@@ -85,7 +87,7 @@ export async function createServer(config: Readonly<ServerConfig>, opts: ServerO
       if (e.code === 'store_unavailable' || e.code === 'shutting_down') void reply.header('retry-after', '1');
     },
   });
-  const auth = createAuthenticator(config.tokens);
+  const auth = createAuthenticator(config.tokens, opts.unknownTokenHint);
   const broadcaster = new Broadcaster(store, log, { healIntervalMs: config.healIntervalMs, pageSize: config.changesPageSize, frameBytes: config.wsMaxFrameBytes }, opts.hooks);
   const control = new ControlPlane(store, log, {
     replicaId: config.replicaId, leaseMs: config.leaseMs, refreshMs: config.syncRefreshMs, lingerMs: 30_000,

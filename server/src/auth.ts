@@ -84,7 +84,8 @@ export function permitAgentId(p: Principal, agentId: string): void {
   if (!ok) throw new FactsyncError('forbidden', `this token may only connect as agent ${p.agentIds}, not "${agentId}"`);
 }
 
-export function createAuthenticator(grants: readonly TokenGrant[]): Authenticator {
+/** `unknownTokenHint`: where a rejected token's owner finds the right one (npm start names its dev token file). */
+export function createAuthenticator(grants: readonly TokenGrant[], unknownTokenHint = 'check AUTH_TOKENS on the server'): Authenticator {
   function authenticate(authorization: string | undefined): Principal {
     const m = /^Bearer\s+(\S+)\s*$/i.exec(authorization ?? '');
     if (!m) throw new FactsyncError('unauthorized', 'missing bearer token: send Authorization: Bearer <token>');
@@ -95,7 +96,7 @@ export function createAuthenticator(grants: readonly TokenGrant[]): Authenticato
       if (timingSafeEqual(g.digest, digest) && found < 0) found = i;
     });
     const g = grants[found];
-    if (!g) throw new FactsyncError('unauthorized', 'unknown token: check AUTH_TOKENS on the server');
+    if (!g) throw new FactsyncError('unauthorized', `unknown token: ${unknownTokenHint}`);
     return { role: g.role, env: g.env, tokenIndex: found, label: `${g.role}:${g.env}`, ...(g.agentIds ? { agentIds: g.agentIds } : {}) };
   }
   return {

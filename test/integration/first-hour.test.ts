@@ -56,6 +56,10 @@ describe('npm start and start-up mistakes', () => {
     const first = npm(['start'], { PORT: String(port), AGENT_PORT: String(agentPort), DATA_DIR: data, REDIS_URL: '' });
     await waitUntil(() => first.out.includes('factsync is running'), 'npm start to print its URLs', 60_000);
     expect(first.out).toContain(`store: embedded, in ${join(data, 'server')}`);
+    // A stale token is told where npm start keeps the current one.
+    const stale = await fetch(`http://127.0.0.1:${port}/v1/envs/default/head`, { headers: { authorization: 'Bearer dev-old' } });
+    expect(stale.status).toBe(401);
+    expect((await stale.json()).message).toBe(`unknown token: npm start's token is in ${join(data, 'dev-token')} (printed at start; it changes only when that file is deleted)`);
     expect(await answers(`http://127.0.0.1:${port}/healthz`)).toBe(true);
     expect(await answers(`http://127.0.0.1:${agentPort}/healthz`)).toBe(true);
 
