@@ -107,7 +107,7 @@ describe('snapshot storm', () => {
     expect(after.peak - before, `peak ${after.peak.toFixed(0)} MiB, start ${before.toFixed(0)} MiB`).toBeLessThan(96);
   });
 
-  it('catch-up through 60 versions of 2.8 MB each (a bulk import): server memory does not grow with the history (170 MB)', async () => {
+  it('catch-up through 120 versions of 2.8 MB each (a bulk import): server memory does not grow with the history (340 MB)', async () => {
     const prefix = `big${nanoid(6)}`;
     const env = newEnv();
     const store = await createRedisStore({
@@ -115,7 +115,7 @@ describe('snapshot storm', () => {
     });
     await store.write(env, { ops: [{ op: 'upsert', type: 'doc', key: 'first', value: {} }], ts: new Date().toISOString() });
     const first = await store.head(env);
-    const VERSIONS = 60;
+    const VERSIONS = 120;
     for (let v = 0; v < VERSIONS; v++) {
       await store.write(env, { ops: Array.from({ length: 20_000 }, (_, j) => ({ op: 'upsert' as const, type: 'doc', key: `bulk${j}`, value: { v, pad: 'p'.repeat(80) } })), ts: new Date().toISOString() });
     }
@@ -142,9 +142,10 @@ describe('snapshot storm', () => {
       await waitUntil(() => last === head, `catch-up to ${head}`, 120_000);
       const after = rss(pid);
       expect(bytes).toBeGreaterThan(VERSIONS * 2_500_000);
-      // Garbage of the pages in flight (a few copies of one 2.8 MB change each) plateaus near 100 MiB
-      // whatever the history; a version kept per page would add the 170 MB.
-      expect(after.peak - before, `peak ${after.peak.toFixed(0)} MiB, start ${before.toFixed(0)} MiB`).toBeLessThan(140);
+      // Garbage of the pages in flight (a few copies of one 2.8 MB change each) plateaus at +95 to
+      // +140 MiB here whatever the history (more when the machine is busy and V8 collects late); a
+      // version kept per page would add the whole 340 MB history, so the bound sits between the two.
+      expect(after.peak - before, `peak ${after.peak.toFixed(0)} MiB, start ${before.toFixed(0)} MiB`).toBeLessThan(210);
     } finally {
       await srv.stop();
     }
