@@ -4,6 +4,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest, type RawServerDefault } from 'fastify';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { FactsyncError } from './errors.js';
+import { describeJsonError } from './json-position.js';
 import { toFactsyncError } from './validation-errors.js';
 import { RouteTable } from './route-hints.js';
 import { createValidatorCompiler } from './validator.js';
@@ -63,7 +64,7 @@ export async function createHttpApp(o: HttpAppOptions): Promise<TypedApp> {
       try {
         JSON.parse(body as string);
       } catch (e) {
-        detail = (e as Error).message;
+        detail = describeJsonError(body as string, (e as Error).message);
       }
       done(new FactsyncError('invalid_request', `the body is not valid JSON (${detail}); send one JSON value, e.g. {"ops": [...]}`), undefined);
     });

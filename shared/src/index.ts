@@ -18,3 +18,4 @@ export * from './snapshot-assembly.js';
 export * from './authzen.js';
 export * from './http-replies.js';
 export * from './replica-wire.js';
+export * from './json-position.js';

@@ -56,8 +56,8 @@ describe('errors point the way', () => {
       const r = await fetch(url, { method: 'POST', headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' }, body: '{"ops": [}' });
       const body = await r.json();
       expect(r.status).toBe(400);
-      // Node's parser names the token and quotes where it is.
-      expect(body.message).toMatch(/^the body is not valid JSON \(Unexpected token '\}', .*\); send one JSON value/);
+      // Node's parser names the token and quotes around it; the position, line and column are ours.
+      expect(body.message).toMatch(/^the body is not valid JSON \(Unexpected token '\}', .* is not valid JSON, at position 9 \(line 1, column 10\)\); send one JSON value/);
       expect(body.message).not.toMatch(/content-type is set/);
     }
   });
