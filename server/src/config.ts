@@ -54,7 +54,7 @@ export function loadServerConfig(env: Env): Readonly<ServerConfig> {
   const redisCluster = readString(env, 'REDIS_CLUSTER', 'false', /^(true|false)$/, 'use true or false') === 'true';
   if (redisUrl) {
     const urls = redisCluster ? redisUrl.split(',') : [redisUrl];
-    for (const u of urls) readUrl(env, 'REDIS_URL', u.trim(), ['redis:', 'rediss:']);
+    for (const u of urls) readUrl(env, 'REDIS_URL', u.trim(), ['redis:', 'rediss:'], 'redis://127.0.0.1:6379');
   }
   if (redisCluster && !redisUrl) throw new ConfigError('REDIS_CLUSTER=true needs REDIS_URL: a comma list of seed nodes, e.g. redis://10.0.0.1:6379,redis://10.0.0.2:6379');
   const redisWaitReplicas = readInt(env, 'REDIS_WAIT_REPLICAS', 0, 0, 100);

@@ -40,12 +40,13 @@ const LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 export const readLogLevel = (env: Env): string =>
   readString(env, 'LOG_LEVEL', 'info', new RegExp(`^(${LEVELS.join('|')})$`), `use one of ${LEVELS.join(', ')}`);
 
-export function readUrl(env: Env, name: string, raw: string, protocols: string[]): URL {
+/** `example` is what the message offers instead (a URL of the right scheme and the service's usual port). */
+export function readUrl(env: Env, name: string, raw: string, protocols: string[], example: string): URL {
   let u: URL;
   try {
     u = new URL(raw);
   } catch {
-    throw new ConfigError(`${name} contains ${JSON.stringify(raw)}, which is not a URL (e.g. ${protocols[0]}//127.0.0.1:7002)`);
+    throw new ConfigError(`${name} contains ${JSON.stringify(raw)}, which is not a URL (e.g. ${example})`);
   }
   if (!protocols.includes(u.protocol)) throw new ConfigError(`${name}=${JSON.stringify(raw)}: the scheme must be ${protocols.join(' or ')}`);
   return u;

@@ -87,4 +87,22 @@ describe('errors point the way', () => {
     expect(out).toMatch(/factsync agent: AGENT_TOKEN is empty: set it to a token whose role is agent/);
     expect(out).not.toMatch(/\n\s+at /);
   });
+
+  it('a bad value stops either process before it listens, with one line naming the variable and the fix', async () => {
+    const cases: [string, Record<string, string>, RegExp][] = [
+      ['pdp-agent/src/main.ts', { AGENT_TOKEN: 'x', SERVER_URL: 'notaurl' }, /^factsync agent: SERVER_URL contains "notaurl", which is not a URL \(e\.g\. http:\/\/127\.0\.0\.1:7002\)$/],
+      ['pdp-agent/src/main.ts', { AGENT_TOKEN: 'x', LOG_LEVEL: 'loud' }, /^factsync agent: LOG_LEVEL="loud" is invalid: use one of fatal, error, warn, info, debug, trace, silent$/],
+      ['pdp-agent/src/main.ts', { AGENT_TOKEN: 'x', PORT: 'abc' }, /^factsync agent: PORT="abc" is invalid: expected an integer from 0 to 65535$/],
+      ['server/src/main.ts', { REDIS_URL: 'nope' }, /^factsync server: REDIS_URL contains "nope", which is not a URL \(e\.g\. redis:\/\/127\.0\.0\.1:6379\)$/],
+      ['server/src/main.ts', { LOG_LEVEL: 'loud' }, /^factsync server: LOG_LEVEL="loud" is invalid: use one of/],
+      ['server/src/main.ts', { PORT: '70000' }, /^factsync server: PORT="70000" is invalid: expected an integer from 0 to 65535$/],
+    ];
+    for (const [entry, env, expected] of cases) {
+      const out = await runTs(entry, [], { PORT: '0', ...env }).then(() => 'started', (e: Error) => e.message);
+      expect(out, `${entry} ${JSON.stringify(env)}`).toMatch(/ exited 2: /); // 2: configuration (1 is a shutdown that overran its timeout)
+      const lines = out.replace(/^.* exited 2: /, '').trim().split('\n');
+      expect(lines, `${entry} ${JSON.stringify(env)}`).toHaveLength(1);
+      expect(lines[0]).toMatch(expected);
+    }
+  });
 });
