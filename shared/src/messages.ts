@@ -2,6 +2,7 @@ import { Type, type Static } from '@sinclair/typebox';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { Change, EnvName, Fact } from './facts.js';
 import type { ErrorCode } from './errors.js';
+import { describeJsonError } from './json-position.js';
 import { err, ok, type Result } from './result.js';
 
 /** Websocket protocol (docs/api.md, "Websocket protocol"): JSON text frames, a union on `type`. */
@@ -96,7 +97,7 @@ function parseJson(raw: string): Result<unknown> {
   try {
     return ok(JSON.parse(raw) as unknown);
   } catch (e) {
-    return err(`frame is not valid JSON (${(e as Error).message})`);
+    return err(`frame is not valid JSON (${describeJsonError(raw, (e as Error).message)})`);
   }
 }
 

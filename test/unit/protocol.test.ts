@@ -78,6 +78,11 @@ describe('websocket messages', () => {
     }
   });
 
+  it('a frame that is not JSON says where it broke', () => {
+    const r = parseClientMessage('{"type":"ack","version":}');
+    expect(r).toEqual({ ok: false, error: expect.stringMatching(/^frame is not valid JSON \(Unexpected token '\}', .*, at position 24 \(line 1, column 25\)\)$/) });
+  });
+
   it('property: never throws on arbitrary input', () => {
     fc.assert(fc.property(fc.oneof(fc.string(), fc.json()), (s) => {
       parseClientMessage(s);
