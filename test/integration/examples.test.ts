@@ -4,7 +4,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { ROOT } from '../src/procs.js';
+import { ROOT, npmScript, untilReady } from '../src/procs.js';
 import { killGroup, spawnChild } from '../src/children.js';
 import { freePort } from '../src/ports.js';
 import { waitUntil } from '../src/wait.js';
@@ -37,17 +37,15 @@ describe('examples/', () => {
     const [server, agent, second] = [await freePort(), await freePort(), await freePort()];
     const token = 'dev-examples';
     const env = { ...process.env, DEV_TOKEN: token, DATA_DIR: dir, REDIS_URL: '', LOG_LEVEL: 'warn', AGENT_API_TOKEN: 'secret' };
-    const start = spawnChild('npm', ['start'], { cwd: ROOT, env: { ...env, PORT: String(server), AGENT_PORT: String(agent) }, stdio: ['ignore', 'pipe', 'pipe'] });
-    children.push(start);
-    let out = '';
-    start.stdout!.on('data', (d: Buffer) => (out += d.toString('utf8')));
-    await waitUntil(() => out.includes('factsync is running'), 'npm start', 60_000);
+    const start = npmScript(['start'], { ...env, PORT: String(server), AGENT_PORT: String(agent) });
+    children.push(start.child);
+    await waitUntil(() => start.out.includes('factsync is running'), 'npm start', 60_000);
     const { DATA_DIR: _d, ...agentEnv } = env;
     const b = spawnChild('npm', ['run', 'agent'], {
       cwd: ROOT, env: { ...agentEnv, SERVER_URL: `http://127.0.0.1:${server}`, PORT: String(second), AGENT_ID: 'pdp-2', AGENT_TOKEN: token, AGENT_ENV: 'default' }, stdio: 'ignore',
     });
     children.push(b);
-    await waitUntil(async () => (await fetch(`http://127.0.0.1:${second}/readyz`).then((r) => r.status, () => 0)) === 200, 'the second agent', 60_000);
+    await untilReady(`http://127.0.0.1:${second}`, 'the second agent');
 
     const urls = { AGENT_URL: `http://127.0.0.1:${agent}`, SECOND_AGENT_URL: `http://127.0.0.1:${second}` };
     const ts = (file: string) => run(process.execPath, ['--import', 'tsx', join(ROOT, 'examples', file)], { cwd: ROOT, env: { ...env, ...urls } });

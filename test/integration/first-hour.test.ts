@@ -7,7 +7,7 @@ import { ADMIN, AGENT, newEnv, startAgent, startServer } from '../src/inproc.js'
 import { client, upsert } from '../src/http.js';
 import { RawAgent } from '../src/raw-agent.js';
 import { freePort } from '../src/ports.js';
-import { ROOT } from '../src/procs.js';
+import { ROOT, npmScript, type NpmRun } from '../src/procs.js';
 import { killGroup, spawnChild } from '../src/children.js';
 import { waitUntil } from '../src/wait.js';
 
@@ -23,20 +23,10 @@ afterEach(async () => {
   closers.length = 0;
 });
 
-interface Run {
-  child: ChildProcess;
-  out: string;
-  err: string;
-  exited: Promise<number | null>;
-}
-
 /** An npm script as a user runs it: `npm start`, `npm run server`. */
-function npm(args: string[], env: Record<string, string>): Run {
-  const child = spawnChild('npm', args, { cwd: ROOT, env: { ...process.env, LOG_LEVEL: 'warn', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  const run: Run = { child, out: '', err: '', exited: new Promise((r) => child.once('exit', (code) => r(code))) };
-  child.stdout!.on('data', (d: Buffer) => (run.out += d.toString('utf8')));
-  child.stderr!.on('data', (d: Buffer) => (run.err += d.toString('utf8')));
-  closers.push(() => killGroup(child));
+function npm(args: string[], env: Record<string, string>): NpmRun {
+  const run = npmScript(args, env);
+  closers.push(() => killGroup(run.child));
   return run;
 }
 
@@ -63,7 +53,7 @@ describe('npm start and start-up mistakes', () => {
     expect(await answers(`http://127.0.0.1:${port}/healthz`)).toBe(true);
     expect(await answers(`http://127.0.0.1:${agentPort}/healthz`)).toBe(true);
 
-    const oneLine = (run: Run) => {
+    const oneLine = (run: NpmRun) => {
       const lines = run.err.trim().split('\n').filter((l) => !l.startsWith('npm ') && l.trim() !== '');
       expect(lines, run.err).toHaveLength(1);
       expect(run.err).not.toMatch(/\n\s+at /);

@@ -214,6 +214,20 @@ describe('the Permit Python SDK, replayed on the wire, against schemas of its mo
     expect(failures).toEqual([]);
   });
 
+  it('removing an attribute or a relation of a resource type leaves the others (resource_attributes.delete, resource_relations.delete)', async () => {
+    const scope = await (await fetch(`${agentUrl}/v2/api-key/scope`, { headers: API })).json();
+    const base = `${agentUrl}${S.replace('{proj}', scope.project_id).replace('{env}', scope.environment_id)}/resources`;
+    const send = (method: string, path: string, body?: unknown) => fetch(`${base}${path}`, { method, headers: API, ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
+    expect((await fetch(base, { method: 'POST', headers: API, body: JSON.stringify({ key: 'shelf', name: 'Shelf', actions: { read: {} } }) })).status).toBe(201);
+    for (const key of ['color', 'size']) expect((await send('POST', '/shelf/attributes', { key, type: 'string' })).status).toBe(201);
+    for (const key of ['parent', 'owner']) expect((await send('POST', '/shelf/relations', { key, name: key, subject_resource: 'shelf' })).status).toBe(201);
+    expect((await send('DELETE', '/shelf/attributes/color')).status).toBe(204);
+    expect((await send('DELETE', '/shelf/relations/owner')).status).toBe(204);
+    const keys = async (path: string) => ((await (await send('GET', `${path}?page=1&per_page=100`)).json()) as { key: string }[]).map((x) => x.key).sort();
+    expect(await keys('/shelf/attributes')).toEqual(['size']);
+    expect(await keys('/shelf/relations')).toEqual(['parent']);
+  });
+
   it('the schemas catch what the SDK would refuse', () => {
     // A reply missing last_action_at, or with a non-UUID id, fails like pydantic does.
     const at = new Date().toISOString();

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { ChildProcess } from 'node:child_process';
-import { ROOT } from '../src/procs.js';
+import { ROOT, npmScript, untilReady } from '../src/procs.js';
 import { killGroup, spawnChild } from '../src/children.js';
 import { freePort } from '../src/ports.js';
 import { waitUntil } from '../src/wait.js';
@@ -59,12 +59,10 @@ describe('the README tour, as written', () => {
     const local = (text: string) => text.replace(/\b(7002|7766|7767)\b/g, (p) => String(ports[p]));
     const TOKEN = 'dev-readme-tour';
     const env = { ...process.env, TOKEN, DEV_TOKEN: TOKEN, DATA_DIR: dir, REDIS_URL: '', LOG_LEVEL: 'warn', PORT: String(ports[7002]), AGENT_PORT: String(ports[7766]) };
-    const start = spawnChild('npm', ['start'], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
-    children.push(start);
-    let out = '';
-    start.stdout!.on('data', (d: Buffer) => (out += d.toString('utf8')));
-    await waitUntil(() => out.includes('factsync is running'), 'npm start', 60_000);
-    expect(out).toContain(`dev token  ${TOKEN}`);
+    const start = npmScript(['start'], env);
+    children.push(start.child);
+    await waitUntil(() => start.out.includes('factsync is running'), 'npm start', 60_000);
+    expect(start.out).toContain(`dev token  ${TOKEN}`);
 
     const blocks = tourBlocks(readme);
     expect(blocks.length).toBeGreaterThan(4);
@@ -78,7 +76,7 @@ describe('the README tour, as written', () => {
           const agent = spawnChild('bash', ['-c', command], { cwd: ROOT, env: agentEnv, stdio: 'ignore' });
           children.push(agent);
           const port = /PORT=(\d+)/.exec(command)![1];
-          await waitUntil(async () => (await fetch(`http://127.0.0.1:${port}/readyz`).then((r) => r.status, () => 0)) === 200, `the agent of "${step.command.slice(0, 40)}"`, 60_000);
+          await untilReady(`http://127.0.0.1:${port}`, `the agent of "${step.command.slice(0, 40)}"`);
           continue;
         }
         const { stdout } = await run('bash', ['-c', command], { cwd: ROOT, env });

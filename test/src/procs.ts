@@ -2,7 +2,7 @@ import type { ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { killGroup, spawnChild } from './children.js';
-import { scaled } from './wait.js';
+import { scaled, waitUntil } from './wait.js';
 
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
@@ -90,3 +90,24 @@ export function runTs(entry: string, args: string[], env: Record<string, string>
     child.once('close', (code) => (code === 0 ? resolve(out) : reject(new Error(`${entry} exited ${code}: ${errText.slice(-2000)}`))));
   });
 }
+
+/** An npm script run as a user runs it (`npm start`, `npm run server`), its output collected; the caller kills it (killGroup). */
+export interface NpmRun {
+  child: ChildProcess;
+  out: string;
+  err: string;
+  exited: Promise<number | null>;
+}
+
+export function npmScript(args: string[], env: Record<string, string | undefined>): NpmRun {
+  const child = spawnChild('npm', args, { cwd: ROOT, env: { ...process.env, LOG_LEVEL: 'warn', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const run: NpmRun = { child, out: '', err: '', exited: new Promise((r) => child.once('exit', (code) => r(code))) };
+  child.stdout!.on('data', (d: Buffer) => (run.out += d.toString('utf8')));
+  child.stderr!.on('data', (d: Buffer) => (run.err += d.toString('utf8')));
+  return run;
+}
+
+/** Until the agent at `url` answers /readyz with 200 (it applied a snapshot). */
+export const untilReady = async (url: string, what: string): Promise<void> => {
+  await waitUntil(async () => (await fetch(`${url}/readyz`).then((r) => r.status, () => 0)) === 200, what, 60_000);
+};

@@ -83,6 +83,10 @@ export function registerPermitSchemaRoutes(app: TypedApp, forward: ForwardOps, d
   });
 
   // ---- actions, attributes and relations of a resource ----------------------
+  const omit = <V>(record: Record<string, V> | undefined, key: string): Record<string, V> => {
+    const { [key]: _gone, ...rest } = record ?? {};
+    return rest;
+  };
   route('POST', '/resources/:key/actions', Key, PermitAction, 'Add an action to a resource type (Permit)', changeResource(
     (old, req: Req<typeof Key, typeof PermitAction>) => ({ ...old, actions: [...new Set([...old.actions, req.body.key])] }),
     (type, _v, req) => v.action(type, req.body.key), 201));
@@ -95,7 +99,7 @@ export function registerPermitSchemaRoutes(app: TypedApp, forward: ForwardOps, d
     },
     (type, _v, req) => v.attribute(type, req.body.key, req.body.type), 201));
   route('DELETE', '/resources/:key/attributes/:item', KeyItem, undefined, 'Remove an attribute of a resource type (Permit)', changeResource(
-    (old, req: Req<typeof KeyItem, TSchema>) => ({ ...old, attributes: Object.fromEntries(Object.entries(old.attributes ?? {}).filter(([k]) => k !== req.params.item)) }), () => undefined, 204));
+    (old, req: Req<typeof KeyItem, TSchema>) => ({ ...old, attributes: omit(old.attributes, req.params.item) }), () => undefined, 204));
   route('POST', '/resources/:key/relations', Key, PermitRelation, 'Declare a relation of a resource type, e.g. parent → folder (Permit)', changeResource(
     (old, req: Req<typeof Key, typeof PermitRelation>) => {
       const rel = req.body;
@@ -103,7 +107,7 @@ export function registerPermitSchemaRoutes(app: TypedApp, forward: ForwardOps, d
     },
     (type, _v, req) => v.relation(type, req.body.key, req.body.subject_resource), 201));
   route('DELETE', '/resources/:key/relations/:item', KeyItem, undefined, 'Remove a relation of a resource type (Permit)', changeResource(
-    (old, req: Req<typeof KeyItem, TSchema>) => ({ ...old, relations: Object.fromEntries(Object.entries(old.relations ?? {}).filter(([k]) => k !== req.params.item)) }), () => undefined, 204));
+    (old, req: Req<typeof KeyItem, TSchema>) => ({ ...old, relations: omit(old.relations, req.params.item) }), () => undefined, 204));
 
   // ---- resource roles -----------------------------------------------------
   route('POST', '/resources/:key/roles', Key, PermitResourceRole, 'Create a role of a resource type (Permit)', async (req, reply) => {
