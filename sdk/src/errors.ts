@@ -4,7 +4,7 @@ import { isErrorCode, type ErrorCode } from '@factsync/shared';
 export class FactsyncClientError extends Error {
   override name = 'FactsyncClientError';
   constructor(
-    readonly code: ErrorCode | 'network_error',
+    readonly code: ErrorCode | 'network_error' | 'history_rewritten',
     readonly status: number,
     message: string,
     readonly body: Record<string, unknown> = {},

@@ -15,6 +15,7 @@ import { ServerMetrics } from './metrics.js';
 import { GroupCommit } from './store/group-commit.js';
 import { TokenSlots } from './token-slots.js';
 import { factsRoutes } from './routes/facts.js';
+import { factReadRoutes } from './routes/fact-reads.js';
 import { readRoutes } from './routes/reads.js';
 import { usageRoutes } from './routes/usage.js';
 import { syncRoutes } from './routes/sync.js';
@@ -133,6 +134,7 @@ export async function createServer(config: Readonly<ServerConfig>, opts: ServerO
     reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()));
   factsRoutes(app, ctx);
   readRoutes(app, ctx);
+  factReadRoutes(app, ctx);
   usageRoutes(app, ctx);
   syncRoutes(app, ctx);
   healthRoutes(app, store, () => closing);

@@ -176,6 +176,19 @@ const wellKnown: Record<string, WellKnown> = {
 export const WELL_KNOWN_TYPES = Object.keys(wellKnown);
 
 /**
+ * The key a fact of `type` must have for `value`, for types whose key is
+ * derived from their value (role_assignment, relationship, attribute,
+ * condition_set_rule); undefined for the others, or when the value is not of
+ * the type's shape (validation then says why).
+ */
+export function derivedKey(type: string, value: unknown): string | undefined {
+  const known = wellKnown[type];
+  if (!known?.keyOf || !known.check.Check(value)) return undefined;
+  return known.keyOf(value as never);
+}
+export const hasDerivedKey = (type: string): boolean => wellKnown[type]?.keyOf !== undefined;
+
+/**
  * Checks what the JSON schema of the route cannot: the value of a well-known type
  * against its schema, and derived keys. Returns a sentence naming the op and field.
  */

@@ -25,6 +25,35 @@ export const WritesReply = Type.Object({
     Type.Object({ error: Type.String(), message: Type.String() }),
   ])),
 });
+/** `GET /v1/envs/:env/head`. */
+export const HeadReply = Type.Object({ version: Type.Integer({ minimum: 0 }), epoch: Epoch, id: Type.String() });
+/** `GET /v1/envs/:env/facts/:type/:key`. */
+export const FactReply = Type.Object({ type: Type.String(), key: Type.String(), value: Type.Record(Type.String(), Type.Unknown()), version: Type.Integer({ minimum: 0 }) });
+/** `GET /v1/envs/:env/facts`: a page of a scan, with the head (and the env's fact count) read after it. */
+export const FactsPageReply = Type.Object({
+  version: Type.Integer({ minimum: 0 }), epoch: Epoch, id: Type.String(), count: Type.Integer({ minimum: 0 }),
+  facts: Type.Array(Fact), next_cursor: Type.Union([Type.String(), Type.Null()]),
+});
+/** `GET /v1/limits`. */
+export const LimitsReply = Type.Object({
+  max_ops_per_write: Type.Integer({ minimum: 1 }), body_limit_bytes: Type.Integer({ minimum: 1 }), log_retention: Type.Integer({ minimum: 1 }), store: Type.String(),
+});
+/** `GET /v1/envs`. */
+export const EnvsReply = Type.Object({ envs: Type.Array(Type.String()) });
+/** `GET /v1/envs/:env/agents`. */
+export const AgentsReply = Type.Array(Type.Object({
+  id: Type.String(), applied: Type.Integer(), connected: Type.Boolean(),
+  last_seen: Type.Union([Type.String(), Type.Null()]), replica: Type.Optional(Type.Union([Type.String(), Type.Null()])),
+}));
+/** `POST /v1/tokens`. */
+export const TokenReply = Type.Object({ token: Type.String({ minLength: 1 }), expires_at: Type.String() });
+export type TokenReply = Static<typeof TokenReply>;
+export type HeadReply = Static<typeof HeadReply>;
+export type FactReply = Static<typeof FactReply>;
+export type FactsPageReply = Static<typeof FactsPageReply>;
+export type LimitsReply = Static<typeof LimitsReply>;
+export type EnvsReply = Static<typeof EnvsReply>;
+export type AgentsReply = Static<typeof AgentsReply>;
 export type ChangesReply = Static<typeof ChangesReply>;
 export type SnapshotReply = Static<typeof SnapshotReply>;
 export type WriteReply = Static<typeof WriteReply>;
@@ -39,6 +68,13 @@ function parser<T extends TSchema>(schema: T, what: string): (body: unknown) => 
   };
 }
 
+export const parseTokenReply = parser(TokenReply, 'token');
+export const parseHeadReply = parser(HeadReply, 'head');
+export const parseFactReply = parser(FactReply, 'fact');
+export const parseFactsPageReply = parser(FactsPageReply, 'facts page');
+export const parseLimitsReply = parser(LimitsReply, 'limits');
+export const parseEnvsReply = parser(EnvsReply, 'env list');
+export const parseAgentsReply = parser(AgentsReply, 'agent list');
 export const parseChangesReply = parser(ChangesReply, 'changes page');
 export const parseSnapshotReply = parser(SnapshotReply, 'snapshot');
 export const parseWriteReply = parser(WriteReply, 'write answer');

@@ -163,8 +163,12 @@ export interface FactLog {
    * may come with any of its values or not at all. Read the head before the
    * first step and replay the log from it to the head after the last one:
    * every op replaces or deletes a whole fact, so the replay makes it exact.
+   * With `type`, only facts of that type (a step may then return none while
+   * the cursor goes on).
    */
-  scanState(env: string, cursor: string, count: number): Promise<StateScan>;
+  scanState(env: string, cursor: string, count: number, type?: string): Promise<StateScan>;
+  /** One fact's stored value (null when absent) and the head, read together. */
+  fact(env: string, type: string, key: string): Promise<EnvHead & { valueJson: string | null }>;
   /** The head and the number of facts at it, read together (the check that a scanned snapshot is whole). */
   headWithCount(env: string): Promise<EnvHead & { facts: number }>;
 }

@@ -15,11 +15,13 @@ export class ScanRegistry {
   private readonly scans = new Map<string, { keys: string[]; at: number }>();
   private seq = 0;
 
-  step(state: ReadonlyMap<string, string>, cursor: string, count: number): StateScan {
+  step(state: ReadonlyMap<string, string>, cursor: string, count: number, type?: string): StateScan {
     let scan = cursor === '0' ? undefined : this.scans.get(cursor);
     if (!scan) {
       if (cursor !== '0') throw new FactsyncError('store_unavailable', `scan cursor "${cursor}" is no longer open (more than ${MAX_OPEN_SCANS} scans at once); start again from "0"`);
-      scan = { keys: [...state.keys()], at: 0 };
+      const prefix = type === undefined ? undefined : `${type}:`;
+      const keys = [...state.keys()];
+      scan = { keys: prefix === undefined ? keys : keys.filter((k) => k.startsWith(prefix)), at: 0 };
     }
     const facts: RawFact[] = [];
     const end = Math.min(scan.keys.length, scan.at + Math.max(1, count));

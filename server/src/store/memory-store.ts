@@ -311,9 +311,14 @@ export function createMemoryStore(opts: MemoryStoreOptions): FactStore {
       return { version: s.version, epoch: s.epoch, id: s.id, facts };
     },
 
-    async scanState(env: string, cursor: string, count: number): Promise<StateScan> {
+    async scanState(env: string, cursor: string, count: number, type?: string): Promise<StateScan> {
       const s = envs.get(env);
-      return s ? scans.step(s.state, cursor, count) : { cursor: '0', facts: [] };
+      return s ? scans.step(s.state, cursor, count, type) : { cursor: '0', facts: [] };
+    },
+
+    async fact(env: string, type: string, key: string): Promise<EnvHead & { valueJson: string | null }> {
+      const s = envs.get(env);
+      return { version: s?.version ?? 0, epoch: s?.epoch ?? null, id: s?.id ?? GENESIS_ID, valueJson: s?.state.get(factField(type, key)) ?? null };
     },
 
     async resume(env: string, r: ResumeRequest): Promise<Resume> {

@@ -263,9 +263,18 @@ export async function createRedisStore(opts: RedisStoreOptions): Promise<FactSto
       return { version: Number(v ?? 0), epoch: e ?? null, id: id ?? '', facts: rawFacts((res?.[1]?.[1] ?? []) as string[]) };
     },
 
-    async scanState(env: string, cursor: string, count: number): Promise<StateScan> {
-      const reply = await guard('snapshot scan', () => bulkClient.call('HSCAN', k(env).state, cursor, 'COUNT', count)) as [string, string[]];
+    async scanState(env: string, cursor: string, count: number, type?: string): Promise<StateScan> {
+      // Types are [a-z0-9_]: nothing in them is a glob character.
+      const match = type === undefined ? [] : ['MATCH', `${type}:*`];
+      const reply = await guard('snapshot scan', () => bulkClient.call('HSCAN', k(env).state, cursor, ...match, 'COUNT', count)) as [string, string[]];
       return { cursor: String(reply[0]), facts: rawFacts(reply[1]) };
+    },
+
+    async fact(env: string, type: string, key: string): Promise<EnvHead & { valueJson: string | null }> {
+      const keys = k(env);
+      const res = await guard('fact', () => redis.multi().hmget(keys.meta, 'version', 'epoch', 'id').hget(keys.state, factField(type, key)).exec());
+      const [v, e, id] = (res?.[0]?.[1] ?? []) as (string | null)[];
+      return { version: Number(v ?? 0), epoch: e ?? null, id: id ?? '', valueJson: (res?.[1]?.[1] as string | null) ?? null };
     },
 
     async resume(env: string, r: ResumeRequest): Promise<Resume> {

@@ -1,0 +1,36 @@
+import { UsageError, writeOut, type CliContext } from '../context.js';
+
+/**
+ * `tail`: the env's changes as JSON lines `{version, id, ts, ops}`, in order,
+ * from `--after` + 1 (default: from now), following live until interrupted.
+ * After a disconnect or a server restart it resumes from the last version
+ * printed: no gap, no repeat (FactsyncServerClient.changes).
+ */
+export async function tail(c: CliContext, o: { after?: string; types?: string; untilHead?: boolean }): Promise<void> {
+  const after = o.after === undefined ? undefined : Number(o.after);
+  if (after !== undefined && !(Number.isInteger(after) && after >= 0)) throw new UsageError(`--after ${o.after} is not a version (a whole number ≥ 0)`);
+  const types = o.types ? new Set(o.types.split(',').map((t) => t.trim()).filter(Boolean)) : undefined;
+  const stop = new AbortController();
+  const onSignal = (): void => stop.abort();
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  try {
+    const changes = c.server.changes({
+      after, untilHead: o.untilHead, signal: stop.signal,
+      onState: (state, detail) => c.err.write(`factsync tail: ${state === 'live' ? '' : 'disconnected: '}${detail}\n`),
+    });
+    for await (const change of changes) {
+      if (types) {
+        // Filtered here: the versions stay the env's, a change with nothing of these types is not printed.
+        const ops = change.ops.filter((op) => types.has(op.type));
+        if (ops.length === 0) continue;
+        await writeOut(c.out, `${JSON.stringify({ version: change.version, id: change.id, ts: change.ts, ops })}\n`);
+      } else {
+        await writeOut(c.out, `${JSON.stringify({ version: change.version, id: change.id, ts: change.ts, ops: change.ops })}\n`);
+      }
+    }
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+}

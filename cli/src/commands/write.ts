@@ -1,0 +1,44 @@
+import { readFile } from 'node:fs/promises';
+import { describeJsonError, parseOps, type WireOp } from '@factsync/shared';
+import { UsageError, printJson, writeOut, type CliContext } from '../context.js';
+import { readAll } from '../sources.js';
+
+/** `write FILE|-`: a write body `{ops: [...]}` as one version. */
+export async function write(c: CliContext, file: string, o: { idempotencyKey?: string; waitFor?: string; timeout?: string }): Promise<void> {
+  const text = file === '-' ? await readAll(process.stdin) : await readFile(file, 'utf8').catch((e: NodeJS.ErrnoException) => {
+    throw new UsageError(`cannot read ${file}: ${e.code === 'ENOENT' ? 'no such file' : e.message}`);
+  });
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch (e) {
+    throw new UsageError(`${file === '-' ? 'stdin' : file} is not JSON (${describeJsonError(text, (e as Error).message)})`);
+  }
+  const ops = (body as { ops?: unknown } | null)?.ops;
+  if (!Array.isArray(ops) || ops.length === 0) throw new UsageError(`${file === '-' ? 'stdin' : file} must be a write body: {"ops": [{"op": "upsert", "type": …, "key": …, "value": {…}}, …]}`);
+  const parsed = parseOps(ops as WireOp[]);
+  if (!parsed.ok) throw new UsageError(parsed.error);
+  const timeout = o.timeout === undefined ? undefined : Number(o.timeout);
+  if (timeout !== undefined && !Number.isFinite(timeout)) throw new UsageError(`--timeout ${o.timeout} is not a number of seconds`);
+  const r = await c.server.write(parsed.value, {
+    idempotencyKey: o.idempotencyKey,
+    sync: o.waitFor !== undefined || timeout !== undefined ? { waitFor: o.waitFor as never, timeout: timeout ?? 10 } : undefined,
+  });
+  if (c.json) return printJson(c, r);
+  await writeOut(c.out, `written as version ${r.version}${r.sync ? (r.sync.synced ? `, applied by ${r.sync.acked.join(', ') || 'every agent awaited'}` : `, not yet applied by ${r.sync.pending.join(', ')}`) : ''}\n`);
+}
+
+/** `check USER ACTION RESOURCE`: asks the agent (FACTSYNC_AGENT_URL). */
+export async function check(c: CliContext, user: string, action: string, resource: string, o: { tenant?: string; atLeast?: string }): Promise<void> {
+  const atLeast = o.atLeast === undefined ? undefined : Number(o.atLeast);
+  if (atLeast !== undefined && !(Number.isInteger(atLeast) && atLeast >= 0)) throw new UsageError(`--at-least ${o.atLeast} is not a version (a whole number ≥ 0)`);
+  const [type, key] = splitResource(resource);
+  const d = await c.agent().decide(user, action, { type, ...(key !== undefined ? { key } : {}), ...(o.tenant ? { tenant: o.tenant } : {}) }, atLeast !== undefined ? { atLeast, timeout: 10 } : {});
+  // The contract's line, whatever stdout is: scripts parse it, people read it.
+  await printJson(c, { allow: d.allow, version: d.version });
+}
+
+function splitResource(r: string): [string, string | undefined] {
+  const i = r.indexOf(':');
+  return i < 0 ? [r, undefined] : [r.slice(0, i), r.slice(i + 1)];
+}
