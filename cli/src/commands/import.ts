@@ -88,6 +88,8 @@ export async function importFile(c: CliContext, file: string, o: ImportOptions):
         throw new UsageError(`${file} line ${item.line}: ${item.error}. Nothing from this line on was written${p.facts > 0 ? ` (the ${p.facts.toLocaleString('en-US')} facts before it were, up to version ${p.versions![1]})` : ''}; fix it and run the same command to continue`);
       }
       const text = JSON.stringify(item.op);
+      // The chunk so far goes first: the digest saved with it covers exactly its records.
+      if (seen > p.items && chunk.ops.length > 0 && (chunk.ops.length >= p.chunk.ops || chunk.bytes + text.length + 1 > p.chunk.bytes)) await flush();
       hash.update(text).update('\n');
       if (seen <= p.items) {
         // Written by an earlier run: only check that the file is the same up to there.
@@ -96,7 +98,6 @@ export async function importFile(c: CliContext, file: string, o: ImportOptions):
         }
         continue;
       }
-      if (chunk.ops.length > 0 && (chunk.ops.length >= p.chunk.ops || chunk.bytes + text.length + 1 > p.chunk.bytes)) await flush();
       chunk.ops.push(item.op);
       chunk.bytes += text.length + 1;
       chunk.items = seen;
