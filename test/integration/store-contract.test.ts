@@ -273,6 +273,31 @@ describe.each(Object.keys(factories))('FactStore contract: %s', (kind) => {
       expect(await s.envs(100)).not.toContain('nothing-here');
     });
 
+    it('a scan of one type returns that type only (keys that start like another type included), and reads one fact with its head', async () => {
+      const s = await make();
+      const ops = [
+        ...Array.from({ length: 300 }, (_, i) => up(`u${i}`, { i })),
+        ...Array.from({ length: 200 }, (_, i) => ({ op: 'upsert' as const, type: 'user_group', key: `g${i}`, value: { i } })),
+        { op: 'upsert' as const, type: 'tenant', key: 'user:x', value: {} },
+      ];
+      await s.write('typed', { ops, ts: ts() });
+      const seen = new Map<string, string>();
+      let cursor = '0';
+      do {
+        const step = await s.scanState('typed', cursor, 50, 'user');
+        cursor = step.cursor;
+        for (const f of step.facts) seen.set(`${f.type}:${f.key}`, f.valueJson);
+      } while (cursor !== '0');
+      expect([...seen.keys()].sort()).toEqual(Array.from({ length: 300 }, (_, i) => `user:u${i}`).sort());
+      expect(JSON.parse(seen.get('user:u7')!)).toEqual({ i: 7 });
+
+      const h = await s.head('typed');
+      expect(await s.fact('typed', 'user', 'u7')).toEqual({ ...h, valueJson: '{"i":7}' });
+      expect(await s.fact('typed', 'user', 'nobody')).toEqual({ ...h, valueJson: null });
+      expect(await s.fact('missing-env', 'user', 'u7')).toMatchObject({ version: 0, epoch: null, valueJson: null });
+      expect(await s.envs(100)).not.toContain('missing-env');
+    });
+
     it('keeps keys with unusual characters intact', async () => {
       const s = await make();
       const keys = ['a:b:c', 'ü/ß#x@y$z', 'x'.repeat(512), 'with space', '{}[]"\\'];

@@ -1,3 +1,4 @@
+import { FactsyncClientError } from '@factsync/sdk';
 import { UsageError, writeOut, type CliContext } from '../context.js';
 
 /**
@@ -29,6 +30,11 @@ export async function tail(c: CliContext, o: { after?: string; types?: string; u
         await writeOut(c.out, `${JSON.stringify({ version: change.version, id: change.id, ts: change.ts, ops: change.ops })}\n`);
       }
     }
+  } catch (e) {
+    if (e instanceof FactsyncClientError && e.code === 'log_truncated') {
+      throw new FactsyncClientError('log_truncated', e.status, `${e.message.replace(/; load a snapshot instead$/, '')}: run factsync export for the state, then factsync tail --after the version it names`);
+    }
+    throw e;
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
