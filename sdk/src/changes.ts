@@ -1,7 +1,15 @@
 import WebSocket from 'ws';
 import { backoffDelayMs, followsChain, isErrorCode, isRetryableClose, parseServerMessage, type Change } from '@factsync/shared';
 import { FactsyncClientError } from './errors.js';
-import type { FactsyncServerClient } from './server-client.js';
+import type { ChangesReply, HeadReply } from '@factsync/shared';
+
+/** What following needs of a server client: its head, its log, and where its websocket is. */
+export interface ChangeSource {
+  readonly env: string;
+  readonly socket: { url: string; token: string | undefined; env: string };
+  head(): Promise<HeadReply>;
+  changesPage(after: number, limit?: number): Promise<ChangesReply>;
+}
 
 /** A change as `tail` prints it and the iterator yields it. */
 export type FollowedChange = Change;
@@ -30,7 +38,7 @@ const BACKOFF = { initialMs: 100, maxMs: 5_000 };
  * (the log was trimmed past the last version yielded, the store lost data)
  * throws: following it would silently skip or repeat changes.
  */
-export async function* followChanges(server: FactsyncServerClient, o: ChangesOptions): AsyncGenerator<FollowedChange> {
+export async function* followChanges(server: ChangeSource, o: ChangesOptions): AsyncGenerator<FollowedChange> {
   const first = await server.head();
   let at = o.after ?? first.version;
   const stopAt = o.untilHead ? Math.max(at, first.version) : Number.POSITIVE_INFINITY;
@@ -136,7 +144,7 @@ function parseOrThrow(raw: string) {
 }
 
 /** One subscriber socket as an async iterable of its frames; pauses the socket while the consumer lags. */
-function openSubscriber(server: FactsyncServerClient, r: { applied: number; epoch: string | null; appliedId: string | null; signal?: AbortSignal | undefined }): Subscriber {
+function openSubscriber(server: ChangeSource, r: { applied: number; epoch: string | null; appliedId: string | null; signal?: AbortSignal | undefined }): Subscriber {
   const { url, token, env } = server.socket;
   const wsUrl = new URL('/v1/ws', url);
   wsUrl.protocol = wsUrl.protocol === 'https:' ? 'wss:' : 'ws:';

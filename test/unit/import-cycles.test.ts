@@ -17,7 +17,7 @@ function sources(dir: string): string[] {
 }
 
 function graph(): Map<string, string[]> {
-  const files = ['shared', 'server', 'pdp-agent', 'sdk'].flatMap((w) => sources(join(ROOT, w, 'src')));
+  const files = ['shared', 'server', 'pdp-agent', 'sdk', 'cli'].flatMap((w) => sources(join(ROOT, w, 'src')));
   const g = new Map<string, string[]>();
   for (const f of files) {
     const text = readFileSync(f, 'utf8');
