@@ -16,10 +16,10 @@ import { ConfigError } from '@factsync/shared';
 const DATA_ROOT = resolve(process.env.DATA_DIR ?? join(dirname(fileURLToPath(import.meta.url)), '..', '.data'));
 
 function devToken(): string {
-  if (process.env.DEV_TOKEN) return process.env.DEV_TOKEN;
   const file = join(DATA_ROOT, 'dev-token');
-  if (existsSync(file)) return readFileSync(file, 'utf8').trim();
-  const token = `dev-${randomBytes(12).toString('hex')}`;
+  if (!process.env.DEV_TOKEN && existsSync(file)) return readFileSync(file, 'utf8').trim();
+  // The file always holds the token in use: the CLI reads it, and a 401 points at it.
+  const token = process.env.DEV_TOKEN || `dev-${randomBytes(12).toString('hex')}`;
   mkdirSync(DATA_ROOT, { recursive: true });
   writeFileSync(file, `${token}\n`, { mode: 0o600 });
   return token;

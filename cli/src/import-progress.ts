@@ -16,6 +16,8 @@ export interface ImportProgress {
   server: string;
   /** X-Producer-Id of this import: the server remembers its last 128 numbers. */
   producer: string;
+  /** The env's epoch once the first write landed: a store that lost its data (or a fresh one) makes this progress meaningless. */
+  epoch: string | null;
   /** The last producer number the server answered. */
   seq: number;
   /** Records of the file written so far (blank lines not counted). */
@@ -50,7 +52,7 @@ export function loadProgress(file: string): ImportProgress | undefined {
 
 export function newProgress(env: string, server: string, chunk: { ops: number; bytes: number }): ImportProgress {
   return {
-    format: 1, env, server, producer: `import-${randomBytes(8).toString('hex')}`, seq: 0, items: 0, line: 0,
+    format: 1, env, server, producer: `import-${randomBytes(8).toString('hex')}`, epoch: null, seq: 0, items: 0, line: 0,
     digest: '', chunk, facts: 0, versions: null, done: false,
   };
 }

@@ -42,8 +42,13 @@ export async function importFile(c: CliContext, file: string, o: ImportOptions):
   if (format === 'csv' && !o.type) throw new UsageError('CSV import needs --type T (and --key COLUMN, the column that holds each fact\'s key)');
   if (format === 'jsonl' && (o.type || o.key || o.map)) throw new UsageError('--type, --key and --map describe CSV columns; JSON lines carry their own type and key');
 
-  const limits = await c.server.limits();
+  const [limits, head] = await Promise.all([c.server.limits(), c.server.head()]);
   let progress = o.restart ? undefined : loadProgress(file);
+  if (progress && progress.epoch !== null && progress.epoch !== head.epoch && progress.env === c.server.env && progress.server === c.server.opts.url) {
+    // What the progress says was written is not in this store (it was reset, or this is another one): all of it goes again.
+    c.err.write(`factsync: env "${c.server.env}" is not the store ${progressPath(file)} was written to (epoch ${progress.epoch}, now ${head.epoch ?? 'none'}): importing from the start\n`);
+    progress = undefined;
+  }
   if (progress?.done) {
     const v = progress.versions;
     throw new UsageError(`${file} was imported already (${progress.facts} facts${v ? `, versions ${v[0]}..${v[1]}` : ''}); delete ${progressPath(file)} or pass --restart to import it again`);
@@ -75,6 +80,7 @@ export async function importFile(c: CliContext, file: string, o: ImportOptions):
     p.digest = digestOf(hash);
     p.facts += chunk.ops.length;
     p.versions = p.versions ? [p.versions[0], r.version] : [r.version, r.version];
+    if (p.epoch === null) p.epoch = (await withRetry(() => c.server.head())).epoch;
     written = p.facts;
     saveProgress(file, p);
     chunk = { ops: [], bytes: 2, items: 0, line: 0 };
@@ -113,7 +119,7 @@ export async function importFile(c: CliContext, file: string, o: ImportOptions):
   p.done = true;
   saveProgress(file, p);
   const seconds = (Date.now() - started) / 1000;
-  const summary = { file, facts: p.facts, writes: p.seq, versions: p.versions, resumed_at_line: resumedAt || undefined, seconds: Math.round(seconds * 10) / 10 };
+  const summary = { file, facts: p.facts, writes: p.seq, versions: p.versions, resumed_at_line: resumedAt || undefined };
   if (c.json) return printJson(c, summary);
   await writeOut(c.out, `imported ${p.facts.toLocaleString('en-US')} facts from ${file} in ${p.seq} writes${p.versions ? ` (versions ${p.versions[0]}..${p.versions[1]})` : ''}`
     + `${resumedAt ? `, resumed after line ${resumedAt}` : ''}, ${seconds.toFixed(1)} s\n`);
