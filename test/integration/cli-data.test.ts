@@ -185,6 +185,17 @@ describe('resumable import (embedded store)', () => {
     expect(r3.err).toContain('changed before line 10, where the interrupted import stopped');
   });
 
+  it('the progress of an import into another store (another epoch of the env) is not resumed: the file is imported from the start', async () => {
+    const env = newEnv();
+    const input = file('moved.jsonl', users(30));
+    expect((await cli(['import', input, '--chunk-ops', '10'], envOf('embedded', env))).code).toBe(0);
+    // Same env name, the other server: nothing of it is there.
+    const r = await cli(['import', input, '--chunk-ops', '10'], envOf('redis', env));
+    expect(r.err).toMatch(/^factsync: env "e-\S+" is not the store .*moved\.jsonl\.factsync-import\.json was written to \(epoch \S+, now none\): importing from the start\n$/);
+    expect(JSON.parse(r.out)).toMatchObject({ facts: 30, writes: 3, versions: [1, 3] });
+    expect(await head('redis', env)).toBe(3);
+  });
+
   it('CSV: a type, a key column and a mapping of columns to value fields; role assignments without a key column', async () => {
     const env = newEnv();
     const csv = join(dir, 'people.csv');

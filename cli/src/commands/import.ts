@@ -44,17 +44,17 @@ export async function importFile(c: CliContext, file: string, o: ImportOptions):
 
   const [limits, head] = await Promise.all([c.server.limits(), c.server.head()]);
   let progress = o.restart ? undefined : loadProgress(file);
-  if (progress && progress.epoch !== null && progress.epoch !== head.epoch && progress.env === c.server.env && progress.server === c.server.opts.url) {
-    // What the progress says was written is not in this store (it was reset, or this is another one): all of it goes again.
+  if (progress && progress.env !== c.server.env) {
+    throw new UsageError(`${progressPath(file)} is an import into env "${progress.env}", not "${c.server.env}"; delete it (or pass --restart) to import into "${c.server.env}" from the start`);
+  }
+  // The epoch, not the URL, says whether this is the store the progress was written to (a URL has aliases).
+  if (progress && progress.epoch !== null && progress.epoch !== head.epoch) {
     c.err.write(`factsync: env "${c.server.env}" is not the store ${progressPath(file)} was written to (epoch ${progress.epoch}, now ${head.epoch ?? 'none'}): importing from the start\n`);
     progress = undefined;
   }
   if (progress?.done) {
     const v = progress.versions;
     throw new UsageError(`${file} was imported already (${progress.facts} facts${v ? `, versions ${v[0]}..${v[1]}` : ''}); delete ${progressPath(file)} or pass --restart to import it again`);
-  }
-  if (progress && (progress.env !== c.server.env || progress.server !== c.server.opts.url)) {
-    throw new UsageError(`${progressPath(file)} is an import into env "${progress.env}" at ${progress.server}, not "${c.server.env}" at ${c.server.opts.url}; delete it (or pass --restart) to import there from the start`);
   }
   const chunkOps = o.chunkOps !== undefined ? Number(o.chunkOps) : DEFAULT_CHUNK_OPS;
   if (!Number.isInteger(chunkOps) || chunkOps < 1) throw new UsageError(`--chunk-ops ${o.chunkOps} is not a whole number ≥ 1`);
