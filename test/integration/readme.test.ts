@@ -71,7 +71,7 @@ describe('the README tour, as written', () => {
     const ports: Record<string, number> = { 7002: await freePort(), 7766: await freePort(), 7767: await freePort() };
     const local = (text: string) => text.replace(/\b(7002|7766|7767)\b/g, (p) => String(ports[p]));
     const TOKEN = 'dev-readme-tour';
-    const env = {
+    const env: NodeJS.ProcessEnv = {
       ...process.env, TOKEN, DEV_TOKEN: TOKEN, DATA_DIR: dir, REDIS_URL: '', LOG_LEVEL: 'warn', PORT: String(ports[7002]), AGENT_PORT: String(ports[7766]),
       // The CLI's defaults are the standard ports; here they moved.
       FACTSYNC_URL: `http://127.0.0.1:${ports[7002]}`, FACTSYNC_AGENT_URL: `http://127.0.0.1:${ports[7766]}`,
