@@ -6,6 +6,7 @@ COPY shared/package.json shared/
 COPY server/package.json server/
 COPY pdp-agent/package.json pdp-agent/
 COPY sdk/package.json sdk/
+COPY cli/package.json cli/
 COPY test/package.json test/
 COPY bench/package.json bench/
 RUN npm ci --no-audit --no-fund
@@ -13,6 +14,7 @@ COPY shared shared
 COPY server server
 COPY pdp-agent pdp-agent
 COPY sdk sdk
+COPY cli cli
 COPY test test
 COPY scripts scripts
 COPY vitest.config.ts ./

@@ -110,6 +110,55 @@ describe.each(['embedded', 'redis'])('import and export (%s store)', (kind) => {
   });
 });
 
+describe.each(['embedded', 'redis'])('the server\'s fact reads (%s store)', (kind) => {
+  it('pages a type and a tenant whole, reads one fact, and answers bad input with a 4xx that says what to fix', async () => {
+    const env = newEnv();
+    const api = client(servers[kind]!.url, READER);
+    await client(servers[kind]!.url, ADMIN).post(`/v1/envs/${env}/facts`, { ops: [
+      ...Array.from({ length: 250 }, (_, i) => upsert('resource_instance', `doc:${i}`, { tenant: i % 2 ? 'acme' : 'globex' })),
+      ...Array.from({ length: 100 }, (_, i) => upsert('user', `u${i}`, { email: 'tenant "acme"' })),
+    ] });
+    const keys: string[] = [];
+    let cursor: string | null = null;
+    let pages = 0;
+    do {
+      const q: string = `type=resource_instance&tenant=acme&limit=40${cursor ? `&cursor=${cursor}` : ''}`;
+      const r = await api.get(`/v1/envs/${env}/facts?${q}`);
+      expect(r.status).toBe(200);
+      expect(r.body).toMatchObject({ version: 1, count: 350 });
+      // A target, not a cap, on Redis (SCAN's COUNT is a hint); exact on the embedded store.
+      if (kind === 'embedded') expect(r.body.facts.length).toBeLessThanOrEqual(40);
+      keys.push(...r.body.facts.map((f: { key: string }) => f.key));
+      cursor = r.body.next_cursor;
+      pages++;
+    } while (cursor !== null && pages < 100);
+    expect(new Set(keys)).toEqual(new Set(Array.from({ length: 125 }, (_, i) => `doc:${2 * i + 1}`)));
+    if (kind === 'embedded') expect(pages).toBeGreaterThan(1);
+    expect((await api.get(`/v1/envs/${env}/facts/resource_instance/doc:3`)).body).toEqual({ type: 'resource_instance', key: 'doc:3', value: { tenant: 'acme' }, version: 1 });
+    // A missing env is empty, and reading it creates nothing.
+    expect((await api.get('/v1/envs/nothing-here/facts')).body).toEqual({ version: 0, epoch: null, id: '', count: 0, facts: [], next_cursor: null });
+
+    const bad: [string, number, RegExp][] = [
+      [`/v1/envs/${env}/facts?type=User`, 400, /type/],
+      [`/v1/envs/${env}/facts?tenant=acme`, 400, /tenant filters a type: add type=/],
+      [`/v1/envs/${env}/facts?limit=0`, 400, /limit/],
+      [`/v1/envs/${env}/facts?cursor=abc`, 400, /cursor/],
+      [`/v1/envs/${env}/facts?nope=1`, 400, /nope/],
+      [`/v1/envs/${env}/facts/user/nobody`, 404, /no user "nobody" in env "e-\S+" at version 1/],
+      ['/v1/envs/b@d/facts', 400, /env "b@d" is not valid/],
+    ];
+    if (kind === 'embedded') bad.push([`/v1/envs/${env}/facts?cursor=987654`, 400, /cursor 987654 is not an open scan .*start again without a cursor/]);
+    for (const [path, status, message] of bad) {
+      const r = await api.get(path);
+      expect(r.status, path).toBe(status);
+      expect(r.body.message, path).toMatch(message);
+    }
+    expect((await client(servers[kind]!.url).get(`/v1/envs/${env}/facts`)).status).toBe(401);
+    expect((await client(servers[kind]!.url).get('/v1/limits')).status).toBe(401);
+    expect((await api.get('/v1/limits')).body).toEqual({ max_ops_per_write: 20_000, body_limit_bytes: 8 * 1024 * 1024, log_retention: 100_000, store: kind });
+  });
+});
+
 describe('resumable import (embedded store)', () => {
   it('an import killed mid-way and run again leaves exactly the file\'s facts, each write applied once', async () => {
     const env = newEnv();

@@ -3,6 +3,7 @@ import { Type } from '@sinclair/typebox';
 import { Fact, FactKey, FactType, FactsyncError } from '@factsync/shared';
 import { factJson } from '../ws/frames.js';
 import type { RawFact } from '../store/fact-store.js';
+import { ScanCursorGone } from '../store/memory-scans.js';
 import { EnvParams, ErrorBody } from './schemas.js';
 import { requireCap, sendJsonText, type RouteContext } from './context.js';
 
@@ -42,7 +43,7 @@ export function factReadRoutes(app: TypedApp, ctx: RouteContext): void {
         type: Type.Optional(FactType),
         tenant: Type.Optional(Type.String({ minLength: 1, maxLength: 512, description: 'only facts whose value has this `tenant`' })),
         cursor: Type.Optional(Type.String({ pattern: '^[0-9]{1,20}$', description: 'next_cursor of the previous page; absent for the first' })),
-        limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 10_000, default: 1000 })),
+        limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 10_000, default: 1000, description: 'facts per page: at most this on the embedded store, about this on Redis (SCAN counts are hints)' })),
       }, { additionalProperties: false }),
       response: {
         200: Type.Object({
@@ -67,7 +68,10 @@ export function factReadRoutes(app: TypedApp, ctx: RouteContext): void {
     const out: string[] = [];
     let bytes = 0;
     for (let step = 0; step < MAX_STEPS_PER_PAGE && out.length < limit && bytes < maxBytes; step++) {
-      const s = await ctx.store.scanState(env, cursor, limit - out.length, type);
+      const s = await ctx.store.scanState(env, cursor, limit - out.length, type).catch((e: unknown) => {
+        if (e instanceof ScanCursorGone) throw new FactsyncError('invalid_request', `cursor ${cursor} is not an open scan (it expired, or was not a next_cursor of this server); start again without a cursor`);
+        throw e;
+      });
       cursor = s.cursor;
       for (const f of s.facts) {
         if (!inScope(f, type, tenant)) continue;

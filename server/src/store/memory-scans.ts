@@ -1,6 +1,13 @@
 import { FactsyncError, splitFactField } from '@factsync/shared';
 import type { RawFact, StateScan } from './fact-store.js';
 
+/** A cursor this store does not hold open (dropped, or never issued): start again from "0". Retryable for a stream; a client's mistake over HTTP. */
+export class ScanCursorGone extends FactsyncError {
+  constructor(cursor: string) {
+    super('store_unavailable', `scan cursor "${cursor}" is no longer open (more than ${MAX_OPEN_SCANS} scans at once, or never issued); start again from "0"`);
+  }
+}
+
 /** Open scans of one store; past it the oldest abandoned one is dropped. */
 export const MAX_OPEN_SCANS = 256;
 
@@ -18,7 +25,7 @@ export class ScanRegistry {
   step(state: ReadonlyMap<string, string>, cursor: string, count: number, type?: string): StateScan {
     let scan = cursor === '0' ? undefined : this.scans.get(cursor);
     if (!scan) {
-      if (cursor !== '0') throw new FactsyncError('store_unavailable', `scan cursor "${cursor}" is no longer open (more than ${MAX_OPEN_SCANS} scans at once); start again from "0"`);
+      if (cursor !== '0') throw new ScanCursorGone(cursor);
       const prefix = type === undefined ? undefined : `${type}:`;
       const keys = [...state.keys()];
       scan = { keys: prefix === undefined ? keys : keys.filter((k) => k.startsWith(prefix)), at: 0 };
