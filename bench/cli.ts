@@ -107,7 +107,7 @@ export async function cli(): Promise<Record<string, unknown>> {
     const stores: Record<string, () => Promise<Proc>> = {
       redis: async () => (await h.servers(1))[0]!,
       embedded: async () => {
-        const p = await spawnServer({ DATA_DIR: join(dir, 'embedded'), AUTH_TOKENS: TOKENS, LOG_LEVEL: 'warn' });
+        const p = await spawnServer({ DATA_DIR: join(dir, 'embedded'), AUTH_TOKENS: TOKENS });
         return p;
       },
     };

@@ -12,33 +12,42 @@ export class ScanCursorGone extends FactsyncError {
 export const MAX_OPEN_SCANS = 256;
 
 /**
- * Scans of the in-process state (the memory and embedded stores): the state
- * already lives in this process, so a scan is a walk over a copy of its keys,
- * kept per scan so that a fact present throughout comes exactly once, in steps
- * of `count`. Bounded: past MAX_OPEN_SCANS the oldest open scan is dropped,
- * and continuing it is a retryable error.
+ * Scans of the in-process state (the memory and embedded stores): a scan is
+ * a live iterator of the state's Map, kept between steps. A Map iterator
+ * visits entries in insertion order and tolerates changes while it runs: an
+ * entry deleted before it is reached is skipped, one added is visited, one
+ * updated keeps its place. So a fact present throughout comes exactly once
+ * and a scan costs the same few bytes whatever the env's size (a copy of the
+ * keys would be 8 bytes a fact, for each open scan). A typed scan skips other
+ * types, examining at most 16 × `count` entries a step. Bounded: past
+ * MAX_OPEN_SCANS the oldest open scan is dropped, and continuing it is a
+ * retryable error.
  */
 export class ScanRegistry {
-  private readonly scans = new Map<string, { keys: string[]; at: number }>();
+  private readonly scans = new Map<string, { it: Iterator<[string, string]>; prefix: string | undefined }>();
   private seq = 0;
 
   step(state: ReadonlyMap<string, string>, cursor: string, count: number, type?: string): StateScan {
     let scan = cursor === '0' ? undefined : this.scans.get(cursor);
     if (!scan) {
       if (cursor !== '0') throw new ScanCursorGone(cursor);
-      const prefix = type === undefined ? undefined : `${type}:`;
-      const keys = [...state.keys()];
-      scan = { keys: prefix === undefined ? keys : keys.filter((k) => k.startsWith(prefix)), at: 0 };
+      scan = { it: state.entries(), prefix: type === undefined ? undefined : `${type}:` };
     }
     const facts: RawFact[] = [];
-    const end = Math.min(scan.keys.length, scan.at + Math.max(1, count));
-    for (; scan.at < end; scan.at++) {
-      const field = scan.keys[scan.at]!;
-      const valueJson = state.get(field);
-      if (valueJson !== undefined) facts.push({ ...splitFactField(field), valueJson });
+    const want = Math.max(1, count);
+    let budget = want * 16;
+    let done = false;
+    while (facts.length < want && budget-- > 0) {
+      const r = scan.it.next();
+      if (r.done) {
+        done = true;
+        break;
+      }
+      const [field, valueJson] = r.value;
+      if (scan.prefix === undefined || field.startsWith(scan.prefix)) facts.push({ ...splitFactField(field), valueJson });
     }
     this.scans.delete(cursor);
-    if (scan.at >= scan.keys.length) return { cursor: '0', facts };
+    if (done) return { cursor: '0', facts };
     const next = String(++this.seq);
     this.scans.set(next, scan);
     if (this.scans.size > MAX_OPEN_SCANS) this.scans.delete(this.scans.keys().next().value!);
