@@ -116,7 +116,18 @@ if (p8) {
   rows.push(`| P8 embedded store, 16 concurrent writers | ${num(w.embedded.concurrent16.writes_per_s)}/s | ${num(w.memory.concurrent16.writes_per_s)}/s (memory) · ${num(w.redis.concurrent16.writes_per_s)}/s (Redis) | | |`);
   rows.push(`| P8 ${num(p8.params.facts)} facts (${p8.params.factsFileMiB} MiB file): server restart; agent cold start | ${ms(p8.big.serverRestartMs)} (peak ${p8.big.serverAfterLoadMiB} MiB); ${ms(p8.big.agentColdStartMs)} (server peak ${p8.big.serverPeakMiB} MiB) | | | |`);
 }
-for (const [tag, r] of [['P1x', p1x], ['P2', p2], ['P3', p3], ['P4', p4], ['P5', p5], ['P6', p6], ['P7', p7], ['P8', p8]] as const) {
+const cliRun = load('cli');
+if (cliRun) {
+  for (const kind of ['redis', 'embedded']) {
+    const r = cliRun[kind];
+    if (!r) continue;
+    const label = `CLI ${kind === 'redis' ? 'Redis' : 'embedded store'},`;
+    rows.push(`| ${label} import of ${num(cliRun.facts)} facts (${cliRun.file_mib} MiB, ${r.import.writes} writes) | ${ms(r.import.ms)}, ${num(r.import.facts_per_s)} facts/s; CLI peak ${r.import.cli_peak_rss_mib} MiB, server +${r.import.server_peak_growth_mib} MiB | ${ms(r.import_baseline_bare_posts.ms)} (the same chunks POSTed bare) | ${r.import_baseline_bare_posts.ratio}× time | |`);
+    rows.push(`| ${label} export of ${num(cliRun.facts)} facts at one version | ${ms(r.export.ms)}; CLI peak ${r.export.cli_peak_rss_mib} MiB, server +${r.export.server_peak_growth_mib} MiB | ${ms(r.export_baseline_get_snapshot.ms)}, server +${r.export_baseline_get_snapshot.server_peak_growth_mib} MiB (GET /snapshot) | ${r.export_baseline_get_snapshot.ratio}× time | |`);
+    rows.push(`| ${label} reconcile of a ${num(cliRun.facts)}-fact scope, 1% different | ${ms(r.reconcile_1pct.ms)}, ${num(r.reconcile_1pct.ops_written)} ops in ${r.reconcile_1pct.writes} write; CLI peak ${r.reconcile_1pct.cli_peak_rss_mib} MiB, server +${r.reconcile_1pct.server_peak_growth_mib} MiB; nothing to change: ${ms(r.reconcile_nothing_to_change.ms)} | ${ms(r.import.ms)} (importing the whole file) | ${r.reconcile_1pct.ratio_to_import}× time | |`);
+  }
+}
+for (const [tag, r] of [['P1x', p1x], ['P2', p2], ['P3', p3], ['P4', p4], ['P5', p5], ['P6', p6], ['P7', p7], ['P8', p8], ['CLI', cliRun]] as const) {
   const day = (r as { startedAt?: string } | undefined)?.startedAt?.slice(0, 10);
   if (!day || day === headerDate) continue;
   for (let i = 0; i < rows.length; i++) if (rows[i]!.startsWith(`| ${tag} `)) rows[i] = rows[i]!.replace(`| ${tag} `, `| ${tag} (run ${day}) `);
