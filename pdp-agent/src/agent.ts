@@ -64,10 +64,13 @@ export async function createAgent(config: Readonly<AgentConfig>, opts: AgentOpti
   const usage = new UsageTracker();
 
   let dirty = false;
+  /** A state came from DATA_DIR: with it the agent may answer, stale, while no server does (offline operation). */
+  let restored = false;
 
   if (config.dataDir) {
     const loaded = await loadState(config.dataDir, config.env);
     if (loaded.kind === 'ok') {
+      restored = true;
       store.replace(loaded.state.version, loaded.state.epoch, loaded.state.facts, loaded.state.id ?? null);
       history?.record(store.version, store.stateHash!, 'restore', store.epoch, store.lastId);
       log.info({ version: store.version, facts: store.size }, 'resumed from DATA_DIR');
@@ -80,6 +83,7 @@ export async function createAgent(config: Readonly<AgentConfig>, opts: AgentOpti
     applied: () => store.version,
     head: () => Math.max(engine.head, store.version),
     connected: () => conn.isOpen,
+    stale: () => !engine.fresh,
     facts: () => store.size,
     reconnects: () => conn.reconnects,
   });
@@ -99,6 +103,23 @@ export async function createAgent(config: Readonly<AgentConfig>, opts: AgentOpti
       },
     },
   );
+
+  const isReady = (): boolean => engine.ready || (restored && !config.readyRequiresSync);
+  // One line when answers go stale and one when they are fresh again, not one per probe.
+  let loggedStale = false;
+  const freshnessTimer = setInterval(() => {
+    const stale = !engine.fresh;
+    if (stale && !loggedStale && isReady() && !conn.isOpen) {
+      loggedStale = true;
+      log.warn({ applied: store.version, restored: !engine.ready }, engine.ready
+        ? 'stale: no server answers; serving the last state applied until one does'
+        : 'offline: no server answers; serving the state restored from DATA_DIR until one does (READY_REQUIRES_SYNC=true waits instead)');
+    } else if (!stale && loggedStale) {
+      loggedStale = false;
+      log.info({ applied: store.version }, 'fresh again: caught up with the server');
+    }
+  }, 250);
+  freshnessTimer.unref();
 
   const usageTimer = setInterval(() => engine.reportUsage(), config.usageReportMs);
   usageTimer.unref();
@@ -138,7 +159,7 @@ export async function createAgent(config: Readonly<AgentConfig>, opts: AgentOpti
     api: undefined as unknown as LocalApi,
     status: () => ({
       agent_id: config.agentId, env: config.env, applied: store.version, head: Math.max(engine.head, store.version),
-      connected: conn.isOpen, connection: conn.state, ready: engine.ready, epoch: store.epoch, server: conn.serverUrl.origin, facts: store.size, reconnects: conn.reconnects,
+      connected: conn.isOpen, connection: conn.state, ready: isReady(), stale: !engine.fresh, epoch: store.epoch, server: conn.serverUrl.origin, facts: store.size, reconnects: conn.reconnects,
       changes_applied: changesApplied, snapshots_applied: snapshotsApplied,
     }),
     waitApplied: (version, timeoutMs, signal) => waiters.wait(store.version, version, timeoutMs, signal),
@@ -151,6 +172,7 @@ export async function createAgent(config: Readonly<AgentConfig>, opts: AgentOpti
       // Checked users not yet reported go out with the goodbye (the server stores them before it sees the close).
       engine.reportUsage();
       clearInterval(usageTimer);
+      clearInterval(freshnessTimer);
       engine.close();
       waiters.close(store.version);
       await agent.api.close();

@@ -12,6 +12,8 @@ export interface AgentConfig {
   env: string;
   agentId: string;
   dataDir: string | undefined;
+  /** Stay unready while offline even with a state restored from DATA_DIR. */
+  readyRequiresSync: boolean;
   logLevel: string;
   apiToken: string | undefined;
   reconnectMinMs: number;
@@ -65,6 +67,7 @@ export function loadAgentConfig(env: Env): Readonly<AgentConfig> {
     agentId: str(env, 'AGENT_ID', `${hostname().replace(/[^A-Za-z0-9_.-]/g, '-').slice(0, 100)}-${nanoid(6)}`,
       new RegExp(AGENT_ID_PATTERN), 'use 1-128 of A-Z a-z 0-9 _ . : @ -'),
     dataDir: env.DATA_DIR?.trim() || undefined,
+    readyRequiresSync: bool(env, 'READY_REQUIRES_SYNC', false),
     logLevel: readLogLevel(env),
     apiToken: env.AGENT_API_TOKEN?.trim() || undefined,
     reconnectMinMs,

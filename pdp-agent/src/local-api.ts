@@ -117,8 +117,13 @@ export async function buildLocalApi(agent: LocalApiDeps, forwarder: Forwarder, l
   for (const url of LIVE) app.get(url, { schema: { summary: 'Liveness', tags: ['health'] } }, async () => ({ status: 'ok' }));
   for (const url of READY) app.get(url, { schema: { summary: 'Readiness: bootstrapped', tags: ['health'] } }, async (_req, reply) => {
     const s = agent.status();
-    if (!s.ready) return reply.status(503).send({ error: 'not_synced', message: `not bootstrapped yet (applied ${s.applied}, connected ${s.connected})` });
-    return { status: 'ready', applied: s.applied };
+    if (!s.ready) {
+      return reply.status(503).send({ error: 'not_synced', message: agent.config.readyRequiresSync && s.applied > 0
+        ? `not caught up with a server yet (applied ${s.applied}, connected ${s.connected}; READY_REQUIRES_SYNC=true)`
+        : `not bootstrapped yet (applied ${s.applied}, connected ${s.connected})` });
+    }
+    // Ready and stale: restored or cut off, answering from the last state applied (offline operation).
+    return { status: 'ok', stale: s.stale, applied: s.applied, connected: s.connected };
   });
 
   return {

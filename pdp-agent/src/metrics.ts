@@ -4,6 +4,7 @@ export interface AgentMetricSources {
   applied(): number;
   head(): number;
   connected(): boolean;
+  stale(): boolean;
   facts(): number;
   reconnects(): number;
 }
@@ -36,6 +37,7 @@ export class AgentMetrics {
     gauge('factsync_agent_head_version', 'Last version known to exist on the server', s.head);
     gauge('factsync_agent_lag_versions', 'Versions known to exist but not yet applied', () => Math.max(0, s.head() - s.applied()));
     gauge('factsync_agent_connected', '1 while the websocket to a server is open', () => (s.connected() ? 1 : 0));
+    gauge('factsync_agent_stale', '1 while answers come from a state not caught up with a live server (offline, or catching up)', () => (s.stale() ? 1 : 0));
     gauge('factsync_agent_facts', 'Facts in the local store', s.facts);
     new Counter({ name: 'factsync_agent_reconnects_total', help: 'Reconnect attempts to the server', registers: reg, collect() { this.reset(); this.inc(s.reconnects()); } });
   }

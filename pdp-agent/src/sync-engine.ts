@@ -55,6 +55,8 @@ export class SyncEngine {
   head = 0;
   ready = false;
   private bootHead = 0;
+  /** The head the current session's welcome named: fresh once it is applied. */
+  private sessionHead = Number.POSITIVE_INFINITY;
   private lastAck = 0;
   private ackScheduled = false;
   private repairing = false;
@@ -66,6 +68,11 @@ export class SyncEngine {
   private readonly snapshot = new SnapshotAssembly();
 
   constructor(private readonly d: SyncEngineDeps) {}
+
+  /** Live on a session and caught up to the head its welcome named: what this agent answers is current. */
+  get fresh(): boolean {
+    return this.state.phase === 'streaming' && this.d.store.version >= this.sessionHead;
+  }
 
   get phase(): EngineState['phase'] {
     return this.state.phase;
@@ -103,6 +110,7 @@ export class SyncEngine {
         // Versions of another epoch say nothing about this one: the head starts over with it.
         this.head = m.epoch !== store.epoch ? m.head : Math.max(this.head, m.head);
         if (!this.ready) this.bootHead = Math.max(this.bootHead, m.head);
+        this.sessionHead = m.head;
         // The server says whether a snapshot follows; older servers: mirror their rule.
         const snapshotComing = m.snapshot ?? (m.epoch !== store.epoch || store.version > m.head);
         if (store.version > 0 && snapshotComing) {

@@ -213,6 +213,7 @@ export const AgentStatus = Type.Object({
   connected: Type.Boolean(),
   connection: Type.String({ description: 'idle, connecting, open, retrying or closed' }),
   ready: Type.Boolean(),
+  stale: Type.Boolean({ description: 'not caught up with a live server: answers come from the last state applied (offline operation)' }),
   epoch: Type.Union([Type.String(), Type.Null()]),
   server: Type.String(),
   facts: Type.Integer(),

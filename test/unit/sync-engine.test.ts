@@ -9,7 +9,7 @@ import { AgentMetrics } from '../../pdp-agent/src/metrics.js';
 function engine() {
   const store = new LocalStore();
   const applier = new Applier(store);
-  const metrics = new AgentMetrics({ applied: () => store.version, head: () => 0, connected: () => true, facts: () => store.size, reconnects: () => 0 });
+  const metrics = new AgentMetrics({ applied: () => store.version, head: () => 0, connected: () => true, stale: () => false, facts: () => store.size, reconnects: () => 0 });
   const restarts: string[] = [];
   const link = { send: () => true, restart: (why: string) => void restarts.push(why), markHealthy: () => undefined, serverUrl: new URL('http://127.0.0.1:1') };
   const e = new SyncEngine({
