@@ -59,7 +59,7 @@ export async function createAgent(config: Readonly<AgentConfig>, opts: AgentOpti
     metrics.snapshots.inc();
     history?.recordSnapshot(version, epoch, store);
   });
-  const client = new ServerClient(config.serverUrls, config.token);
+  const client = new ServerClient(config.serverUrls, config.token.current);
   const decider = new Decider(store);
   const usage = new UsageTracker();
 
@@ -94,7 +94,7 @@ export async function createAgent(config: Readonly<AgentConfig>, opts: AgentOpti
     usage,
   });
   const conn = new Connection(
-    { urls: config.serverUrls, token: config.token, reconnectMinMs: config.reconnectMinMs, reconnectMaxMs: config.reconnectMaxMs, serverTimeoutMs: config.serverTimeoutMs, agentId: config.agentId, log },
+    { urls: config.serverUrls, token: config.token.fresh, reconnectMinMs: config.reconnectMinMs, reconnectMaxMs: config.reconnectMaxMs, serverTimeoutMs: config.serverTimeoutMs, agentId: config.agentId, log },
     {
       hello: () => engine.hello(),
       message: (m) => engine.onMessage(m),

@@ -1,5 +1,6 @@
 import { hostname } from 'node:os';
 import { nanoid } from 'nanoid';
+import { tokenFile, type TokenSource } from './token-source.js';
 import { AGENT_ID_PATTERN, ConfigError, ENV_PATTERN, readBool as bool, readInt as int, readLogLevel, readString as str, type Env } from '@factsync/shared';
 
 export { ConfigError };
@@ -8,7 +9,8 @@ export interface AgentConfig {
   port: number;
   host: string;
   serverUrls: URL[];
-  token: string | undefined;
+  /** The token for requests (`current`) and for each websocket connect (`fresh`: re-reads AGENT_TOKEN_FILE). */
+  token: { current: TokenSource; fresh: TokenSource };
   env: string;
   agentId: string;
   dataDir: string | undefined;
@@ -49,10 +51,15 @@ function serverUrls(raw: string): URL[] {
 }
 
 /** Without a token the agent could only be refused for ever: say so at start-up instead. */
-function agentToken(env: Env): string {
+function agentToken(env: Env): { current: TokenSource; fresh: TokenSource } {
+  const file = env.AGENT_TOKEN_FILE?.trim();
+  if (file) {
+    if (env.AGENT_TOKEN?.trim()) throw new ConfigError('set AGENT_TOKEN or AGENT_TOKEN_FILE, not both');
+    return tokenFile(file);
+  }
   const token = env.AGENT_TOKEN?.trim();
-  if (!token) throw new ConfigError('AGENT_TOKEN is empty: set it to a token whose role is agent (or admin) in the server\'s AUTH_TOKENS; npm start prints one');
-  return token;
+  if (!token) throw new ConfigError('AGENT_TOKEN is empty: set it to a token whose role is agent (or admin) in the server\'s AUTH_TOKENS (or AGENT_TOKEN_FILE to a file holding one); npm start prints one');
+  return { current: () => token, fresh: () => token };
 }
 
 /** Reads and validates every agent setting once (docs/operations.md, "Configuration"). */

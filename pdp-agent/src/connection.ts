@@ -4,7 +4,8 @@ import { ErrorCodes, backoffDelayMs, isRetryableClose, parseServerMessage, type 
 
 export interface ConnectionOptions {
   urls: readonly URL[];
-  token: string | undefined;
+  /** Read at every connect: a rotated AGENT_TOKEN_FILE is picked up. */
+  token: () => string | undefined;
   reconnectMinMs: number;
   reconnectMaxMs: number;
   serverTimeoutMs: number;
@@ -92,7 +93,8 @@ export class Connection {
     const url = new URL('/v1/ws', base);
     url.protocol = base.protocol === 'https:' ? 'wss:' : 'ws:';
     const headers: Record<string, string> = {};
-    if (this.opts.token) headers.authorization = `Bearer ${this.opts.token}`;
+    const token = this.opts.token();
+    if (token) headers.authorization = `Bearer ${token}`;
     const ws = new WebSocket(url, { headers, maxPayload: this.opts.maxPayloadBytes ?? 1024 * 1024 * 1024, handshakeTimeout: this.opts.serverTimeoutMs });
     this.ws = ws;
 
@@ -131,9 +133,12 @@ export class Connection {
       if (this.silenceTimer) clearTimeout(this.silenceTimer);
       if (this.stateValue === 'closed') return;
       this.setState('retrying');
-      const fatal = !isRetryableClose(code);
+      // A JWT that ran out: the next connect reads the token again (AGENT_TOKEN_FILE) and resumes from what was applied.
+      const expired = reason.toString().startsWith('token expired');
+      const fatal = !expired && !isRetryableClose(code);
       const replaced = code === ErrorCodes.agent_replaced.close;
-      if (fatal) this.opts.log.error({ code, reason: reason.toString() }, 'server rejected this agent; fix the configuration (retrying slowly)');
+      if (expired) this.opts.log.info({ code, reason: reason.toString() }, 'token expired; reconnecting with the current token');
+      else if (fatal) this.opts.log.error({ code, reason: reason.toString() }, 'server rejected this agent; fix the configuration (retrying slowly)');
       else if (replaced) {
         // Two PDPs with one AGENT_ID take each other's session over in turn; back off so the live one keeps it.
         this.opts.log.error({ code, agentId: this.opts.agentId, reason: reason.toString() },

@@ -12,18 +12,19 @@ export interface HttpAnswer<T> {
  * choice (`preferred` first, then the rest in order).
  */
 export class ServerClient {
-  constructor(private readonly urls: readonly URL[], private readonly token: string | undefined, private readonly timeoutMs = 30_000) {}
+  constructor(private readonly urls: readonly URL[], private readonly token: () => string | undefined, private readonly timeoutMs = 30_000) {}
 
   async request<T>(method: string, path: string, opts: { body?: unknown; headers?: Record<string, string>; preferred?: URL; timeoutMs?: number } = {}): Promise<HttpAnswer<T>> {
     const order = opts.preferred ? [opts.preferred, ...this.urls.filter((u) => u.href !== opts.preferred!.href)] : [...this.urls];
     let lastError: Error | undefined;
+    const token = this.token();
     for (const base of order) {
       let res: Response;
       try {
         res = await fetch(new URL(path, base), {
           method,
           headers: {
-            ...(this.token ? { authorization: `Bearer ${this.token}` } : {}),
+            ...(token ? { authorization: `Bearer ${token}` } : {}),
             ...(opts.body !== undefined ? { 'content-type': 'application/json' } : {}),
             ...opts.headers,
           },

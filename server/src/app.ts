@@ -3,7 +3,9 @@ import { pino, type Logger } from 'pino';
 import { usageMonth } from '@factsync/shared';
 import { createHttpApp, type TypedApp } from '@factsync/shared/http-app';
 import type { ServerConfig } from './config.js';
-import { createAuthenticator } from './auth.js';
+import { createAuthenticator, StaticTokens } from './auth.js';
+import { JwtVerifier } from './jwt.js';
+import { tokenRoutes } from './routes/tokens.js';
 import type { FactStore } from './store/fact-store.js';
 import { createRedisStore } from './store/redis-store.js';
 import { createMemoryStore } from './store/memory-store.js';
@@ -88,7 +90,7 @@ export async function createServer(config: Readonly<ServerConfig>, opts: ServerO
       if (e.code === 'store_unavailable' || e.code === 'shutting_down') void reply.header('retry-after', '1');
     },
   });
-  const auth = createAuthenticator(config.tokens, opts.unknownTokenHint);
+  const auth = createAuthenticator(new StaticTokens(config.tokens, config.authTokensFile, log), opts.unknownTokenHint, config.jwt && new JwtVerifier(config.jwt));
   const broadcaster = new Broadcaster(store, log, { healIntervalMs: config.healIntervalMs, pageSize: config.changesPageSize, frameBytes: config.wsMaxFrameBytes }, opts.hooks);
   const control = new ControlPlane(store, log, {
     replicaId: config.replicaId, leaseMs: config.leaseMs, refreshMs: config.syncRefreshMs, lingerMs: 30_000,
@@ -135,6 +137,7 @@ export async function createServer(config: Readonly<ServerConfig>, opts: ServerO
   factsRoutes(app, ctx);
   readRoutes(app, ctx);
   factReadRoutes(app, ctx);
+  tokenRoutes(app, ctx);
   usageRoutes(app, ctx);
   syncRoutes(app, ctx);
   healthRoutes(app, store, () => closing);

@@ -1,6 +1,7 @@
 import { nanoid } from 'nanoid';
 import { ConfigError, readBool, readInt, readLogLevel, readOptional, readString, readUrl, type Env } from '@factsync/shared';
-import { parseTokens, type TokenGrant } from './auth.js';
+import { parseTokens, type TokenGrant } from './static-tokens.js';
+import type { JwtOptions } from './jwt.js';
 
 export interface ServerConfig {
   port: number;
@@ -10,6 +11,10 @@ export interface ServerConfig {
   redisCluster: boolean;
   keyPrefix: string;
   tokens: TokenGrant[];
+  /** AUTH_TOKENS_FILE: more static tokens, re-read when the file changes. */
+  authTokensFile: string | undefined;
+  /** JWT_*: accept (and with a secret, mint) JWTs; undefined = static tokens only. */
+  jwt: JwtOptions | undefined;
   logRetention: number;
   logLevel: string;
   replicaId: string;
@@ -49,6 +54,26 @@ export interface ServerConfig {
 }
 
 /** Reads and validates every setting once; nothing else reads process.env. */
+function jwtOptions(env: Record<string, string | undefined>): JwtOptions | undefined {
+  const o: JwtOptions = {};
+  const set = (k: keyof JwtOptions, name: string): void => {
+    const v = env[name]?.trim();
+    if (v) o[k] = v;
+  };
+  set('secret', 'JWT_SECRET');
+  set('jwksUrl', 'JWT_JWKS_URL');
+  set('jwksFile', 'JWT_JWKS_FILE');
+  set('issuer', 'JWT_ISSUER');
+  set('audience', 'JWT_AUDIENCE');
+  set('subjects', 'JWT_SUBJECTS');
+  if (!o.secret && !o.jwksUrl && !o.jwksFile) {
+    if (o.issuer || o.audience || o.subjects) throw new ConfigError('JWT_ISSUER, JWT_AUDIENCE and JWT_SUBJECTS are about JWTs: set JWT_SECRET, JWT_JWKS_URL or JWT_JWKS_FILE too');
+    return undefined;
+  }
+  if (o.jwksUrl && o.jwksFile) throw new ConfigError('set JWT_JWKS_URL or JWT_JWKS_FILE, not both');
+  return o;
+}
+
 export function loadServerConfig(env: Env): Readonly<ServerConfig> {
   const redisUrl = readOptional(env, 'REDIS_URL');
   const redisCluster = readString(env, 'REDIS_CLUSTER', 'false', /^(true|false)$/, 'use true or false') === 'true';
@@ -72,6 +97,8 @@ export function loadServerConfig(env: Env): Readonly<ServerConfig> {
     redisCluster,
     keyPrefix: readString(env, 'KEY_PREFIX', 'fs', /^[A-Za-z0-9_.-]{1,32}$/, 'use 1-32 of A-Z a-z 0-9 _ . -'),
     tokens: parseTokens(env.AUTH_TOKENS ?? ''),
+    authTokensFile: env.AUTH_TOKENS_FILE?.trim() || undefined,
+    jwt: jwtOptions(env),
     logRetention: readInt(env, 'LOG_RETENTION', 100_000, 1),
     logLevel: readLogLevel(env),
     replicaId: readString(env, 'REPLICA_ID', `replica-${nanoid(8)}`, /^[A-Za-z0-9_.-]{1,64}$/, 'use 1-64 of A-Z a-z 0-9 _ . -'),

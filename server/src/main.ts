@@ -16,6 +16,10 @@ async function main(): Promise<void> {
     throw e;
   }
   const fail = (e: unknown): never => {
+    if (e instanceof ConfigError) {
+      process.stderr.write(`factsync server: ${e.message}\n`);
+      process.exit(2);
+    }
     process.stderr.write(`factsync server: cannot start: ${describeStartupError(e)}\n`);
     process.exit(1);
   };
@@ -25,7 +29,7 @@ async function main(): Promise<void> {
     return fail(e);
   });
   server.app.log.info({ url, store: server.store.kind, replica: config.replicaId, tokens: config.tokens.length }, 'factsync server listening');
-  if (config.tokens.length === 0) server.app.log.warn('AUTH_TOKENS is empty: every authenticated route will answer 401');
+  if (config.tokens.length === 0 && !config.authTokensFile && !config.jwt) server.app.log.warn('AUTH_TOKENS is empty (and no AUTH_TOKENS_FILE or JWT_* is set): every authenticated route will answer 401');
   runUntilSignal(() => server.close(), config.shutdownTimeoutMs, server.app.log);
 }
 

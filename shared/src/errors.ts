@@ -6,6 +6,8 @@
 export const ErrorCodes = {
   invalid_request: { status: 400, close: 4400 },
   unauthorized: { status: 401, close: 4401 },
+  /** A websocket whose JWT expired: reconnect with a fresh token (the session resumes; nothing is lost). */
+  token_expired: { status: 401, close: 4401 },
   forbidden: { status: 403, close: 4403 },
   not_found: { status: 404, close: 4404 },
   method_not_allowed: { status: 405, close: 4405 },

@@ -146,7 +146,7 @@ describe('check and errors', () => {
       [['get', 'user', 'nobody'], { FACTSYNC_URL: server.url, FACTSYNC_TOKEN: READER }, 1, /^factsync: no user "nobody" in env "default" at version \d+ \(not_found, HTTP 404\)\n$/],
       [['import', '/nonexistent/file.jsonl'], { FACTSYNC_URL: server.url, FACTSYNC_TOKEN: ADMIN }, 2, /^factsync: cannot read \/nonexistent\/file\.jsonl: no such file\n$/],
       [['tail', '--after', 'x'], { FACTSYNC_URL: server.url, FACTSYNC_TOKEN: READER }, 2, /^factsync: --after x is not a version/],
-      [['token', 'create', '--role', 'agent', '--envs', 'prod'], { FACTSYNC_URL: server.url, FACTSYNC_TOKEN: ADMIN }, 2, /does not mint tokens: start the server with JWT_SECRET set/],
+      [['token', 'create', '--role', 'agent', '--envs', 'prod'], { FACTSYNC_URL: server.url, FACTSYNC_TOKEN: ADMIN }, 1, /does not mint tokens: start it with JWT_SECRET set .*\(not_found, HTTP 404\)/],
       [['nosuch'], {}, 2, /unknown command 'nosuch'/],
     ];
     for (const [args, env, code, err] of cases) {

@@ -103,23 +103,26 @@ describe('websocket messages', () => {
 });
 
 describe('auth and config', () => {
-  it('parses tokens and authorizes by role and env', () => {
+  it('parses tokens and authorizes by role and env', async () => {
     const auth = createAuthenticator(parseTokens('w=writer:prod, r=reader:*, a=agent:prod'));
-    expect(auth.authorize('Bearer w', 'prod', 'write').role).toBe('writer');
-    expect(() => auth.authorize('Bearer w', 'dev', 'write')).toThrow(/not "dev"/);
-    expect(() => auth.authorize('Bearer r', 'dev', 'write')).toThrow(/reader token cannot write/);
-    expect(() => auth.authorize('Bearer w', 'prod', 'ack')).toThrow(/cannot connect as an acking agent/);
-    expect(() => auth.authorize('Bearer nope', 'prod', 'read')).toThrow(/unknown token/);
-    expect(() => auth.authorize(undefined, 'prod', 'read')).toThrow(/missing bearer token/);
+    expect((await auth.authorize('Bearer w', 'prod', 'write')).role).toBe('writer');
+    await expect(auth.authorize('Bearer w', 'dev', 'write')).rejects.toThrow(/not "dev"/);
+    await expect(auth.authorize('Bearer r', 'dev', 'write')).rejects.toThrow(/reader token cannot write/);
+    await expect(auth.authorize('Bearer w', 'prod', 'ack')).rejects.toThrow(/cannot connect as an acking agent/);
+    await expect(auth.authorize('Bearer nope', 'prod', 'read')).rejects.toThrow(/unknown token/);
+    await expect(auth.authorize(undefined, 'prod', 'read')).rejects.toThrow(/missing bearer token/);
     expect(() => parseTokens('x=boss:prod')).toThrow(/role "boss" is unknown/);
     expect(() => parseTokens('x=admin')).toThrow(/token=role:env/);
     expect(() => parseTokens('x=agent:prod:bad id')).toThrow(/prefix ending in \*/);
     const bound = createAuthenticator(parseTokens('eu=agent:prod:pdp-eu-*,one=agent:prod:pdp-1,any=agent:prod:*'));
-    expect(() => permitAgentId(bound.authenticate('Bearer eu'), 'pdp-eu-7')).not.toThrow();
-    expect(() => permitAgentId(bound.authenticate('Bearer eu'), 'pdp-us-1')).toThrow(/only connect as agent pdp-eu-\*/);
-    expect(() => permitAgentId(bound.authenticate('Bearer one'), 'pdp-1')).not.toThrow();
-    expect(() => permitAgentId(bound.authenticate('Bearer one'), 'pdp-10')).toThrow(/not "pdp-10"/);
-    expect(() => permitAgentId(bound.authenticate('Bearer any'), 'whatever')).not.toThrow();
+    const p1 = await bound.authenticate('Bearer eu');
+    const one = await bound.authenticate('Bearer one');
+    const any = await bound.authenticate('Bearer any');
+    expect(() => permitAgentId(p1, 'pdp-eu-7')).not.toThrow();
+    expect(() => permitAgentId(p1, 'pdp-us-1')).toThrow(/only connect as agent pdp-eu-\*/);
+    expect(() => permitAgentId(one, 'pdp-1')).not.toThrow();
+    expect(() => permitAgentId(one, 'pdp-10')).toThrow(/not "pdp-10"/);
+    expect(() => permitAgentId(any, 'whatever')).not.toThrow();
   });
 
   it('a bad setting is one clear line', () => {

@@ -33,7 +33,7 @@ const envRe = new RegExp(ENV_PATTERN);
  */
 export function requireCap(auth: Authenticator, cap: Capability) {
   return async (req: FastifyRequest): Promise<void> => {
-    const principal = auth.authenticate(req.headers.authorization);
+    const principal = await auth.authenticate(req.headers.authorization);
     const env = (req.params as { env?: string }).env ?? '';
     if (!envRe.test(env)) {
       throw new FactsyncError('invalid_request', `env "${env.slice(0, 80)}" is not valid: use 1-64 of A-Z a-z 0-9 _ -`);

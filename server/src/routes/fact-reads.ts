@@ -92,7 +92,7 @@ export function factReadRoutes(app: TypedApp, ctx: RouteContext): void {
       response: { 200: Type.Object({ max_ops_per_write: Type.Integer(), body_limit_bytes: Type.Integer(), log_retention: Type.Integer(), store: Type.String() }), '4xx': ErrorBody },
     },
   }, async (req) => {
-    ctx.auth.authenticate(req.headers.authorization);
+    await ctx.auth.authenticate(req.headers.authorization);
     return { max_ops_per_write: ctx.config.maxOpsPerWrite, body_limit_bytes: ctx.config.bodyLimitBytes, log_retention: ctx.config.logRetention, store: ctx.store.kind };
   });
 }

@@ -25,8 +25,8 @@ export function statusRoutes(app: TypedApp, ctx: RouteContext): { closeStreams()
   app.get('/v1/envs', {
     schema: { summary: 'Envs that have data (those this token may read)', response: { 200: Type.Object({ envs: Type.Array(Type.String()) }), '4xx': ErrorBody } },
   }, async (req) => {
-    const p = ctx.auth.authenticate(req.headers.authorization);
-    if (p.env !== '*') return { envs: [p.env] };
+    const p = await ctx.auth.authenticate(req.headers.authorization);
+    if (p.envs !== '*') return { envs: [...p.envs] };
     return { envs: await ctx.store.envs(1000) };
   });
 

@@ -69,7 +69,7 @@ export class Gateway {
     app.get('/v1/ws', {
       websocket: true,
       onRequest: async (req) => {
-        const p = this.opts.auth.authenticate(req.headers.authorization);
+        const p = await this.opts.auth.authenticate(req.headers.authorization);
         // Refused before the upgrade (a 429); the slot itself is taken once the socket exists.
         this.perToken.check(p.tokenIndex);
         req.principal = p;

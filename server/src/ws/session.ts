@@ -54,6 +54,9 @@ const NEXT: Readonly<Record<State, readonly State[]>> = {
  * the socket; anything that would not continue it exactly (a gap) sends the
  * session back to read the log, so the agent never sees a hole from us.
  */
+/** setTimeout's longest delay (about 24.8 days); a later expiry is waited for in steps. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 export class Session implements FeedMember {
   private state: State = 'awaiting_hello';
   readonly conn = nanoid(10);
@@ -77,6 +80,7 @@ export class Session implements FeedMember {
   private feed: EnvFeed | undefined;
   private control: EnvControl | undefined;
   private log: Logger;
+  private expiryTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly socket: WebSocket, private readonly principal: Principal, private readonly deps: SessionDeps) {
     this.log = deps.log.child({ conn: this.conn });
@@ -87,6 +91,18 @@ export class Session implements FeedMember {
     // 1000 is the agent's own goodbye: it is gone on purpose and no longer awaited (invariant 8).
     socket.on('close', (code) => this.cleanup(code === 1000));
     socket.on('error', (e) => this.log.debug({ err: e.message }, 'socket error'));
+    if (principal.expiresAtMs !== undefined) this.expireAt(principal.expiresAtMs);
+  }
+
+  /** A session lives no longer than its token (JWT exp): then 4401 token_expired, and the agent comes back with a fresh one. */
+  private expireAt(ms: number): void {
+    const wait = ms - Date.now();
+    if (wait > MAX_TIMER_MS) {
+      this.expiryTimer = setTimeout(() => this.expireAt(ms), MAX_TIMER_MS);
+    } else {
+      this.expiryTimer = setTimeout(() => this.fail('token_expired', `token expired at ${new Date(ms).toISOString()}; reconnect with a fresh token`), Math.max(0, wait));
+    }
+    this.expiryTimer.unref();
   }
 
   get isLive(): boolean {
@@ -390,6 +406,7 @@ export class Session implements FeedMember {
 
   private cleanup(graceful = false): void {
     if (this.state === 'closed') return;
+    if (this.expiryTimer) clearTimeout(this.expiryTimer);
     const wasRegistered = this.env !== '';
     this.setState('closed');
     if (wasRegistered) {
