@@ -9,6 +9,7 @@ import { Connection } from './connection.js';
 import { ServerClient } from './server-client.js';
 import { AppliedWaiters } from './applied-waiters.js';
 import { loadState, saveState } from './state-file.js';
+import { AgentTls } from './agent-tls.js';
 import { buildLocalApi, type LocalApi } from './local-api.js';
 import { Forwarder } from './forwarder.js';
 import { AgentMetrics } from './metrics.js';
@@ -59,7 +60,8 @@ export async function createAgent(config: Readonly<AgentConfig>, opts: AgentOpti
     metrics.snapshots.inc();
     history?.recordSnapshot(version, epoch, store);
   });
-  const client = new ServerClient(config.serverUrls, config.token.current);
+  const tls = new AgentTls(config.tls);
+  const client = new ServerClient(config.serverUrls, config.token.current, undefined, tls.fetch);
   const decider = new Decider(store);
   const usage = new UsageTracker();
 
@@ -94,7 +96,7 @@ export async function createAgent(config: Readonly<AgentConfig>, opts: AgentOpti
     usage,
   });
   const conn = new Connection(
-    { urls: config.serverUrls, token: config.token.fresh, reconnectMinMs: config.reconnectMinMs, reconnectMaxMs: config.reconnectMaxMs, serverTimeoutMs: config.serverTimeoutMs, agentId: config.agentId, log },
+    { urls: config.serverUrls, token: config.token.fresh, tls: () => tls.connect(), reconnectMinMs: config.reconnectMinMs, reconnectMaxMs: config.reconnectMaxMs, serverTimeoutMs: config.serverTimeoutMs, agentId: config.agentId, log },
     {
       hello: () => engine.hello(),
       message: (m) => engine.onMessage(m),

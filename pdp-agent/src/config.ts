@@ -1,6 +1,8 @@
 import { hostname } from 'node:os';
 import { nanoid } from 'nanoid';
 import { tokenFile, type TokenSource } from './token-source.js';
+import type { AgentTlsFiles } from './agent-tls.js';
+import { readPemFiles } from '@factsync/shared/tls-files';
 import { AGENT_ID_PATTERN, ConfigError, ENV_PATTERN, readBool as bool, readInt as int, readLogLevel, readString as str, type Env } from '@factsync/shared';
 
 export { ConfigError };
@@ -14,6 +16,8 @@ export interface AgentConfig {
   env: string;
   agentId: string;
   dataDir: string | undefined;
+  /** TLS to https:// servers: an extra CA, a client certificate (mutual TLS). */
+  tls: AgentTlsFiles;
   /** Stay unready while offline even with a state restored from DATA_DIR. */
   readyRequiresSync: boolean;
   logLevel: string;
@@ -62,6 +66,13 @@ function agentToken(env: Env): { current: TokenSource; fresh: TokenSource } {
   return { current: () => token, fresh: () => token };
 }
 
+function tlsFiles(env: Env): AgentTlsFiles {
+  const t = { caFile: env.SERVER_CA_FILE?.trim() || undefined, certFile: env.AGENT_CERT_FILE?.trim() || undefined, keyFile: env.AGENT_KEY_FILE?.trim() || undefined };
+  if (Boolean(t.certFile) !== Boolean(t.keyFile)) throw new ConfigError(`a client certificate needs both AGENT_CERT_FILE and AGENT_KEY_FILE (${t.certFile ? 'AGENT_KEY_FILE' : 'AGENT_CERT_FILE'} is missing)`);
+  readPemFiles({ SERVER_CA_FILE: t.caFile, AGENT_CERT_FILE: t.certFile, AGENT_KEY_FILE: t.keyFile });
+  return t;
+}
+
 /** Reads and validates every agent setting once (docs/operations.md, "Configuration"). */
 export function loadAgentConfig(env: Env): Readonly<AgentConfig> {
   const reconnectMinMs = int(env, 'RECONNECT_MIN_MS', 200, 10);
@@ -75,6 +86,7 @@ export function loadAgentConfig(env: Env): Readonly<AgentConfig> {
       new RegExp(AGENT_ID_PATTERN), 'use 1-128 of A-Z a-z 0-9 _ . : @ -'),
     dataDir: env.DATA_DIR?.trim() || undefined,
     readyRequiresSync: bool(env, 'READY_REQUIRES_SYNC', false),
+    tls: tlsFiles(env),
     logLevel: readLogLevel(env),
     apiToken: env.AGENT_API_TOKEN?.trim() || undefined,
     reconnectMinMs,

@@ -1,11 +1,14 @@
 import WebSocket from 'ws';
 import type { Logger } from 'pino';
+import { describeTlsError, type TlsConnectOptions } from './agent-tls.js';
 import { ErrorCodes, backoffDelayMs, isRetryableClose, parseServerMessage, type ClientMessage, type ServerMessage } from '@factsync/shared';
 
 export interface ConnectionOptions {
   urls: readonly URL[];
   /** Read at every connect: a rotated AGENT_TOKEN_FILE is picked up. */
   token: () => string | undefined;
+  /** TLS options for https:// servers (an extra CA, a client certificate), read at every connect. */
+  tls?: () => TlsConnectOptions;
   reconnectMinMs: number;
   reconnectMaxMs: number;
   serverTimeoutMs: number;
@@ -95,7 +98,7 @@ export class Connection {
     const headers: Record<string, string> = {};
     const token = this.opts.token();
     if (token) headers.authorization = `Bearer ${token}`;
-    const ws = new WebSocket(url, { headers, maxPayload: this.opts.maxPayloadBytes ?? 1024 * 1024 * 1024, handshakeTimeout: this.opts.serverTimeoutMs });
+    const ws = new WebSocket(url, { ...(base.protocol === 'https:' ? this.opts.tls?.() : {}), headers, maxPayload: this.opts.maxPayloadBytes ?? 1024 * 1024 * 1024, handshakeTimeout: this.opts.serverTimeoutMs });
     this.ws = ws;
 
     ws.on('open', () => {
@@ -126,7 +129,11 @@ export class Connection {
         ws.terminate();
       });
     });
-    ws.on('error', (e) => this.opts.log.debug({ server: base.origin, err: e.message }, 'socket error'));
+    ws.on('error', (e) => {
+      const tlsProblem = describeTlsError(e as Error & { code?: string });
+      if (tlsProblem) this.opts.log.error({ server: base.origin, code: (e as { code?: string }).code }, tlsProblem);
+      else this.opts.log.debug({ server: base.origin, err: e.message }, 'socket error');
+    });
     ws.on('close', (code, reason) => {
       if (this.ws !== ws) return;
       this.ws = undefined;

@@ -12,7 +12,7 @@ export interface HttpAnswer<T> {
  * choice (`preferred` first, then the rest in order).
  */
 export class ServerClient {
-  constructor(private readonly urls: readonly URL[], private readonly token: () => string | undefined, private readonly timeoutMs = 30_000) {}
+  constructor(private readonly urls: readonly URL[], private readonly token: () => string | undefined, private readonly timeoutMs = 30_000, private readonly fetch: (url: URL, init: RequestInit) => Promise<Response> = globalThis.fetch) {}
 
   async request<T>(method: string, path: string, opts: { body?: unknown; headers?: Record<string, string>; preferred?: URL; timeoutMs?: number } = {}): Promise<HttpAnswer<T>> {
     const order = opts.preferred ? [opts.preferred, ...this.urls.filter((u) => u.href !== opts.preferred!.href)] : [...this.urls];
@@ -21,7 +21,7 @@ export class ServerClient {
     for (const base of order) {
       let res: Response;
       try {
-        res = await fetch(new URL(path, base), {
+        res = await this.fetch(new URL(path, base), {
           method,
           headers: {
             ...(token ? { authorization: `Bearer ${token}` } : {}),

@@ -5,6 +5,8 @@ import { createHttpApp, type TypedApp } from '@factsync/shared/http-app';
 import type { ServerConfig } from './config.js';
 import { createAuthenticator, StaticTokens } from './auth.js';
 import { JwtVerifier } from './jwt.js';
+import { httpsOptions, watchCertificates } from './tls.js';
+import type { Server as HttpsServer } from 'node:https';
 import { tokenRoutes } from './routes/tokens.js';
 import type { FactStore } from './store/fact-store.js';
 import { createRedisStore } from './store/redis-store.js';
@@ -82,6 +84,7 @@ export async function createServer(config: Readonly<ServerConfig>, opts: ServerO
   const store = opts.store ?? await buildStore(config, log, () => metrics?.redisErrors.inc());
 
   const app = await createHttpApp({
+    ...(config.tls ? { https: httpsOptions(config.tls) } : {}),
     log, bodyLimit: config.bodyLimitBytes, bodyLimitVar: 'BODY_LIMIT_BYTES', requestIdHeader: 'x-request-id', forceCloseConnections: false,
     openapi: { title: 'factsync server', description: 'Versioned, acknowledged distribution of authorization facts', bearer: true },
     onError: (e, _error, req, reply) => {
@@ -154,15 +157,18 @@ export async function createServer(config: Readonly<ServerConfig>, opts: ServerO
     if (ownsStore) await store.close();
   });
 
+  let stopWatching: (() => void) | undefined;
   return {
     app, store, broadcaster, gateway, config, metrics,
     async listen() {
       await app.listen({ port: config.port, host: config.host });
+      if (config.tls) stopWatching = watchCertificates(config.tls, app.server as unknown as HttpsServer, log);
       const addr = app.server.address();
       const port = typeof addr === 'object' && addr ? addr.port : config.port;
-      return `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
+      return `${config.tls ? 'https' : 'http'}://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
     },
     async close() {
+      stopWatching?.();
       await app.close();
     },
   };

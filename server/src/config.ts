@@ -2,6 +2,7 @@ import { nanoid } from 'nanoid';
 import { ConfigError, readBool, readInt, readLogLevel, readOptional, readString, readUrl, type Env } from '@factsync/shared';
 import { parseTokens, type TokenGrant } from './static-tokens.js';
 import type { JwtOptions } from './jwt.js';
+import { readPemFiles } from '@factsync/shared/tls-files';
 
 export interface ServerConfig {
   port: number;
@@ -13,6 +14,8 @@ export interface ServerConfig {
   tokens: TokenGrant[];
   /** AUTH_TOKENS_FILE: more static tokens, re-read when the file changes. */
   authTokensFile: string | undefined;
+  /** TLS_*: serve HTTPS/WSS; with a client CA, require client certificates (mutual TLS). */
+  tls: { certFile: string; keyFile: string; clientCaFile: string | undefined } | undefined;
   /** JWT_*: accept (and with a secret, mint) JWTs; undefined = static tokens only. */
   jwt: JwtOptions | undefined;
   logRetention: number;
@@ -54,6 +57,19 @@ export interface ServerConfig {
 }
 
 /** Reads and validates every setting once; nothing else reads process.env. */
+function tlsOptions(env: Record<string, string | undefined>): ServerConfig['tls'] {
+  const certFile = env.TLS_CERT_FILE?.trim() || undefined;
+  const keyFile = env.TLS_KEY_FILE?.trim() || undefined;
+  const clientCaFile = env.TLS_CLIENT_CA_FILE?.trim() || undefined;
+  if (!certFile && !keyFile) {
+    if (clientCaFile) throw new ConfigError('TLS_CLIENT_CA_FILE needs TLS_CERT_FILE and TLS_KEY_FILE: mutual TLS is TLS first');
+    return undefined;
+  }
+  if (!certFile || !keyFile) throw new ConfigError(`TLS needs both TLS_CERT_FILE and TLS_KEY_FILE (${certFile ? 'TLS_KEY_FILE' : 'TLS_CERT_FILE'} is missing)`);
+  readPemFiles({ TLS_CERT_FILE: certFile, TLS_KEY_FILE: keyFile, TLS_CLIENT_CA_FILE: clientCaFile });
+  return { certFile, keyFile, clientCaFile };
+}
+
 function jwtOptions(env: Record<string, string | undefined>): JwtOptions | undefined {
   const o: JwtOptions = {};
   const set = (k: keyof JwtOptions, name: string): void => {
@@ -99,6 +115,7 @@ export function loadServerConfig(env: Env): Readonly<ServerConfig> {
     tokens: parseTokens(env.AUTH_TOKENS ?? ''),
     authTokensFile: env.AUTH_TOKENS_FILE?.trim() || undefined,
     jwt: jwtOptions(env),
+    tls: tlsOptions(env),
     logRetention: readInt(env, 'LOG_RETENTION', 100_000, 1),
     logLevel: readLogLevel(env),
     replicaId: readString(env, 'REPLICA_ID', `replica-${nanoid(8)}`, /^[A-Za-z0-9_.-]{1,64}$/, 'use 1-64 of A-Z a-z 0-9 _ . -'),

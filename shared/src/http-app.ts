@@ -23,6 +23,8 @@ export interface HttpAppOptions {
   onError?: (e: FactsyncError, error: FastifyError, req: FastifyRequest, reply: FastifyReply) => void;
   requestIdHeader?: string;
   forceCloseConnections?: boolean;
+  /** Serve HTTPS (and so WSS) with these options (key, cert, and for mutual TLS ca + requestCert). */
+  https?: import('node:https').ServerOptions;
 }
 
 /**
@@ -48,7 +50,9 @@ export async function createHttpApp(o: HttpAppOptions): Promise<TypedApp> {
     logController: new LogController({ disableRequestLogging: true }),
     ...(o.requestIdHeader ? { requestIdHeader: o.requestIdHeader } : {}),
     ...(o.forceCloseConnections !== undefined ? { forceCloseConnections: o.forceCloseConnections } : {}),
-  }).withTypeProvider<TypeBoxTypeProvider>();
+    // The routes do not depend on the transport: an HTTPS app is typed as the plain one.
+    ...(o.https ? { https: o.https } : {}),
+  }).withTypeProvider<TypeBoxTypeProvider>() as unknown as TypedApp;
   app.setValidatorCompiler(createValidatorCompiler());
   // Bodies are JSON only: a text/plain body would otherwise reach the schema as a string ("body must be object").
   app.removeContentTypeParser('text/plain');
