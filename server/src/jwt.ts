@@ -60,6 +60,14 @@ const ASYMMETRIC = ['RS256', 'ES256', 'EdDSA'];
 const MAX_TOKEN_CHARS = 8192;
 const JWT_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
 const FILE_CHECK_MS = 1000;
+/**
+ * Verified tokens are remembered this long (and never past their exp), so a
+ * client sending the same token on every request pays for one verification,
+ * not one per request; at most CACHE_MAX of them (invariant 10). Short, so a
+ * key removed from a remote JWKS stops working within it.
+ */
+const CACHE_MS = 10_000;
+const CACHE_MAX = 10_000;
 const envRe = new RegExp(ENV_PATTERN);
 const agentIdRe = new RegExp(AGENT_ID_PATTERN.replace('$', '\\*?$'));
 
@@ -78,6 +86,7 @@ export class JwtVerifier {
   private readonly remote: JWTVerifyGetKey | undefined;
   private local: { get: JWTVerifyGetKey; stamp: string; checkedAt: number } | undefined;
   private readonly subjects: SubjectGrant[];
+  private readonly verified = new Map<string, { p: Principal; until: number }>();
 
   constructor(private readonly o: JwtOptions) {
     this.subjects = o.subjects ? parseSubjects(o.subjects) : [];
@@ -108,6 +117,19 @@ export class JwtVerifier {
   }
 
   async verify(token: string): Promise<Principal> {
+    const now = Date.now();
+    if (this.o.jwksFile) this.loadFile(false); // a changed key set empties the cache
+    // By digest: 10,000 tokens of up to 8 KiB would otherwise be 80 MiB of keys.
+    const id = sha256(token).toString('base64');
+    const hit = this.verified.get(id);
+    if (hit && hit.until > now) return hit.p;
+    const p = await this.verifyUncached(token);
+    if (this.verified.size >= CACHE_MAX) this.verified.delete(this.verified.keys().next().value!);
+    this.verified.set(id, { p, until: Math.min(now + CACHE_MS, p.expiresAtMs ?? Number.POSITIVE_INFINITY) });
+    return p;
+  }
+
+  private async verifyUncached(token: string): Promise<Principal> {
     let alg: string | undefined;
     try {
       alg = decodeProtectedHeader(token).alg;
@@ -176,6 +198,8 @@ export class JwtVerifier {
       const jwks = JSON.parse(readFileSync(file, 'utf8')) as JSONWebKeySet;
       if (!Array.isArray(jwks?.keys)) throw new Error('it has no "keys" array');
       this.local = { get: createLocalJWKSet(jwks), stamp, checkedAt: now };
+      // Tokens verified with keys that may be gone now are verified again.
+      this.verified?.clear();
     } catch (e) {
       if (atStart) throw new ConfigError(`JWT_JWKS_FILE=${file} is not a JSON Web Key Set (${(e as Error).message}): give a file {"keys": [...]}`);
       // A key file being rewritten: keep the keys it held until it reads whole again.

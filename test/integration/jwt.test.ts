@@ -117,8 +117,10 @@ describe('JWTs', () => {
       fc.jsonValue().map((v) => `${Buffer.from(JSON.stringify({ alg: 'HS256' })).toString('base64url')}.${Buffer.from(JSON.stringify(v) ?? 'null').toString('base64url')}.${valid.split('.')[2]}`),
     ), async (token) => {
       const r = await head(hs, token);
-      expect(r.status, token).toBeGreaterThanOrEqual(400);
       expect(r.status, token).toBeLessThan(500);
+      // Accepted only when it is the valid token after all (a character swapped for itself, or base64url's spare bits).
+      const same = token.split('.').map((x) => Buffer.from(x, 'base64url').toString('hex')).join('.') === valid.split('.').map((x) => Buffer.from(x, 'base64url').toString('hex')).join('.');
+      if (!same) expect(r.status, token).toBeGreaterThanOrEqual(400);
     }), { numRuns: 150 });
   });
 
