@@ -1,11 +1,9 @@
 import { afterAll, describe, expect, it } from 'vitest';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createServerClient, FactsyncClientError } from '@factsync/sdk';
 import { followsChain, type Change } from '@factsync/shared';
 import { ADMIN, AGENT, READER, TOKENS, newEnv } from '../src/inproc.js';
-import { ROOT, spawnAgent, spawnServer, untilReady, type Proc } from '../src/procs.js';
+import { ROOT, spawnAgent, spawnServer, untilReady, scratch, type Proc } from '../src/procs.js';
 import { client, upsert } from '../src/http.js';
 import { cli, jsonLines, startCli } from '../src/cli.js';
 import { freePort } from '../src/ports.js';
@@ -17,16 +15,8 @@ import { waitUntil } from '../src/wait.js';
  * subscribers over real sockets, across a server restart; `check` through a
  * real agent; and the CLI's errors.
  */
-const dir = mkdtempSync(join(tmpdir(), 'factsync-follow-'));
-const procs: Proc[] = [];
-afterAll(async () => {
-  await Promise.all(procs.map((p) => p.stop('SIGKILL')));
-  rmSync(dir, { recursive: true, force: true });
-});
-const track = (p: Proc): Proc => {
-  procs.push(p);
-  return p;
-};
+const { dir, track, cleanup } = scratch('factsync-follow-');
+afterAll(cleanup);
 const write = (url: string, env: string, key: string) => client(url, ADMIN).post(`/v1/envs/${env}/facts`, { ops: [upsert('user', key, { email: `${key}@x.io` })] });
 
 type Line = { version: number; id: string; ts: string; ops: { type: string; key: string }[] };

@@ -1,9 +1,7 @@
 import { afterAll, describe, expect, it } from 'vitest';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ADMIN, AGENT, TOKENS, newEnv } from '../src/inproc.js';
-import { spawnAgent, spawnServer, type Proc } from '../src/procs.js';
+import { spawnAgent, spawnServer, scratch } from '../src/procs.js';
 import { client, upsert } from '../src/http.js';
 import { freePort } from '../src/ports.js';
 import { waitUntil } from '../src/wait.js';
@@ -15,16 +13,8 @@ import { waitUntil } from '../src/wait.js';
  * up. READY_REQUIRES_SYNC=true keeps the old behaviour; an agent with no
  * state is never ready before its first snapshot.
  */
-const dir = mkdtempSync(join(tmpdir(), 'factsync-offline-'));
-const procs: Proc[] = [];
-afterAll(async () => {
-  await Promise.all(procs.map((p) => p.stop('SIGKILL')));
-  rmSync(dir, { recursive: true, force: true });
-});
-const track = (p: Proc): Proc => {
-  procs.push(p);
-  return p;
-};
+const { dir, track, cleanup } = scratch('factsync-offline-');
+afterAll(cleanup);
 
 describe('offline operation', () => {
   it('an agent restarted while the server is down is ready and stale, answers from its state, and is fresh and caught up once the server is back', async () => {

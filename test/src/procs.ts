@@ -1,6 +1,8 @@
 import type { ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { killGroup, spawnChild } from './children.js';
 import { scaled, waitUntil } from './wait.js';
 
@@ -111,3 +113,24 @@ export function npmScript(args: string[], env: Record<string, string | undefined
 export const untilReady = async (url: string, what: string): Promise<void> => {
   await waitUntil(async () => (await fetch(`${url}/readyz`).then((r) => r.status, () => 0)) === 200, what, 60_000);
 };
+
+/**
+ * A test file's scratch directory and the processes it starts: `track` each
+ * one; `cleanup` (for afterAll) kills them all and removes the directory,
+ * whatever failed.
+ */
+export function scratch(prefix: string): { dir: string; track: (p: Proc) => Proc; cleanup: () => Promise<void> } {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  const procs: Proc[] = [];
+  return {
+    dir,
+    track: (p) => {
+      procs.push(p);
+      return p;
+    },
+    cleanup: async () => {
+      await Promise.all(procs.map((p) => p.stop('SIGKILL')));
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
