@@ -79,7 +79,8 @@ export async function* followChanges(server: ChangeSource, o: ChangesOptions): A
         }
         if (page.changes.length === 0) break;
       }
-      if (at >= stopAt) return;
+      // An abort that came during the last page must end here: a listener added to an aborted signal never fires.
+      if (at >= stopAt || o.signal?.aborted) return;
 
       // Live, as a subscriber that resumes from `at`.
       const sock = openSubscriber(server, { applied: at, epoch, appliedId: id, signal: o.signal });
@@ -187,7 +188,8 @@ function openSubscriber(server: ChangeSource, r: { applied: number; epoch: strin
     ws.terminate();
     poke();
   };
-  r.signal?.addEventListener('abort', onAbort, { once: true });
+  if (r.signal?.aborted) onAbort();
+  else r.signal?.addEventListener('abort', onAbort, { once: true });
   ws.on('open', () => {
     ws.send(JSON.stringify({ type: 'hello', env, agent_id: `tail-${Math.random().toString(36).slice(2, 12)}`, applied: r.applied, epoch: r.epoch, applied_id: r.appliedId, ack: false }));
   });
@@ -228,6 +230,7 @@ function openSubscriber(server: ChangeSource, r: { applied: number; epoch: strin
 }
 
 function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  if (signal?.aborted) return Promise.resolve();
   return new Promise((res) => {
     const t = setTimeout(done, ms);
     function done(): void {

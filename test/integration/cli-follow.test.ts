@@ -8,7 +8,7 @@ import { client, upsert } from '../src/http.js';
 import { cli, jsonLines, startCli } from '../src/cli.js';
 import { freePort } from '../src/ports.js';
 import { spawnChild } from '../src/children.js';
-import { waitUntil } from '../src/wait.js';
+import { waitUntil, within } from '../src/wait.js';
 
 /**
  * Following an env's changes (`tail` and the SDK's `changes()` iterator) as
@@ -35,13 +35,14 @@ describe('tail', () => {
     await waitUntil(() => jsonLines(tail.out).length === 6, 'six changes printed', 30_000);
 
     await server.stop('SIGTERM');
-    await waitUntil(() => tail.err.includes('disconnected'), 'tail to notice the server left', 30_000);
+    await waitUntil(() => tail.err.includes('disconnected'), `tail to notice the server left (its stderr: ${tail.err})`, 30_000);
     server = track(await spawnServer({ PORT: String(port), DATA_DIR: dataDir, AUTH_TOKENS: TOKENS }));
     for (let i = 1; i <= 4; i++) await write(server.url, env, `after-${i}`);
-    await waitUntil(() => jsonLines(tail.out).length >= 10, 'ten changes printed', 60_000);
+    await waitUntil(() => jsonLines(tail.out).length >= 10 || tail.child.exitCode !== null, 'ten changes printed', 60_000);
+    expect(tail.child.exitCode, tail.err).toBe(null);
 
     tail.child.kill('SIGINT');
-    const done = await tail.done;
+    const done = await within(tail.done, 'tail to exit on SIGINT', 30_000, () => tail.err);
     expect(done.code).toBe(0);
     const lines = jsonLines<Line>(done.out);
     expect(lines.map((l) => l.version)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
@@ -97,6 +98,28 @@ describe('the SDK\'s changes() iterator', () => {
     await expect(async () => {
       for await (const c of denied.changes({ after: 0 })) void c;
     }).rejects.toMatchObject({ code: 'unauthorized', status: 401 } satisfies Partial<FactsyncClientError>);
+  });
+
+  it('ends when aborted during its last catch-up page, instead of going live on an aborted signal', async () => {
+    const server = track(await spawnServer({ AUTH_TOKENS: TOKENS }));
+    const env = newEnv();
+    for (let i = 0; i < 3; i++) await write(server.url, env, `pre-${i}`);
+    const stop = new AbortController();
+    const sdk = createServerClient({ url: server.url, token: READER, env });
+    // The abort lands while the page that ends the catch-up (an empty one) is in flight.
+    const page = sdk.changesPage.bind(sdk);
+    sdk.changesPage = async (after, limit) => {
+      const p = await page(after, limit);
+      if (p.changes.length === 0) stop.abort();
+      return p;
+    };
+    const seen: number[] = [];
+    const states: string[] = [];
+    await within((async () => {
+      for await (const c of sdk.changes({ after: 0, signal: stop.signal, onState: (s) => states.push(s) })) seen.push(c.version);
+    })(), 'the iterator to end after its abort', 15_000);
+    expect(seen).toEqual([1, 2, 3]);
+    expect(states).toEqual([]);
   });
 });
 

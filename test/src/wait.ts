@@ -28,3 +28,17 @@ export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** `npm run soak` multiplies the work of the fault scenarios by SOAK_SCALE (default 1 in CI). */
 export const SOAK_SCALE = Math.max(1, Number(process.env.SOAK_SCALE ?? 1) || 1);
+
+/** `promise`, or a failure naming `what` (and `detail()`, e.g. a child's stderr) after `timeoutMs` (scaled). */
+export async function within<T>(promise: Promise<T>, what: string, timeoutMs = 30_000, detail?: () => string): Promise<T> {
+  const limit = scaled(timeoutMs);
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${limit} ms waiting for ${what}${detail ? `:\n${detail()}` : ''}`)), limit);
+  });
+  try {
+    return await Promise.race([promise, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
