@@ -15,6 +15,7 @@ import { createEmbeddedStore } from './store/embedded-store.js';
 import { Broadcaster, type BroadcasterHooks } from './broadcast/broadcaster.js';
 import { ControlPlane } from './control/control-plane.js';
 import { Gateway } from './ws/gateway.js';
+import { StoreWatch } from './store/store-watch.js';
 import { ServerMetrics } from './metrics.js';
 import { GroupCommit } from './store/group-commit.js';
 import { TokenSlots } from './token-slots.js';
@@ -105,6 +106,7 @@ export async function createServer(config: Readonly<ServerConfig>, opts: ServerO
     feedHeads: () => broadcaster.feedHeads(),
     gapsRepaired: () => broadcaster.gapsRepaired,
     snapshotStreams: () => ({ running: gateway.snapshots.streaming, queued: gateway.snapshots.queued }),
+    storeReachable: () => storeWatch.health === 'reachable',
     // A count per served env, read at most once a minute however often /metrics is scraped:
     // monthly users move slowly, and 10k envs must not mean 10k Redis reads per scrape.
     mau: () => {
@@ -122,8 +124,9 @@ export async function createServer(config: Readonly<ServerConfig>, opts: ServerO
   const gateway: Gateway = new Gateway({
     store, broadcaster, control, auth, log, metrics, replicaId: config.replicaId, leaseMs: config.leaseMs, leaseRenewMs: config.leaseRenewMs,
     pingIntervalMs: config.pingIntervalMs, pageSize: config.changesPageSize, frameBytes: config.wsMaxFrameBytes, maxSnapshotStreams: config.maxSnapshotStreams, maxBufferedBytes: config.wsMaxBufferedBytes,
-    maxConnectionsPerToken: config.maxConnectionsPerToken,
+    maxConnectionsPerToken: config.maxConnectionsPerToken, storeReachable: () => storeWatch.health === 'reachable',
   });
+  const storeWatch = new StoreWatch({ ping: () => store.ping(), lostAfterMs: config.storeLostMs, log, onLost: () => gateway.storeLost() });
   let closing = false;
 
   await app.register(websocket, { options: { maxPayload: config.wsMaxPayloadBytes } });
@@ -148,6 +151,7 @@ export async function createServer(config: Readonly<ServerConfig>, opts: ServerO
 
   app.addHook('preClose', async () => {
     closing = true;
+    storeWatch.stop();
     gateway.closeAll();
     status.closeStreams();
     await control.close();

@@ -28,6 +28,7 @@ export interface ServerConfig {
   redisCommandTimeoutMs: number;
   pingIntervalMs: number;
   leaseMs: number;
+  storeLostMs: number;
   leaseRenewMs: number;
   healIntervalMs: number;
   syncRefreshMs: number;
@@ -106,6 +107,10 @@ export function loadServerConfig(env: Env): Readonly<ServerConfig> {
   if (leaseMs <= pingIntervalMs * 2) {
     throw new ConfigError(`LEASE_MS=${leaseMs} must be more than twice PING_INTERVAL_MS=${pingIntervalMs}, or live agents would flap`);
   }
+  const storeLostMs = readInt(env, 'STORE_LOST_MS', Math.floor(leaseMs / 2), 100);
+  if (storeLostMs >= leaseMs) {
+    throw new ConfigError(`STORE_LOST_MS=${storeLostMs} must be less than LEASE_MS=${leaseMs}, or agents of a replica cut from its store would count as gone before they move`);
+  }
   return Object.freeze({
     port: readInt(env, 'PORT', 7002, 0, 65535),
     host: readString(env, 'HOST', '127.0.0.1'),
@@ -126,6 +131,7 @@ export function loadServerConfig(env: Env): Readonly<ServerConfig> {
     redisCommandTimeoutMs: readInt(env, 'REDIS_COMMAND_TIMEOUT_MS', 5_000, 10),
     pingIntervalMs,
     leaseMs,
+    storeLostMs,
     leaseRenewMs: Math.max(50, Math.floor(leaseMs / 3)),
     healIntervalMs: readInt(env, 'HEAL_INTERVAL_MS', 1_000, 10),
     syncRefreshMs: readInt(env, 'SYNC_REFRESH_MS', 1_000, 10),

@@ -11,6 +11,8 @@ export interface MetricSources {
   mau(): Promise<Iterable<{ env: string; mau: number }>>;
   /** Snapshot reads running (rounds and HTTP reads, at most MAX_SNAPSHOT_STREAMS) and waiting for a slot. */
   snapshotStreams(): { running: number; queued: number };
+  /** Whether this replica reaches its store (STORE_LOST_MS). */
+  storeReachable(): boolean;
 }
 
 /**
@@ -72,6 +74,12 @@ export class ServerMetrics {
         const s = sources.snapshotStreams();
         this.set({ state: 'running' }, s.running);
         this.set({ state: 'queued' }, s.queued);
+      },
+    });
+    new Gauge({
+      name: 'factsync_store_reachable', help: '1 while this replica reaches its store; 0 once it has not answered for STORE_LOST_MS (its websockets are closed)', registers: reg,
+      collect() {
+        this.set(sources.storeReachable() ? 1 : 0);
       },
     });
     const heads = () => new Map([...sources.feedHeads()].map((f) => [f.env, f.known]));

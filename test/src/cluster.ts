@@ -10,6 +10,12 @@ import { waitUntil } from './wait.js';
 import { checkHistories, readHistory, type CheckResult } from './history-checker.js';
 import type { WriteRecord } from './load-writers.js';
 
+/** Where a process runs: a test host of test/src/netns.ts (its address and the command that enters it). */
+export interface On {
+  ip: string;
+  exec: string[];
+}
+
 export interface AgentProc extends Proc {
   id: string;
   historyFile: string;
@@ -26,24 +32,25 @@ export class Cluster {
 
   constructor(private readonly redisUrl: string, private readonly serverEnv: Record<string, string> = {}) {}
 
-  async startServers(n: number, extra: Record<string, string> = {}): Promise<Proc[]> {
+  /** With `on`, server i runs on test host on[i], listening on its address. */
+  async startServers(n: number, extra: Record<string, string> = {}, on: On[] = []): Promise<Proc[]> {
     const started = await Promise.all(Array.from({ length: n }, (_, i) => spawnServer({
       REDIS_URL: this.redisUrl, KEY_PREFIX: this.prefix, AUTH_TOKENS: TOKENS, REPLICA_ID: `r${this.servers.length + i + 1}`,
-      HEAL_INTERVAL_MS: '200', REDIS_COMMAND_TIMEOUT_MS: '1000', LOG_LEVEL: 'info', ...this.serverEnv, ...extra,
-    })));
+      HEAL_INTERVAL_MS: '200', REDIS_COMMAND_TIMEOUT_MS: '1000', LOG_LEVEL: 'info', ...(on[i] ? { HOST: on[i].ip } : {}), ...this.serverEnv, ...extra,
+    }, on[i]?.exec)));
     this.servers.push(...started);
     return started;
   }
 
   /** With `persist`, the agent keeps its state in a DATA_DIR of its own that survives restarts under the same id. */
-  async startAgent(id: string, serverUrls: string[], extra: Record<string, string> = {}, persist = false): Promise<AgentProc> {
+  async startAgent(id: string, serverUrls: string[], extra: Record<string, string> = {}, persist = false, on?: On): Promise<AgentProc> {
     if (!this.dir) this.dir = await mkdtemp(join(tmpdir(), 'factsync-fault-'));
     const historyFile = join(this.dir, `${id}.history`);
     const dataDir = join(this.dir, `${id}-data`);
     const p = await spawnAgent({
       SERVER_URL: serverUrls.join(','), AGENT_TOKEN: AGENT, AGENT_ENV: this.env, AGENT_ID: id, HISTORY_FILE: historyFile,
-      SERVER_TIMEOUT_MS: '3000', LOG_LEVEL: 'info', ...(persist ? { DATA_DIR: dataDir } : {}), ...extra,
-    });
+      SERVER_TIMEOUT_MS: '3000', LOG_LEVEL: 'info', ...(persist ? { DATA_DIR: dataDir } : {}), ...(on ? { HOST: on.ip } : {}), ...extra,
+    }, on?.exec);
     const a = Object.assign(p, { id, historyFile, dataDir });
     this.agents.push(a);
     return a;

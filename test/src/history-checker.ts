@@ -9,6 +9,8 @@ export interface HistoryEntry {
   epoch?: string | null;
   /** Chain id at v as the agent had it (invariant 9). */
   id?: string;
+  /** When the agent recorded it (ms epoch), before acking it. */
+  t?: number;
 }
 
 export function readHistory(path: string): HistoryEntry[] {
@@ -105,4 +107,33 @@ export function checkHistories(input: {
     if (!last || last.v !== input.head) violations.push(`${agent}: ended at ${last?.v ?? 'nothing'}, head is ${input.head}`);
   }
   return { violations: violations.slice(0, 50), head: input.head, agents: input.histories.size, changesChecked, snapshots, restores };
+}
+
+/**
+ * `synced` is never early (invariant: a wait is released only by acks of what
+ * an agent applied): for every write answered with an agent in `acked`, that
+ * agent's history holds a version ≥ the write's, recorded before the answer
+ * arrived. Returns the violations and how many acks were checked.
+ */
+export function checkSyncedNeverEarly(writes: WriteRecord[], histories: Map<string, HistoryEntry[]>): { violations: string[]; acksChecked: number; syncedTrue: number; syncedFalse: number } {
+  const violations: string[] = [];
+  let acksChecked = 0;
+  let syncedTrue = 0;
+  let syncedFalse = 0;
+  for (const w of writes) {
+    if (!w.sync || w.repliedAt === undefined) continue;
+    if (w.sync.synced) syncedTrue++;
+    else syncedFalse++;
+    for (const agent of w.sync.acked) {
+      acksChecked++;
+      const entries = histories.get(agent);
+      if (!entries) {
+        violations.push(`write ${w.id} (version ${w.version}) was acked by ${agent}, which has no history`);
+        continue;
+      }
+      const applied = entries.find((e) => e.v >= w.version && e.t !== undefined && e.t <= w.repliedAt!);
+      if (!applied) violations.push(`write ${w.id} (version ${w.version}) was answered with ${agent} in acked at ${w.repliedAt}, before ${agent} had applied it`);
+    }
+  }
+  return { violations: violations.slice(0, 50), acksChecked, syncedTrue, syncedFalse };
 }

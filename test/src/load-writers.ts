@@ -4,6 +4,9 @@ export interface WriteRecord {
   id: string;
   version: number;
   ops: Op[];
+  /** For a write sent with X-Wait-For: what the server said of its sync, and when the answer arrived (ms epoch). */
+  sync?: { synced: boolean; acked: string[] };
+  repliedAt?: number;
 }
 
 export interface WriterStats {
@@ -24,28 +27,34 @@ export interface WriterStats {
  * URL) until it gets a version, so every write ends with exactly one version.
  * `stop()` stops starting writes and waits for the ones in flight.
  */
-export function startWriters(o: { urls: string[]; env: string; token: string; writers: number; prefix?: string; requestTimeoutMs?: number; pauseMs?: number }) {
+export function startWriters(o: {
+  urls: string[]; env: string; token: string; writers: number; prefix?: string; requestTimeoutMs?: number; pauseMs?: number;
+  /** Every `every`-th write waits for these agents' acks (X-Wait-For) up to `timeoutS` seconds. */
+  waitFor?: { agents: string; timeoutS: number; every: number };
+}) {
   const stats: WriterStats = { records: [], attempts: 0, statuses: {}, missingRetryAfter: 0, hangs: 0, connectionErrors: 0 };
   let stopping = false;
   let seq = 0;
   const prefix = o.prefix ?? 'w';
 
-  async function writeOne(id: string, ops: Op[], slot: number): Promise<void> {
+  async function writeOne(id: string, ops: Op[], slot: number, wait: boolean): Promise<void> {
+    const waitHeaders: Record<string, string> = wait && o.waitFor ? { 'x-wait-for': o.waitFor.agents, 'x-wait-timeout': String(o.waitFor.timeoutS) } : {};
     for (let attempt = 0; ; attempt++) {
       const url = o.urls[(slot + attempt) % o.urls.length]!;
       stats.attempts++;
       try {
         const res = await fetch(`${url}/v1/envs/${o.env}/facts`, {
           method: 'POST',
-          headers: { authorization: `Bearer ${o.token}`, 'content-type': 'application/json', 'idempotency-key': id },
+          headers: { authorization: `Bearer ${o.token}`, 'content-type': 'application/json', 'idempotency-key': id, ...waitHeaders },
           body: JSON.stringify({ ops }),
-          signal: AbortSignal.timeout(o.requestTimeoutMs ?? 10_000),
+          signal: AbortSignal.timeout((o.requestTimeoutMs ?? 10_000) + (wait && o.waitFor ? o.waitFor.timeoutS * 1000 : 0)),
         });
+        const repliedAt = Date.now();
         stats.statuses[res.status] = (stats.statuses[res.status] ?? 0) + 1;
-        const body = (await res.json()) as { version?: number };
+        const body = (await res.json()) as { version?: number; sync?: { synced: boolean; acked: string[] } };
         if (res.status === 503 && !res.headers.get('retry-after')) stats.missingRetryAfter++;
         if (res.status === 200 && typeof body.version === 'number') {
-          stats.records.push({ id, version: body.version, ops });
+          stats.records.push({ id, version: body.version, ops, ...(body.sync ? { sync: { synced: body.sync.synced, acked: body.sync.acked }, repliedAt } : {}) });
           return;
         }
         if (res.status < 500) throw new Error(`write ${id} refused: ${res.status} ${JSON.stringify(body)}`);
@@ -67,7 +76,7 @@ export function startWriters(o: { urls: string[]; env: string; token: string; wr
         ...(n % 5 === 0 ? [{ op: 'delete' as const, type: 'doc', key: `d${(n + 7) % 40}` }] : []),
         { op: 'upsert', type: 'user', key: `${prefix}-${slot}`, value: { email: `${id}@x.io`, attributes: { n } } },
       ];
-      await writeOne(id, ops, slot);
+      await writeOne(id, ops, slot, o.waitFor !== undefined && n % o.waitFor.every === 0);
       if (o.pauseMs) await new Promise((r) => setTimeout(r, o.pauseMs));
     }
   });

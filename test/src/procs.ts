@@ -21,8 +21,10 @@ export interface Proc {
  * Runs a TypeScript entry point as a real child process and waits until it logs
  * `readyMsg`; the log line's `url` field is where it listens.
  */
-export async function spawnTs(entry: string, env: Record<string, string>, readyMsg: string, timeoutMs = 60_000, nodeArgs: string[] = []): Promise<Proc> {
-  const child = spawnChild(process.execPath, [...nodeArgs, '--import', 'tsx', join(ROOT, entry)], {
+export async function spawnTs(entry: string, env: Record<string, string>, readyMsg: string, timeoutMs = 60_000, nodeArgs: string[] = [], wrap: string[] = []): Promise<Proc> {
+  // `wrap` runs node under another command, e.g. `ip netns exec NS` for a test host (test/src/netns.ts).
+  const argv = [...wrap, process.execPath, ...nodeArgs, '--import', 'tsx', join(ROOT, entry)];
+  const child = spawnChild(argv[0]!, argv.slice(1), {
     cwd: ROOT,
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -75,8 +77,8 @@ export async function spawnTs(entry: string, env: Record<string, string>, readyM
   };
 }
 
-export const spawnServer = (env: Record<string, string>) => spawnTs('server/src/main.ts', { PORT: '0', ...env }, 'factsync server listening');
-export const spawnAgent = (env: Record<string, string>) => spawnTs('pdp-agent/src/main.ts', { PORT: '0', RECONNECT_MIN_MS: '20', RECONNECT_MAX_MS: '500', ...env }, 'factsync agent listening');
+export const spawnServer = (env: Record<string, string>, wrap: string[] = []) => spawnTs('server/src/main.ts', { PORT: '0', ...env }, 'factsync server listening', 60_000, [], wrap);
+export const spawnAgent = (env: Record<string, string>, wrap: string[] = []) => spawnTs('pdp-agent/src/main.ts', { PORT: '0', RECONNECT_MIN_MS: '20', RECONNECT_MAX_MS: '500', ...env }, 'factsync agent listening', 60_000, [], wrap);
 
 /** Runs a script to completion and returns its stdout. */
 export function runTs(entry: string, args: string[], env: Record<string, string> = {}): Promise<string> {

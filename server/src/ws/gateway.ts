@@ -1,6 +1,6 @@
 import { SnapshotReads } from './snapshot-reads.js';
 import type { FastifyInstance } from 'fastify';
-import { ErrorCodes } from '@factsync/shared';
+import { ErrorCodes, FactsyncError } from '@factsync/shared';
 import { TokenSlots } from '../token-slots.js';
 import type { Logger } from 'pino';
 import type { Authenticator, Principal } from '../auth.js';
@@ -27,6 +27,8 @@ export interface GatewayOptions {
   maxSnapshotStreams: number;
   maxBufferedBytes: number;
   maxConnectionsPerToken: number;
+  /** False once the store has not answered for STORE_LOST_MS: new sessions are refused (503). */
+  storeReachable(): boolean;
 }
 
 declare module 'fastify' {
@@ -69,6 +71,7 @@ export class Gateway {
     app.get('/v1/ws', {
       websocket: true,
       onRequest: async (req) => {
+        if (!this.opts.storeReachable()) throw new FactsyncError('store_unavailable', 'this replica cannot reach its store: connect to another replica');
         const p = await this.opts.auth.authenticate(req.headers.authorization);
         // Refused before the upgrade (a 429); the slot itself is taken once the socket exists.
         this.perToken.check(p.tokenIndex);
@@ -140,6 +143,16 @@ export class Gateway {
         this.opts.log.warn({ env, agents: list.length, err: (e as Error).message }, 'lease renewal failed');
       }
     }));
+  }
+
+  /**
+   * The store has not answered for STORE_LOST_MS. Every session is closed with
+   * 1013 (retryable): an agent moves to its next SERVER_URL, where a replica that
+   * reaches the store resumes it from its last applied version.
+   */
+  storeLost(): void {
+    const close = ErrorCodes.store_unavailable.close;
+    for (const s of [...this.sessions]) s.close(close, 'this replica cannot reach its store: connect to another replica');
   }
 
   /** Stop accepting and close every socket with 1001 so agents reconnect to another replica at once. */
