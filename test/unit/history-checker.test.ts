@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { IncrementalHash, type Op } from '@factsync/shared';
-import { checkHistories, type HistoryEntry } from '../src/history-checker.js';
+import { checkHistories, checkSyncedNeverEarly, type HistoryEntry } from '../src/history-checker.js';
 
 /** The checker must catch every kind of violation it claims to, or the fault suite proves nothing. */
 describe('history checker', () => {
@@ -45,5 +45,16 @@ describe('history checker', () => {
     expect(check(withIds(['i1', 'i2', 'i3', 'i4']))).toEqual([]);
     expect(check(withIds(['i1', 'i2', 'other', 'i4'])).join()).toMatch(/chain id after change 3 is not the server's/);
     expect(check([entry(0, 'snapshot'), entry(1), entry(2), entry(3), entry(4)]).join()).toMatch(/applied without a chain id/);
+  });
+
+  it('catches synced reported before an acked agent had applied the write', () => {
+    const at = (v: number, t: number): HistoryEntry => ({ v, kind: 'change', h: '', t });
+    const write = (version: number, acked: string[], repliedAt: number) => ({ id: `w${version}`, version, ops: [], sync: { synced: true, acked }, repliedAt });
+    const histories = new Map([['a1', [at(1, 100), at(2, 200), at(3, 300)]], ['a2', [at(1, 150), at(3, 900)]]]);
+    const ok = checkSyncedNeverEarly([write(2, ['a1'], 250), write(1, ['a1', 'a2'], 160), write(2, ['a2'], 950)], histories);
+    expect(ok).toMatchObject({ violations: [], acksChecked: 4, syncedTrue: 3 });
+    // a2 applied 3 (covering 2) only at 900: an answer at 250 naming a2 was early.
+    expect(checkSyncedNeverEarly([write(2, ['a2'], 250)], histories).violations.join()).toMatch(/before a2 had applied it/);
+    expect(checkSyncedNeverEarly([write(1, ['a9'], 250)], histories).violations.join()).toMatch(/a9, which has no history/);
   });
 });
