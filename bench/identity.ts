@@ -1,4 +1,3 @@
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -7,6 +6,7 @@ import { Agent, fetch } from 'undici';
 import WebSocket from 'ws';
 import { Harness, TOKENS, ADMIN } from './lib/harness.js';
 import { Progress } from './lib/stats.js';
+import { makeCertificates } from './lib/certs.js';
 
 /**
  * The cost of identity and transport on the hot path, one run, one machine:
@@ -78,18 +78,14 @@ export async function identity(): Promise<Record<string, unknown>> {
     const claims = { role: 'admin', envs: ['*'] };
     const hs = await new SignJWT(claims).setProtectedHeader({ alg: 'HS256' }).setExpirationTime('2h').sign(new TextEncoder().encode(SECRET));
     const es = await new SignJWT(claims).setProtectedHeader({ alg: 'ES256', kid: 'b1' }).setExpirationTime('2h').sign(key.privateKey);
-    const openssl = (...a: string[]) => execFileSync('openssl', a, { cwd: dir, stdio: 'pipe' });
-    openssl('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', 'ca.key', '-out', 'ca.crt', '-subj', '/CN=bench-ca', '-days', '1');
-    writeFileSync(join(dir, 'ext'), 'subjectAltName=IP:127.0.0.1\n');
-    openssl('req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', 's.key', '-out', 's.csr', '-subj', '/CN=127.0.0.1');
-    openssl('x509', '-req', '-in', 's.csr', '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 's.crt', '-days', '1', '-extfile', 'ext');
-    const ca = readFileSync(join(dir, 'ca.crt'));
+    const certs = makeCertificates(dir);
+    const ca = readFileSync(certs.ca);
 
     const configs: { name: string; env: Record<string, string>; token: string; tls?: boolean }[] = [
       { name: 'static', env: {}, token: ADMIN },
       { name: 'jwt_hs256', env: { JWT_SECRET: SECRET }, token: hs },
       { name: 'jwt_es256', env: { JWT_JWKS_FILE: join(dir, 'jwks.json') }, token: es },
-      { name: 'tls_static', env: { TLS_CERT_FILE: join(dir, 's.crt'), TLS_KEY_FILE: join(dir, 's.key') }, token: ADMIN, tls: true },
+      { name: 'tls_static', env: { TLS_CERT_FILE: certs.cert, TLS_KEY_FILE: certs.key }, token: ADMIN, tls: true },
     ];
     const results: Record<string, { writes_per_s: number; connects_per_s: number }> = {};
     for (const c of configs) {

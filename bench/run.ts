@@ -14,6 +14,7 @@ import { p8 } from './p8.js';
 import { storm } from './storm.js';
 import { cli } from './cli.js';
 import { identity } from './identity.js';
+import { tls } from './tls.js';
 
 const SCENARIOS: Record<string, { title: string; run: () => Promise<Record<string, unknown>> }> = {
   p1: { title: 'fan-out latency, write → all agents applied and acked', run: p1 },
@@ -27,6 +28,7 @@ const SCENARIOS: Record<string, { title: string; run: () => Promise<Record<strin
   p8: { title: 'the durable embedded store: writes vs memory and Redis, restart and cold start with 1M facts', run: p8 },
   cli: { title: 'the command-line client: import, export and reconcile of 1M facts, beside bare POSTs, GET /snapshot and a whole import', run: cli },
   identity: { title: 'the cost of identity and TLS: writes/s and websocket connects/s with static tokens, HS256 and ES256 JWTs, and TLS', run: identity },
+  tls: { title: 'TLS vs plain with 1,000 agents: fleet connect time, P1 fan-out latency and CPU per delivery, P2 deliveries/s', run: tls },
   storm: { title: 'snapshot storm: 20 readers of a 300k-fact env at once, and writes to another env meanwhile', run: storm },
 };
 

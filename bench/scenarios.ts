@@ -120,11 +120,11 @@ async function fanout(label: string, agents: number, writes: number): Promise<Re
 }
 
 /** CPU time (user + system) the processes have used so far, in ms. */
-function cpuMs(procs: Proc[]): number {
+export function cpuMs(procs: Proc[]): number {
   return cpuMsOf(procs.map((p) => p.child.pid!));
 }
 
-function cpuMsOf(pids: number[]): number {
+export function cpuMsOf(pids: number[]): number {
   let ticks = 0;
   for (const pid of pids) {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');

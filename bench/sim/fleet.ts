@@ -20,6 +20,8 @@ interface FleetConfig {
   idle?: boolean;
   /** Spread the agents over this many envs (`${env}-${i % envs}`) instead of one. */
   envs?: number;
+  /** PEM of a CA to trust, for servers that serve TLS (wss://). */
+  ca?: string;
 }
 
 const cfg = JSON.parse(process.argv[2]!) as FleetConfig;
@@ -34,7 +36,7 @@ function factsyncAgent(i: number): void {
   const applier = new Applier(store, () => void applied++);
   let acked = 0;
   let isReady = false;
-  const ws = new WebSocket(url, { headers: { authorization: `Bearer ${cfg.token}` }, perMessageDeflate: false });
+  const ws = new WebSocket(url, { headers: { authorization: `Bearer ${cfg.token}` }, perMessageDeflate: false, ...(cfg.ca ? { ca: cfg.ca } : {}) });
   closers.push(() => ws.terminate());
   ws.on('open', () => ws.send(JSON.stringify({ type: 'hello', env: cfg.envs ? `${cfg.env}-${i % cfg.envs}` : cfg.env, agent_id: `${cfg.idPrefix}-${i}`, applied: 0, ack: true })));
   ws.on('error', (e) => send({ type: 'error', message: e.message }));
