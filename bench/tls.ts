@@ -13,12 +13,15 @@ import { QUICK, cpuMs, cpuMsOf } from './scenarios.js';
  * (http/ws), then with TLS_CERT_FILE/TLS_KEY_FILE (https/wss, ECDSA P-256).
  * For each: the time to connect the fleet; P1, one writer with
  * `X-Wait-For: all` (write → every agent applied and acked), latency and
- * server CPU per acked delivery; P2, 8 writers for a fixed window, deliveries
- * (versions × agents applied) per second until the fleet has applied them all. The plain run is the baseline.
+ * server CPU per acked delivery; P2, the same offered write rate to both,
+ * deliveries (versions × agents applied) per second until the fleet has
+ * applied them all, and server CPU per delivery. The plain run is the baseline.
  */
 const AGENTS = QUICK ? 200 : 1000;
 const P1_WRITES = QUICK ? 60 : 300;
 const P2_SECONDS = QUICK ? 4 : 10;
+/** Writes per second offered in P2 (TLS_P2_RATE): 50 × 1,000 agents = 50,000 deliveries/s. */
+const P2_RATE = Number(process.env.TLS_P2_RATE ?? 50);
 const round = (x: number, d = 2) => Math.round(x * 10 ** d) / 10 ** d;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -27,11 +30,22 @@ interface Arm {
   p1: Latency;
   p1_server_cpu_us_per_acked_delivery: number;
   p2_deliveries_per_s: number;
+  p2_written_s: number;
   p2_drained_s: number;
-  p2_writes_per_s: number;
   p2_complete: number;
+  p2_server_cpu_us_per_delivery: number;
   p2_servers_busy_share: number;
   p2_fleet_busy_share: number;
+  slow_consumers_cut: number;
+}
+
+async function slowConsumers(urls: string[], dispatcher: Agent): Promise<number> {
+  let n = 0;
+  for (const u of urls) {
+    const text = await (await fetch(`${u}/metrics`, { dispatcher })).text();
+    n += Number(/^factsync_slow_consumers_total (\d+)/m.exec(text)?.[1] ?? 0);
+  }
+  return n;
 }
 
 async function arm(name: string, tls: { cert: string; key: string; ca: string } | undefined): Promise<Arm> {
@@ -70,37 +84,43 @@ async function arm(name: string, tls: { cert: string; key: string; ca: string } 
     }
     const p1Cpu = cpuMs(servers) - cpu0;
 
+    // P2 offers the same write rate to both arms, below what this machine's simulated fleet can
+    // apply (writing flat out, the faster arm outruns the fleet, its sockets are cut as slow
+    // consumers and the sim agents do not reconnect: the rate would measure the fleet, not TLS).
     const before = await fleet.applied();
     const fleetPids = fleet.children.map((c) => c.pid!);
     const busy0 = { servers: cpuMs(servers), fleet: cpuMsOf(fleetPids) };
     const wall0 = performance.now();
-    const end = Date.now() + P2_SECONDS * 1000;
-    let writes = 0;
-    await Promise.all(Array.from({ length: 8 }, async (_, w) => {
-      for (let i = P1_WRITES + w; Date.now() < end; i += 8) {
-        await write(i, false);
-        writes++;
-        prog.update(`P2 ${writes} writes, ${Math.round((end - Date.now()) / 1000)} s left`);
-      }
-    }));
-    const wall = performance.now() - wall0;
-    const busy = { servers: (cpuMs(servers) - busy0.servers) / wall, fleet: (cpuMsOf(fleetPids) - busy0.fleet) / wall };
-    // The rate is over the time until the fleet has applied everything written in the window (or
-    // 60 s more): on a saturated machine deliveries trail the writes, and the window alone would
-    // reward the arm that wrote more without delivering it.
+    const total = P2_RATE * P2_SECONDS;
+    let inFlight = 0;
+    const sent: Promise<unknown>[] = [];
+    for (let i = 0; i < total; i++) {
+      const due = wall0 + (i * 1000) / P2_RATE;
+      while (performance.now() < due || inFlight >= 16) await sleep(Math.max(1, Math.min(5, due - performance.now())));
+      inFlight++;
+      sent.push(write(P1_WRITES + i, false).finally(() => inFlight--));
+      if (i % 20 === 0) prog.update(`P2 ${i}/${total} writes at ${P2_RATE}/s`);
+    }
+    await Promise.all(sent);
+    const writtenS = (performance.now() - wall0) / 1000;
     const deadline = Date.now() + 60_000;
     let applied = 0;
-    while (Date.now() < deadline && (applied = (await fleet.applied()) - before) < writes * AGENTS) await sleep(50);
+    while (Date.now() < deadline && (applied = (await fleet.applied()) - before) < total * AGENTS) await sleep(50);
     const drainedS = (performance.now() - wall0) / 1000;
+    const serversCpu = cpuMs(servers) - busy0.servers;
+    const fleetCpu = cpuMsOf(fleetPids) - busy0.fleet;
+    const slow = await slowConsumers(urls, dispatcher);
     const p1 = rec.summary();
     const result: Arm = {
       connect_s: round(connectS),
       p1, p1_server_cpu_us_per_acked_delivery: round((p1Cpu * 1000) / (P1_WRITES * AGENTS)),
-      p2_deliveries_per_s: Math.round(applied / drainedS), p2_drained_s: round(drainedS), p2_writes_per_s: Math.round(writes / P2_SECONDS),
-      p2_complete: applied >= writes * AGENTS ? 1 : round(applied / (writes * AGENTS)),
-      p2_servers_busy_share: round(busy.servers), p2_fleet_busy_share: round(busy.fleet),
+      p2_deliveries_per_s: Math.round(applied / drainedS), p2_written_s: round(writtenS), p2_drained_s: round(drainedS),
+      p2_complete: applied >= total * AGENTS ? 1 : round(applied / (total * AGENTS)),
+      p2_server_cpu_us_per_delivery: round((serversCpu * 1000) / Math.max(1, applied)),
+      p2_servers_busy_share: round(serversCpu / (drainedS * 1000)), p2_fleet_busy_share: round(fleetCpu / (drainedS * 1000)),
+      slow_consumers_cut: slow,
     };
-    prog.done(`${name}: connect ${result.connect_s} s; P1 p50 ${p1.p50} ms p99 ${p1.p99} ms, ${result.p1_server_cpu_us_per_acked_delivery} µs server CPU per delivery; P2 ${result.p2_deliveries_per_s} deliveries/s`);
+    prog.done(`${name}: connect ${result.connect_s} s; P1 p50 ${p1.p50} ms p99 ${p1.p99} ms, ${result.p1_server_cpu_us_per_acked_delivery} µs server CPU per delivery; P2 ${result.p2_deliveries_per_s} deliveries/s (complete ${result.p2_complete}), ${result.p2_server_cpu_us_per_delivery} µs server CPU per delivery`);
     return result;
   } finally {
     await dispatcher.close();
@@ -115,13 +135,14 @@ export async function tls(): Promise<Record<string, unknown>> {
     const plain = await arm('plain', undefined);
     const secure = await arm('tls', certs);
     return {
-      params: { agents: AGENTS, replicas: 2, p1_writes: P1_WRITES, p1_warmup: 10, p2_seconds: P2_SECONDS, p2_writers: 8, certificate: 'ECDSA P-256, TLS 1.3' },
+      params: { agents: AGENTS, replicas: 2, p1_writes: P1_WRITES, p1_warmup: 10, p2_seconds: P2_SECONDS, p2_writes_per_s: P2_RATE, certificate: 'ECDSA P-256, TLS 1.3' },
       plain, tls: secure,
       ratio_tls_to_plain: {
         connect_time: round(secure.connect_s / plain.connect_s),
         p1_p50: round(secure.p1.p50 / plain.p1.p50), p1_p99: round(secure.p1.p99 / plain.p1.p99),
         p1_cpu_per_delivery: round(secure.p1_server_cpu_us_per_acked_delivery / plain.p1_server_cpu_us_per_acked_delivery),
         p2_deliveries: round(secure.p2_deliveries_per_s / plain.p2_deliveries_per_s),
+        p2_cpu_per_delivery: round(secure.p2_server_cpu_us_per_delivery / plain.p2_server_cpu_us_per_delivery),
       },
     };
   } finally {
