@@ -44,6 +44,27 @@ export function permit(p: Principal, env: string, cap: Capability): Principal {
   return p;
 }
 
+const quoted = (xs: readonly string[]): string => xs.map((x) => `"${x}"`).join(', ');
+
+/**
+ * Throws 403 when the token is limited to some tenants (JWT `tenants`) and the
+ * request would show every tenant's facts: a whole snapshot, the change log, a
+ * whole-env websocket, a fact or a scan outside its tenants. Secure by default:
+ * until scoped sessions exist (a hello with `tenants`), such a token reads only
+ * scans of its own tenants.
+ */
+export function permitAllTenants(p: Principal, what: string): void {
+  if (!p.tenants) return;
+  throw new FactsyncError('forbidden', `this token is limited to tenant${p.tenants.length === 1 ? '' : 's'} ${quoted(p.tenants)}: it cannot ${what}, which shows every tenant's facts; use a token without a tenants claim, or read with ?tenant=`);
+}
+
+/** Throws 403 unless the token may read facts of `tenant` (any, without a `tenants` claim). */
+export function permitTenant(p: Principal, tenant: string | undefined, what: string): void {
+  if (!p.tenants) return;
+  if (tenant === undefined) return permitAllTenants(p, what);
+  if (!p.tenants.includes(tenant)) throw new FactsyncError('forbidden', `this token is limited to tenant${p.tenants.length === 1 ? '' : 's'} ${quoted(p.tenants)}, not "${tenant}"`);
+}
+
 /** Throws 403 unless a token bound to agent ids (token=agent:env:ids, JWT agent_ids) may connect as `agentId`. */
 export function permitAgentId(p: Principal, agentId: string): void {
   if (!p.agentIds) return;

@@ -9,13 +9,14 @@ import { spawnAgent, spawnServer, type Proc } from '../src/procs.js';
 import { client, upsert } from '../src/http.js';
 import { cli } from '../src/cli.js';
 import { waitUntil } from '../src/wait.js';
+import WebSocket from 'ws';
 
 /**
  * Identity: JWTs (HS256 with JWT_SECRET; ES256 from a JWKS file with issuer
  * and audience), every refusal reason, algorithm confusion, fuzzed garbage,
  * key rotation, a session whose token expires while an agent is connected
  * (it re-reads its token file and resumes without losing or repeating), the
- * agent_ids claim, minting, and AUTH_TOKENS_FILE re-read without a restart.
+ * agent_ids and tenants claims, minting, and AUTH_TOKENS_FILE re-read without a restart.
  */
 const SECRET = 'a-test-secret-of-at-least-32-bytes!!';
 const key = new TextEncoder().encode(SECRET);
@@ -156,6 +157,53 @@ describe('JWTs', () => {
     const other = track(await spawnAgent({ SERVER_URL: hs.url, AGENT_TOKEN_FILE: tokenFile, AGENT_ENV: env, AGENT_ID: 'pdp-other' }));
     await waitUntil(() => other.lines.some((l) => l.includes('this token may only connect as agent pdp-jwt, not \\"pdp-other\\"')), 'the refusal', 20_000);
     expect((await client(other.url).get('/readyz')).status).toBe(503);
+  });
+
+  it('a token limited to tenants reads its tenants only: no snapshot, change log, whole-env session, or fact outside them', async () => {
+    const env = newEnv();
+    const admin = client(hs.url, ADMIN);
+    expect((await admin.post(`/v1/envs/${env}/facts`, { ops: [
+      upsert('role_assignment', 'ann/viewer/acme', { user: 'ann', role: 'viewer', tenant: 'acme' }),
+      upsert('role_assignment', 'bob/viewer/globex', { user: 'bob', role: 'viewer', tenant: 'globex' }),
+      upsert('resource_instance', 'document:a1', { tenant: 'acme' }),
+      upsert('user', 'ann', { email: 'ann@acme.test' }),
+    ] })).status).toBe(200);
+    const scoped = client(hs.url, await hs256({ role: 'agent', envs: [env], tenants: ['acme'] }));
+    const whole = client(hs.url, await hs256({ role: 'agent', envs: [env] }));
+
+    // What it may read: a scan of its tenant, a fact whose value names it, the head.
+    const own = await scoped.get(`/v1/envs/${env}/facts?type=role_assignment&tenant=acme`);
+    expect(own.status, JSON.stringify(own.body)).toBe(200);
+    expect(own.body.facts.map((f: { key: string }) => f.key)).toEqual(['ann/viewer/acme']);
+    expect((await scoped.get(`/v1/envs/${env}/facts/resource_instance/document:a1`)).status).toBe(200);
+    expect((await scoped.get(`/v1/envs/${env}/head`)).status).toBe(200);
+
+    // What would show another tenant's facts: 403, naming the claim and what to do.
+    const refused: [string, RegExp][] = [
+      [`/v1/envs/${env}/snapshot`, /limited to tenant "acme": it cannot read the snapshot, which shows every tenant's facts/],
+      [`/v1/envs/${env}/changes?after=0`, /it cannot read the change log/],
+      [`/v1/envs/${env}/facts?type=role_assignment&tenant=globex`, /limited to tenant "acme", not "globex"/],
+      [`/v1/envs/${env}/facts?type=role_assignment`, /it cannot scan without \?tenant=/],
+      [`/v1/envs/${env}/facts/role_assignment/bob%2Fviewer%2Fglobex`, /limited to tenant "acme", not "globex"/],
+      [`/v1/envs/${env}/facts/user/ann`, /it cannot read user "ann" \(it belongs to no tenant\)/],
+    ];
+    for (const [path, message] of refused) {
+      const r = await scoped.get(path);
+      expect(r.status, `${path} → ${JSON.stringify(r.body)}`).toBe(403);
+      expect(r.body.message).toMatch(message);
+      // The same reads with a token without the claim pass: the refusal is the claim's.
+      expect((await whole.get(path)).status, path).toBe(200);
+    }
+
+    // A whole-env websocket session, acking or not, is refused with 4403 and the reason.
+    for (const ack of [true, false]) {
+      const ws = new WebSocket(`${hs.url.replace(/^http/, 'ws')}/v1/ws`, { headers: { authorization: `Bearer ${await hs256({ role: 'agent', envs: [env], tenants: ['acme'] })}` } });
+      const closed = new Promise<{ code: number; reason: string }>((resolve) => ws.once('close', (code, reason) => resolve({ code, reason: reason.toString() })));
+      ws.once('open', () => ws.send(JSON.stringify({ type: 'hello', env, agent_id: `scoped-${ack}`, applied: 0, ack })));
+      const c = await closed;
+      expect(c.code).toBe(4403);
+      expect(c.reason).toMatch(/limited to tenant "acme"/);
+    }
   });
 
   it('POST /v1/tokens mints for an admin (and the CLI\'s token create), within its envs; a server without JWT_SECRET says so', async () => {

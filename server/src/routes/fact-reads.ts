@@ -6,6 +6,7 @@ import type { RawFact } from '../store/fact-store.js';
 import { ScanCursorGone } from '../store/memory-scans.js';
 import { EnvParams, ErrorBody } from './schemas.js';
 import { requireCap, sendJsonText, type RouteContext } from './context.js';
+import { permitTenant } from '../roles.js';
 
 const Epoch = Type.Union([Type.String(), Type.Null()]);
 /** Most scan steps one page may take before it answers (a filter that matches little must not hold a request open). */
@@ -31,6 +32,8 @@ export function factReadRoutes(app: TypedApp, ctx: RouteContext): void {
     const { env, type, key } = req.params;
     const f = await ctx.store.fact(env, type, key);
     if (f.valueJson === null) throw new FactsyncError('not_found', `no ${type} "${key}" in env "${env}" at version ${f.version}`);
+    // A token limited to tenants reads a fact only when its value names one of them.
+    if (req.principal!.tenants) permitTenant(req.principal!, tenantOfValue(f.valueJson), `read ${type} "${key}" (it belongs to no tenant)`);
     return sendJsonText(reply, `{"type":${JSON.stringify(type)},"key":${JSON.stringify(key)},"value":${f.valueJson},"version":${f.version}}`);
   });
 
@@ -63,6 +66,7 @@ export function factReadRoutes(app: TypedApp, ctx: RouteContext): void {
     if (tenant !== undefined && type === undefined) {
       throw new FactsyncError('invalid_request', 'tenant filters a type: add type=… (e.g. type=role_assignment&tenant=acme)');
     }
+    permitTenant(req.principal!, tenant, 'scan without ?tenant=');
     const maxBytes = 4 * ctx.config.wsMaxFrameBytes;
     let cursor = req.query.cursor ?? '0';
     const out: string[] = [];
@@ -104,4 +108,10 @@ function inScope(f: RawFact, type: string | undefined, tenant: string | undefine
   // Cheap refusal first: a value that does not contain the tenant's JSON text cannot name it.
   if (!f.valueJson.includes(JSON.stringify(tenant).slice(1, -1))) return false;
   return (JSON.parse(f.valueJson) as { tenant?: unknown }).tenant === tenant;
+}
+
+/** The `tenant` a stored value names, or undefined. */
+function tenantOfValue(valueJson: string): string | undefined {
+  const v = JSON.parse(valueJson) as { tenant?: unknown } | null;
+  return v && typeof v === 'object' && typeof v.tenant === 'string' ? v.tenant : undefined;
 }

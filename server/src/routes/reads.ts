@@ -4,6 +4,7 @@ import { Change, Fact, FactsyncError } from '@factsync/shared';
 import { factsJson } from '../ws/frames.js';
 import { EnvParams, ErrorBody } from './schemas.js';
 import { requireCap, sendJsonText, type RouteContext } from './context.js';
+import { permitAllTenants } from '../roles.js';
 
 const Epoch = Type.Union([Type.String(), Type.Null()]);
 
@@ -32,6 +33,7 @@ export function readRoutes(app: TypedApp, ctx: RouteContext): void {
     },
   }, async (req, reply) => {
     const { env } = req.params;
+    permitAllTenants(req.principal!, 'read the snapshot');
     const snap = await ctx.snapshots.whole(env);
     // Raw text: a million facts are never parsed into objects and re-serialised.
     return sendJsonText(reply, `{"version":${snap.version},"epoch":${JSON.stringify(snap.epoch)},"id":${JSON.stringify(snap.id)},"facts":[${factsJson(snap)}]}`);
@@ -53,6 +55,7 @@ export function readRoutes(app: TypedApp, ctx: RouteContext): void {
     },
   }, async (req, reply) => {
     const { env } = req.params;
+    permitAllTenants(req.principal!, 'read the change log');
     const q = req.query;
     // Bounded in bytes as well as in count: a page of huge changes is never built as one huge string.
     const page = await ctx.store.changes(env, q.after, q.limit ?? 1000, 16 * ctx.config.wsMaxFrameBytes);

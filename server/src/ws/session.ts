@@ -4,7 +4,7 @@ import { nanoid } from 'nanoid';
 import {
   ErrorCodes, FactsyncError, assertNever, errorFrame, idOfChangeJson, parseClientMessage, type ErrorCode, type HelloMessage, type UsageMessage,
 } from '@factsync/shared';
-import { permit, permitAgentId, type Principal } from '../auth.js';
+import { permit, permitAgentId, permitAllTenants, type Principal } from '../auth.js';
 import type { FactLog, Resume, ResumeVerdict, SessionRegistry, UsageLedger } from '../store/fact-store.js';
 import type { Broadcaster } from '../broadcast/broadcaster.js';
 import { changesFrame, type ChangeBatch, type EnvFeed, type FeedMember } from '../broadcast/env-feed.js';
@@ -144,6 +144,7 @@ export class Session implements FeedMember {
     this.acking = h.ack !== false;
     permit(this.principal, h.env, this.acking ? 'ack' : 'subscribe');
     permitAgentId(this.principal, h.agent_id);
+    permitAllTenants(this.principal, 'open a session on the whole env');
     this.env = h.env;
     this.agentId = h.agent_id;
     this.log = this.log.child({ env: h.env, agentId: h.agent_id });
