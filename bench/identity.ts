@@ -13,8 +13,8 @@ import { makeCertificates } from './lib/certs.js';
  * a server on Redis authenticating by static token, by HS256 JWT, by ES256
  * JWT (JWKS file), and serving TLS (static token). For each: HTTP writes/s
  * (16 concurrent writers, one op each, keep-alive connections) and
- * websocket connects/s (subscribers: upgrade, authentication, hello, welcome;
- * 50 at a time). The static-token plain run is the baseline.
+ * websocket connects/s (subscribers resuming at the head: upgrade,
+ * authentication, hello, welcome; 50 at a time). The static-token plain run is the baseline.
  */
 const QUICK = process.env.BENCH_QUICK === '1';
 const WRITES = QUICK ? 2000 : 12_000;
@@ -40,7 +40,10 @@ async function writesPerSecond(url: string, token: string, dispatcher: Agent, en
   return Math.round(WRITES / ((performance.now() - t0) / 1000));
 }
 
-async function connectsPerSecond(url: string, token: string, env: string, ca?: Buffer): Promise<number> {
+async function connectsPerSecond(url: string, token: string, env: string, dispatcher: Agent, ca?: Buffer): Promise<number> {
+  // Each socket resumes at the head: a hello at 0 would stream the env's snapshot (the writes above
+  // made it 12,000 facts) to every socket, and the rate would measure snapshots, falling as they pile up.
+  const head = await (await fetch(`${url}/v1/envs/${env}/head`, { dispatcher, headers: { authorization: `Bearer ${token}` } })).json() as { version: number; epoch: string; id: string };
   const wsUrl = url.replace(/^http/, 'ws') + '/v1/ws';
   let next = 0;
   const open: WebSocket[] = [];
@@ -50,7 +53,7 @@ async function connectsPerSecond(url: string, token: string, env: string, ca?: B
       const i = next++;
       await new Promise<void>((resolve, reject) => {
         const ws = new WebSocket(wsUrl, { headers: { authorization: `Bearer ${token}` }, ...(ca ? { ca } : {}) });
-        ws.once('open', () => ws.send(JSON.stringify({ type: 'hello', env, agent_id: `s${i}`, applied: 0, ack: false })));
+        ws.once('open', () => ws.send(JSON.stringify({ type: 'hello', env, agent_id: `s${i}`, applied: head.version, epoch: head.epoch, applied_id: head.id, ack: false })));
         ws.on('message', (d) => {
           if (String(d).includes('"welcome"')) {
             open.push(ws);
@@ -96,7 +99,7 @@ export async function identity(): Promise<Record<string, unknown>> {
       await writesPerSecond(server!.url, c.token, dispatcher, 'warm'); // JIT, connections
       const writes = await writesPerSecond(server!.url, c.token, dispatcher, 'bench');
       prog.update(`${c.name}: connects`, true);
-      const connects = await connectsPerSecond(server!.url, c.token, 'bench', c.tls ? ca : undefined);
+      const connects = await connectsPerSecond(server!.url, c.token, 'bench', dispatcher, c.tls ? ca : undefined);
       await dispatcher.close();
       await server!.stop('SIGTERM');
       results[c.name] = { writes_per_s: writes, connects_per_s: connects };
