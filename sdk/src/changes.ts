@@ -1,5 +1,5 @@
 import WebSocket from 'ws';
-import { backoffDelayMs, followsChain, isErrorCode, isRetryableClose, parseServerMessage, type Change } from '@factsync/shared';
+import { backoffDelayMs, followsHistory, isErrorCode, isRetryableClose, parseServerMessage, type Change } from '@factsync/shared';
 import { FactsyncClientError } from './errors.js';
 import type { ChangesReply, HeadReply } from '@factsync/shared';
 
@@ -8,7 +8,7 @@ export interface ChangeSource {
   readonly env: string;
   readonly socket: { url: string; token: string | undefined; env: string };
   head(): Promise<HeadReply>;
-  changesPage(after: number, limit?: number): Promise<ChangesReply>;
+  changesPage(after: number, limit?: number, types?: readonly string[]): Promise<ChangesReply>;
 }
 
 /** A change as `tail` prints it and the iterator yields it. */
@@ -20,6 +20,12 @@ export interface ChangesOptions {
   /** Stop once the head seen at the start is reached, instead of following forever. */
   untilHead?: boolean;
   signal?: AbortSignal;
+  /**
+   * Only ops of these fact types (e.g. `['user']`), filtered by the server. Every
+   * version still comes (some with no ops), each linked to the one before by
+   * `prev`, which is checked instead of the chain id.
+   */
+  types?: readonly string[];
   /** Told when following goes live, loses its socket, or reconnects (for logs and tests). */
   onState?: (state: 'live' | 'disconnected', detail: string) => void;
 }
@@ -57,7 +63,7 @@ export async function* followChanges(server: ChangeSource, o: ChangesOptions): A
     if (pageEpoch !== null) epoch = pageEpoch;
     if (c.version <= at) return 'skip';
     if (c.version !== at + 1) return 'gap';
-    if (id !== null && !followsChain(id, c)) {
+    if (id !== null && !followsHistory(id, c)) {
       throw new FactsyncClientError('history_rewritten', 409, `version ${c.version} of env "${server.env}" does not follow version ${at} that was yielded: the store's history was rewritten (a failover to a lagging replica?)`);
     }
     return 'ok';
@@ -67,7 +73,7 @@ export async function* followChanges(server: ChangeSource, o: ChangesOptions): A
     try {
       // Catch up from the log over HTTP.
       for (;;) {
-        const page = await server.changesPage(at, 1000);
+        const page = await server.changesPage(at, 1000, o.types);
         for (const c of page.changes) {
           const verdict = accept(c, page.epoch);
           if (verdict === 'skip') continue;
@@ -83,7 +89,7 @@ export async function* followChanges(server: ChangeSource, o: ChangesOptions): A
       if (at >= stopAt || o.signal?.aborted) return;
 
       // Live, as a subscriber that resumes from `at`.
-      const sock = openSubscriber(server, { applied: at, epoch, appliedId: id, signal: o.signal });
+      const sock = openSubscriber(server, { applied: at, epoch, appliedId: id, types: o.types, signal: o.signal });
       try {
         for await (const frame of sock.frames) {
           if (frame.type === 'welcome') {
@@ -145,7 +151,7 @@ function parseOrThrow(raw: string) {
 }
 
 /** One subscriber socket as an async iterable of its frames; pauses the socket while the consumer lags. */
-function openSubscriber(server: ChangeSource, r: { applied: number; epoch: string | null; appliedId: string | null; signal?: AbortSignal | undefined }): Subscriber {
+function openSubscriber(server: ChangeSource, r: { applied: number; epoch: string | null; appliedId: string | null; types?: readonly string[] | undefined; signal?: AbortSignal | undefined }): Subscriber {
   const { url, token, env } = server.socket;
   const wsUrl = new URL('/v1/ws', url);
   wsUrl.protocol = wsUrl.protocol === 'https:' ? 'wss:' : 'ws:';
@@ -191,7 +197,7 @@ function openSubscriber(server: ChangeSource, r: { applied: number; epoch: strin
   if (r.signal?.aborted) onAbort();
   else r.signal?.addEventListener('abort', onAbort, { once: true });
   ws.on('open', () => {
-    ws.send(JSON.stringify({ type: 'hello', env, agent_id: `tail-${Math.random().toString(36).slice(2, 12)}`, applied: r.applied, epoch: r.epoch, applied_id: r.appliedId, ack: false }));
+    ws.send(JSON.stringify({ type: 'hello', env, agent_id: `tail-${Math.random().toString(36).slice(2, 12)}`, applied: r.applied, epoch: r.epoch, applied_id: r.appliedId, ack: false, ...(r.types?.length ? { types: r.types } : {}) }));
   });
   ws.on('message', (data, isBinary) => {
     if (isBinary) return;

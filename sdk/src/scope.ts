@@ -47,7 +47,8 @@ export async function replayBetween(server: FactsyncServerClient, scope: Scope, 
   }
   let at = bounds.from.version;
   while (at < bounds.to.version) {
-    const page = await server.changesPage(at, 1000);
+    // Only the scope's type travels: a 1% reconcile of one type need not download the others' ops.
+    const page = await server.changesPage(at, 1000, scope.type !== undefined ? [scope.type] : undefined);
     if (page.changes.length === 0) break;
     for (const c of page.changes as Change[]) {
       if (c.version > bounds.to.version) return touched;

@@ -99,9 +99,13 @@ export class FactsyncServerClient {
     return this.get(`${this.base()}/facts${qs ? `?${qs}` : ''}`, parseFactsPageReply);
   }
 
-  /** Changes after `after` (at most `limit`); `log_truncated` (410) once the log no longer reaches back. */
-  changesPage(after: number, limit = 1000): Promise<ChangesReply> {
-    return this.get(`${this.base()}/changes?after=${after}&limit=${limit}`, parseChangesReply);
+  /**
+   * Changes after `after` (at most `limit`); `log_truncated` (410) once the log no longer reaches back.
+   * With `types`, only ops of those types, each change linked to the one before by `prev`.
+   */
+  changesPage(after: number, limit = 1000, types?: readonly string[]): Promise<ChangesReply> {
+    const only = types?.length ? `&types=${encodeURIComponent(types.join(','))}` : '';
+    return this.get(`${this.base()}/changes?after=${after}&limit=${limit}${only}`, parseChangesReply);
   }
 
   /** Mints a JWT (an admin token, on a server with JWT_SECRET). */

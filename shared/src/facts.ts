@@ -53,6 +53,8 @@ export const Change = Type.Object({
   version: Type.Integer({ minimum: 1 }),
   /** Chained hash of this change and the previous one (invariant 9; see chain.ts). */
   id: Type.String({ minLength: 1, maxLength: 64 }),
+  /** On a change filtered for a subscription with `types` only: the id of the version before (see subscription.ts). */
+  prev: Type.Optional(Type.String({ maxLength: 64 })),
   ts: Type.String(),
   ops: Type.Array(Op),
 });

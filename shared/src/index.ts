@@ -19,3 +19,4 @@ export * from './authzen.js';
 export * from './http-replies.js';
 export * from './replica-wire.js';
 export * from './json-position.js';
+export * from './subscription.js';

@@ -3,6 +3,7 @@ import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { Change, EnvName, Fact } from './facts.js';
 import type { ErrorCode } from './errors.js';
 import { describeJsonError } from './json-position.js';
+import { MAX_SUBSCRIPTION_TYPES } from './subscription.js';
 import { err, ok, type Result } from './result.js';
 
 /** Websocket protocol (docs/api.md, "Websocket protocol"): JSON text frames, a union on `type`. */
@@ -21,6 +22,8 @@ export const HelloMessage = Type.Object({
   /** The `id` of the change at `applied` (invariant 9): lets the server see a history that forked under the agent. */
   applied_id: Type.Optional(Type.Union([Type.String({ maxLength: 64 }), Type.Null()])),
   ack: Type.Optional(Type.Boolean()),
+  /** Subscribers only (`ack: false`): receive only ops of these fact types; every version still comes, with `prev` (subscription.ts). */
+  types: Type.Optional(Type.Array(Type.String({ pattern: '^[a-z][a-z0-9_]{0,63}$', description: 'a fact type: lower-case letter, then up to 63 of a-z 0-9 _' }), { minItems: 1, maxItems: MAX_SUBSCRIPTION_TYPES })),
 });
 export const AckMessage = Type.Object({ type: Type.Literal('ack'), version: Version });
 

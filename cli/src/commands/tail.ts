@@ -1,4 +1,5 @@
 import { FactsyncClientError } from '@factsync/sdk';
+import { MAX_SUBSCRIPTION_TYPES } from '@factsync/shared';
 import { UsageError, writeOut, type CliContext } from '../context.js';
 
 /**
@@ -10,25 +11,23 @@ import { UsageError, writeOut, type CliContext } from '../context.js';
 export async function tail(c: CliContext, o: { after?: string; types?: string; untilHead?: boolean }): Promise<void> {
   const after = o.after === undefined ? undefined : Number(o.after);
   if (after !== undefined && !(Number.isInteger(after) && after >= 0)) throw new UsageError(`--after ${o.after} is not a version (a whole number ≥ 0)`);
-  const types = o.types ? new Set(o.types.split(',').map((t) => t.trim()).filter(Boolean)) : undefined;
+  const types = o.types ? [...new Set(o.types.split(',').map((t) => t.trim()).filter(Boolean))] : undefined;
+  const bad = types?.find((t) => !/^[a-z][a-z0-9_]{0,63}$/.test(t));
+  if (bad !== undefined) throw new UsageError(`--types: "${bad}" is not a fact type (a lower-case letter, then up to 63 of a-z 0-9 _)`);
+  if (types && types.length > MAX_SUBSCRIPTION_TYPES) throw new UsageError(`--types names ${types.length} types; at most ${MAX_SUBSCRIPTION_TYPES}`);
   const stop = new AbortController();
   const onSignal = (): void => stop.abort();
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
   try {
     const changes = c.server.changes({
-      after, untilHead: o.untilHead, signal: stop.signal,
+      after, untilHead: o.untilHead, signal: stop.signal, types,
       onState: (state, detail) => c.err.write(`factsync tail: ${state === 'live' ? '' : 'disconnected: '}${detail}\n`),
     });
     for await (const change of changes) {
-      if (types) {
-        // Filtered here: the versions stay the env's, a change with nothing of these types is not printed.
-        const ops = change.ops.filter((op) => types.has(op.type));
-        if (ops.length === 0) continue;
-        await writeOut(c.out, `${JSON.stringify({ version: change.version, id: change.id, ts: change.ts, ops })}\n`);
-      } else {
-        await writeOut(c.out, `${JSON.stringify({ version: change.version, id: change.id, ts: change.ts, ops: change.ops })}\n`);
-      }
+      // Filtered by the server: every version comes, and one with nothing of these types is not printed.
+      if (types && change.ops.length === 0) continue;
+      await writeOut(c.out, `${JSON.stringify({ version: change.version, id: change.id, ts: change.ts, ops: change.ops })}\n`);
     }
   } catch (e) {
     if (e instanceof FactsyncClientError && e.code === 'log_truncated') {

@@ -8,6 +8,8 @@ export interface ChangeBatch {
   last: number;
   changes: readonly RawChange[];
   frame: Buffer;
+  /** Frames of this batch for subscriptions with `types`, by share key, built on first use (ws/shares.ts). */
+  shares?: Map<string, { frame: string; lastId: string }>;
 }
 
 export interface FeedMember {

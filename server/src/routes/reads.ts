@@ -1,6 +1,7 @@
 import type { TypedApp } from '@factsync/shared/http-app';
 import { Type } from '@sinclair/typebox';
-import { Change, Fact, FactsyncError } from '@factsync/shared';
+import { Change, Fact, FactsyncError, GENESIS_ID, idOfChangeJson, typesKey } from '@factsync/shared';
+import { shareFrame } from '../ws/shares.js';
 import { factsJson } from '../ws/frames.js';
 import { EnvParams, ErrorBody } from './schemas.js';
 import { requireCap, sendJsonText, type RouteContext } from './context.js';
@@ -47,6 +48,10 @@ export function readRoutes(app: TypedApp, ctx: RouteContext): void {
       querystring: Type.Object({
         after: Type.Integer({ minimum: 0, description: 'return versions greater than this' }),
         limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 10_000, default: 1000 })),
+        types: Type.Optional(Type.String({
+          pattern: '^[a-z][a-z0-9_]{0,63}(,[a-z][a-z0-9_]{0,63}){0,31}$',
+          description: 'only ops of these fact types (a comma list, at most 32); every version still comes, each with `prev`, the id of the version before',
+        })),
       }, { additionalProperties: false }),
       response: {
         200: Type.Object({ head: Type.Integer(), epoch: Epoch, changes: Type.Array(Change) }),
@@ -57,10 +62,19 @@ export function readRoutes(app: TypedApp, ctx: RouteContext): void {
     const { env } = req.params;
     permitAllTenants(req.principal!, 'read the change log');
     const q = req.query;
+    // A share links its first change to version `after`, whose id is read with the page (one more change).
+    const extra = q.types !== undefined && q.after > 0 ? 1 : 0;
     // Bounded in bytes as well as in count: a page of huge changes is never built as one huge string.
-    const page = await ctx.store.changes(env, q.after, q.limit ?? 1000, 16 * ctx.config.wsMaxFrameBytes);
-    if (page.truncated) {
-      throw new FactsyncError('log_truncated', `the change log no longer holds version ${q.after + 1} (head is ${page.head}); load a snapshot instead`, { head: page.head });
+    const page = await ctx.store.changes(env, q.after - extra, (q.limit ?? 1000) + extra, 16 * ctx.config.wsMaxFrameBytes);
+    if (page.truncated || (extra && page.changes.length > 0 && page.changes[0]!.version !== q.after)) {
+      throw new FactsyncError('log_truncated', `the change log no longer holds version ${q.after + extra} (head is ${page.head}); load a snapshot instead`, { head: page.head });
+    }
+    if (q.types !== undefined) {
+      const types = q.types.split(',');
+      const [prevId, rest] = extra && page.changes.length > 0 ? [idOfChangeJson(page.changes[0]!.json) ?? '', page.changes.slice(1)] : [GENESIS_ID, page.changes];
+      const share = shareFrame(rest, prevId, { types: new Set(types), key: typesKey(types) });
+      // The frame's array is the page's: {"type":"changes","changes":[…]} → {"head":…,"changes":[…]}.
+      return sendJsonText(reply, `{"head":${page.head},"epoch":${JSON.stringify(page.epoch)},${share.frame.slice('{"type":"changes",'.length)}`);
     }
     return sendJsonText(reply, `{"head":${page.head},"epoch":${JSON.stringify(page.epoch)},"changes":[${page.changes.map((c) => c.json).join(',')}]}`);
   });

@@ -2,7 +2,7 @@ import type { WebSocket } from 'ws';
 import type { Logger } from 'pino';
 import { nanoid } from 'nanoid';
 import {
-  ErrorCodes, FactsyncError, assertNever, errorFrame, idOfChangeJson, parseClientMessage, type ErrorCode, type HelloMessage, type UsageMessage,
+  ErrorCodes, FactsyncError, GENESIS_ID, assertNever, errorFrame, idOfChangeJson, parseClientMessage, typesKey, type ErrorCode, type HelloMessage, type UsageMessage,
 } from '@factsync/shared';
 import { permit, permitAgentId, permitAllTenants, type Principal } from '../auth.js';
 import type { FactLog, Resume, ResumeVerdict, SessionRegistry, UsageLedger } from '../store/fact-store.js';
@@ -12,6 +12,7 @@ import type { ControlPlane } from '../control/control-plane.js';
 import type { EnvControl } from '../control/env-control.js';
 import type { SnapshotReads, SnapshotSink } from './snapshot-reads.js';
 import type { ServerMetrics } from '../metrics.js';
+import { batchShare, shareFrame, type Share } from './shares.js';
 
 export interface SessionDeps {
   store: FactLog & SessionRegistry & UsageLedger;
@@ -81,6 +82,9 @@ export class Session implements FeedMember {
   private control: EnvControl | undefined;
   private log: Logger;
   private expiryTimer: NodeJS.Timeout | undefined;
+  /** A subscription with `types`: what it receives, and the chain id of `sent` (the next share's `prev`). */
+  private share: Share | undefined;
+  private sentId = GENESIS_ID;
 
   constructor(private readonly socket: WebSocket, private readonly principal: Principal, private readonly deps: SessionDeps) {
     this.log = deps.log.child({ conn: this.conn });
@@ -145,6 +149,10 @@ export class Session implements FeedMember {
     permit(this.principal, h.env, this.acking ? 'ack' : 'subscribe');
     permitAgentId(this.principal, h.agent_id);
     permitAllTenants(this.principal, 'open a session on the whole env');
+    if (h.types) {
+      if (this.acking) throw new FactsyncError('invalid_request', 'types is for subscribers (ack: false): an acking agent applies every fact of its env; leave types out');
+      this.share = { types: new Set(h.types), key: typesKey(h.types) };
+    }
     this.env = h.env;
     this.agentId = h.agent_id;
     this.log = this.log.child({ env: h.env, agentId: h.agent_id });
@@ -174,6 +182,9 @@ export class Session implements FeedMember {
       head = await this.deps.store.resume(h.env, resume);
     }
     if (this.isClosed()) return;
+    if (this.share && head.verdict !== 'resume' && head.verdict !== 'new') {
+      throw new FactsyncError('log_truncated', `a subscription with types continues from the log only, and this history cannot be continued after version ${h.applied} (${head.verdict}): read the facts of these types again (GET /v1/envs/${h.env}/facts?type=…) and subscribe from the version that read gives`);
+    }
     this.epoch = head.epoch;
     this.setState('syncing');
     this.send(JSON.stringify({ type: 'welcome', head: head.version, epoch: head.epoch, snapshot: head.verdict !== 'resume' }));
@@ -184,7 +195,11 @@ export class Session implements FeedMember {
       this.log.error({ verdict: head.verdict, agentEpoch: h.epoch ?? null, epoch: head.epoch, applied: h.applied, appliedId: h.applied_id ?? null, head: head.version },
         'agent state is from another epoch, ahead of the store, or from a history the store no longer has: the store lost data; resyncing agent from a snapshot');
     }
-    if (head.verdict === 'resume') {
+    if (this.share) {
+      // From the log: a share has no snapshot of its own (yet); `new` starts at version 0.
+      this.sent = head.verdict === 'new' ? 0 : h.applied;
+      this.sentId = this.sent === 0 ? GENESIS_ID : (h.applied_id ?? await this.idAt(this.sent));
+    } else if (head.verdict === 'resume') {
       this.sent = h.applied;
     } else {
       await this.sendSnapshot();
@@ -219,6 +234,7 @@ export class Session implements FeedMember {
       if (this.epoch === null && this.sent === 0) this.epoch = page.epoch;
       if (page.epoch !== this.epoch) return this.resync('store_reset');
       if (page.truncated) {
+        if (this.share) throw new FactsyncError('log_truncated', `the log no longer holds version ${this.sent + 1}, and a subscription with types continues from the log only: read the facts of these types again (GET /v1/envs/${this.env}/facts?type=…) and subscribe from the version that read gives`);
         await this.sendSnapshot();
         continue;
       }
@@ -228,7 +244,13 @@ export class Session implements FeedMember {
         this.setState('live');
         return;
       }
-      await this.sendFlushed(changesFrame(fresh));
+      if (this.share) {
+        const s = shareFrame(fresh, this.sentId, this.share);
+        await this.sendFlushed(s.frame);
+        this.sentId = s.lastId;
+      } else {
+        await this.sendFlushed(changesFrame(fresh));
+      }
       this.noteCatchUp(fresh);
       this.sent = fresh[fresh.length - 1]!.version;
       this.deps.metrics.resyncs.inc({ env: this.env, source: 'log' });
@@ -252,15 +274,33 @@ export class Session implements FeedMember {
   deliver(batch: ChangeBatch): void {
     if (this.state !== 'live' || batch.last <= this.sent) return;
     if (batch.first === this.sent + 1) {
-      this.send(batch.frame);
+      if (this.share) this.sendShare(batchShare(batch, this.sentId, this.share));
+      else this.send(batch.frame);
       this.sent = batch.last;
     } else if (batch.first <= this.sent) {
       const rest = batch.changes.filter((c) => c.version > this.sent);
-      this.send(changesFrame(rest)); // a tail of a batch already within the frame budget
+      // A tail of a batch already within the frame budget.
+      if (this.share) this.sendShare(shareFrame(rest, this.sentId, this.share));
+      else this.send(changesFrame(rest));
       this.sent = batch.last;
     } else {
       void this.catchUp().catch((e: unknown) => this.failWith(e));
     }
+  }
+
+  private sendShare(s: { frame: string; lastId: string }): void {
+    this.send(s.frame);
+    this.sentId = s.lastId;
+  }
+
+  /** The chain id of `version`, read from the log (a subscriber with types that resumed without `applied_id`). */
+  private async idAt(version: number): Promise<string> {
+    const page = await this.deps.store.changes(this.env, version - 1, 1, this.deps.frameBytes);
+    const c = page.truncated ? undefined : page.changes[0];
+    if (!c || c.version !== version) {
+      throw new FactsyncError('log_truncated', `the log no longer holds version ${version}, so this subscription cannot be continued from it; send applied_id, or read the facts of these types again`);
+    }
+    return idOfChangeJson(c.json) ?? '';
   }
 
   /** Bounded: past MAX_CATCH_UP_IDS unacked versions, acks are recorded without an id (counted, not checked). */
