@@ -97,6 +97,21 @@ describe('subscriptions with types', () => {
     expect(bad.body.message).toMatch(/types/);
   });
 
+  it('a typed subscription continues from the log only: past a trimmed log it is a 410 / close 4410 that says what to do', async () => {
+    const trimmed = track(await spawnServer({ AUTH_TOKENS: TOKENS, LOG_RETENTION: '5' }));
+    const env = newEnv();
+    for (let v = 1; v <= 12; v++) await client(trimmed.url, ADMIN).post(`/v1/envs/${env}/facts`, { ops: opsOf(v) });
+    const page = await client(trimmed.url, READER).get(`/v1/envs/${env}/changes?after=3&types=user`);
+    expect(page.status).toBe(410);
+    expect(page.body.message).toMatch(/no longer holds version 3 \(head is 12\)/);
+    const ws = new WebSocket(`${trimmed.url.replace(/^http/, 'ws')}/v1/ws`, { headers: { authorization: `Bearer ${READER}` } });
+    const closed = new Promise<{ code: number; reason: string }>((resolve) => ws.once('close', (code, reason) => resolve({ code, reason: reason.toString() })));
+    ws.once('open', () => ws.send(JSON.stringify({ type: 'hello', env, agent_id: 'typed-late', applied: 0, ack: false, types: ['user'] })));
+    const c = await closed;
+    expect(c.code).toBe(4410);
+    expect(c.reason).toMatch(/log no longer holds version 1/);
+  });
+
   it('an acking agent cannot ask for types: it applies every fact of its env', async () => {
     const env = newEnv();
     const sub = subscriber(AGENT, { env, applied: 0, ack: true, types: ['user'] });

@@ -67,7 +67,7 @@ export function readRoutes(app: TypedApp, ctx: RouteContext): void {
     // Bounded in bytes as well as in count: a page of huge changes is never built as one huge string.
     const page = await ctx.store.changes(env, q.after - extra, (q.limit ?? 1000) + extra, 16 * ctx.config.wsMaxFrameBytes);
     if (page.truncated || (extra && page.changes.length > 0 && page.changes[0]!.version !== q.after)) {
-      throw new FactsyncError('log_truncated', `the change log no longer holds version ${q.after + extra} (head is ${page.head}); load a snapshot instead`, { head: page.head });
+      throw new FactsyncError('log_truncated', `the change log no longer holds version ${q.after + 1 - extra} (head is ${page.head}); load a snapshot instead`, { head: page.head });
     }
     if (q.types !== undefined) {
       const types = q.types.split(',');
