@@ -2,7 +2,7 @@ import type { WebSocket } from 'ws';
 import type { Logger } from 'pino';
 import { nanoid } from 'nanoid';
 import {
-  ErrorCodes, FactsyncError, GENESIS_ID, assertNever, errorFrame, idOfChangeJson, parseClientMessage, typesKey, type ErrorCode, type HelloMessage, type UsageMessage,
+  ErrorCodes, FactsyncError, GENESIS_ID, assertNever, errorFrame, idOfChangeJson, parseClientMessage, type ErrorCode, type HelloMessage, type UsageMessage,
 } from '@factsync/shared';
 import { permit, permitAgentId, permitAllTenants, type Principal } from '../auth.js';
 import type { FactLog, Resume, ResumeVerdict, SessionRegistry, UsageLedger } from '../store/fact-store.js';
@@ -12,7 +12,7 @@ import type { ControlPlane } from '../control/control-plane.js';
 import type { EnvControl } from '../control/env-control.js';
 import type { SnapshotReads, SnapshotSink } from './snapshot-reads.js';
 import type { ServerMetrics } from '../metrics.js';
-import { batchShare, shareFrame, type Share } from './shares.js';
+import { ShareStream } from './shares.js';
 
 export interface SessionDeps {
   store: FactLog & SessionRegistry & UsageLedger;
@@ -82,9 +82,8 @@ export class Session implements FeedMember {
   private control: EnvControl | undefined;
   private log: Logger;
   private expiryTimer: NodeJS.Timeout | undefined;
-  /** A subscription with `types`: what it receives, and the chain id of `sent` (the next share's `prev`). */
-  private share: Share | undefined;
-  private sentId = GENESIS_ID;
+  /** A subscription with `types`: only its share of each version is sent. */
+  private share: ShareStream | undefined;
 
   constructor(private readonly socket: WebSocket, private readonly principal: Principal, private readonly deps: SessionDeps) {
     this.log = deps.log.child({ conn: this.conn });
@@ -151,7 +150,7 @@ export class Session implements FeedMember {
     permitAllTenants(this.principal, 'open a session on the whole env');
     if (h.types) {
       if (this.acking) throw new FactsyncError('invalid_request', 'types is for subscribers (ack: false): an acking agent applies every fact of its env; leave types out');
-      this.share = { types: new Set(h.types), key: typesKey(h.types) };
+      this.share = new ShareStream(h.types, GENESIS_ID);
     }
     this.env = h.env;
     this.agentId = h.agent_id;
@@ -198,7 +197,7 @@ export class Session implements FeedMember {
     if (this.share) {
       // From the log: a share has no snapshot of its own (yet); `new` starts at version 0.
       this.sent = head.verdict === 'new' ? 0 : h.applied;
-      this.sentId = this.sent === 0 ? GENESIS_ID : (h.applied_id ?? await this.idAt(this.sent));
+      this.share.resumeAt = this.sent === 0 ? GENESIS_ID : (h.applied_id ?? await this.idAt(this.sent));
     } else if (head.verdict === 'resume') {
       this.sent = h.applied;
     } else {
@@ -244,13 +243,7 @@ export class Session implements FeedMember {
         this.setState('live');
         return;
       }
-      if (this.share) {
-        const s = shareFrame(fresh, this.sentId, this.share);
-        await this.sendFlushed(s.frame);
-        this.sentId = s.lastId;
-      } else {
-        await this.sendFlushed(changesFrame(fresh));
-      }
+      await this.sendFlushed(this.share ? this.share.frameOf(fresh) : changesFrame(fresh));
       this.noteCatchUp(fresh);
       this.sent = fresh[fresh.length - 1]!.version;
       this.deps.metrics.resyncs.inc({ env: this.env, source: 'log' });
@@ -274,23 +267,16 @@ export class Session implements FeedMember {
   deliver(batch: ChangeBatch): void {
     if (this.state !== 'live' || batch.last <= this.sent) return;
     if (batch.first === this.sent + 1) {
-      if (this.share) this.sendShare(batchShare(batch, this.sentId, this.share));
-      else this.send(batch.frame);
+      this.send(this.share ? this.share.frameOfBatch(batch) : batch.frame);
       this.sent = batch.last;
     } else if (batch.first <= this.sent) {
       const rest = batch.changes.filter((c) => c.version > this.sent);
       // A tail of a batch already within the frame budget.
-      if (this.share) this.sendShare(shareFrame(rest, this.sentId, this.share));
-      else this.send(changesFrame(rest));
+      this.send(this.share ? this.share.frameOf(rest) : changesFrame(rest));
       this.sent = batch.last;
     } else {
       void this.catchUp().catch((e: unknown) => this.failWith(e));
     }
-  }
-
-  private sendShare(s: { frame: string; lastId: string }): void {
-    this.send(s.frame);
-    this.sentId = s.lastId;
   }
 
   /** The chain id of `version`, read from the log (a subscriber with types that resumed without `applied_id`). */

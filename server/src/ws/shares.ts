@@ -1,4 +1,4 @@
-import { shareOfChange, type Change } from '@factsync/shared';
+import { shareOfChange, typesKey, type Change } from '@factsync/shared';
 import type { RawChange } from '../store/fact-store.js';
 import type { ChangeBatch } from '../broadcast/env-feed.js';
 
@@ -30,4 +30,36 @@ export function batchShare(batch: ChangeBatch, prevId: string, share: Share): { 
   let built = cache.get(share.key);
   if (!built) cache.set(share.key, (built = shareFrame(batch.changes, prevId, share)));
   return built;
+}
+
+/**
+ * What one subscription with `types` has been sent: its share and the chain id
+ * of its last version, which the next frame's first change links to.
+ */
+export class ShareStream {
+  private readonly share: Share;
+
+  constructor(types: readonly string[], private lastId: string) {
+    this.share = { types: new Set(types), key: typesKey(types) };
+  }
+
+  /** The link the next change will carry (where the stream resumes). */
+  set resumeAt(id: string) {
+    this.lastId = id;
+  }
+
+  /** A frame of the share of consecutive changes following the last one sent. */
+  frameOf(changes: readonly RawChange[]): string {
+    return this.take(shareFrame(changes, this.lastId, this.share));
+  }
+
+  /** The same for a live batch, built once per batch and set of types. */
+  frameOfBatch(batch: ChangeBatch): string {
+    return this.take(batchShare(batch, this.lastId, this.share));
+  }
+
+  private take(s: { frame: string; lastId: string }): string {
+    this.lastId = s.lastId;
+    return s.frame;
+  }
 }
