@@ -62,7 +62,8 @@ export async function* followChanges(server: ChangeSource, o: ChangesOptions): A
     }
     if (pageEpoch !== null) epoch = pageEpoch;
     if (c.version <= at) return 'skip';
-    if (c.version !== at + 1) return 'gap';
+    // A share's run of versions with nothing in it comes as one change from `from` to `version`.
+    if ((c.from ?? c.version) !== at + 1) return 'gap';
     if (id !== null && !followsHistory(id, c)) {
       throw new FactsyncClientError('history_rewritten', 409, `version ${c.version} of env "${server.env}" does not follow version ${at} that was yielded: the store's history was rewritten (a failover to a lagging replica?)`);
     }

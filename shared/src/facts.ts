@@ -55,6 +55,8 @@ export const Change = Type.Object({
   id: Type.String({ minLength: 1, maxLength: 64 }),
   /** On a change filtered for a subscription with `types` only: the id of the version before (see subscription.ts). */
   prev: Type.Optional(Type.String({ maxLength: 64 })),
+  /** On a share only: the first version this change stands for; `from`..`version` held nothing of the subscription's types. */
+  from: Type.Optional(Type.Integer({ minimum: 1 })),
   ts: Type.String(),
   ops: Type.Array(Op),
 });

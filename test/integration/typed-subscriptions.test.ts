@@ -34,15 +34,32 @@ const writeVersions = async (env: string, from: number, to: number) => {
 };
 const whole = async (env: string): Promise<Change[]> => (await client(server.url, READER).get(`/v1/envs/${env}/changes?after=0`)).body.changes;
 
-/** Each change is the whole one's share: same version, id and ts, only `types`' ops, `prev` = the id before. */
-function expectShares(got: Change[], all: Change[], types: string[], after = 0): void {
-  expect(got.map((c) => c.version)).toEqual(all.filter((c) => c.version > after).map((c) => c.version));
+/**
+ * Each change is the whole one's share: same version, id and ts, only `types`' ops, `prev` = the id
+ * before; a run of versions with none of them comes as one change `from`..`version`, linked to the
+ * id before `from`. Together they cover every version after `after`, in order. Returns how many runs.
+ */
+function expectShares(got: Change[], all: Change[], types: string[], after = 0): number {
+  const share = (w: Change) => w.ops.filter((o) => types.includes(o.type));
+  let next = after + 1;
+  let runs = 0;
   for (const c of got) {
+    const from = c.from ?? c.version;
+    expect(from, JSON.stringify(c)).toBe(next);
     const w = all[c.version - 1]!;
-    expect({ id: c.id, ts: c.ts, ops: c.ops }).toEqual({ id: w.id, ts: w.ts, ops: w.ops.filter((o) => types.includes(o.type)) });
-    expect(c.prev).toBe(c.version === 1 ? GENESIS_ID : all[c.version - 2]!.id);
+    expect({ id: c.id, ts: c.ts, ops: c.ops }).toEqual({ id: w.id, ts: w.ts, ops: share(w) });
+    expect(c.prev).toBe(from === 1 ? GENESIS_ID : all[from - 2]!.id);
+    if (c.from !== undefined) {
+      runs++;
+      expect(c.from).toBeLessThan(c.version);
+      for (let v = c.from; v <= c.version; v++) expect(share(all[v - 1]!)).toEqual([]);
+    }
+    next = c.version + 1;
   }
+  expect(next - 1).toBe(all.length);
+  return runs;
 }
+const lastVersion = (cs: Change[]) => cs.at(-1)?.version ?? 0;
 
 function subscriber(token: string, hello: Record<string, unknown>) {
   const frames: { type: string; changes?: Change[]; error?: string }[] = [];
@@ -73,8 +90,10 @@ describe('subscriptions with types', () => {
       // Resuming from a version with its id (as the SDK does) continues the links from there.
       const again = subscriber(READER, { env, applied: 11, applied_id: all[10]!.id, epoch: (await client(server.url, READER).get(`/v1/envs/${env}/head`)).body.epoch, types: ['tenant'] });
       try {
-        await waitUntil(() => again.changes().length === 4, 'versions 12-15');
-        expectShares(again.changes(), all, ['tenant'], 11);
+        await waitUntil(() => lastVersion(again.changes()) === 15, 'versions 12-15');
+        // 12 alone, 13 (a tenant), then 14 and 15 (nothing for this share) as one change.
+        expect(again.changes().map((c) => [c.from ?? c.version, c.version])).toEqual([[12, 12], [13, 13], [14, 15]]);
+        expect(expectShares(again.changes(), all, ['tenant'], 11)).toBe(1);
       } finally {
         again.ws.close();
       }
@@ -90,8 +109,10 @@ describe('subscriptions with types', () => {
     const page = await client(server.url, READER).get(`/v1/envs/${env}/changes?after=3&types=role_assignment`);
     expect(page.status).toBe(200);
     expect(page.body.head).toBe(7);
-    expectShares(page.body.changes, all, ['role_assignment'], 3);
-    expect((await client(server.url, READER).get(`/v1/envs/${env}/changes?after=0&limit=2&types=tenant`)).body.changes.map((c: Change) => [c.version, c.prev])).toEqual([[1, GENESIS_ID], [2, all[0]!.id]]);
+    // 4 and 6-7 hold nothing of role_assignment: the run 6-7 is one change.
+    expect(expectShares(page.body.changes, all, ['role_assignment'], 3)).toBe(1);
+    expect((await client(server.url, READER).get(`/v1/envs/${env}/changes?after=0&limit=3&types=tenant`)).body.changes.map((c: Change) => [c.from, c.version, c.prev]))
+      .toEqual([[undefined, 1, GENESIS_ID], [2, 3, all[0]!.id]]);
     const bad = await client(server.url, READER).get(`/v1/envs/${env}/changes?after=0&types=User`);
     expect(bad.status).toBe(400);
     expect(bad.body.message).toMatch(/types/);
@@ -127,7 +148,7 @@ describe('subscriptions with types', () => {
     const sdk = createServerClient({ url: server.url, token: READER, env });
     const got: Change[] = [];
     for await (const c of sdk.changes({ after: 0, untilHead: true, types: ['tenant'] })) got.push(c);
-    expectShares(got, all, ['tenant']);
+    expect(expectShares(got, all, ['tenant'])).toBe(2); // 2-3 and 5-6
 
     const out = await cli(['tail', '--after', '0', '--until-head', '--types', 'tenant'], { FACTSYNC_URL: server.url, FACTSYNC_TOKEN: READER, FACTSYNC_ENV: env });
     expect(out.code, out.err).toBe(0);

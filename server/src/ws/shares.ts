@@ -11,13 +11,17 @@ export interface Share {
 /** A `changes` frame of the share of `changes`, the first linked to `prevId`; and the id of the last. */
 export function shareFrame(changes: readonly RawChange[], prevId: string, share: Share): { frame: string; lastId: string } {
   let prev = prevId;
-  const parts: string[] = [];
+  const out: Change[] = [];
   for (const c of changes) {
-    const whole = JSON.parse(c.json) as Change;
-    parts.push(JSON.stringify(shareOfChange(whole, prev, share.types)));
-    prev = whole.id;
+    const s = shareOfChange(JSON.parse(c.json) as Change, prev, share.types);
+    const last = out[out.length - 1];
+    // A run of versions with nothing for this share travels as one change: a quiet share costs
+    // one small change per frame, not one per version. It keeps the run's first link.
+    if (last && last.ops.length === 0 && s.ops.length === 0) out[out.length - 1] = { ...s, prev: last.prev, from: last.from ?? last.version };
+    else out.push(s);
+    prev = s.id;
   }
-  return { frame: `{"type":"changes","changes":[${parts.join(',')}]}`, lastId: prev };
+  return { frame: `{"type":"changes","changes":[${out.map((c) => JSON.stringify(c)).join(',')}]}`, lastId: prev };
 }
 
 /**
