@@ -4,7 +4,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { ROOT, npmScript, untilReady } from '../src/procs.js';
+import { ROOT, npmScript, untilReady, untilRunning } from '../src/procs.js';
 import { killGroup, spawnChild } from '../src/children.js';
 import { freePort } from '../src/ports.js';
 import { waitUntil } from '../src/wait.js';
@@ -39,7 +39,7 @@ describe('examples/', () => {
     const env = { ...process.env, DEV_TOKEN: token, DATA_DIR: dir, REDIS_URL: '', LOG_LEVEL: 'warn', AGENT_API_TOKEN: 'secret' };
     const start = npmScript(['start'], { ...env, PORT: String(server), AGENT_PORT: String(agent) });
     children.push(start.child);
-    await waitUntil(() => start.out.includes('factsync is running'), 'npm start', 60_000);
+    await untilRunning(start);
     const { DATA_DIR: _d, ...agentEnv } = env;
     const b = spawnChild('npm', ['run', 'agent'], {
       cwd: ROOT, env: { ...agentEnv, SERVER_URL: `http://127.0.0.1:${server}`, PORT: String(second), AGENT_ID: 'pdp-2', AGENT_TOKEN: token, AGENT_ENV: 'default' }, stdio: 'ignore',

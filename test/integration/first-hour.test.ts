@@ -7,7 +7,7 @@ import { ADMIN, AGENT, newEnv, startAgent, startServer } from '../src/inproc.js'
 import { client, upsert } from '../src/http.js';
 import { RawAgent } from '../src/raw-agent.js';
 import { freePort } from '../src/ports.js';
-import { ROOT, npmScript, type NpmRun } from '../src/procs.js';
+import { ROOT, npmScript, untilRunning, type NpmRun } from '../src/procs.js';
 import { killGroup, spawnChild } from '../src/children.js';
 import { waitUntil } from '../src/wait.js';
 
@@ -44,7 +44,7 @@ describe('npm start and start-up mistakes', () => {
     const data = tempDir();
     // Without REDIS_URL, as a newcomer runs it: the embedded store in DATA_DIR.
     const first = npm(['start'], { PORT: String(port), AGENT_PORT: String(agentPort), DATA_DIR: data, REDIS_URL: '' });
-    await waitUntil(() => first.out.includes('factsync is running'), 'npm start to print its URLs', 60_000);
+    await untilRunning(first, 'npm start');
     expect(first.out).toContain(`store: embedded, in ${join(data, 'server')}`);
     // A stale token is told where npm start keeps the current one.
     const stale = await fetch(`http://127.0.0.1:${port}/v1/envs/default/head`, { headers: { authorization: 'Bearer dev-old' } });

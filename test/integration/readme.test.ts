@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { ChildProcess } from 'node:child_process';
-import { ROOT, npmScript, untilReady } from '../src/procs.js';
+import { ROOT, npmScript, untilReady, untilRunning } from '../src/procs.js';
 import { killGroup, spawnChild } from '../src/children.js';
 import { freePort } from '../src/ports.js';
 import { waitUntil } from '../src/wait.js';
@@ -81,7 +81,7 @@ describe('the README tour, as written', () => {
     delete env.FACTSYNC_ENV;
     const start = npmScript(['start'], env);
     children.push(start.child);
-    await waitUntil(() => start.out.includes('factsync is running'), 'npm start', 60_000);
+    await untilRunning(start);
     expect(start.out).toContain(`dev token  ${TOKEN}`);
 
     const blocks = tourBlocks(readme);

@@ -78,6 +78,9 @@ describe('subscriptions with types', () => {
     const sub = subscriber(READER, { env, applied: 0, types: ['user', 'tenant', 'user'] });
     try {
       await waitUntil(() => sub.changes().length === 9, 'nine versions from the log');
+      // No snapshot follows for a share, and welcome says so.
+      expect(sub.frames.find((f) => f.type === 'welcome')).toMatchObject({ snapshot: false });
+      expect(sub.frames.some((f) => f.type === 'snapshot')).toBe(false);
       await writeVersions(env, 10, 15);
       await waitUntil(() => sub.changes().length === 15, 'six more, live');
       const all = await whole(env);

@@ -111,6 +111,23 @@ export function npmScript(args: string[], env: Record<string, string | undefined
   return run;
 }
 
+/**
+ * Until `npm start` prints "factsync is running". It starts a server and an
+ * agent under tsx, which takes long on a loaded machine: the limit is wide, and
+ * a start that exits or never says it runs fails with its own output.
+ */
+export async function untilRunning(run: NpmRun, what = 'npm start'): Promise<void> {
+  const limit = scaled(120_000);
+  const deadline = Date.now() + limit;
+  while (!run.out.includes('factsync is running')) {
+    const exited = run.child.exitCode !== null || run.child.signalCode !== null;
+    if (exited || Date.now() > deadline) {
+      throw new Error(`${what} ${exited ? `exited (${run.child.exitCode ?? run.child.signalCode})` : `did not print "factsync is running" within ${limit} ms`}; stdout: ${run.out.slice(-600)} stderr: ${run.err.slice(-1500)}`);
+    }
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
 /** Until the agent at `url` answers /readyz with 200 (it applied a snapshot). */
 export const untilReady = async (url: string, what: string): Promise<void> => {
   await waitUntil(async () => (await fetch(`${url}/readyz`).then((r) => r.status, () => 0)) === 200, what, 60_000);

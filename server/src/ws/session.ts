@@ -186,7 +186,8 @@ export class Session implements FeedMember {
     }
     this.epoch = head.epoch;
     this.setState('syncing');
-    this.send(JSON.stringify({ type: 'welcome', head: head.version, epoch: head.epoch, snapshot: head.verdict !== 'resume' }));
+    // A share never gets a snapshot: it continues from the log (version 0 for `new`).
+    this.send(JSON.stringify({ type: 'welcome', head: head.version, epoch: head.epoch, snapshot: !this.share && head.verdict !== 'resume' }));
 
     if (DIVERGED.has(head.verdict)) {
       // Invariants 5 and 9: version numbers from another epoch or another history mean nothing here.
