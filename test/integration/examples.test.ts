@@ -34,20 +34,25 @@ describe('examples/', () => {
   });
 
   it('each example runs against a real npm start and prints what it says', async () => {
-    const [server, agent, second] = [await freePort(), await freePort(), await freePort()];
+    // npm start picks its own ports (0) and prints them: a port chosen here could be taken by
+    // another test's process before npm start, under tsx, gets to bind it.
+    const second = await freePort();
     const token = 'dev-examples';
     const env = { ...process.env, DEV_TOKEN: token, DATA_DIR: dir, REDIS_URL: '', LOG_LEVEL: 'warn', AGENT_API_TOKEN: 'secret' };
-    const start = npmScript(['start'], { ...env, PORT: String(server), AGENT_PORT: String(agent) });
+    const start = npmScript(['start'], { ...env, PORT: '0', AGENT_PORT: '0' });
     children.push(start.child);
     await untilRunning(start);
+    const printed = (what: string) => new RegExp(`^  ${what} +(http://\\S+)`, 'm').exec(start.out)?.[1];
+    const [serverUrl, agentUrl] = [printed('server'), printed('agent')];
+    if (!serverUrl || !agentUrl) throw new Error(`npm start printed no server or agent URL: ${start.out}`);
     const { DATA_DIR: _d, ...agentEnv } = env;
     const b = spawnChild('npm', ['run', 'agent'], {
-      cwd: ROOT, env: { ...agentEnv, SERVER_URL: `http://127.0.0.1:${server}`, PORT: String(second), AGENT_ID: 'pdp-2', AGENT_TOKEN: token, AGENT_ENV: 'default' }, stdio: 'ignore',
+      cwd: ROOT, env: { ...agentEnv, SERVER_URL: serverUrl, PORT: String(second), AGENT_ID: 'pdp-2', AGENT_TOKEN: token, AGENT_ENV: 'default' }, stdio: 'ignore',
     });
     children.push(b);
     await untilReady(`http://127.0.0.1:${second}`, 'the second agent');
 
-    const urls = { AGENT_URL: `http://127.0.0.1:${agent}`, SECOND_AGENT_URL: `http://127.0.0.1:${second}` };
+    const urls = { AGENT_URL: agentUrl, SECOND_AGENT_URL: `http://127.0.0.1:${second}` };
     const ts = (file: string) => run(process.execPath, ['--import', 'tsx', join(ROOT, 'examples', file)], { cwd: ROOT, env: { ...env, ...urls } });
     expect((await ts('permit-quickstart.ts')).stdout.trim()).toBe('true');
     expect((await ts('two-agents.ts')).stdout.trim()).toBe('true');
