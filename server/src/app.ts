@@ -100,13 +100,15 @@ export async function createServer(config: Readonly<ServerConfig>, opts: ServerO
     replicaId: config.replicaId, leaseMs: config.leaseMs, refreshMs: config.syncRefreshMs, lingerMs: 30_000,
     onReplaced: (_env, _id, session) => gateway.replaced(session),
   });
+  // Read by the metrics and the gateway only once the app runs, after storeWatch exists.
+  const storeReachable = (): boolean => storeWatch.health === 'reachable';
   let mauCache: { at: number; rows: Promise<{ env: string; mau: number }[]> } | undefined;
   metrics = new ServerMetrics({
     sessions: () => gateway.sessions,
     feedHeads: () => broadcaster.feedHeads(),
     gapsRepaired: () => broadcaster.gapsRepaired,
     snapshotStreams: () => ({ running: gateway.snapshots.streaming, queued: gateway.snapshots.queued }),
-    storeReachable: () => storeWatch.health === 'reachable',
+    storeReachable,
     // A count per served env, read at most once a minute however often /metrics is scraped:
     // monthly users move slowly, and 10k envs must not mean 10k Redis reads per scrape.
     mau: () => {
@@ -124,7 +126,7 @@ export async function createServer(config: Readonly<ServerConfig>, opts: ServerO
   const gateway: Gateway = new Gateway({
     store, broadcaster, control, auth, log, metrics, replicaId: config.replicaId, leaseMs: config.leaseMs, leaseRenewMs: config.leaseRenewMs,
     pingIntervalMs: config.pingIntervalMs, pageSize: config.changesPageSize, frameBytes: config.wsMaxFrameBytes, maxSnapshotStreams: config.maxSnapshotStreams, maxBufferedBytes: config.wsMaxBufferedBytes,
-    maxConnectionsPerToken: config.maxConnectionsPerToken, storeReachable: () => storeWatch.health === 'reachable',
+    maxConnectionsPerToken: config.maxConnectionsPerToken, storeReachable,
   });
   const storeWatch = new StoreWatch({ ping: () => store.ping(), lostAfterMs: config.storeLostMs, log, onLost: () => gateway.storeLost() });
   let closing = false;

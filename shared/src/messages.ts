@@ -1,6 +1,6 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
-import { Change, EnvName, Fact } from './facts.js';
+import { Change, EnvName, Fact, FactType } from './facts.js';
 import type { ErrorCode } from './errors.js';
 import { describeJsonError } from './json-position.js';
 import { MAX_SUBSCRIPTION_TYPES } from './subscription.js';
@@ -23,7 +23,7 @@ export const HelloMessage = Type.Object({
   applied_id: Type.Optional(Type.Union([Type.String({ maxLength: 64 }), Type.Null()])),
   ack: Type.Optional(Type.Boolean()),
   /** Subscribers only (`ack: false`): receive only ops of these fact types; every version still comes, with `prev` (subscription.ts). */
-  types: Type.Optional(Type.Array(Type.String({ pattern: '^[a-z][a-z0-9_]{0,63}$', description: 'a fact type: lower-case letter, then up to 63 of a-z 0-9 _' }), { minItems: 1, maxItems: MAX_SUBSCRIPTION_TYPES })),
+  types: Type.Optional(Type.Array(FactType, { minItems: 1, maxItems: MAX_SUBSCRIPTION_TYPES })),
 });
 export const AckMessage = Type.Object({ type: Type.Literal('ack'), version: Version });
 

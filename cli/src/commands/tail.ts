@@ -1,5 +1,5 @@
 import { FactsyncClientError } from '@factsync/sdk';
-import { MAX_SUBSCRIPTION_TYPES } from '@factsync/shared';
+import { parseTypesList } from '@factsync/shared';
 import { UsageError, writeOut, type CliContext } from '../context.js';
 
 /**
@@ -11,10 +11,9 @@ import { UsageError, writeOut, type CliContext } from '../context.js';
 export async function tail(c: CliContext, o: { after?: string; types?: string; untilHead?: boolean }): Promise<void> {
   const after = o.after === undefined ? undefined : Number(o.after);
   if (after !== undefined && !(Number.isInteger(after) && after >= 0)) throw new UsageError(`--after ${o.after} is not a version (a whole number ≥ 0)`);
-  const types = o.types ? [...new Set(o.types.split(',').map((t) => t.trim()).filter(Boolean))] : undefined;
-  const bad = types?.find((t) => !/^[a-z][a-z0-9_]{0,63}$/.test(t));
-  if (bad !== undefined) throw new UsageError(`--types: "${bad}" is not a fact type (a lower-case letter, then up to 63 of a-z 0-9 _)`);
-  if (types && types.length > MAX_SUBSCRIPTION_TYPES) throw new UsageError(`--types names ${types.length} types; at most ${MAX_SUBSCRIPTION_TYPES}`);
+  const parsed = o.types === undefined ? undefined : parseTypesList(o.types);
+  if (parsed && !parsed.ok) throw new UsageError(`--types: ${parsed.error}`);
+  const types = parsed?.value;
   const stop = new AbortController();
   const onSignal = (): void => stop.abort();
   process.once('SIGINT', onSignal);

@@ -107,7 +107,7 @@ function inScope(f: RawFact, type: string | undefined, tenant: string | undefine
   if (tenant === undefined) return true;
   // Cheap refusal first: a value that does not contain the tenant's JSON text cannot name it.
   if (!f.valueJson.includes(JSON.stringify(tenant).slice(1, -1))) return false;
-  return (JSON.parse(f.valueJson) as { tenant?: unknown }).tenant === tenant;
+  return tenantOfValue(f.valueJson) === tenant;
 }
 
 /** The `tenant` a stored value names, or undefined. */

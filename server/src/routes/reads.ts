@@ -1,7 +1,7 @@
 import type { TypedApp } from '@factsync/shared/http-app';
 import { Type } from '@sinclair/typebox';
-import { Change, Fact, FactsyncError, GENESIS_ID, idOfChangeJson, typesKey } from '@factsync/shared';
-import { shareFrame } from '../ws/shares.js';
+import { Change, Fact, FactsyncError, GENESIS_ID, TYPES_LIST_PATTERN, idOfChangeJson } from '@factsync/shared';
+import { shareChanges, shareOf } from '../ws/shares.js';
 import { factsJson } from '../ws/frames.js';
 import { EnvParams, ErrorBody } from './schemas.js';
 import { requireCap, sendJsonText, type RouteContext } from './context.js';
@@ -49,7 +49,7 @@ export function readRoutes(app: TypedApp, ctx: RouteContext): void {
         after: Type.Integer({ minimum: 0, description: 'return versions greater than this' }),
         limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 10_000, default: 1000 })),
         types: Type.Optional(Type.String({
-          pattern: '^[a-z][a-z0-9_]{0,63}(,[a-z][a-z0-9_]{0,63}){0,31}$',
+          pattern: TYPES_LIST_PATTERN,
           description: 'only ops of these fact types (a comma list, at most 32); every version still comes, each with `prev`, the id of the version before',
         })),
       }, { additionalProperties: false }),
@@ -69,13 +69,11 @@ export function readRoutes(app: TypedApp, ctx: RouteContext): void {
     if (page.truncated || (extra && page.changes.length > 0 && page.changes[0]!.version !== q.after)) {
       throw new FactsyncError('log_truncated', `the change log no longer holds version ${q.after + 1 - extra} (head is ${page.head}); load a snapshot instead`, { head: page.head });
     }
+    let changes = `[${page.changes.map((c) => c.json).join(',')}]`;
     if (q.types !== undefined) {
-      const types = q.types.split(',');
       const [prevId, rest] = extra && page.changes.length > 0 ? [idOfChangeJson(page.changes[0]!.json) ?? '', page.changes.slice(1)] : [GENESIS_ID, page.changes];
-      const share = shareFrame(rest, prevId, { types: new Set(types), key: typesKey(types) });
-      // The frame's array is the page's: {"type":"changes","changes":[…]} → {"head":…,"changes":[…]}.
-      return sendJsonText(reply, `{"head":${page.head},"epoch":${JSON.stringify(page.epoch)},${share.frame.slice('{"type":"changes",'.length)}`);
+      changes = shareChanges(rest, prevId, shareOf(q.types.split(','))).json;
     }
-    return sendJsonText(reply, `{"head":${page.head},"epoch":${JSON.stringify(page.epoch)},"changes":[${page.changes.map((c) => c.json).join(',')}]}`);
+    return sendJsonText(reply, `{"head":${page.head},"epoch":${JSON.stringify(page.epoch)},"changes":${changes}}`);
   });
 }

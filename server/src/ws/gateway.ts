@@ -31,6 +31,8 @@ export interface GatewayOptions {
   storeReachable(): boolean;
 }
 
+const STORE_LOST = 'this replica cannot reach its store: connect to another replica';
+
 declare module 'fastify' {
   interface FastifyRequest {
     principal?: Principal;
@@ -71,7 +73,7 @@ export class Gateway {
     app.get('/v1/ws', {
       websocket: true,
       onRequest: async (req) => {
-        if (!this.opts.storeReachable()) throw new FactsyncError('store_unavailable', 'this replica cannot reach its store: connect to another replica');
+        if (!this.opts.storeReachable()) throw new FactsyncError('store_unavailable', STORE_LOST);
         const p = await this.opts.auth.authenticate(req.headers.authorization);
         // Refused before the upgrade (a 429); the slot itself is taken once the socket exists.
         this.perToken.check(p.tokenIndex);
@@ -152,7 +154,7 @@ export class Gateway {
    */
   storeLost(): void {
     const close = ErrorCodes.store_unavailable.close;
-    for (const s of [...this.sessions]) s.close(close, 'this replica cannot reach its store: connect to another replica');
+    for (const s of [...this.sessions]) s.close(close, STORE_LOST);
   }
 
   /** Stop accepting and close every socket with 1001 so agents reconnect to another replica at once. */

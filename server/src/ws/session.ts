@@ -2,7 +2,7 @@ import type { WebSocket } from 'ws';
 import type { Logger } from 'pino';
 import { nanoid } from 'nanoid';
 import {
-  ErrorCodes, FactsyncError, GENESIS_ID, assertNever, errorFrame, idOfChangeJson, parseClientMessage, type ErrorCode, type HelloMessage, type UsageMessage,
+  ErrorCodes, FactsyncError, assertNever, errorFrame, idOfChangeJson, parseClientMessage, type ErrorCode, type HelloMessage, type UsageMessage,
 } from '@factsync/shared';
 import { permit, permitAgentId, permitAllTenants, type Principal } from '../auth.js';
 import type { FactLog, Resume, ResumeVerdict, SessionRegistry, UsageLedger } from '../store/fact-store.js';
@@ -12,7 +12,7 @@ import type { ControlPlane } from '../control/control-plane.js';
 import type { EnvControl } from '../control/env-control.js';
 import type { SnapshotReads, SnapshotSink } from './snapshot-reads.js';
 import type { ServerMetrics } from '../metrics.js';
-import { ShareStream } from './shares.js';
+import { ShareStream, logOnly } from './shares.js';
 
 export interface SessionDeps {
   store: FactLog & SessionRegistry & UsageLedger;
@@ -150,7 +150,7 @@ export class Session implements FeedMember {
     permitAllTenants(this.principal, 'open a session on the whole env');
     if (h.types) {
       if (this.acking) throw new FactsyncError('invalid_request', 'types is for subscribers (ack: false): an acking agent applies every fact of its env; leave types out');
-      this.share = new ShareStream(h.types, GENESIS_ID);
+      this.share = new ShareStream(h.types);
     }
     this.env = h.env;
     this.agentId = h.agent_id;
@@ -181,9 +181,8 @@ export class Session implements FeedMember {
       head = await this.deps.store.resume(h.env, resume);
     }
     if (this.isClosed()) return;
-    if (this.share && head.verdict !== 'resume' && head.verdict !== 'new') {
-      throw new FactsyncError('log_truncated', `a subscription with types continues from the log only, and this history cannot be continued after version ${h.applied} (${head.verdict}): read the facts of these types again (GET /v1/envs/${h.env}/facts?type=…) and subscribe from the version that read gives`);
-    }
+    const shareAt = this.share ? await this.share.start(this.deps.store, h.env, h, head.verdict, this.deps.frameBytes) : undefined;
+    if (this.isClosed()) return;
     this.epoch = head.epoch;
     this.setState('syncing');
     // A share never gets a snapshot: it continues from the log (version 0 for `new`).
@@ -195,10 +194,8 @@ export class Session implements FeedMember {
       this.log.error({ verdict: head.verdict, agentEpoch: h.epoch ?? null, epoch: head.epoch, applied: h.applied, appliedId: h.applied_id ?? null, head: head.version },
         'agent state is from another epoch, ahead of the store, or from a history the store no longer has: the store lost data; resyncing agent from a snapshot');
     }
-    if (this.share) {
-      // From the log: a share has no snapshot of its own (yet); `new` starts at version 0.
-      this.sent = head.verdict === 'new' ? 0 : h.applied;
-      this.share.resumeAt = this.sent === 0 ? GENESIS_ID : (h.applied_id ?? await this.idAt(this.sent));
+    if (shareAt !== undefined) {
+      this.sent = shareAt; // from the log: a share has no snapshot of its own (yet)
     } else if (head.verdict === 'resume') {
       this.sent = h.applied;
     } else {
@@ -234,7 +231,7 @@ export class Session implements FeedMember {
       if (this.epoch === null && this.sent === 0) this.epoch = page.epoch;
       if (page.epoch !== this.epoch) return this.resync('store_reset');
       if (page.truncated) {
-        if (this.share) throw new FactsyncError('log_truncated', `the log no longer holds version ${this.sent + 1}, and a subscription with types continues from the log only: read the facts of these types again (GET /v1/envs/${this.env}/facts?type=…) and subscribe from the version that read gives`);
+        if (this.share) throw logOnly(this.env, `the log no longer holds version ${this.sent + 1}`);
         await this.sendSnapshot();
         continue;
       }
@@ -278,16 +275,6 @@ export class Session implements FeedMember {
     } else {
       void this.catchUp().catch((e: unknown) => this.failWith(e));
     }
-  }
-
-  /** The chain id of `version`, read from the log (a subscriber with types that resumed without `applied_id`). */
-  private async idAt(version: number): Promise<string> {
-    const page = await this.deps.store.changes(this.env, version - 1, 1, this.deps.frameBytes);
-    const c = page.truncated ? undefined : page.changes[0];
-    if (!c || c.version !== version) {
-      throw new FactsyncError('log_truncated', `the log no longer holds version ${version}, so this subscription cannot be continued from it; send applied_id, or read the facts of these types again`);
-    }
-    return idOfChangeJson(c.json) ?? '';
   }
 
   /** Bounded: past MAX_CATCH_UP_IDS unacked versions, acks are recorded without an id (counted, not checked). */
