@@ -111,6 +111,12 @@ describe('fault: agents that stall, restart, or find their state file damaged', 
     expect(await agent.stop('SIGTERM')).toBe(0);
     await write(10); // while it is down, within the log's reach
     agent = await start(); // restore, then changes from the log
+    // Caught up before more writes: start() returns once the agent listens (serving its restored
+    // state), and 30 writes while a loaded machine is still connecting it would trim the log past
+    // it, turning "resumes from the log" into a snapshot.
+    const headNow = (await client(writerUrl, ADMIN).get(`/v1/envs/${cluster.env}/head`)).body.version as number;
+    const restarted = agent;
+    await waitUntil(async () => ((await client(restarted.url).get('/v1/status')).body.applied as number) >= headNow, 'the restarted agent to catch up from the log');
     await write(30);
     expect(await agent.stop('SIGTERM')).toBe(0);
     await write(120); // while it is down, beyond LOG_RETENTION=40
