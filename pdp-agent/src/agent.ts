@@ -62,7 +62,7 @@ export async function createAgent(config: Readonly<AgentConfig>, opts: AgentOpti
   });
   const tls = new AgentTls(config.tls);
   const client = new ServerClient(config.serverUrls, config.token.current, undefined, tls.fetch);
-  const decider = new Decider(store);
+  const decider = new Decider(store, config.tenants ? new Set(config.tenants) : undefined);
   const usage = new UsageTracker();
 
   let dirty = false;
@@ -70,7 +70,7 @@ export async function createAgent(config: Readonly<AgentConfig>, opts: AgentOpti
   let restored = false;
 
   if (config.dataDir) {
-    const loaded = await loadState(config.dataDir, config.env);
+    const loaded = await loadState(config.dataDir, config.env, config.tenants);
     if (loaded.kind === 'ok') {
       restored = true;
       store.replace(loaded.state.version, loaded.state.epoch, loaded.state.facts, loaded.state.id ?? null);
@@ -90,7 +90,7 @@ export async function createAgent(config: Readonly<AgentConfig>, opts: AgentOpti
     reconnects: () => conn.reconnects,
   });
   const engine: SyncEngine = new SyncEngine({
-    env: config.env, agentId: config.agentId, store, applier, client, waiters, metrics, log,
+    env: config.env, agentId: config.agentId, tenants: config.tenants, store, applier, client, waiters, metrics, log,
     link: () => conn,
     onDirty: () => (dirty = true),
     usage,
@@ -141,7 +141,7 @@ export async function createAgent(config: Readonly<AgentConfig>, opts: AgentOpti
     if (!config.dataDir || !dirty || (!force && Date.now() < nextSaveAtMs)) return Promise.resolve();
     dirty = false;
     const started = Date.now();
-    const snapshot = { env: config.env, version: store.version, epoch: store.epoch, id: store.lastId, facts: [...store.all()] };
+    const snapshot = { env: config.env, tenants: config.tenants ?? null, version: store.version, epoch: store.epoch, id: store.lastId, facts: [...store.all()] };
     saving = saveState(config.dataDir, snapshot).then(
       () => void (nextSaveAtMs = Date.now() + 9 * (Date.now() - started)),
       (e: Error) => {
@@ -163,6 +163,7 @@ export async function createAgent(config: Readonly<AgentConfig>, opts: AgentOpti
       agent_id: config.agentId, env: config.env, applied: store.version, head: Math.max(engine.head, store.version),
       connected: conn.isOpen, connection: conn.state, ready: isReady(), stale: !engine.fresh, epoch: store.epoch, server: conn.serverUrl.origin, facts: store.size, reconnects: conn.reconnects,
       changes_applied: changesApplied, snapshots_applied: snapshotsApplied,
+      ...(config.tenants ? { tenants: [...config.tenants] } : {}),
     }),
     waitApplied: (version, timeoutMs, signal) => waiters.wait(store.version, version, timeoutMs, signal),
     async start() {

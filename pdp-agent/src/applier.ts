@@ -1,4 +1,4 @@
-import { followsChain, type Change, type Fact } from '@factsync/shared';
+import { followsHistory, type Change, type Fact } from '@factsync/shared';
 import type { LocalStore } from './local-store.js';
 
 export type OfferResult =
@@ -18,7 +18,9 @@ export const MAX_BUFFERED = 100_000;
  * Applies versions strictly in order, each exactly once (invariant 2). It
  * accepts changes from any source (the socket, HTTP repair) in any order and
  * with duplicates; a version is applied only when it is exactly applied+1 and
- * its chained id follows the last one applied (invariant 9).
+ * its chained id follows the last one applied (invariant 9). A scoped agent
+ * receives its share of each version instead: it checks the `prev` link, and
+ * a run of versions with nothing for it comes as one change (`from`..`version`).
  */
 export class Applier {
   private readonly buffer = new Map<number, Change>();
@@ -62,13 +64,16 @@ export class Applier {
     }
     const at = this.store.version;
     this.onSnapshot(at, epoch);
+    // A run that straddles `at` is dropped too: its link is to a version before `at`. The gap it leaves is repaired from the log.
     for (const v of this.buffer.keys()) if (v <= at) this.buffer.delete(v);
     return this.drain(0);
   }
 
   offer(changes: readonly Change[]): OfferResult {
     for (const c of changes) {
-      if (c.version > this.applied && this.buffer.size < MAX_BUFFERED) this.buffer.set(c.version, c);
+      // Keyed by the first version a change stands for: it applies when that one is next.
+      const first = c.from ?? c.version;
+      if (first > this.applied && this.buffer.size < MAX_BUFFERED) this.buffer.set(first, c);
     }
     return this.drain(0);
   }
@@ -83,11 +88,11 @@ export class Applier {
       const next = this.buffer.get(this.applied + 1);
       if (!next) break;
       const prevId = this.store.lastId;
-      if (prevId !== null && !followsChain(prevId, next)) {
+      if (prevId !== null && !followsHistory(prevId, next)) {
         this.buffer.clear();
         return { kind: 'forked', applied: this.applied, count, at: next.version };
       }
-      this.buffer.delete(next.version);
+      this.buffer.delete(this.applied + 1);
       this.store.apply(next);
       this.onApplied(next);
       count++;

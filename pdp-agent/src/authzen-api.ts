@@ -132,6 +132,7 @@ export function registerAuthzenRoutes(app: TypedApp, d: CheckApiDeps): void {
     const b = req.body;
     const c = authzenCheck({ ...b.subject, id: '' }, b.action.name, b.resource, b.context);
     const page = pageOf(b);
+    d.decider.tenantOf(c);
     return searchReply(b, page.limit, d.decider.enumerate.subjects(c, page), (id) => ({ type: 'user', id }));
   });
   app.post('/access/v1/search/resource', { schema: schema('AuthZEN: the resources of a type the user may do the action on', AzResourceSearch, AzSearchResponse) }, async (req, reply) => {
@@ -140,6 +141,8 @@ export function registerAuthzenRoutes(app: TypedApp, d: CheckApiDeps): void {
     const c = authzenCheck(b.subject, b.action.name, { ...b.resource, id: undefined }, b.context);
     d.usage.record(c.user.key);
     const page = pageOf(b);
+    // Instances of every tenant are candidates, and a scoped agent holds only its tenants'.
+    d.decider.requireWhole('search resources across tenants');
     return searchReply(b, page.limit, d.decider.enumerate.resources(c, page), (id) => ({ type: b.resource.type, id }));
   });
   app.post('/access/v1/search/action', { schema: schema('AuthZEN: the actions the user may do on the resource', AzActionSearch, AzSearchResponse) }, async (req, reply) => {
@@ -148,6 +151,7 @@ export function registerAuthzenRoutes(app: TypedApp, d: CheckApiDeps): void {
     const c = authzenCheck(b.subject, '', b.resource, b.context);
     d.usage.record(c.user.key);
     const { after, limit } = pageOf(b);
+    d.decider.tenantOf(c);
     const all = d.decider.enumerate.actions(c).filter((a) => after === undefined || a > after);
     const keys = all.slice(0, limit);
     return searchReply(b, limit, { keys, next: all.length > limit ? keys[keys.length - 1]! : null }, (name) => ({ name }));

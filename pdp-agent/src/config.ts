@@ -3,7 +3,7 @@ import { nanoid } from 'nanoid';
 import { tokenFile, type TokenSource } from './token-source.js';
 import type { AgentTlsFiles } from './agent-tls.js';
 import { readPemFiles } from '@factsync/shared/tls-files';
-import { AGENT_ID_PATTERN, ConfigError, ENV_PATTERN, readBool as bool, readInt as int, readLogLevel, readString as str, type Env } from '@factsync/shared';
+import { AGENT_ID_PATTERN, ConfigError, ENV_PATTERN, parseTenantsList, readBool as bool, readInt as int, readLogLevel, readString as str, type Env } from '@factsync/shared';
 
 export { ConfigError };
 
@@ -16,6 +16,8 @@ export interface AgentConfig {
   env: string;
   agentId: string;
   dataDir: string | undefined;
+  /** A scoped agent holds only these tenants' share of the env (undefined: the whole env). */
+  tenants: readonly string[] | undefined;
   /** TLS to https:// servers: an extra CA, a client certificate (mutual TLS). */
   tls: AgentTlsFiles;
   /** Stay unready while offline even with a state restored from DATA_DIR. */
@@ -73,6 +75,14 @@ function tlsFiles(env: Env): AgentTlsFiles {
   return t;
 }
 
+function agentTenants(env: Env): readonly string[] | undefined {
+  const raw = env.AGENT_TENANTS?.trim();
+  if (!raw) return undefined;
+  const t = parseTenantsList(raw);
+  if (!t.ok) throw new ConfigError(`AGENT_TENANTS: ${t.error}; give tenant keys, comma separated (e.g. acme,globex), or leave it unset to hold the whole env`);
+  return Object.freeze(t.value);
+}
+
 /** Reads and validates every agent setting once (docs/operations.md, "Configuration"). */
 export function loadAgentConfig(env: Env): Readonly<AgentConfig> {
   const reconnectMinMs = int(env, 'RECONNECT_MIN_MS', 200, 10);
@@ -85,6 +95,7 @@ export function loadAgentConfig(env: Env): Readonly<AgentConfig> {
     agentId: str(env, 'AGENT_ID', `${hostname().replace(/[^A-Za-z0-9_.-]/g, '-').slice(0, 100)}-${nanoid(6)}`,
       new RegExp(AGENT_ID_PATTERN), 'use 1-128 of A-Z a-z 0-9 _ . : @ -'),
     dataDir: env.DATA_DIR?.trim() || undefined,
+    tenants: agentTenants(env),
     readyRequiresSync: bool(env, 'READY_REQUIRES_SYNC', false),
     tls: tlsFiles(env),
     logLevel: readLogLevel(env),

@@ -11,8 +11,12 @@ export interface PersistedState {
   epoch: string | null;
   /** Chain id at `version`; absent in files written before ids existed. */
   id?: string | null;
+  /** The tenants whose share this is (scoped agents); absent or null: the whole env. */
+  tenants?: readonly string[] | null;
   facts: Fact[];
 }
+
+const scopeText = (t: readonly string[] | null | undefined): string => (t ? `the share of tenants ${[...t].sort().join(',')}` : 'the whole env');
 
 const FILE = 'factsync-state.json';
 const FORMAT = 2;
@@ -43,7 +47,7 @@ export async function saveState(dir: string, s: PersistedState): Promise<void> {
     await fh.write(text);
   };
   try {
-    await put(`${JSON.stringify({ format: FORMAT, env: s.env, version: s.version, epoch: s.epoch, id: s.id ?? null, facts: s.facts.length })}\n`);
+    await put(`${JSON.stringify({ format: FORMAT, env: s.env, version: s.version, epoch: s.epoch, id: s.id ?? null, facts: s.facts.length, ...(s.tenants ? { tenants: s.tenants } : {}) })}\n`);
     for (let i = 0; i < s.facts.length; i += CHUNK) {
       let chunk = '';
       for (const f of s.facts.slice(i, i + CHUNK)) chunk += `${JSON.stringify(f)}\n`;
@@ -63,7 +67,7 @@ export type LoadResult =
   | { kind: 'ok'; state: PersistedState }
   | { kind: 'invalid'; reason: string };
 
-export async function loadState(dir: string, env: string): Promise<LoadResult> {
+export async function loadState(dir: string, env: string, tenants?: readonly string[]): Promise<LoadResult> {
   const path = join(dir, FILE);
   let first: string;
   try {
@@ -82,6 +86,9 @@ export async function loadState(dir: string, env: string): Promise<LoadResult> {
   const loaded = first.startsWith('{"format":') ? await loadLines(path) : await loadLegacy(path);
   if (loaded.kind !== 'ok') return loaded;
   if (loaded.state.env !== env) return { kind: 'invalid', reason: `file is for env "${loaded.state.env}", this agent serves "${env}"` };
+  // Another scope's facts are not this one's share (AGENT_TENANTS changed): start over from a snapshot of this share.
+  const held = scopeText(loaded.state.tenants);
+  if (held !== scopeText(tenants)) return { kind: 'invalid', reason: `file holds ${held}, this agent serves ${scopeText(tenants)}` };
   return loaded;
 }
 
@@ -106,7 +113,7 @@ async function loadLines(path: string): Promise<LoadResult> {
   if (header === undefined || pending === undefined) return { kind: 'invalid', reason: 'no header or checksum line' };
   if (hash.digest('hex') !== pending) return { kind: 'invalid', reason: 'checksum mismatch (truncated or modified file)' };
   if (header.format !== FORMAT || typeof header.version !== 'number' || header.facts !== facts.length) return { kind: 'invalid', reason: 'unexpected shape' };
-  return { kind: 'ok', state: { env: header.env, version: header.version, epoch: header.epoch, id: header.id, facts } };
+  return { kind: 'ok', state: { env: header.env, version: header.version, epoch: header.epoch, id: header.id, tenants: header.tenants ?? null, facts } };
 }
 
 /** Format 1 (a checksum line, then one JSON document), as written before format 2. */

@@ -32,6 +32,8 @@ export interface Link {
 export interface SyncEngineDeps {
   env: string;
   agentId: string;
+  /** A scoped agent's tenants: its hello asks for their share. */
+  tenants?: readonly string[] | undefined;
   store: LocalStore;
   applier: Applier;
   client: ServerClient;
@@ -91,9 +93,13 @@ export class SyncEngine {
     if (this.forkRepeat) {
       // The same fork twice: our state cannot be continued; ask for everything.
       this.forkRepeat = false;
-      return { type: 'hello', env: this.d.env, agent_id: this.d.agentId, applied: 0, epoch: null, applied_id: null, ack: true };
+      return { ...this.scope(), type: 'hello', env: this.d.env, agent_id: this.d.agentId, applied: 0, epoch: null, applied_id: null, ack: true };
     }
-    return { type: 'hello', env: this.d.env, agent_id: this.d.agentId, applied: store.version, epoch: store.epoch, applied_id: store.lastId, ack: true };
+    return { ...this.scope(), type: 'hello', env: this.d.env, agent_id: this.d.agentId, applied: store.version, epoch: store.epoch, applied_id: store.lastId, ack: true };
+  }
+
+  private scope(): { tenants?: string[] } {
+    return this.d.tenants ? { tenants: [...this.d.tenants] } : {};
   }
 
   disconnected(): void {
@@ -228,7 +234,13 @@ export class SyncEngine {
     try {
       while (!this.closed && applier.buffered > 0 && store.version < before) {
         const preferred = this.d.link().serverUrl;
-        const a = await client.request<unknown>('GET', `/v1/envs/${env}/changes?after=${store.version}&limit=1000`, { preferred });
+        const share = this.d.tenants ? `&tenants=${encodeURIComponent(this.d.tenants.join(','))}` : '';
+        const a = await client.request<unknown>('GET', `/v1/envs/${env}/changes?after=${store.version}&limit=1000${share}`, { preferred });
+        if (a.status === 410 && this.d.tenants) {
+          // The HTTP snapshot is of the whole env; a new session sends a snapshot of the share.
+          this.d.link().restart('gap repair: the log moved on; resyncing the share through a new session');
+          return;
+        }
         if (a.status === 410) {
           const s = parseSnapshotReply((await client.call<unknown>('GET', `/v1/envs/${env}/snapshot`, { preferred })).body);
           if (!s.ok) {

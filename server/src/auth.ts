@@ -3,7 +3,7 @@ import { permit, type Capability, type Principal } from './roles.js';
 import { StaticTokens, type TokenGrant } from './static-tokens.js';
 import type { JwtVerifier } from './jwt.js';
 
-export { ROLES, permit, permitAgentId, permitAllTenants, permitTenant, mayUseEnv, type Role, type Capability, type Principal } from './roles.js';
+export { ROLES, permit, permitAgentId, permitAllTenants, permitScope, permitTenant, mayUseEnv, type Role, type Capability, type Principal } from './roles.js';
 export { parseTokens, StaticTokens, type TokenGrant } from './static-tokens.js';
 
 export interface Authenticator {

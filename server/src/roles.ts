@@ -65,6 +65,16 @@ export function permitTenant(p: Principal, tenant: string | undefined, what: str
   if (!p.tenants.includes(tenant)) throw new FactsyncError('forbidden', `this token is limited to tenant${p.tenants.length === 1 ? '' : 's'} ${quoted(p.tenants)}, not "${tenant}"`);
 }
 
+/**
+ * Throws 403 unless the token may follow the share of `tenants` (the whole env
+ * when undefined): a token limited to tenants may follow a share of them, which
+ * holds their facts and the facts of no tenant their checks need.
+ */
+export function permitScope(p: Principal, tenants: readonly string[] | undefined, what: string): void {
+  if (!tenants) return permitAllTenants(p, `${what} on the whole env (name your tenants: AGENT_TENANTS, hello.tenants or ?tenants=)`);
+  for (const t of tenants) permitTenant(p, t, what);
+}
+
 /** Throws 403 unless a token bound to agent ids (token=agent:env:ids, JWT agent_ids) may connect as `agentId`. */
 export function permitAgentId(p: Principal, agentId: string): void {
   if (!p.agentIds) return;

@@ -17,6 +17,8 @@ export const ErrorCodes = {
   payload_too_large: { status: 413, close: 1009 },
   uri_too_long: { status: 414, close: 4414 },
   unsupported_media_type: { status: 415, close: 4415 },
+  /** A scoped agent asked about a tenant it does not hold (invariant 11): ask an agent that serves it. */
+  tenant_not_served: { status: 421, close: 4421 },
   idempotency_key_reused: { status: 422, close: 4422 },
   sync_timeout: { status: 424, close: 4424 },
   too_many_connections: { status: 429, close: 4429 },

@@ -20,3 +20,4 @@ export * from './http-replies.js';
 export * from './replica-wire.js';
 export * from './json-position.js';
 export * from './subscription.js';
+export * from './scope.js';

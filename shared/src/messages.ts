@@ -4,6 +4,7 @@ import { Change, EnvName, Fact, FactType } from './facts.js';
 import type { ErrorCode } from './errors.js';
 import { describeJsonError } from './json-position.js';
 import { MAX_SUBSCRIPTION_TYPES } from './subscription.js';
+import { MAX_SCOPE_TENANTS, SCOPE_TENANT_PATTERN } from './scope.js';
 import { err, ok, type Result } from './result.js';
 
 /** Websocket protocol (docs/api.md, "Websocket protocol"): JSON text frames, a union on `type`. */
@@ -24,6 +25,8 @@ export const HelloMessage = Type.Object({
   ack: Type.Optional(Type.Boolean()),
   /** Subscribers only (`ack: false`): receive only ops of these fact types; every version still comes, with `prev` (subscription.ts). */
   types: Type.Optional(Type.Array(FactType, { minItems: 1, maxItems: MAX_SUBSCRIPTION_TYPES })),
+  /** A scoped agent or subscriber: receive only the share of these tenants (scope.ts); every version still comes, with `prev`. */
+  tenants: Type.Optional(Type.Array(Type.String({ pattern: SCOPE_TENANT_PATTERN }), { minItems: 1, maxItems: MAX_SCOPE_TENANTS })),
 });
 export const AckMessage = Type.Object({ type: Type.Literal('ack'), version: Version });
 

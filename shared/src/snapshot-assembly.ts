@@ -1,4 +1,4 @@
-import { followsChain } from './chain.js';
+import { followsHistory } from './subscription.js';
 import type { Change, Fact } from './facts.js';
 import type { SnapshotMessage } from './messages.js';
 
@@ -54,7 +54,7 @@ export function replayBreak(s: Pick<AssembledSnapshot, 'version' | 'id' | 'repla
   let prev = s.id;
   let at = s.version;
   for (const c of s.replay) {
-    if (c.version !== at + 1 || (prev !== null && !followsChain(prev, c))) return c.version;
+    if (c.version !== at + 1 || (prev !== null && !followsHistory(prev, c))) return c.version;
     prev = c.id;
     at = c.version;
   }

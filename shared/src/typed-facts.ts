@@ -221,5 +221,6 @@ export const AgentStatus = Type.Object({
   changes_applied: Type.Integer({ description: 'versions applied one by one since start' }),
   snapshots_applied: Type.Integer({ description: 'snapshots loaded since start' }),
   digest: Type.Optional(Type.String({ description: 'sha256 of the local facts, with ?digest=true' })),
+  tenants: Type.Optional(Type.Array(Type.String(), { description: 'a scoped agent (AGENT_TENANTS): the tenants whose share it holds' })),
 });
 export type AgentStatus = Static<typeof AgentStatus>;

@@ -1,4 +1,4 @@
-import type { Check } from '@factsync/shared';
+import { FactsyncError, type Check } from '@factsync/shared';
 import type { LocalStore } from '../local-store.js';
 import { Enumerator } from './enumerate.js';
 import { Evaluator, type Decision, type UserLookup } from './evaluator.js';
@@ -17,7 +17,12 @@ export class Decider {
   private readonly evaluator: Evaluator;
   private readonly lookup: UserLookup;
 
-  constructor(private readonly store: LocalStore) {
+  /**
+   * @param served the tenants a scoped agent holds (undefined: the whole env).
+   * A scoped agent answers in those tenants exactly as a whole agent would and
+   * refuses (421) anything else (invariant 11; docs/architecture.md).
+   */
+  constructor(private readonly store: LocalStore, readonly served?: ReadonlySet<string>) {
     store.observe(this.index);
     this.lookup = {
       user: (key) => store.get('user', key)?.value,
@@ -32,6 +37,7 @@ export class Decider {
   }
 
   check(c: Check, explain = false): Decision & { version: number } {
+    this.tenantOf(c);
     const d = this.evaluator.check(c, explain) as Decision & { version: number };
     d.version = this.store.version;
     return d;
@@ -42,11 +48,42 @@ export class Decider {
     return this.evaluator.holdsAny(user, [holding], false) !== undefined;
   }
 
+  /** The tenant `c` is decided in; on a scoped agent, refused (421) unless it is served. */
   tenantOf(c: Check): string {
-    return this.evaluator.tenantOf(c);
+    const tenant = this.evaluator.tenantOf(c);
+    if (!this.served) return tenant;
+    if (c.resource.tenant === undefined && c.resource.key !== undefined && !this.index.instances.has(`${c.resource.type}:${c.resource.key}`)) {
+      // A whole agent would decide in the instance's tenant, which this one cannot know: it holds only its tenants' instances.
+      throw this.notServed(`the check names no tenant and ${c.resource.type}:${c.resource.key} is no instance of ${this.servedText()}, so it may belong to another tenant; name the tenant (resource.tenant) or ask an agent that serves it`);
+    }
+    this.requireServed(tenant);
+    return tenant;
+  }
+
+  /** Throws 421 unless this agent holds `tenant`. */
+  requireServed(tenant: string): void {
+    if (this.served && !this.served.has(tenant)) throw this.notServed(`this agent serves ${this.servedText()}, not "${tenant}"; ask an agent that serves it (or one without AGENT_TENANTS)`);
+  }
+
+  /** Throws 421 on a scoped agent: `what` would show every tenant. */
+  requireWhole(what: string): void {
+    if (this.served) throw this.notServed(`this agent serves ${this.servedText()} only, so it cannot ${what}; ${this.served.size === 1 ? 'name that tenant' : 'name tenants it serves'} or ask an agent without AGENT_TENANTS`);
   }
 
   userPermissions(q: PermissionsQuery) {
+    if (this.served) {
+      if (!q.tenants) this.requireWhole('list permissions in every tenant (tenants: [...] limits the list)');
+      for (const t of q.tenants!) this.requireServed(t);
+    }
     return userPermissions(q, this.index, this.evaluator, this.lookup);
+  }
+
+  private servedText(): string {
+    const list = [...this.served!].map((t) => `"${t}"`).join(', ');
+    return this.served!.size === 1 ? `tenant ${list}` : `tenants ${list}`;
+  }
+
+  private notServed(message: string): FactsyncError {
+    return new FactsyncError('tenant_not_served', message, { tenants: [...this.served!] });
   }
 }

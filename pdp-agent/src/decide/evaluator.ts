@@ -98,7 +98,10 @@ export class Evaluator {
     const resource: Record<string, unknown> = {};
     if (c.resource.key !== undefined) {
       const id = `${c.resource.type}:${c.resource.key}`;
-      Object.assign(resource, this.index.instances.get(id)?.attributes);
+      // An instance of another tenant is not this check's resource: a check in tenant T reads only T's
+      // facts and facts of no tenant, which is what lets a scoped agent answer as a whole one.
+      const inst = this.index.instances.get(id);
+      if (inst?.tenant === tenant) Object.assign(resource, inst.attributes);
       for (const [k, v] of this.index.entityAttributes.get(id) ?? []) resource[k] = v;
     }
     Object.assign(resource, c.resource.attributes);

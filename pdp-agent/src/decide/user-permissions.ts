@@ -44,8 +44,11 @@ export function userPermissions(q: PermissionsQuery, index: PolicyIndex, evaluat
   const instances = q.resources ?? reachableInstances(q.user.key, index);
   // The actions of a type walk every role and rule: once per type, not once per instance.
   const actions = new Map<string, string[]>();
+  // With `tenants`, only instances of those tenants (by their instance fact): what a scoped agent
+  // serving them holds too, so both answer alike.
+  const inTenants = (type: string, key: string) => q.tenants === undefined || q.tenants.includes(index.instances.get(`${type}:${key}`)?.tenant ?? '\u0000');
   for (const { type, key } of instances.slice(0, MAX_LISTED_INSTANCES)) {
-    if (!typeAllowed(type)) continue;
+    if (!typeAllowed(type) || !inTenants(type, key)) continue;
     const check: Check = { user: q.user, action: '', resource: { type, key, tenant: undefined, attributes: {} } };
     const permissions: string[] = [];
     let ofType = actions.get(type);

@@ -116,9 +116,17 @@ export function registerPermitFactsReads(app: TypedApp, d: PermitDeps): void {
       await readAt(d, { query: typed.query as { at_least?: number }, headers: req.headers }, reply);
       return handler(typed);
     });
+  const { decider } = d;
+  /** A tenant filter on a scoped agent: every tenant named must be served, and no filter would list every tenant. */
+  const tenantsServed = (tenants: readonly string[] | undefined, what: string) => {
+    if (tenants === undefined) decider.requireWhole(`list ${what} of every tenant (filter by ?tenant=)`);
+    else for (const t of tenants) decider.requireServed(t);
+  };
   const one = (type: string, what: string, render: (key: string, value: Record<string, unknown>) => unknown) => (req: { params: { key: string } }) => {
     const key = req.params.key;
+    if (type === 'tenant') decider.requireServed(key);
     const f = store.get(type, key);
+    if (!f && type === 'resource_instance') decider.requireWhole(`say whether resource instance "${key}" exists: it holds only its tenants' instances`);
     if (!f) throw new FactsyncError('not_found', `no ${what} "${key}" on this agent (applied version ${store.version}); a key, not an id, addresses it`);
     return render(key, f.value);
   };
@@ -130,6 +138,7 @@ export function registerPermitFactsReads(app: TypedApp, d: PermitDeps): void {
       const page = paginate(store.iterate('user'), q(req), (f) => v.user(f.key, f.value));
       return paginated({ data: page.data, total: store.countOf('user') }, q(req).per_page);
     }
+    if (role !== undefined) decider.requireWhole('list the users holding a role in any tenant');
     const needle = search?.toLowerCase();
     const roles = d.decider.index.assignments;
     function* matching() {
@@ -142,10 +151,11 @@ export function registerPermitFactsReads(app: TypedApp, d: PermitDeps): void {
     return paginated(paginate(matching(), q(req), (f) => v.user(f.key, f.value), true), q(req).per_page);
   });
   get('/users/:key', Paging, Key, 'A user (Permit)', one('user', 'user', v.user));
-  get('/tenants', Paging, undefined, 'List tenants (Permit)', (req) => paginate(store.iterate('tenant'), q(req), (f) => v.tenant(f.key, f.value)).data);
+  get('/tenants', Paging, undefined, 'List tenants (Permit)', (req) => (decider.requireWhole('list every tenant'), paginate(store.iterate('tenant'), q(req), (f) => v.tenant(f.key, f.value)).data));
   get('/tenants/:key', Paging, Key, 'A tenant (Permit)', one('tenant', 'tenant', v.tenant));
   get('/tenants/:key/users', Paging, Key, 'The users with a role in a tenant (Permit)', (req) => {
     const tenant = req.params.key;
+    decider.requireServed(tenant);
     function* users() {
       const seen = new Set<string>();
       for (const a of assignmentsOf(d, { tenant: [tenant] })) {
@@ -156,11 +166,14 @@ export function registerPermitFactsReads(app: TypedApp, d: PermitDeps): void {
     return paginated(page, q(req).per_page);
   });
   get('/role_assignments', AssignmentQuery, undefined, 'List role assignments, tenant-wide and on resource instances (Permit)', (req) =>
-    paginate(assignmentsOf(d, req.query), q(req), v.assignment).data);
-  get('/relationship_tuples', TupleQuery, undefined, 'List relationship tuples (Permit)', (req) =>
-    paginate(tuplesOf(d, req.query), q(req), v.tuple).data);
+    (tenantsServed(req.query.tenant, 'role assignments'), paginate(assignmentsOf(d, req.query), q(req), v.assignment).data));
+  get('/relationship_tuples', TupleQuery, undefined, 'List relationship tuples (Permit)', (req) => {
+    if (req.query.tenant !== undefined) decider.requireServed(req.query.tenant);
+    return paginate(tuplesOf(d, req.query), q(req), v.tuple).data;
+  });
   get('/resource_instances', InstanceQuery, undefined, 'List resource instances (Permit)', (req) => {
     const { tenant, resource } = req.query;
+    tenantsServed(tenant === undefined ? undefined : [tenant], 'resource instances');
     function* instances() {
       for (const f of store.iterate('resource_instance', resource === undefined ? '' : `${resource}:`)) {
         if (tenant === undefined || f.value.tenant === tenant) yield f;

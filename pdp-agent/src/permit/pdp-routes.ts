@@ -53,11 +53,14 @@ export function registerPermitPdpRoutes(app: TypedApp, d: PermitDeps): void {
 
   route('/allowed/all-tenants', CheckRequest, 'The tenants in which the check is allowed (Permit)', (body) => {
     const c = parse(body);
+    decider.requireWhole('list the tenants in which a check is allowed');
     return { allowed_tenants: all((p) => decider.enumerate.tenants(c, p)).map((t) => ({ allow: true, result: true, tenant: tenantDetails(t) })) };
   });
 
-  route('/user-tenants', UserTenantsRequest, 'The tenants in which the user holds a role (Permit)', (body) =>
-    decider.enumerate.userTenants(normalizeUser(body.user).key).map(tenantDetails));
+  route('/user-tenants', UserTenantsRequest, 'The tenants in which the user holds a role (Permit)', (body) => {
+    decider.requireWhole('list every tenant a user holds a role in');
+    return decider.enumerate.userTenants(normalizeUser(body.user).key).map(tenantDetails);
+  });
 
   route('/authorized_users', AuthorizedUsersRequest, 'The users who may do the action on the resource, with the roles that allow it (Permit)', (b) => {
     const c = parse({ user: '-', action: b.action, resource: b.resource });

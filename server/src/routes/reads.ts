@@ -1,11 +1,11 @@
 import type { TypedApp } from '@factsync/shared/http-app';
 import { Type } from '@sinclair/typebox';
-import { Change, Fact, FactsyncError, GENESIS_ID, TYPES_LIST_PATTERN, idOfChangeJson } from '@factsync/shared';
-import { shareChanges, shareOf } from '../ws/shares.js';
+import { Change, Fact, FactsyncError, GENESIS_ID, TENANTS_LIST_PATTERN, TYPES_LIST_PATTERN, idOfChangeJson, scopeOf } from '@factsync/shared';
+import { shareChanges } from '../ws/shares.js';
 import { factsJson } from '../ws/frames.js';
 import { EnvParams, ErrorBody } from './schemas.js';
 import { requireCap, sendJsonText, type RouteContext } from './context.js';
-import { permitAllTenants } from '../roles.js';
+import { permitAllTenants, permitScope } from '../roles.js';
 
 const Epoch = Type.Union([Type.String(), Type.Null()]);
 
@@ -52,6 +52,10 @@ export function readRoutes(app: TypedApp, ctx: RouteContext): void {
           pattern: TYPES_LIST_PATTERN,
           description: 'only ops of these fact types (a comma list, at most 32); every version still comes, each with `prev`, the id of the version before',
         })),
+        tenants: Type.Optional(Type.String({
+          pattern: TENANTS_LIST_PATTERN,
+          description: 'only the share of these tenants (a comma list): their facts and the facts of no tenant; every version still comes, each with `prev`',
+        })),
       }, { additionalProperties: false }),
       response: {
         200: Type.Object({ head: Type.Integer(), epoch: Epoch, changes: Type.Array(Change) }),
@@ -60,19 +64,21 @@ export function readRoutes(app: TypedApp, ctx: RouteContext): void {
     },
   }, async (req, reply) => {
     const { env } = req.params;
-    permitAllTenants(req.principal!, 'read the change log');
     const q = req.query;
+    const tenants = q.tenants === undefined ? undefined : [...new Set(q.tenants.split(','))];
+    permitScope(req.principal!, tenants, 'read the change log');
+    const scope = scopeOf({ tenants, types: q.types?.split(',') });
     // A share links its first change to version `after`, whose id is read with the page (one more change).
-    const extra = q.types !== undefined && q.after > 0 ? 1 : 0;
+    const extra = scope && q.after > 0 ? 1 : 0;
     // Bounded in bytes as well as in count: a page of huge changes is never built as one huge string.
     const page = await ctx.store.changes(env, q.after - extra, (q.limit ?? 1000) + extra, 16 * ctx.config.wsMaxFrameBytes);
     if (page.truncated || (extra && page.changes.length > 0 && page.changes[0]!.version !== q.after)) {
       throw new FactsyncError('log_truncated', `the change log no longer holds version ${q.after + 1 - extra} (head is ${page.head}); load a snapshot instead`, { head: page.head });
     }
     let changes = `[${page.changes.map((c) => c.json).join(',')}]`;
-    if (q.types !== undefined) {
+    if (scope) {
       const [prevId, rest] = extra && page.changes.length > 0 ? [idOfChangeJson(page.changes[0]!.json) ?? '', page.changes.slice(1)] : [GENESIS_ID, page.changes];
-      changes = shareChanges(rest, prevId, shareOf(q.types.split(','))).json;
+      changes = shareChanges(rest, prevId, scope).json;
     }
     return sendJsonText(reply, `{"head":${page.head},"epoch":${JSON.stringify(page.epoch)},"changes":${changes}}`);
   });

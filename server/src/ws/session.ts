@@ -2,9 +2,9 @@ import type { WebSocket } from 'ws';
 import type { Logger } from 'pino';
 import { nanoid } from 'nanoid';
 import {
-  ErrorCodes, FactsyncError, assertNever, errorFrame, idOfChangeJson, parseClientMessage, type ErrorCode, type HelloMessage, type UsageMessage,
+  ErrorCodes, FactsyncError, assertNever, errorFrame, idOfChangeJson, parseClientMessage, scopeOf, type ErrorCode, type HelloMessage, type UsageMessage,
 } from '@factsync/shared';
-import { permit, permitAgentId, permitAllTenants, type Principal } from '../auth.js';
+import { permit, permitAgentId, permitScope, type Principal } from '../auth.js';
 import type { FactLog, Resume, ResumeVerdict, SessionRegistry, UsageLedger } from '../store/fact-store.js';
 import type { Broadcaster } from '../broadcast/broadcaster.js';
 import { changesFrame, type ChangeBatch, type EnvFeed, type FeedMember } from '../broadcast/env-feed.js';
@@ -12,7 +12,7 @@ import type { ControlPlane } from '../control/control-plane.js';
 import type { EnvControl } from '../control/env-control.js';
 import type { SnapshotReads, SnapshotSink } from './snapshot-reads.js';
 import type { ServerMetrics } from '../metrics.js';
-import { ShareStream, logOnly } from './shares.js';
+import { ResumeFromSnapshot, ShareStream, logOnly } from './shares.js';
 
 export interface SessionDeps {
   store: FactLog & SessionRegistry & UsageLedger;
@@ -147,11 +147,10 @@ export class Session implements FeedMember {
     this.acking = h.ack !== false;
     permit(this.principal, h.env, this.acking ? 'ack' : 'subscribe');
     permitAgentId(this.principal, h.agent_id);
-    permitAllTenants(this.principal, 'open a session on the whole env');
-    if (h.types) {
-      if (this.acking) throw new FactsyncError('invalid_request', 'types is for subscribers (ack: false): an acking agent applies every fact of its env; leave types out');
-      this.share = new ShareStream(h.types);
-    }
+    permitScope(this.principal, h.tenants, 'open a session');
+    if (h.types && this.acking) throw new FactsyncError('invalid_request', 'types is for subscribers (ack: false): an acking agent applies every fact of its share; leave types out');
+    const scope = scopeOf(h);
+    if (scope) this.share = new ShareStream(scope);
     this.env = h.env;
     this.agentId = h.agent_id;
     this.log = this.log.child({ env: h.env, agentId: h.agent_id });
@@ -181,12 +180,22 @@ export class Session implements FeedMember {
       head = await this.deps.store.resume(h.env, resume);
     }
     if (this.isClosed()) return;
-    const shareAt = this.share ? await this.share.start(this.deps.store, h.env, h, head.verdict, this.deps.frameBytes) : undefined;
+    // A scoped agent resumes its share from the log, or gets a snapshot of its share; a scoped
+    // subscriber continues from the log only (it has nowhere to put a snapshot).
+    let resumeAt: number | undefined = head.verdict === 'resume' ? h.applied : undefined;
+    if (this.share) {
+      if (head.verdict === 'new' && !this.acking) resumeAt = 0;
+      if (resumeAt === undefined && !this.acking) throw logOnly(h.env, `this history cannot be continued after version ${h.applied} (${head.verdict})`);
+      if (resumeAt !== undefined) resumeAt = await this.share.resume(this.deps.store, h.env, { ...h, applied: resumeAt }, this.deps.frameBytes).catch((e: unknown) => {
+        if (e instanceof ResumeFromSnapshot && this.acking) return undefined;
+        if (e instanceof ResumeFromSnapshot) throw logOnly(h.env, `the log no longer holds version ${h.applied}, whose id the hello did not send (applied_id)`);
+        throw e;
+      });
+    }
     if (this.isClosed()) return;
     this.epoch = head.epoch;
     this.setState('syncing');
-    // A share never gets a snapshot: it continues from the log (version 0 for `new`).
-    this.send(JSON.stringify({ type: 'welcome', head: head.version, epoch: head.epoch, snapshot: !this.share && head.verdict !== 'resume' }));
+    this.send(JSON.stringify({ type: 'welcome', head: head.version, epoch: head.epoch, snapshot: resumeAt === undefined }));
 
     if (DIVERGED.has(head.verdict)) {
       // Invariants 5 and 9: version numbers from another epoch or another history mean nothing here.
@@ -194,10 +203,8 @@ export class Session implements FeedMember {
       this.log.error({ verdict: head.verdict, agentEpoch: h.epoch ?? null, epoch: head.epoch, applied: h.applied, appliedId: h.applied_id ?? null, head: head.version },
         'agent state is from another epoch, ahead of the store, or from a history the store no longer has: the store lost data; resyncing agent from a snapshot');
     }
-    if (shareAt !== undefined) {
-      this.sent = shareAt; // from the log: a share has no snapshot of its own (yet)
-    } else if (head.verdict === 'resume') {
-      this.sent = h.applied;
+    if (resumeAt !== undefined) {
+      this.sent = resumeAt;
     } else {
       await this.sendSnapshot();
     }
@@ -231,7 +238,7 @@ export class Session implements FeedMember {
       if (this.epoch === null && this.sent === 0) this.epoch = page.epoch;
       if (page.epoch !== this.epoch) return this.resync('store_reset');
       if (page.truncated) {
-        if (this.share) throw logOnly(this.env, `the log no longer holds version ${this.sent + 1}`);
+        if (this.share && !this.acking) throw logOnly(this.env, `the log no longer holds version ${this.sent + 1}`);
         await this.sendSnapshot();
         continue;
       }
@@ -253,8 +260,9 @@ export class Session implements FeedMember {
     // time, at most MAX_SNAPSHOT_STREAMS at once per replica (invariant 10).
     const isClosed = (): boolean => this.isClosed();
     const sink: SnapshotSink = { send: (frame) => this.sendFlushed(frame), get gone() { return isClosed(); } };
-    const sent = await this.deps.snapshots.stream(this.env, sink);
+    const sent = await this.deps.snapshots.stream(this.env, sink, this.share?.scope);
     if (!sent || this.isClosed()) return;
+    this.share?.after(sent.id);
     this.epoch = sent.epoch;
     this.sent = sent.version;
     if (this.acking) this.catchUpIds.set(sent.version, sent.id);

@@ -1,4 +1,5 @@
-import { idOfChangeJson } from '@factsync/shared';
+import { GENESIS_ID, idOfChangeJson, shareOfChange, tenantOfFact, tenantInValue, type Change, type Scope } from '@factsync/shared';
+import type { RawFact } from '../store/fact-store.js';
 import type { FactLog, Snapshot } from '../store/fact-store.js';
 import { SnapshotFrameBuilder, factJson, snapshotFrames } from './frames.js';
 
@@ -56,13 +57,18 @@ export class SnapshotReads {
     this.scanCount = Math.max(100, Math.min(10_000, Math.floor(frameBytes / 160)));
   }
 
-  /** Streams a whole snapshot of `env` to `sink`; null when every sink of its round went away first. */
-  stream(env: string, sink: SnapshotSink): Promise<SnapshotSent | null> {
-    let round = this.pending.get(env);
+  /**
+   * Streams a snapshot of `env` to `sink`, of the share of `scope` when given;
+   * null when every sink of its round went away first. Rounds are per env and
+   * scope: sessions of the same scope share one.
+   */
+  stream(env: string, sink: SnapshotSink, scope?: Scope): Promise<SnapshotSent | null> {
+    const roundKey = scope ? `${env}\u0000${scope.key}` : env;
+    let round = this.pending.get(roundKey);
     if (!round) {
       const r: Round = { sinks: [] };
-      r.result = this.run(env, r);
-      this.pending.set(env, (round = r));
+      r.result = this.run(env, roundKey, r, scope);
+      this.pending.set(roundKey, (round = r));
     }
     round.sinks.push(sink);
     return round.result!;
@@ -97,22 +103,22 @@ export class SnapshotReads {
     return this.waiting.length;
   }
 
-  private async run(env: string, round: Round): Promise<SnapshotSent | null> {
+  private async run(env: string, roundKey: string, round: Round, scope: Scope | undefined): Promise<SnapshotSent | null> {
     const release = await this.slot();
     // Open to newcomers until its first frame leaves: they then get every frame. A later request
     // starts the next round.
     const seal = (): void => {
-      if (this.pending.get(env) === round) this.pending.delete(env);
+      if (this.pending.get(roundKey) === round) this.pending.delete(roundKey);
     };
     try {
-      return await this.read(env, round.sinks, seal);
+      return await this.read(env, round.sinks, seal, scope);
     } finally {
       seal();
       release();
     }
   }
 
-  private async read(env: string, sinks: readonly SnapshotSink[], seal: () => void): Promise<SnapshotSent | null> {
+  private async read(env: string, sinks: readonly SnapshotSink[], seal: () => void, scope: Scope | undefined): Promise<SnapshotSent | null> {
     const live = (): SnapshotSink[] => sinks.filter((s) => !s.gone);
     // One encoding for every socket of the round, in the builder's reused buffer: each frame is
     // taken by every socket before the next is built.
@@ -129,11 +135,13 @@ export class SnapshotReads {
       const frames = new SnapshotFrameBuilder(base, this.frameBytes);
       let cursor = '0';
       let facts = 0;
+      const share = scope ? new ShareCount(scope) : undefined;
       do {
         const step = await this.store.scanState(env, cursor, this.scanCount);
         cursor = step.cursor;
-        facts += step.facts.length;
         for (const f of step.facts) {
+          if (share && !share.scanned(f)) continue;
+          facts++;
           const full = frames.fact(factJson(f));
           if (full !== undefined && !(await send(full))) return null;
         }
@@ -156,18 +164,19 @@ export class SnapshotReads {
         }
         for (const c of page.changes) {
           if (c.version > end.version) break;
-          const full = frames.change(c.json);
+          const full = frames.change(share ? share.replayed(c.json, id) : c.json);
           if (full !== undefined && !(await send(full))) return null;
           at = c.version;
           id = idOfChangeJson(c.json) ?? '';
         }
       }
       if (!complete) continue;
-      if (!(await send(frames.end(end.facts)))) return null;
+      if (!(await send(frames.end(share ? share.count : end.facts)))) return null;
       return { version: at, epoch: base.epoch, id, facts, replayed: at - base.version };
     }
     // The log keeps outrunning the scan: read the state at once (memory: the env, once per round).
-    const snap = await this.store.snapshot(env);
+    const whole = await this.store.snapshot(env);
+    const snap = scope ? { ...whole, facts: whole.facts.filter((f) => new ShareCount(scope).scanned(f)) } : whole;
     for (const frame of snapshotFrames(snap, this.frameBytes)) if (!(await send(frame))) return null;
     return { version: snap.version, epoch: snap.epoch, id: snap.id, facts: snap.facts.length, replayed: 0 };
   }
@@ -185,5 +194,44 @@ export class SnapshotReads {
       if (next) next();
       else this.active--;
     };
+  }
+}
+
+/**
+ * The facts of a share in a scanned snapshot, and how many it holds once the
+ * replay is applied: the count the agent checks its state against (a scan of
+ * the whole env counts with HLEN; a share has no count of its own in the
+ * store). It remembers the keys of the share it saw, so its memory is that of
+ * the share's keys, once per round.
+ */
+class ShareCount {
+  private readonly keys = new Set<string>();
+
+  constructor(private readonly scope: Scope) {}
+
+  get count(): number {
+    return this.keys.size;
+  }
+
+  /** Whether a scanned fact is in the share (and counts it). */
+  scanned(f: RawFact): boolean {
+    const { types, tenants } = this.scope;
+    if (types && !types.has(f.type)) return false;
+    if (tenants) {
+      const t = tenantOfFact(f.type, f.key, tenantInValue(f.type) ? JSON.parse(f.valueJson) : null);
+      if (t !== undefined && !tenants.has(t)) return false;
+    }
+    this.keys.add(`${f.type}\u0000${f.key}`);
+    return true;
+  }
+
+  /** The share of a replayed change (stored JSON), linked to the id before it, as JSON; counts its ops. */
+  replayed(json: string, prevId: string | null): string {
+    const s = shareOfChange(JSON.parse(json) as Change, prevId ?? GENESIS_ID, this.scope);
+    for (const o of s.ops) {
+      if (o.op === 'upsert') this.keys.add(`${o.type}\u0000${o.key}`);
+      else this.keys.delete(`${o.type}\u0000${o.key}`);
+    }
+    return JSON.stringify(s);
   }
 }

@@ -1,0 +1,120 @@
+import { WELL_KNOWN_TYPES, type Change, type Fact, type Op } from './facts.js';
+import { err, ok, type Result } from './result.js';
+
+/** Most tenants one scoped agent or subscription may name. */
+export const MAX_SCOPE_TENANTS = 1000;
+/** A tenant key as a scope names it: what a tenant fact's key may be, without a comma (scopes are comma lists). */
+export const SCOPE_TENANT_PATTERN = '^[^,\\s]{1,170}$';
+const tenantRe = new RegExp(SCOPE_TENANT_PATTERN);
+/** A comma list of tenant keys, as `?tenants=` takes it. */
+export const TENANTS_LIST_PATTERN = `^[^,\\s]{1,170}(,[^,\\s]{1,170}){0,${MAX_SCOPE_TENANTS - 1}}$`;
+
+/**
+ * What a scoped agent or subscription receives of each version: the ops of
+ * its tenants (and of no tenant), of its types. Either may be absent (all).
+ * `key` is canonical: sessions with the same key share one computed share.
+ */
+export interface Scope {
+  readonly tenants?: ReadonlySet<string>;
+  readonly types?: ReadonlySet<string>;
+  readonly key: string;
+}
+
+const sorted = (xs: Iterable<string>): string[] => [...new Set(xs)].sort();
+
+/** The scope of a hello or a query; undefined when it names neither tenants nor types (the whole env). */
+export function scopeOf(s: { tenants?: readonly string[] | undefined; types?: readonly string[] | undefined }): Scope | undefined {
+  if (!s.tenants && !s.types) return undefined;
+  const tenants = s.tenants ? sorted(s.tenants) : undefined;
+  const types = s.types ? sorted(s.types) : undefined;
+  return {
+    ...(tenants ? { tenants: new Set(tenants) } : {}),
+    ...(types ? { types: new Set(types) } : {}),
+    key: `tenants=${tenants?.join(',') ?? '*'};types=${types?.join(',') ?? '*'}`,
+  };
+}
+
+/** A comma list of tenant keys (`AGENT_TENANTS`, `?tenants=`): each checked, without repeats, at most MAX_SCOPE_TENANTS. */
+export function parseTenantsList(text: string): Result<string[]> {
+  const tenants = [...new Set(text.split(',').map((t) => t.trim()).filter(Boolean))];
+  const bad = tenants.find((t) => !tenantRe.test(t));
+  if (bad !== undefined) return err(`"${bad}" is not a tenant key (1-170 characters, no comma or space)`);
+  if (tenants.length === 0) return err('name at least one tenant');
+  if (tenants.length > MAX_SCOPE_TENANTS) return err(`${tenants.length} tenants; at most ${MAX_SCOPE_TENANTS}`);
+  return ok(tenants);
+}
+
+const WELL_KNOWN = new Set(WELL_KNOWN_TYPES);
+/** Types whose tenant is part of their key: an upsert can never move such a fact to another tenant. */
+const KEYED_BY_TENANT = new Set(['tenant', 'role_assignment']);
+
+/**
+ * The tenant a fact belongs to, from the fact alone (docs/architecture.md,
+ * "Scoped agents"): a `tenant` fact is its own; role assignments and resource
+ * instances name theirs; a fact of a type that is not well-known belongs to
+ * the tenant its value names in `tenant`. Everything else (users, policy,
+ * relationships, attribute facts) belongs to no tenant: every scope holds it.
+ */
+export function tenantOfFact(type: string, key: string, value: unknown): string | undefined {
+  if (type === 'tenant') return key;
+  if (tenantInValue(type)) {
+    const t = (value as { tenant?: unknown } | null)?.tenant;
+    return typeof t === 'string' ? t : undefined;
+  }
+  return undefined;
+}
+
+/** Whether a fact of `type` names its tenant in its value (so a reader of stored JSON must parse it to route it). */
+export const tenantInValue = (type: string): boolean => type === 'role_assignment' || type === 'resource_instance' || !WELL_KNOWN.has(type);
+
+/** The tenant a delete removes from, when its key says it; undefined when only the stored value knew. */
+function tenantOfDelete(type: string, key: string): string | undefined {
+  if (type === 'tenant') return key;
+  if (type === 'role_assignment') return key.slice(key.lastIndexOf('/') + 1);
+  return undefined;
+}
+
+/**
+ * What `scope` receives of one op, or undefined. A delete whose key does not
+ * name its tenant goes to every scope (deleting what a scope does not hold
+ * does nothing). An upsert of a fact that may have moved from another tenant
+ * (a resource instance, a custom fact) reaches the scopes outside its tenant
+ * as a delete, so a fact that moved away is removed where it was.
+ */
+export function opForScope(op: Op, scope: Scope): Op | undefined {
+  if (scope.types && !scope.types.has(op.type)) return undefined;
+  if (!scope.tenants) return op;
+  const t = op.op === 'upsert' ? tenantOfFact(op.type, op.key, op.value) : tenantOfDelete(op.type, op.key);
+  if (t === undefined || scope.tenants.has(t)) return op;
+  if (op.op === 'upsert' && !KEYED_BY_TENANT.has(op.type)) return { op: 'delete', type: op.type, key: op.key };
+  return undefined;
+}
+
+/** Whether a stored fact belongs to `scope`'s share (snapshots of a share). */
+export function factInScope(f: Pick<Fact, 'type' | 'key' | 'value'>, scope: Scope): boolean {
+  if (scope.types && !scope.types.has(f.type)) return false;
+  if (!scope.tenants) return true;
+  const t = tenantOfFact(f.type, f.key, f.value);
+  return t === undefined || scope.tenants.has(t);
+}
+
+/**
+ * A change as `scope` receives it: the same version, id and time, only its
+ * share of the ops (possibly none: every version still travels, so versions
+ * stay contiguous), and `prev`, the id of the version before. A receiver
+ * cannot recompute the chain id over ops it did not get, so it checks the
+ * link instead (invariant 9 on a share; chain.ts followsHistory).
+ */
+export function shareOfChange(change: Change, prevId: string, scope: Scope): Change {
+  const ops: Op[] = [];
+  for (const o of change.ops) {
+    const s = opForScope(o, scope);
+    if (s) ops.push(s);
+  }
+  return { version: change.version, id: change.id, prev: prevId, ts: change.ts, ops };
+}
+
+/** Whether a tenant is served by an agent holding `tenants` (undefined: the whole env). */
+export const serves = (tenants: ReadonlySet<string> | undefined, tenant: string): boolean => !tenants || tenants.has(tenant);
+
+
