@@ -22,8 +22,16 @@ describe('agent state file', () => {
     saving = false;
     // 100,000 facts in chunks of 2,000: the loop ran between them (one blocking stringify would allow none).
     expect(ticks).toBeGreaterThanOrEqual(40);
-    expect(await loadState(dir, 'e')).toEqual({ kind: 'ok', state });
+    expect(await loadState(dir, 'e')).toEqual({ kind: 'ok', state: { ...state, tenants: null } });
     expect(await loadState(dir, 'other')).toMatchObject({ kind: 'invalid', reason: expect.stringContaining('env "e"') });
+  });
+
+  it('a scoped agent\'s file serves only an agent of the same tenants (AGENT_TENANTS changed: start over)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'fs-state-'));
+    await saveState(dir, { env: 'e', version: 3, epoch: 'x', id: 'i', tenants: ['globex', 'acme'], facts: [] });
+    expect(await loadState(dir, 'e', ['acme', 'globex'])).toMatchObject({ kind: 'ok', state: { version: 3, tenants: ['globex', 'acme'] } });
+    expect(await loadState(dir, 'e', ['acme'])).toMatchObject({ kind: 'invalid', reason: expect.stringContaining('tenants acme,globex') });
+    expect(await loadState(dir, 'e')).toMatchObject({ kind: 'invalid', reason: expect.stringContaining('the whole env') });
   });
 
   it('a torn, edited or garbage file is never served; a file of the previous format still loads', async () => {

@@ -393,7 +393,7 @@ export class Session implements FeedMember {
     this.log.info({ code, message }, 'closing session with error');
     this.deps.metrics.rejected.inc({ code });
     if (this.socket.readyState === this.socket.OPEN) this.socket.send(errorFrame(code, message));
-    this.close(ErrorCodes[code].close, message.slice(0, 120));
+    this.close(ErrorCodes[code].close, closeReason(message));
   }
 
   close(code: number, reason: string): void {
@@ -443,4 +443,11 @@ export class Session implements FeedMember {
     }
     this.deps.onClosed(this);
   }
+}
+
+/** A close reason is at most 123 bytes of UTF-8 (RFC 6455); longer ones make `ws` throw, and the socket would be cut without one. */
+function closeReason(message: string): string {
+  let r = message.slice(0, 123);
+  while (Buffer.byteLength(r) > 123) r = r.slice(0, -1);
+  return r;
 }
