@@ -7,6 +7,7 @@ import { SignJWT, UnsecuredJWT, exportJWK, exportSPKI, generateKeyPair, type Cry
 import { ADMIN, READER, TOKENS, newEnv } from '../src/inproc.js';
 import { spawnAgent, spawnServer, type Proc } from '../src/procs.js';
 import { client, upsert } from '../src/http.js';
+import { RawAgent } from '../src/raw-agent.js';
 import { cli } from '../src/cli.js';
 import { waitUntil } from '../src/wait.js';
 import WebSocket from 'ws';
@@ -204,6 +205,22 @@ describe('JWTs', () => {
       expect(c.code).toBe(4403);
       expect(c.reason).toMatch(/limited to tenant "acme"/);
     }
+
+    // A scoped session within the claim is let in and gets the share of its tenants (and facts of no tenant);
+    // one that asks for another tenant as well is refused.
+    const token = await hs256({ role: 'agent', envs: [env], tenants: ['acme'] });
+    const inScope = await RawAgent.connect(hs.url, token, { type: 'hello', env, agent_id: 'scoped-acme', applied: 0, ack: true, tenants: ['acme'] });
+    try {
+      const snap = await waitUntil(() => inScope.messages.find((m) => m.type === 'snapshot' && m.last !== false), 'a snapshot of the share');
+      expect((snap as { facts: { key: string }[] }).facts.map((f) => f.key).sort()).toEqual(['ann', 'ann/viewer/acme', 'document:a1']);
+    } finally {
+      await inScope.close();
+    }
+    const beyond = await RawAgent.connect(hs.url, token, { type: 'hello', env, agent_id: 'scoped-two', applied: 0, ack: true, tenants: ['acme', 'globex'] });
+    await waitUntil(() => beyond.closed, 'the refusal');
+    expect(beyond.closed).toMatchObject({ code: 4403, reason: expect.stringMatching(/not "globex"/) });
+    expect((await scoped.get(`/v1/envs/${env}/changes?after=0&tenants=acme`)).status).toBe(200);
+    expect((await scoped.get(`/v1/envs/${env}/changes?after=0&tenants=globex`)).status).toBe(403);
   });
 
   it('POST /v1/tokens mints for an admin (and the CLI\'s token create), within its envs; a server without JWT_SECRET says so', async () => {
