@@ -93,7 +93,11 @@ export const RoleAssignmentValue = Type.Object(
   { additionalProperties: false },
 );
 export const RelationshipValue = Type.Object(
-  { object: Part, relation: Part, subject: Part },
+  {
+    object: Part, relation: Part, subject: Part,
+    /** A tuple of one tenant counts only in checks in that tenant, and scoped agents of other tenants do not hold it. */
+    tenant: Type.Optional(Part),
+  },
   { additionalProperties: false },
 );
 export const AttributeValue = Type.Object(

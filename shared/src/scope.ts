@@ -50,10 +50,11 @@ const KEYED_BY_TENANT = new Set(['tenant', 'role_assignment']);
 
 /**
  * The tenant a fact belongs to, from the fact alone (docs/architecture.md,
- * "Scoped agents"): a `tenant` fact is its own; role assignments and resource
- * instances name theirs; a fact of a type that is not well-known belongs to
- * the tenant its value names in `tenant`. Everything else (users, policy,
- * relationships, attribute facts) belongs to no tenant: every scope holds it.
+ * "Scoped agents"): a `tenant` fact is its own; role assignments, resource
+ * instances and relationship tuples with a `tenant` name theirs; a fact of a
+ * type that is not well-known belongs to the tenant its value names in
+ * `tenant`. Everything else (users, policy, tuples without a tenant,
+ * attribute facts) belongs to no tenant: every scope holds it.
  */
 export function tenantOfFact(type: string, key: string, value: unknown): string | undefined {
   if (type === 'tenant') return key;
@@ -65,7 +66,8 @@ export function tenantOfFact(type: string, key: string, value: unknown): string 
 }
 
 /** Whether a fact of `type` names its tenant in its value (so a reader of stored JSON must parse it to route it). */
-export const tenantInValue = (type: string): boolean => type === 'role_assignment' || type === 'resource_instance' || !WELL_KNOWN.has(type);
+export const tenantInValue = (type: string): boolean =>
+  type === 'role_assignment' || type === 'resource_instance' || type === 'relationship' || !WELL_KNOWN.has(type);
 
 /** The tenant a delete removes from, when its key says it; undefined when only the stored value knew. */
 function tenantOfDelete(type: string, key: string): string | undefined {

@@ -11,7 +11,8 @@ import { SOAK_SCALE, waitUntil } from '../src/wait.js';
  * Invariant 11, differentially: one whole agent and scoped agents (one tenant,
  * three tenants, every tenant) as real processes follow the same env, written
  * over many versions from random models (the Cedar differential's generator,
- * its tenants spread over seven, rounds that move instances between tenants,
+ * its tenants spread over seven, most tuples given a tenant, rounds that move
+ * instances and tuples between tenants,
  * give users roles in several tenants and revoke them, delete tuples and
  * users). After each round, at one version, every check in a tenant a scoped
  * agent serves answers as the whole agent; every other is 421.
@@ -62,6 +63,8 @@ function round(seed: number, state: Model): { ops: Op[]; checks: CheckRequest[] 
       const t = map[v.tenant as string]!;
       ops.push({ ...o, key: `${v.user}/${v.role}/${t}`, value: { ...v, tenant: t } });
     } else if (o.type === 'resource_instance') ops.push({ ...o, value: { ...v, tenant: map[v.tenant as string]! } });
+    // Most tuples belong to a tenant (they count only in its checks); the rest to none (they count everywhere).
+    else if (o.type === 'relationship' && r() < 0.6) ops.push({ ...o, value: { ...v, tenant: r() < 0.7 ? map[pick(Object.keys(map))]! : pick(TENANTS) } });
     else ops.push(o);
   }
   for (let i = 0; i < 3; i++) ops.push({ op: 'upsert', type: 'ticket', key: `k${seed}-${i}`, value: { tenant: pick(TENANTS), n: i } });
@@ -96,7 +99,7 @@ async function factsOf(url: string): Promise<Fact[]> {
   for (const type of FACT_TYPES) {
     let cursor: string | null = null;
     do {
-      const page = await client(url).get(`/v1/facts?type=${type}&limit=10000${cursor ? `&cursor=${cursor}` : ''}`);
+      const page: { status: number; body: any } = await client(url).get(`/v1/facts?type=${type}&limit=10000${cursor ? `&cursor=${cursor}` : ''}`);
       expect(page.status).toBe(200);
       out.push(...(page.body.facts as Fact[]));
       cursor = page.body.next_cursor;

@@ -23,6 +23,45 @@ const del = (type: string, key: string): Op => ({ op: 'delete', type, key });
 const rel = (object: string, relation: string, subject: string) => up('relationship', `${object}#${relation}@${subject}`, { object, relation, subject });
 
 describe('evaluator', () => {
+  it('a tuple of one tenant counts only in checks in that tenant; an instance of another tenant lends no attributes', () => {
+    const m = model();
+    m.apply(
+      up('resource', 'document', { actions: ['read'] }),
+      up('resource_role', 'document#viewer', { permissions: ['read'] }),
+      up('relationship', 'document:1#viewer@user:ann', { object: 'document:1', relation: 'viewer', subject: 'user:ann', tenant: 'acme' }),
+      rel('document:2', 'viewer', 'user:ann'),
+    );
+    expect(m.check({ user: 'ann', action: 'read', resource: { type: 'document', key: '1', tenant: 'acme' } }).allow).toBe(true);
+    expect(m.check({ user: 'ann', action: 'read', resource: { type: 'document', key: '1', tenant: 'globex' } }).allow).toBe(false);
+    // A tuple of no tenant counts in every tenant.
+    expect(m.check({ user: 'ann', action: 'read', resource: { type: 'document', key: '2', tenant: 'globex' } }).allow).toBe(true);
+    // Moved to another tenant: it counts there only.
+    m.apply(up('relationship', 'document:1#viewer@user:ann', { object: 'document:1', relation: 'viewer', subject: 'user:ann', tenant: 'globex' }));
+    expect(m.check({ user: 'ann', action: 'read', resource: { type: 'document', key: '1', tenant: 'acme' } }).allow).toBe(false);
+    expect(m.check({ user: 'ann', action: 'read', resource: { type: 'document', key: '1', tenant: 'globex' } }).allow).toBe(true);
+
+    m.apply(
+      up('resource_instance', 'document:3', { tenant: 'acme', attributes: { public: true } }),
+      up('condition_set', 'anyone', { kind: 'userset', conditions: { allOf: [] } }),
+      up('condition_set', 'public_docs', { kind: 'resourceset', resource: 'document', conditions: { 'resource.public': { equals: true } } }),
+      up('condition_set_rule', 'anyone/document:read/public_docs', { user_set: 'anyone', permission: 'document:read', resource_set: 'public_docs' }),
+    );
+    expect(m.check({ user: 'bob', action: 'read', resource: { type: 'document', key: '3' } }).allow).toBe(true);
+    expect(m.check({ user: 'bob', action: 'read', resource: { type: 'document', key: '3', tenant: 'acme' } }).allow).toBe(true);
+    expect(m.check({ user: 'bob', action: 'read', resource: { type: 'document', key: '3', tenant: 'globex' } }).allow).toBe(false);
+  });
+
+  it('a scoped decider refuses (421) a tenant it does not serve, and a check whose instance it cannot place', () => {
+    const store = new LocalStore();
+    const d = new Decider(store, new Set(['acme']));
+    store.apply({ version: 1, id: 'v1', ts: '', ops: [up('resource_instance', 'document:1', { tenant: 'acme' })] });
+    const c = (resource: CheckRequest['resource']) => normalizeCheck({ user: 'u', action: 'read', resource }).ok && (normalizeCheck({ user: 'u', action: 'read', resource }) as { value: never }).value;
+    expect(d.check(c({ type: 'document', key: '1' })).allow).toBe(false);
+    expect(() => d.check(c({ type: 'document', key: '1', tenant: 'globex' }))).toThrow(expect.objectContaining({ code: 'tenant_not_served', status: 421 }));
+    expect(() => d.check(c({ type: 'document', key: '9' }))).toThrow(/names no tenant/);
+    expect(() => d.check(c({ type: 'document' }))).toThrow(/not "default"/);
+  });
+
   it('cycles of subject sets and derivations end, and still find a holder reachable through them', () => {
     const m = model();
     m.apply(

@@ -43,9 +43,9 @@ export class Decider {
     return d;
   }
 
-  /** Whether the user holds `type:key#role`, directly, through a subject set or derived. */
-  holds(user: string, holding: string): boolean {
-    return this.evaluator.holdsAny(user, [holding], false) !== undefined;
+  /** Whether the user holds `type:key#role` in `tenant`, directly, through a subject set or derived. */
+  holds(user: string, holding: string, tenant: string): boolean {
+    return this.evaluator.holdsAny(user, [holding], false, tenant) !== undefined;
   }
 
   /** The tenant `c` is decided in; on a scoped agent, refused (421) unless it is served. */

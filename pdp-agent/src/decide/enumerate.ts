@@ -63,7 +63,7 @@ export class Enumerator {
     }
     if (key !== undefined) {
       const granting = this.index.grantingRoles(type, c.action);
-      for (const u of this.holders(granting.map((r) => `${type}:${key}#${r}`))) found.add(u);
+      for (const u of this.holders(granting.map((r) => `${type}:${key}#${r}`), tenant)) found.add(u);
     }
     const streams: Iterable<string>[] = [sortedAfter(found, page.after)];
     if (this.index.rules.has(permission)) {
@@ -141,8 +141,9 @@ export class Enumerator {
    * from the same starts (subject sets, roles extending, `granted_to`), keeping
    * every user met instead of looking for one.
    */
-  private holders(starts: readonly string[]): Set<string> {
+  private holders(starts: readonly string[], tenant: string): Set<string> {
     const { subjects, usersets, resourceRoles } = this.index;
+    const own = this.index.tenantEdges.get(tenant);
     const seen = new Set<string>(starts);
     const queue = [...seen];
     const users = new Set<string>();
@@ -152,7 +153,9 @@ export class Enumerator {
     for (let head = 0; head < queue.length; head++) {
       const node = queue[head]!;
       for (const s of subjects.values(node)) if (s.startsWith('user:')) users.add(s.slice(5));
+      if (own) for (const s of own.subjects.values(node)) if (s.startsWith('user:')) users.add(s.slice(5));
       for (const us of usersets.values(node)) visit(us);
+      if (own) for (const us of own.usersets.values(node)) visit(us);
       const hash = node.lastIndexOf('#');
       const object = node.slice(0, hash);
       const role = node.slice(hash + 1);
@@ -161,6 +164,7 @@ export class Enumerator {
       for (const g of resourceRoles.get(type)?.get(role)?.granted_to ?? []) {
         const on = `${g.on}:`;
         for (const o of subjects.values(`${object}#${g.via}`)) if (o.startsWith(on)) visit(`${o}#${g.role}`);
+        if (own) for (const o of own.subjects.values(`${object}#${g.via}`)) if (o.startsWith(on)) visit(`${o}#${g.role}`);
       }
     }
     return users;

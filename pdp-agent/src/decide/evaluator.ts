@@ -59,7 +59,7 @@ export class Evaluator {
     if (key !== undefined) {
       const granting = this.index.grantingRoles(type, c.action);
       if (granting.length > 0) {
-        const found = this.holdsAny(c.user.key, granting.map((r) => `${type}:${key}#${r}`), explain);
+        const found = this.holdsAny(c.user.key, granting.map((r) => `${type}:${key}#${r}`), explain, tenant);
         if (found) return { allow: true, ...(explain ? { reason: found } : {}) };
       }
     }
@@ -117,8 +117,10 @@ export class Evaluator {
    * once (so cycles end), at most MAX_DERIVATION_NODES. Returns a description
    * of the path found, or undefined.
    */
-  holdsAny(userKey: string, starts: readonly string[], explain: boolean): string | undefined {
+  holdsAny(userKey: string, starts: readonly string[], explain: boolean, tenant: string): string | undefined {
     const { subjects, usersets, resourceRoles } = this.index;
+    // Tuples of the check's tenant count beside those of no tenant; another tenant's never do.
+    const own = this.index.tenantEdges.get(tenant);
     const subject = `user:${userKey}`;
     // Each holding visited once; the map also remembers where it was reached from, for the reason.
     const parent = new Map<string, string | null>();
@@ -130,9 +132,10 @@ export class Evaluator {
     };
     for (let head = 0; head < queue.length; head++) {
       const node = (from = queue[head]!);
-      if (subjects.has(node, subject)) return explain ? this.describe(node, parent, userKey) : 'held';
+      if (subjects.has(node, subject) || own?.subjects.has(node, subject)) return explain ? this.describe(node, parent, userKey) : 'held';
       if (parent.size >= MAX_DERIVATION_NODES) continue;
       for (const us of usersets.values(node)) visit(us);
+      if (own) for (const us of own.usersets.values(node)) visit(us);
       const hash = node.lastIndexOf('#');
       const object = node.slice(0, hash);
       const role = node.slice(hash + 1);
@@ -145,6 +148,7 @@ export class Evaluator {
         for (const g of grants) {
           const on = `${g.on}:`;
           for (const o of subjects.values(`${object}#${g.via}`)) if (o.startsWith(on)) visit(`${o}#${g.role}`);
+          if (own) for (const o of own.subjects.values(`${object}#${g.via}`)) if (o.startsWith(on)) visit(`${o}#${g.role}`);
         }
       }
     }

@@ -52,6 +52,8 @@ export class PolicyIndex implements FactObserver {
   readonly usersets = new SparseMulti();
   /** `O#rel` → plain subjects `T:x` related to O by rel (of any type: a subject says its type). */
   readonly subjects = new SparseMulti();
+  /** The same two for tuples of one tenant (`tenant` set): they count only in checks in that tenant. */
+  readonly tenantEdges = new Map<string, { usersets: SparseMulti; subjects: SparseMulti }>();
   /** subject (`T:x` or `S#rel`) → `O#rel` it appears in (for listing what a user can reach). */
   readonly reverse = new SparseMulti();
   /** entity (`user:u`, `document:1`) → attribute facts. */
@@ -165,7 +167,7 @@ export class PolicyIndex implements FactObserver {
   }
 
   reset(): void {
-    for (const m of [this.roles, this.assignments, this.roleHolders, this.resourceRoles, this.resources, this.instances, this.tenantInstances, this.usersets, this.subjects,
+    for (const m of [this.roles, this.assignments, this.roleHolders, this.resourceRoles, this.resources, this.instances, this.tenantInstances, this.usersets, this.subjects, this.tenantEdges,
       this.reverse, this.entityAttributes, this.conditionSets, this.rules, this.rolePermissionCache, this.grantingCache] as { clear(): void }[]) m.clear();
     this.extendingCache = undefined;
   }
@@ -230,7 +232,13 @@ export class PolicyIndex implements FactObserver {
 
   private relate(v: RelationshipValue, add: boolean): void {
     const node = `${v.object}#${v.relation}`;
-    const index = v.subject.includes('#') ? this.usersets : this.subjects;
+    let edges: { usersets: SparseMulti; subjects: SparseMulti } = this;
+    if (v.tenant !== undefined) {
+      let t = this.tenantEdges.get(v.tenant);
+      if (!t) this.tenantEdges.set(v.tenant, (t = { usersets: new SparseMulti(), subjects: new SparseMulti() }));
+      edges = t;
+    }
+    const index = v.subject.includes('#') ? edges.usersets : edges.subjects;
     if (add) {
       index.add(node, v.subject);
       this.reverse.add(v.subject, node);

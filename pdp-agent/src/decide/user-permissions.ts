@@ -41,7 +41,7 @@ export function userPermissions(q: PermissionsQuery, index: PolicyIndex, evaluat
     out[`__tenant:${tenant}`] = { tenant: { key: tenant, attributes }, permissions: [...permissions].sort(), roles: roles.sort() };
   }
 
-  const instances = q.resources ?? reachableInstances(q.user.key, index);
+  const instances = q.resources ?? reachableInstances(q.user.key, index, q.tenants);
   // The actions of a type walk every role and rule: once per type, not once per instance.
   const actions = new Map<string, string[]>();
   // With `tenants`, only instances of those tenants (by their instance fact): what a scoped agent
@@ -56,10 +56,10 @@ export function userPermissions(q: PermissionsQuery, index: PolicyIndex, evaluat
     for (const action of ofType) {
       if (evaluator.check({ ...check, action }).allow) permissions.push(`${type}:${action}`);
     }
-    const roles = [...(index.resourceRoles.get(type)?.keys() ?? [])].filter((r) => evaluator.holdsAny(q.user.key, [`${type}:${key}#${r}`], false));
+    const tenant = evaluator.tenantOf(check);
+    const roles = [...(index.resourceRoles.get(type)?.keys() ?? [])].filter((r) => evaluator.holdsAny(q.user.key, [`${type}:${key}#${r}`], false, tenant));
     if (permissions.length === 0 && roles.length === 0) continue;
     const attributes = index.instances.get(`${type}:${key}`)?.attributes ?? {};
-    const tenant = evaluator.tenantOf(check);
     out[`${type}:${key}`] = {
       resource: { key, type, attributes },
       tenant: { key: tenant, attributes: (facts.tenant(tenant)?.attributes as Record<string, unknown> | undefined) ?? {} },
@@ -74,26 +74,34 @@ export function userPermissions(q: PermissionsQuery, index: PolicyIndex, evaluat
  * edges from `user:key` (direct relationships, subject sets that contain a
  * holding, objects related to a held object by a `granted_to` relation).
  */
-export function reachableInstances(userKey: string, index: PolicyIndex): { type: string; key: string }[] {
+export function reachableInstances(userKey: string, index: PolicyIndex, tenants?: readonly string[]): { type: string; key: string }[] {
+  // With `tenants`, only through tuples of no tenant or of those tenants (what a scoped agent of them holds).
+  const edge = (node: string, subject: string): boolean => {
+    if (!tenants) return true;
+    const pick = (e: { usersets: { has(k: string, v: string): boolean }; subjects: { has(k: string, v: string): boolean } }) =>
+      (subject.includes('#') ? e.usersets : e.subjects).has(node, subject);
+    return pick(index) || tenants.some((t) => { const e = index.tenantEdges.get(t); return e !== undefined && pick(e); });
+  };
   const seen = new Set<string>();
   const objects = new Set<string>();
   const queue: string[] = [];
   const visit = (holding: string) => {
     if (!seen.has(holding) && seen.size < MAX_DERIVATION_NODES) seen.add(holding), queue.push(holding);
   };
-  for (const node of index.reverse.values(`user:${userKey}`)) visit(node);
+  for (const node of index.reverse.values(`user:${userKey}`)) if (edge(node, `user:${userKey}`)) visit(node);
   for (let head = 0; head < queue.length; head++) {
     const holding = queue[head]!;
     const hash = holding.lastIndexOf('#');
     const object = holding.slice(0, hash);
     const role = holding.slice(hash + 1);
     objects.add(object);
-    for (const n of index.reverse.values(holding)) visit(n);
+    for (const n of index.reverse.values(holding)) if (edge(n, holding)) visit(n);
     const heldType = splitInstance(object)?.[0];
     // Holding a role holds every role it extends, and what those are granted to.
     for (const e of (heldType && index.resourceRoles.get(heldType)?.get(role)?.extends) || []) visit(`${object}#${e}`);
     // Objects X related to `object` by some relation `via` (X#via@object): X's roles granted to `role` on heldType via it.
     for (const rel of index.reverse.values(object)) {
+      if (!edge(rel, object)) continue;
       const h = rel.lastIndexOf('#');
       const x = rel.slice(0, h);
       const via = rel.slice(h + 1);

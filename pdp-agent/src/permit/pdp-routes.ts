@@ -72,7 +72,7 @@ export function registerPermitPdpRoutes(app: TypedApp, d: PermitDeps): void {
       const byRole = [...decider.index.assignments.get(user)?.get(tenant) ?? []].filter((r) => decider.index.rolePermissions(r).has(permission))
         .map((role) => ({ user, tenant, resource: `__tenant:${tenant}`, role }));
       const onInstance = c.resource.key === undefined ? [] : decider.index.grantingRoles(c.resource.type, c.action)
-        .filter((r) => decider.holds(user, `${resource}#${r}`)).map((role) => ({ user, tenant, resource, role }));
+        .filter((r) => decider.holds(user, `${resource}#${r}`, tenant)).map((role) => ({ user, tenant, resource, role }));
       // Allowed by a condition set rule alone: no role to name, an empty list.
       users[user] = [...onInstance, ...byRole];
     }
