@@ -75,14 +75,14 @@ export class Harness {
   }
 
   /** `count` simulated agents over `processes` child processes; resolves once all are connected (and bootstrapped). */
-  async fleet(o: { kind: 'factsync' | 'sio'; urls: string[]; count: number; env?: string; envs?: number; idle?: boolean; processes?: number; ca?: string; onProgress?: (ready: number) => void }): Promise<Fleet> {
+  async fleet(o: { kind: 'factsync' | 'sio'; urls: string[]; count: number; env?: string; envs?: number; idle?: boolean; processes?: number; ca?: string; scopes?: number; onProgress?: (ready: number) => void }): Promise<Fleet> {
     const n = o.processes ?? Math.max(1, Math.min(4, Math.ceil(o.count / 500)));
     const children: ChildProcess[] = [];
     const per = Math.ceil(o.count / n);
     const script = fileURLToPath(new URL('../sim/fleet.ts', import.meta.url));
     await Promise.all(Array.from({ length: n }, (_, i) => new Promise<void>((resolve, reject) => {
       const count = Math.min(per, o.count - i * per);
-      const cfg = { kind: o.kind, urls: o.urls, count, env: o.env ?? 'bench', envs: o.envs, token: AGENT, idPrefix: `sim${i}`, idle: o.idle ?? false, ca: o.ca };
+      const cfg = { kind: o.kind, urls: o.urls, count, env: o.env ?? 'bench', envs: o.envs, token: AGENT, idPrefix: `sim${i}`, idle: o.idle ?? false, ca: o.ca, scopes: o.scopes, offset: i * per };
       const prof = PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${PROFILE}/fleet`] : [];
       const child = fork(script, [JSON.stringify(cfg)], { execArgv: [...prof, '--import', 'tsx', '--max-old-space-size=4096'], stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
       children.push(child);

@@ -22,6 +22,9 @@ interface FleetConfig {
   envs?: number;
   /** PEM of a CA to trust, for servers that serve TLS (wss://). */
   ca?: string;
+  /** Scoped agents: agent i holds tenant `t${(offset + i) % scopes}` only (hello.tenants). */
+  scopes?: number;
+  offset?: number;
 }
 
 const cfg = JSON.parse(process.argv[2]!) as FleetConfig;
@@ -33,12 +36,14 @@ const send = (m: unknown) => process.send?.(m);
 function factsyncAgent(i: number): void {
   const url = cfg.urls[i % cfg.urls.length]!.replace(/^http/, 'ws') + '/v1/ws';
   const store = new LocalStore();
-  const applier = new Applier(store, () => void applied++);
+  // Versions applied: a scoped agent gets a run of versions with nothing for it as one change.
+  const applier = new Applier(store, (c) => void (applied += c.version - (c.from ?? c.version) + 1));
   let acked = 0;
   let isReady = false;
   const ws = new WebSocket(url, { headers: { authorization: `Bearer ${cfg.token}` }, perMessageDeflate: false, ...(cfg.ca ? { ca: cfg.ca } : {}) });
   closers.push(() => ws.terminate());
-  ws.on('open', () => ws.send(JSON.stringify({ type: 'hello', env: cfg.envs ? `${cfg.env}-${i % cfg.envs}` : cfg.env, agent_id: `${cfg.idPrefix}-${i}`, applied: 0, ack: true })));
+  ws.on('open', () => ws.send(JSON.stringify({ type: 'hello', env: cfg.envs ? `${cfg.env}-${i % cfg.envs}` : cfg.env, agent_id: `${cfg.idPrefix}-${i}`, applied: 0, ack: true,
+    ...(cfg.scopes ? { tenants: [`t${((cfg.offset ?? 0) + i) % cfg.scopes}`] } : {}) })));
   ws.on('error', (e) => send({ type: 'error', message: e.message }));
   const assembly = new SnapshotAssembly();
   ws.on('message', (data) => {

@@ -55,7 +55,11 @@ describe('evaluator', () => {
     const store = new LocalStore();
     const d = new Decider(store, new Set(['acme']));
     store.apply({ version: 1, id: 'v1', ts: '', ops: [up('resource_instance', 'document:1', { tenant: 'acme' })] });
-    const c = (resource: CheckRequest['resource']) => normalizeCheck({ user: 'u', action: 'read', resource }).ok && (normalizeCheck({ user: 'u', action: 'read', resource }) as { value: never }).value;
+    const c = (resource: CheckRequest['resource']) => {
+      const n = normalizeCheck({ user: 'u', action: 'read', resource });
+      if (!n.ok) throw new Error(n.error);
+      return n.value;
+    };
     expect(d.check(c({ type: 'document', key: '1' })).allow).toBe(false);
     expect(() => d.check(c({ type: 'document', key: '1', tenant: 'globex' }))).toThrow(expect.objectContaining({ code: 'tenant_not_served', status: 421 }));
     expect(() => d.check(c({ type: 'document', key: '9' }))).toThrow(/names no tenant/);
