@@ -69,8 +69,8 @@ export function tenantOfFact(type: string, key: string, value: unknown): string 
 export const tenantInValue = (type: string): boolean =>
   type === 'role_assignment' || type === 'resource_instance' || type === 'relationship' || !WELL_KNOWN.has(type);
 
-/** The tenant a delete removes from, when its key says it; undefined when only the stored value knew. */
-function tenantOfDelete(type: string, key: string): string | undefined {
+/** The tenant a fact belongs to when its key says it (a tenant, a role assignment); undefined when only its value can say. */
+export function tenantOfKey(type: string, key: string): string | undefined {
   if (type === 'tenant') return key;
   if (type === 'role_assignment') return key.slice(key.lastIndexOf('/') + 1);
   return undefined;
@@ -86,7 +86,7 @@ function tenantOfDelete(type: string, key: string): string | undefined {
 export function opForScope(op: Op, scope: Scope): Op | undefined {
   if (scope.types && !scope.types.has(op.type)) return undefined;
   if (!scope.tenants) return op;
-  const t = op.op === 'upsert' ? tenantOfFact(op.type, op.key, op.value) : tenantOfDelete(op.type, op.key);
+  const t = op.op === 'upsert' ? tenantOfFact(op.type, op.key, op.value) : tenantOfKey(op.type, op.key);
   if (t === undefined || scope.tenants.has(t)) return op;
   if (op.op === 'upsert' && !KEYED_BY_TENANT.has(op.type)) return { op: 'delete', type: op.type, key: op.key };
   return undefined;

@@ -68,8 +68,8 @@ describe('the README tour, as written', () => {
 
   it('every sh block prints what the README shows', async () => {
     const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
-    const ports: Record<string, number> = { 7002: await freePort(), 7766: await freePort(), 7767: await freePort() };
-    const local = (text: string) => text.replace(/\b(7002|7766|7767)\b/g, (p) => String(ports[p]));
+    const ports: Record<string, number> = { 7002: await freePort(), 7766: await freePort(), 7767: await freePort(), 7768: await freePort() };
+    const local = (text: string) => text.replace(/\b(7002|7766|7767|7768)\b/g, (p) => String(ports[p]));
     const TOKEN = 'dev-readme-tour';
     const env: NodeJS.ProcessEnv = {
       ...process.env, TOKEN, DEV_TOKEN: TOKEN, DATA_DIR: dir, REDIS_URL: '', LOG_LEVEL: 'warn', PORT: String(ports[7002]), AGENT_PORT: String(ports[7766]),

@@ -94,6 +94,10 @@ describe('scoped agents (AGENT_TENANTS)', () => {
     expect((await check(whole, undefined, 'globex-1')).body.allow).toBe(true);
     // Reads that would list every tenant are refused; reads within a served tenant answer.
     expect((await client(acme.url).get('/v2/facts/p/e/tenants')).status).toBe(421);
+    expect((await client(acme.url).get('/v1/facts/role_assignment/u0%2Fviewer%2Fglobex')).status).toBe(421);
+    expect((await client(acme.url).get('/v1/facts/resource_instance/document:globex-0')).status).toBe(421);
+    expect((await client(acme.url).get('/v1/facts/resource_instance/document:acme-0')).status).toBe(200);
+    expect((await client(acme.url).get('/v1/facts/user/nobody')).status).toBe(404);
     expect((await client(acme.url).get('/v2/facts/p/e/tenants/acme')).body).toMatchObject({ key: 'acme' });
     expect((await client(acme.url).get('/v2/facts/p/e/tenants/globex')).status).toBe(421);
     expect((await client(acme.url).get('/v2/facts/p/e/role_assignments?tenant=acme')).status).toBe(200);
