@@ -101,7 +101,7 @@ async function memory(): Promise<Record<string, unknown>> {
       resetPeak(serverPid);
       const base = rssKiB(serverPid);
       const t0 = performance.now();
-      const a = await h.agentProcess({ SERVER_URL: server!.url, AGENT_TOKEN: AGENT, AGENT_ENV: env, AGENT_ID: `p9-${label}`, ...(tenants ? { AGENT_TENANTS: tenants.join(',') } : {}) });
+      const a = await h.agentProcess({ SERVER_URL: server!.url, AGENT_TOKEN: AGENT, AGENT_ENV: env, AGENT_ID: `p9-${label.replace(/[^A-Za-z0-9]+/g, "-")}`, ...(tenants ? { AGENT_TENANTS: tenants.join(',') } : {}) });
       let st: { applied: number; facts: number } = { applied: 0, facts: 0 };
       const until = env === 'p9' ? head : 1;
       while ((st = await fetch(`${a.url}/v1/status`).then((r) => r.json() as Promise<typeof st>).catch(() => st)).applied < until) await sleep(20);

@@ -68,8 +68,9 @@ Environment:
   program.command('tail').description('follow the env\'s changes, one JSON line {version, id, ts, ops} each, in order')
     .option('--after <version>', 'start after this version (default: the head, i.e. new changes only)')
     .option('--types <types>', 'only ops of these types (comma list); changes without any are not printed')
+    .option('--tenants <tenants>', 'only the share of these tenants (comma list): their facts and facts of no tenant')
     .option('--until-head', 'stop at the head seen at the start instead of following')
-    .action((o: { after?: string; types?: string; untilHead?: boolean }) => tail(ctx(), o));
+    .action((o: { after?: string; types?: string; tenants?: string; untilHead?: boolean }) => tail(ctx(), o));
   program.command('reconcile').argument('<file>', 'JSON lines of facts: every fact of the scope')
     .description('make the env\'s facts of a type (and tenant) equal to the file\'s: upsert what differs, delete what it lacks')
     .option('--type <type>', 'the type to reconcile (required)').option('--tenant <tenant>', 'only this tenant\'s facts of the type')

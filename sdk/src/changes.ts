@@ -8,7 +8,7 @@ export interface ChangeSource {
   readonly env: string;
   readonly socket: { url: string; token: string | undefined; env: string };
   head(): Promise<HeadReply>;
-  changesPage(after: number, limit?: number, types?: readonly string[]): Promise<ChangesReply>;
+  changesPage(after: number, limit?: number, types?: readonly string[], tenants?: readonly string[]): Promise<ChangesReply>;
 }
 
 /** A change as `tail` prints it and the iterator yields it. */
@@ -26,6 +26,8 @@ export interface ChangesOptions {
    * `prev`, which is checked instead of the chain id.
    */
   types?: readonly string[];
+  /** Only the share of these tenants: their facts and the facts of no tenant (a scoped agent's share), linked the same way. */
+  tenants?: readonly string[];
   /** Told when following goes live, loses its socket, or reconnects (for logs and tests). */
   onState?: (state: 'live' | 'disconnected', detail: string) => void;
 }
@@ -74,7 +76,7 @@ export async function* followChanges(server: ChangeSource, o: ChangesOptions): A
     try {
       // Catch up from the log over HTTP.
       for (;;) {
-        const page = await server.changesPage(at, 1000, o.types);
+        const page = await server.changesPage(at, 1000, o.types, o.tenants);
         for (const c of page.changes) {
           const verdict = accept(c, page.epoch);
           if (verdict === 'skip') continue;
@@ -90,7 +92,7 @@ export async function* followChanges(server: ChangeSource, o: ChangesOptions): A
       if (at >= stopAt || o.signal?.aborted) return;
 
       // Live, as a subscriber that resumes from `at`.
-      const sock = openSubscriber(server, { applied: at, epoch, appliedId: id, types: o.types, signal: o.signal });
+      const sock = openSubscriber(server, { applied: at, epoch, appliedId: id, types: o.types, tenants: o.tenants, signal: o.signal });
       try {
         for await (const frame of sock.frames) {
           if (frame.type === 'welcome') {
@@ -152,7 +154,7 @@ function parseOrThrow(raw: string) {
 }
 
 /** One subscriber socket as an async iterable of its frames; pauses the socket while the consumer lags. */
-function openSubscriber(server: ChangeSource, r: { applied: number; epoch: string | null; appliedId: string | null; types?: readonly string[] | undefined; signal?: AbortSignal | undefined }): Subscriber {
+function openSubscriber(server: ChangeSource, r: { applied: number; epoch: string | null; appliedId: string | null; types?: readonly string[] | undefined; tenants?: readonly string[] | undefined; signal?: AbortSignal | undefined }): Subscriber {
   const { url, token, env } = server.socket;
   const wsUrl = new URL('/v1/ws', url);
   wsUrl.protocol = wsUrl.protocol === 'https:' ? 'wss:' : 'ws:';
@@ -198,7 +200,7 @@ function openSubscriber(server: ChangeSource, r: { applied: number; epoch: strin
   if (r.signal?.aborted) onAbort();
   else r.signal?.addEventListener('abort', onAbort, { once: true });
   ws.on('open', () => {
-    ws.send(JSON.stringify({ type: 'hello', env, agent_id: `tail-${Math.random().toString(36).slice(2, 12)}`, applied: r.applied, epoch: r.epoch, applied_id: r.appliedId, ack: false, ...(r.types?.length ? { types: r.types } : {}) }));
+    ws.send(JSON.stringify({ type: 'hello', env, agent_id: `tail-${Math.random().toString(36).slice(2, 12)}`, applied: r.applied, epoch: r.epoch, applied_id: r.appliedId, ack: false, ...(r.types?.length ? { types: r.types } : {}), ...(r.tenants?.length ? { tenants: r.tenants } : {}) }));
   });
   ws.on('message', (data, isBinary) => {
     if (isBinary) return;

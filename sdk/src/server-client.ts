@@ -101,10 +101,10 @@ export class FactsyncServerClient {
 
   /**
    * Changes after `after` (at most `limit`); `log_truncated` (410) once the log no longer reaches back.
-   * With `types`, only ops of those types, each change linked to the one before by `prev`.
+   * With `types` and/or `tenants`, only that share's ops, each change linked to the one before by `prev`.
    */
-  changesPage(after: number, limit = 1000, types?: readonly string[]): Promise<ChangesReply> {
-    const only = types?.length ? `&types=${encodeURIComponent(types.join(','))}` : '';
+  changesPage(after: number, limit = 1000, types?: readonly string[], tenants?: readonly string[]): Promise<ChangesReply> {
+    const only = (types?.length ? `&types=${encodeURIComponent(types.join(','))}` : '') + (tenants?.length ? `&tenants=${encodeURIComponent(tenants.join(','))}` : '');
     return this.get(`${this.base()}/changes?after=${after}&limit=${limit}${only}`, parseChangesReply);
   }
 

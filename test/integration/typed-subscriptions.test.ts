@@ -157,6 +157,10 @@ describe('subscriptions with types', () => {
     expect(out.code, out.err).toBe(0);
     // Only versions with a tenant op are printed (1 and 4), as the whole changes' tenant ops.
     expect(jsonLines<Change>(out.out).map((l) => [l.version, l.ops.map((o) => o.key)])).toEqual([[1, ['t1']], [4, ['t4']]]);
+    // The share of a tenant: its facts (t5's role assignment; not t1's or t4's tenant) and those of no tenant (users).
+    const scoped = await cli(['tail', '--after', '0', '--until-head', '--tenants', 't5'], { FACTSYNC_URL: server.url, FACTSYNC_TOKEN: READER, FACTSYNC_ENV: env });
+    expect(scoped.code, scoped.err).toBe(0);
+    expect(jsonLines<Change>(scoped.out).map((l) => [l.version, l.ops.map((o) => o.key)])).toEqual([[2, ['w2']], [3, ['u3']], [5, ['u5/viewer/t5', 'w5']], [6, ['u6']]]);
     const badTypes = await cli(['tail', '--types', 'User'], { FACTSYNC_URL: server.url, FACTSYNC_TOKEN: READER, FACTSYNC_ENV: env });
     expect(badTypes.code).toBe(2);
     expect(badTypes.err).toMatch(/--types: "User" is not a fact type/);
