@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { idOfChangeJson, rawFollowsChain } from '@factsync/shared';
+import { idOfChangeJson, rawFollowsChain, type Change } from '@factsync/shared';
 import type { EnvEvent, EnvHead, FactLog, RawChange } from '../store/fact-store.js';
 
 /** One frame's worth of consecutive versions, serialised and UTF-8 encoded once for every member. */
@@ -8,8 +8,10 @@ export interface ChangeBatch {
   last: number;
   changes: readonly RawChange[];
   frame: Buffer;
-  /** Frames of this batch for subscriptions with `types`, by share key, built on first use (ws/shares.ts). */
+  /** Frames of this batch for scoped sessions, by scope key, built on first use (ws/shares.ts). */
   shares?: Map<string, { frame: string; lastId: string }>;
+  /** The changes parsed, once for every scope that builds its share of this batch. */
+  parsed?: readonly Change[];
 }
 
 export interface FeedMember {

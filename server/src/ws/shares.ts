@@ -8,11 +8,11 @@ import type { ChangeBatch } from '../broadcast/env-feed.js';
  * share travels as one change (`from`..`version`, the run's first link): a
  * quiet share costs one small change per frame, not one per version.
  */
-export function shareChanges(changes: readonly RawChange[], prevId: string, scope: Scope): { json: string; lastId: string } {
+export function shareChanges(changes: readonly RawChange[], prevId: string, scope: Scope, parsed?: readonly Change[]): { json: string; lastId: string } {
   let prev = prevId;
   const out: Change[] = [];
-  for (const c of changes) {
-    const s = shareOfChange(JSON.parse(c.json) as Change, prev, scope);
+  for (let i = 0; i < changes.length; i++) {
+    const s = shareOfChange(parsed?.[i] ?? (JSON.parse(changes[i]!.json) as Change), prev, scope);
     const last = out[out.length - 1];
     if (last && last.ops.length === 0 && s.ops.length === 0) out[out.length - 1] = { ...s, prev: last.prev, from: last.from ?? last.version };
     else out.push(s);
@@ -55,7 +55,10 @@ export class ShareStream {
     const cache = (batch.shares ??= new Map());
     let built = cache.get(this.scope.key);
     // Sessions at the batch's first version all hold the same previous id, so the frame is the same for each.
-    if (!built) cache.set(this.scope.key, (built = asFrame(shareChanges(batch.changes, this.lastId, this.scope))));
+    if (!built) {
+      batch.parsed ??= batch.changes.map((c) => JSON.parse(c.json) as Change);
+      cache.set(this.scope.key, (built = asFrame(shareChanges(batch.changes, this.lastId, this.scope, batch.parsed))));
+    }
     return this.take(built);
   }
 
