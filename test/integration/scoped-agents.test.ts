@@ -116,6 +116,30 @@ describe('scoped agents (AGENT_TENANTS)', () => {
     expect(acme.store.get('ticket', 'acme-t1')).toBeUndefined();
   });
 
+  it('catches up after its replica goes away: resumes its share from the log on the other, without a snapshot', async () => {
+    const keyPrefix = `t${Math.random().toString(36).slice(2, 10)}`;
+    const s1 = await startServer({ redisUrl: inject('redisUrl'), keyPrefix, env: { HEAL_INTERVAL_MS: '200' } });
+    const s2 = await startServer({ redisUrl: inject('redisUrl'), keyPrefix, env: { HEAL_INTERVAL_MS: '200' } });
+    closers.push(() => s2.close());
+    let s1Open = true;
+    closers.push(() => s1Open && s1.close());
+    const env = newEnv();
+    const write = (ops: unknown[], headers: Record<string, string> = {}) => client(s2.url, ADMIN).post(`/v1/envs/${env}/facts`, { ops }, headers);
+    await write([...users(2), ...tenantFacts('acme', 1), ...tenantFacts('globex', 1)]);
+    const acme = await startAgent([s1.url, s2.url], { env: { AGENT_ENV: env, AGENT_ID: 'acme', AGENT_TENANTS: 'acme' } });
+    closers.push(() => acme.close());
+    await waitUntil(() => acme.status().ready && acme.status().server === new URL(s1.url).origin, 'acme on s1');
+    await s1.close();
+    s1Open = false;
+    for (let i = 2; i <= 6; i++) await write(tenantFacts(i % 2 === 0 ? 'globex' : 'acme', i));
+    const last = await write([upsert('ticket', 'after-cut', { tenant: 'acme' })], { 'x-wait-for': 'acme', 'x-wait-timeout': '20' });
+    expect(last.body.sync).toMatchObject({ synced: true, acked: ['acme'] });
+    expect(acme.status()).toMatchObject({ applied: last.body.version, snapshots_applied: 1, server: new URL(s2.url).origin });
+    expect(keysOf(acme, 'tenant')).toEqual(['acme']);
+    expect(keysOf(acme, 'resource_instance')).toEqual(['document:acme-0', 'document:acme-1', 'document:acme-2', 'document:acme-3', 'document:acme-4']);
+    expect(acme.store.get('ticket', 'after-cut')).toBeDefined();
+  });
+
   it('a snapshot of the share when the log no longer reaches back, self-checked by its count', async () => {
     const s = await server({ LOG_RETENTION: '5' });
     const env = newEnv();
