@@ -127,7 +127,20 @@ if (cliRun) {
     rows.push(`| ${label} reconcile of a ${num(cliRun.facts)}-fact scope, 1% different | ${ms(r.reconcile_1pct.ms)}, ${num(r.reconcile_1pct.ops_written)} ops in ${r.reconcile_1pct.writes} write; CLI peak ${r.reconcile_1pct.cli_peak_rss_mib} MiB, server +${r.reconcile_1pct.server_peak_growth_mib} MiB; nothing to change: ${ms(r.reconcile_nothing_to_change.ms)} | ${ms(r.import.ms)} (importing the whole file) | ${r.reconcile_1pct.ratio_to_import}× time | |`);
   }
 }
-for (const [tag, r] of [['P1x', p1x], ['P2', p2], ['P3', p3], ['P4', p4], ['P5', p5], ['P6', p6], ['P7', p7], ['P8', p8], ['CLI', cliRun]] as const) {
+const p9 = load('p9');
+if (p9) {
+  const m = p9.memory;
+  const row = (label: string) => m.agents.find((a: { agent: string }) => a.agent === label);
+  const [rest, whole, one, ten] = ['at rest (empty env)', 'whole', 'one tenant', 'ten tenants'].map(row);
+  const held = (a: any) => `${num(a.facts)} facts, cold start ${ms(a.cold_start_ms)}, RSS ${a.rss_mib} MiB (heap ${a.heap_used_mib} MiB)`;
+  rows.push(`| P9 scoped agent, one tenant of ${m.dataset.tenants} (${num(m.dataset.facts)} facts; users ${Math.round(m.dataset.shape.user * 100)}%, held by every scope) | ${held(one)} | ${held(whole)} (whole agent); at rest ${rest.rss_mib} MiB | facts ${m.ratio_to_whole.one_tenant.facts}×, RSS beyond rest ${m.ratio_to_whole.one_tenant.rss_over_rest}×, heap beyond rest ${m.ratio_to_whole.one_tenant.heap_over_rest}×, cold start ${m.ratio_to_whole.one_tenant.cold_start}× | facts memory ≤ 0.05× |`);
+  rows.push(`| P9 scoped agent, ten tenants | ${held(ten)} | whole as above | facts ${m.ratio_to_whole.ten_tenants.facts}×, RSS beyond rest ${m.ratio_to_whole.ten_tenants.rss_over_rest}× | |`);
+  const f = p9.fanout;
+  const r = p9.ratio_scoped_to_whole;
+  rows.push(`| P9 ${num(p9.params.agents)} agents in ${p9.params.tenants} scopes: P1 p50 / p99; server CPU per version | ${ms(f.scoped.p1.p50)} / ${ms(f.scoped.p1.p99)}; ${f.scoped.p1_server_cpu_ms_per_version} ms | ${ms(f.whole.p1.p50)} / ${ms(f.whole.p1.p99)}; ${f.whole.p1_server_cpu_ms_per_version} ms (${num(p9.params.agents)} whole agents) | ${r.p1_p50}× / ${r.p1_p99}×; ${r.p1_cpu_per_version}× CPU | |`);
+  rows.push(`| P9 ${num(p9.params.agents)} agents in ${p9.params.tenants} scopes: P2 deliveries/s at ${p9.params.p2_writes_per_s} writes/s; server CPU per delivery; Redis commands per write | ${num(f.scoped.p2_deliveries_per_s)}; ${f.scoped.p2_server_cpu_us_per_delivery} µs; ${f.scoped.redis_commands_per_write} | ${num(f.whole.p2_deliveries_per_s)}; ${f.whole.p2_server_cpu_us_per_delivery} µs; ${f.whole.redis_commands_per_write} | ${r.p2_deliveries}×; ${r.p2_cpu_per_delivery}× CPU; ${r.redis_commands_per_write}× | |`);
+}
+for (const [tag, r] of [['P1x', p1x], ['P2', p2], ['P3', p3], ['P4', p4], ['P5', p5], ['P6', p6], ['P7', p7], ['P8', p8], ['CLI', cliRun], ['P9', p9]] as const) {
   const day = (r as { startedAt?: string } | undefined)?.startedAt?.slice(0, 10);
   if (!day || day === headerDate) continue;
   for (let i = 0; i < rows.length; i++) if (rows[i]!.startsWith(`| ${tag} `)) rows[i] = rows[i]!.replace(`| ${tag} `, `| ${tag} (run ${day}) `);

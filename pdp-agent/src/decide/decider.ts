@@ -37,7 +37,7 @@ export class Decider {
   }
 
   check(c: Check, explain = false): Decision & { version: number } {
-    this.tenantOf(c);
+    if (this.served) this.tenantOf(c);
     const d = this.evaluator.check(c, explain) as Decision & { version: number };
     d.version = this.store.version;
     return d;
