@@ -149,7 +149,13 @@ async function redisCalls(url: string): Promise<number> {
   }
 }
 
-interface Arm { connect_s: number; p1: Latency; p1_server_cpu_ms_per_version: number; p1_server_cpu_us_per_acked_delivery: number; p2_deliveries_per_s: number; p2_complete: number; p2_server_cpu_us_per_delivery: number; p2_fleet_busy_share: number; redis_commands_per_write: number; redis_used_memory_mib: number }
+async function slowConsumers(urls: string[]): Promise<number> {
+  let n = 0;
+  for (const u of urls) n += Number(/^factsync_slow_consumers_total (\d+)/m.exec(await (await fetch(`${u}/metrics`)).text())?.[1] ?? 0);
+  return n;
+}
+
+interface Arm { slow_consumers_cut: number; connect_s: number; p1: Latency; p1_server_cpu_ms_per_version: number; p1_server_cpu_us_per_acked_delivery: number; p2_deliveries_per_s: number; p2_complete: number; p2_server_cpu_us_per_delivery: number; p2_fleet_busy_share: number; redis_commands_per_write: number; redis_used_memory_mib: number }
 
 async function arm(name: string, scopes: number | undefined): Promise<Arm> {
   const prog = new Progress(`P9 fan-out ${name}`);
@@ -210,13 +216,13 @@ async function arm(name: string, scopes: number | undefined): Promise<Arm> {
     r.disconnect();
     const p1 = rec.summary();
     const result: Arm = {
-      connect_s: round(connectS), p1,
+      slow_consumers_cut: await slowConsumers(urls), connect_s: round(connectS), p1,
       p1_server_cpu_ms_per_version: round(p1Cpu / P1_WRITES), p1_server_cpu_us_per_acked_delivery: round((p1Cpu * 1000) / (P1_WRITES * AGENTS)),
       p2_deliveries_per_s: Math.round(applied / drainedS), p2_complete: applied >= total * AGENTS ? 1 : round(applied / (total * AGENTS)),
       p2_server_cpu_us_per_delivery: round((serversCpu * 1000) / Math.max(1, applied)), p2_fleet_busy_share: round(fleetCpu / (drainedS * 1000)),
       redis_commands_per_write: round(calls / P1_WRITES), redis_used_memory_mib: round(usedMemory / 2 ** 20),
     };
-    prog.done(`${name}: P1 p50 ${p1.p50} ms p99 ${p1.p99} ms, ${result.p1_server_cpu_ms_per_version} ms server CPU per version; P2 ${result.p2_deliveries_per_s} deliveries/s (complete ${result.p2_complete}), ${result.p2_server_cpu_us_per_delivery} µs per delivery; ${result.redis_commands_per_write} Redis commands per write`);
+    prog.done(`${name}: P1 p50 ${p1.p50} ms p99 ${p1.p99} ms, ${result.p1_server_cpu_ms_per_version} ms server CPU per version; P2 ${result.p2_deliveries_per_s} deliveries/s (complete ${result.p2_complete}, ${result.slow_consumers_cut} sockets cut as slow consumers), ${result.p2_server_cpu_us_per_delivery} µs per delivery; ${result.redis_commands_per_write} Redis commands per write`);
     return result;
   } finally {
     await h.close();
@@ -224,7 +230,10 @@ async function arm(name: string, scopes: number | undefined): Promise<Arm> {
 }
 
 export async function p9(): Promise<Record<string, unknown>> {
-  const mem = await memory();
+  // P9_PARTS=fanout (or memory) runs one half.
+  const parts = process.env.P9_PARTS ?? 'memory,fanout';
+  const mem = parts.includes('memory') ? await memory() : undefined;
+  if (!parts.includes('fanout')) return { memory: mem };
   const whole = await arm('1,000 whole agents', undefined);
   const scoped = await arm(`1,000 agents in ${TENANTS} scopes`, TENANTS);
   return {
