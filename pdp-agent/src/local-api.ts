@@ -109,7 +109,7 @@ export async function buildLocalApi(agent: LocalApiDeps, forwarder: Forwarder, l
     return { ...agent.status(), ...(digest ? { digest: agent.store.digest() } : {}) };
   });
 
-  const writeDeps = { forwarder, store: agent.store, defaultWaitSeconds: config.defaultWaitSeconds, metrics: agent.metrics };
+  const writeDeps = { forwarder, store: agent.store, decider: agent.decider, defaultWaitSeconds: config.defaultWaitSeconds, metrics: agent.metrics };
   const forward = createForward(writeDeps);
   registerWriteRoutes(app, writeDeps, forward);
   await registerPermitRoutes(app, forward, {

@@ -9,11 +9,14 @@ import {
 } from '@factsync/shared';
 import type { Forwarder, WriteOptions, WriteResult } from './forwarder.js';
 import type { LocalStore } from './local-store.js';
+import type { Decider } from './decide/decider.js';
 import type { AgentMetrics } from './metrics.js';
 
 export interface WriteApiDeps {
   forwarder: Forwarder;
   store: LocalStore;
+  /** Scoped agents refuse the writes they cannot complete from what they hold. */
+  decider?: Pick<Decider, 'requireWhole'>;
   defaultWaitSeconds: number;
   metrics: AgentMetrics;
 }
@@ -35,8 +38,12 @@ const schema = <E extends { params?: TSchema; body?: TSchema }>(summary: string,
   summary, headers: WAIT_HEADERS, response: { 200: WriteResultSchema, '4xx': ErrorBody, '5xx': ErrorBody }, ...extra,
 });
 
-/** Deleting a user: the user and the role assignments of it this agent knows of, in one version. */
-export function userDeleteOps(store: LocalStore, key: string): Op[] {
+/**
+ * Deleting a user: the user and the role assignments of it this agent knows of, in one version.
+ * A scoped agent knows only its tenants' assignments, so it refuses (421) rather than leave the others behind.
+ */
+export function userDeleteOps(store: LocalStore, key: string, decider?: Pick<Decider, 'requireWhole'>): Op[] {
+  decider?.requireWhole(`delete user "${key}": that also deletes its role assignments in every tenant, and this agent holds only its own tenants'; delete it through an agent without AGENT_TENANTS`);
   return [
     { op: 'delete', type: 'user', key },
     ...store.keysWithPrefix('role_assignment', `${key}/`).map((k): Op => ({ op: 'delete', type: 'role_assignment', key: k })),
@@ -97,7 +104,7 @@ export function registerWriteRoutes(app: TypedApp, d: WriteApiDeps, forward: For
     forward(req, reply, okOps(userOps(req.params.key, req.body))));
 
   app.delete('/v1/facts/users/:key', { schema: schema('Delete a user and the role assignments this agent knows of', { params: KeyParams }) }, (req, reply) => {
-    return forward(req, reply, okOps(userDeleteOps(d.store, req.params.key)));
+    return forward(req, reply, okOps(userDeleteOps(d.store, req.params.key, d.decider)));
   });
 
   app.put('/v1/facts/tenants/:key', { schema: schema('Create or update a tenant', { params: KeyParams, body: TenantFields }) }, (req, reply) =>

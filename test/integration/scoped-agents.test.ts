@@ -105,6 +105,10 @@ describe('scoped agents (AGENT_TENANTS)', () => {
     const perms = await client(acme.url).post('/user-permissions', { user: { key: 'u0' }, tenants: ['acme'] });
     expect(perms.status).toBe(200);
     expect((await client(acme.url).post('/user-permissions', { user: { key: 'u0' } })).status).toBe(421);
+    // Deleting a user deletes its role assignments in every tenant: a scoped agent holds only its own, so it refuses.
+    const userDelete = await client(acme.url).call('DELETE', '/v1/facts/users/u0');
+    expect(userDelete.status).toBe(421);
+    expect(userDelete.body.message).toMatch(/every tenant/);
 
     // A resource instance that moves to another tenant leaves the old tenant's agents.
     await write([upsert('resource_instance', 'document:acme-2', { tenant: 'globex' })], { 'x-wait-for': 'all', 'x-wait-timeout': '10' });

@@ -48,7 +48,7 @@ export function registerPermitFactsRoutes(app: TypedApp, forward: ForwardOps, d:
 
   /** As the native delete, and Permit's instance role assignments too (the relationships naming the user). */
   const permitUserDeleteOps = (key: string): Op[] => [
-    ...userDeleteOps(store, key),
+    ...userDeleteOps(store, key, d.decider),
     ...[...d.decider.index.reverse.values(`user:${key}`)].map((node): Op => ({ op: 'delete', type: 'relationship', key: `${node}@user:${key}` })),
   ];
   const userOps = (u: UserBody): Result<Op[]> => {
