@@ -110,6 +110,16 @@ describe('scoped agents (AGENT_TENANTS)', () => {
     expect(userDelete.status).toBe(421);
     expect(userDelete.body.message).toMatch(/every tenant/);
 
+    // A tuple written through the Permit API with a tenant belongs to that tenant.
+    const tuple = await client(whole.url).post('/v2/facts/p/e/relationship_tuples', { subject: 'user:u3', relation: 'viewer', object: 'document:globex-0', tenant: 'globex' }, { 'x-wait-for': 'all', 'x-wait-timeout': '10' });
+    expect(tuple.status, JSON.stringify(tuple.body)).toBe(200);
+    expect(tuple.body.tenant).toBe('globex');
+    await waitUntil(() => two.store.get('relationship', 'document:globex-0#viewer@user:u3'), 'the tuple on two');
+    expect(two.store.get('relationship', 'document:globex-0#viewer@user:u3')?.value).toMatchObject({ tenant: 'globex' });
+    expect(acme.store.get('relationship', 'document:globex-0#viewer@user:u3')).toBeUndefined();
+    const listed = await client(two.url).get('/v2/facts/p/e/relationship_tuples?tenant=globex');
+    expect(listed.body.map((t: { object: string; tenant: string }) => [t.object, t.tenant])).toEqual([['document:globex-0', 'globex']]);
+
     // A resource instance that moves to another tenant leaves the old tenant's agents.
     await write([upsert('resource_instance', 'document:acme-2', { tenant: 'globex' })], { 'x-wait-for': 'all', 'x-wait-timeout': '10' });
     expect(acme.store.get('resource_instance', 'document:acme-2')).toBeUndefined();

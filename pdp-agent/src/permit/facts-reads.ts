@@ -74,25 +74,19 @@ export function* assignmentsOf(d: PermitDeps, f: AssignmentFilter): Iterable<Ass
 
 function* tuplesOf(d: PermitDeps, f: { subject?: string; relation?: string; object?: string; tenant?: string }): Iterable<TupleRef> {
   const { index } = d.decider;
+  // A tuple's tenant: its own when it names one, else its object instance's.
+  const tenantOf = (t: TupleRef) => t.tenant ?? d.views.tupleTenant(t.object);
   const match = (t: TupleRef) => (f.subject === undefined || t.subject === f.subject) && (f.relation === undefined || t.relation === f.relation)
-    && (f.object === undefined || t.object === f.object) && (f.tenant === undefined || d.views.tupleTenant(t.object) === f.tenant);
-  if (f.object !== undefined && f.relation !== undefined) {
-    const node = `${f.object}#${f.relation}`;
-    for (const subject of [...index.subjects.values(node), ...index.usersets.values(node)]) {
-      const t = { subject, relation: f.relation, object: f.object };
-      if (match(t)) yield t;
-    }
-    return;
-  }
-  if (f.subject !== undefined) {
+    && (f.object === undefined || t.object === f.object) && (f.tenant === undefined || tenantOf(t) === f.tenant);
+  if (f.subject !== undefined && f.object === undefined) {
     for (const node of index.reverse.values(f.subject)) {
-      const h = node.lastIndexOf('#');
-      const t = { subject: f.subject, relation: node.slice(h + 1), object: node.slice(0, h) };
-      if (match(t)) yield t;
+      const stored = d.store.get('relationship', `${node}@${f.subject}`)?.value as RelationshipValue | undefined;
+      if (stored && match(stored)) yield stored;
     }
     return;
   }
-  for (const fact of d.store.iterate('relationship', f.object === undefined ? '' : `${f.object}#`)) {
+  const prefix = f.object === undefined ? '' : f.relation === undefined ? `${f.object}#` : `${f.object}#${f.relation}@`;
+  for (const fact of d.store.iterate('relationship', prefix)) {
     const r = fact.value as RelationshipValue;
     if (match(r)) yield r;
   }

@@ -153,7 +153,7 @@ export function registerPermitFactsRoutes(app: TypedApp, forward: ForwardOps, d:
   route('POST', '/relationship_tuples', undefined, PermitTuple, 'Create a relationship tuple (Permit)', async (req, reply) => {
     const t = req.body;
     await forward(req, reply, okOps([tupleOp(t, 'upsert')]));
-    return v.tuple(t);
+    return v.tuple({ subject: t.subject, relation: t.relation, object: t.object, ...(t.tenant ? { tenant: t.tenant } : {}) });
   });
   route('DELETE', '/relationship_tuples', undefined, PermitTuple, 'Delete a relationship tuple (Permit)', async (req, reply) => {
     await forward(req, reply, okOps([tupleOp(req.body, 'delete')]));

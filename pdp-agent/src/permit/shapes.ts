@@ -122,9 +122,10 @@ export function allOk<T>(rs: Result<T>[]): Result<T[]> {
 }
 
 /** `{subject: "folder:f1", relation: "parent", object: "file:d1"}`: folder:f1 is the parent of file:d1. */
-export function tupleOp(t: Pick<PermitTuple, 'subject' | 'relation' | 'object'>, op: 'upsert' | 'delete'): Op {
+/** A Permit tuple as a relationship fact; with `tenant`, it counts only in that tenant (as in Permit). */
+export function tupleOp(t: Pick<PermitTuple, 'subject' | 'relation' | 'object'> & { tenant?: string | null | undefined }, op: 'upsert' | 'delete'): Op {
   const v = { object: t.object, relation: t.relation, subject: t.subject };
-  return op === 'upsert' ? up('relationship', relationshipKey(v), v) : del('relationship', relationshipKey(v));
+  return op === 'upsert' ? up('relationship', relationshipKey(v), t.tenant ? { ...v, tenant: t.tenant } : v) : del('relationship', relationshipKey(v));
 }
 
 export const instanceKey = (resource: string, key: string) => (key.startsWith(`${resource}:`) ? key : `${resource}:${key}`);

@@ -8,7 +8,7 @@ import { idsFor, scopeOf, type Scope } from './ids.js';
 
 type Value = Record<string, unknown>;
 export interface AssignmentRef { user: string; role: string; tenant?: string | null; resource_instance?: string | null }
-export interface TupleRef { subject: string; relation: string; object: string }
+export interface TupleRef { subject: string; relation: string; object: string; tenant?: string }
 
 /** Permit's attribute types; factsync's attribute kinds map onto them. */
 const PERMIT_ATTRIBUTE_TYPES = new Set(['bool', 'number', 'string', 'time', 'array', 'json', 'object', 'object_array']);
@@ -126,7 +126,7 @@ export function createPermitViews(env: string, store: LocalStore, index: PolicyI
       return { ...base0, id: id('role_assignment', `${a.user}/${a.role}/${tenant}`), role_id: id('role', a.role) };
     },
     tuple(t) {
-      const tenant = tupleTenant(t.object);
+      const tenant = t.tenant ?? tupleTenant(t.object);
       const objectType = splitInstance(t.object)?.[0] ?? t.object;
       return {
         ...base(), id: id('relationship', `${t.object}#${t.relation}@${t.subject}`), subject: t.subject, relation: t.relation, object: t.object, tenant,
