@@ -115,6 +115,7 @@ describe('scoped agents answer as a whole one (invariant 11), differentially, as
     const ways = { rbac: 0, rebac: 0, abac: 0, denied: 0 };
     let compared = 0;
     let refused = 0;
+    let listed = 0;
     let versions = 0;
     for (let k = 1; k <= ROUNDS; k++) {
       const { ops, checks } = round(20261204 + k, state);
@@ -158,6 +159,14 @@ describe('scoped agents answer as a whole one (invariant 11), differentially, as
           expect(one.body).toMatchObject({ error: 'tenant_not_served', tenants: [...tenants].sort() === tenants ? tenants : expect.any(Array) });
           refused++;
         }
+        // Who may do it, in a served tenant: the same users with the same roles.
+        for (const c of checks.filter((_, i) => served[i] && (checks[i]!.resource as { tenant?: string }).tenant !== undefined).slice(0, 6)) {
+          const q = { action: c.action, resource: c.resource };
+          const [a, b] = await Promise.all([client(url).post('/authorized_users', q), client(agents.whole!.url).post('/authorized_users', q)]);
+          expect(a.status, JSON.stringify(a.body)).toBe(200);
+          expect(a.body, `${id} authorized_users ${JSON.stringify(q)}`).toEqual(b.body);
+          listed++;
+        }
         // Permission lists within served tenants agree too.
         for (const user of ['u0', 'u1', 'u2']) {
           const q = { user: { key: user }, tenants: tenants.slice(0, 2) };
@@ -177,11 +186,12 @@ describe('scoped agents answer as a whole one (invariant 11), differentially, as
     const one = await factsOf(agents.one!.url);
     expect(one.length).toBeLessThan(all.length);
 
-    console.log(`[scoped differential] ${versions} versions, ${compared} served checks compared, ${refused} refusals checked; whole allowed by RBAC ${ways.rbac}, ReBAC ${ways.rebac}, ABAC ${ways.abac}; denied ${ways.denied}; facts whole ${all.length}, one tenant ${one.length}`);
+    console.log(`[scoped differential] ${versions} versions, ${compared} served checks compared, ${refused} refusals checked, ${listed} who-may lists compared; whole allowed by RBAC ${ways.rbac}, ReBAC ${ways.rebac}, ABAC ${ways.abac}; denied ${ways.denied}; facts whole ${all.length}, one tenant ${one.length}`);
     expect(ways.rbac).toBeGreaterThan(0);
     expect(ways.rebac).toBeGreaterThan(0);
     expect(ways.abac).toBeGreaterThan(0);
     expect(ways.denied).toBeGreaterThan(0);
     expect(refused).toBeGreaterThan(0);
+    expect(listed).toBeGreaterThan(0);
   }, 300_000);
 });

@@ -125,4 +125,24 @@ describe('enumeration equals per-candidate checks', () => {
     const second = decider.enumerate.subjects(check('-', 'read', 'doc'), { limit: 10, after: first.next! });
     expect(second).toEqual({ keys: [`u${String(n - 1).padStart(6, '0')}`], next: null });
   });
+
+  it('who may, by a rule, in tenant T: users known from T\'s facts or facts of no tenant, not from another tenant\'s', () => {
+    const store = new LocalStore();
+    const decider = new Decider(store);
+    const ops: Op[] = [
+      { op: 'upsert', type: 'resource', key: 'doc', value: { actions: ['read'] } },
+      { op: 'upsert', type: 'condition_set', key: 'anyone', value: { kind: 'userset', conditions: { allOf: [] } } },
+      { op: 'upsert', type: 'condition_set_rule', key: 'anyone/doc:read/doc', value: { user_set: 'anyone', permission: 'doc:read', resource_set: 'doc' } },
+      // No user facts: ann is known by a role in acme, bob by one in globex, cy by a tuple of globex, dee by a tuple of no tenant.
+      { op: 'upsert', type: 'role_assignment', key: 'ann/r/acme', value: { user: 'ann', role: 'r', tenant: 'acme' } },
+      { op: 'upsert', type: 'role_assignment', key: 'bob/r/globex', value: { user: 'bob', role: 'r', tenant: 'globex' } },
+      { op: 'upsert', type: 'relationship', key: 'doc:1#viewer@user:cy', value: { object: 'doc:1', relation: 'viewer', subject: 'user:cy', tenant: 'globex' } },
+      { op: 'upsert', type: 'relationship', key: 'doc:2#viewer@user:dee', value: { object: 'doc:2', relation: 'viewer', subject: 'user:dee' } },
+    ];
+    store.apply({ version: 1, id: 'v1', ts: '', ops });
+    const inAcme = { ...check('-', 'read', 'doc'), resource: { type: 'doc', tenant: 'acme', attributes: {} } };
+    expect(decider.enumerate.subjects(inAcme, { limit: 10 }).keys).toEqual(['ann', 'dee']);
+    const inGlobex = { ...inAcme, resource: { ...inAcme.resource, tenant: 'globex' } };
+    expect(decider.enumerate.subjects(inGlobex, { limit: 10 }).keys).toEqual(['bob', 'cy', 'dee']);
+  });
 });

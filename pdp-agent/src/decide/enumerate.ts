@@ -69,7 +69,7 @@ export class Enumerator {
     if (this.index.rules.has(permission)) {
       // A rule matches attributes: any user the agent knows of may match.
       streams.push(keysOf(this.store.iterate('user', '', page.after)));
-      streams.push(sortedAfter(this.usersWithoutFacts(), page.after));
+      streams.push(sortedAfter(this.usersWithoutFacts(tenant), page.after));
     }
     return this.collect(union(page.after, ...streams), page, (u) => this.evaluator.check({ ...c, user: { key: u, attributes: c.user.attributes } }).allow);
   }
@@ -172,13 +172,26 @@ export class Enumerator {
 
   /**
    * Users the agent knows of from facts other than their own `user` fact (a
-   * role, a relationship, an attribute fact): a rule may match any of them.
+   * role in the tenant, a relationship of no tenant or of the tenant, an
+   * attribute fact): a rule may match any of them.
    * A walk of three indexes, paid only by a search a rule could answer.
    */
-  private usersWithoutFacts(): Set<string> {
-    const out = new Set<string>(this.index.assignments.keys());
+  private usersWithoutFacts(tenant: string): Set<string> {
+    // Only facts a check in `tenant` reads (that tenant's and those of no tenant): what a scoped agent holds too.
+    const out = new Set<string>();
+    for (const [u, byTenant] of this.index.assignments) if (byTenant.has(tenant)) out.add(u);
     for (const e of this.index.entityAttributes.keys()) if (e.startsWith('user:')) out.add(e.slice(5));
-    for (const s of this.index.reverse.keys()) if (s.startsWith('user:')) out.add(s.slice(5));
+    const own = this.index.tenantEdges.get(tenant);
+    for (const s of this.index.reverse.keys()) {
+      if (!s.startsWith('user:')) continue;
+      for (const node of this.index.reverse.values(s)) {
+        if (this.index.subjects.has(node, s) || own?.subjects.has(node, s)) {
+          out.add(s.slice(5));
+          break;
+        }
+      }
+    }
     return out;
   }
+
 }
