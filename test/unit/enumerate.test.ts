@@ -140,9 +140,9 @@ describe('enumeration equals per-candidate checks', () => {
       { op: 'upsert', type: 'relationship', key: 'doc:2#viewer@user:dee', value: { object: 'doc:2', relation: 'viewer', subject: 'user:dee' } },
     ];
     store.apply({ version: 1, id: 'v1', ts: '', ops });
-    const inAcme = { ...check('-', 'read', 'doc'), resource: { type: 'doc', tenant: 'acme', attributes: {} } };
+    const inAcme = check('-', 'read', 'doc', undefined, 'acme');
     expect(decider.enumerate.subjects(inAcme, { limit: 10 }).keys).toEqual(['ann', 'dee']);
-    const inGlobex = { ...inAcme, resource: { ...inAcme.resource, tenant: 'globex' } };
+    const inGlobex = check('-', 'read', 'doc', undefined, 'globex');
     expect(decider.enumerate.subjects(inGlobex, { limit: 10 }).keys).toEqual(['bob', 'cy', 'dee']);
   });
 });
