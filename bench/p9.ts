@@ -5,6 +5,7 @@ import type { Op } from '@factsync/shared';
 import { ADMIN, AGENT, Harness } from './lib/harness.js';
 import { LatencyRecorder, Progress, peakKiB, resetPeak, rssKiB, type Latency } from './lib/stats.js';
 import { QUICK, cpuMs, cpuMsOf, post } from './scenarios.js';
+import { offerWrites, slowConsumers } from './lib/offered-load.js';
 
 /**
  * P9: scoped agents (AGENT_TENANTS), one run, one machine.
@@ -149,12 +150,6 @@ async function redisCalls(url: string): Promise<number> {
   }
 }
 
-async function slowConsumers(urls: string[]): Promise<number> {
-  let n = 0;
-  for (const u of urls) n += Number(/^factsync_slow_consumers_total (\d+)/m.exec(await (await fetch(`${u}/metrics`)).text())?.[1] ?? 0);
-  return n;
-}
-
 interface Arm { slow_consumers_cut: number; connect_s: number; p1: Latency; p1_server_cpu_ms_per_version: number; p1_server_cpu_us_per_acked_delivery: number; p2_deliveries_per_s: number; p2_complete: number; p2_server_cpu_us_per_delivery: number; p2_fleet_busy_share: number; redis_commands_per_write: number; redis_used_memory_mib: number }
 
 async function arm(name: string, scopes: number | undefined): Promise<Arm> {
@@ -190,25 +185,9 @@ async function arm(name: string, scopes: number | undefined): Promise<Arm> {
     const p1Cpu = cpuMs(servers) - cpu0;
     const calls = (await redisCalls(redis.url)) - calls0;
 
-    const before = await fleet.applied();
     const fleetPids = fleet.children.map((c) => c.pid!);
     const busy0 = { servers: cpuMs(servers), fleet: cpuMsOf(fleetPids) };
-    const wall0 = performance.now();
-    const total = P2_RATE * P2_SECONDS;
-    let inFlight = 0;
-    const sent: Promise<unknown>[] = [];
-    for (let i = 0; i < total; i++) {
-      const due = wall0 + (i * 1000) / P2_RATE;
-      while (performance.now() < due || inFlight >= 16) await sleep(Math.max(1, Math.min(5, due - performance.now())));
-      inFlight++;
-      sent.push(write(P1_WRITES + i, false).finally(() => inFlight--));
-      if (i % 20 === 0) prog.update(`P2 ${i}/${total} writes at ${P2_RATE}/s`);
-    }
-    await Promise.all(sent);
-    const deadline = Date.now() + 60_000;
-    let applied = 0;
-    while (Date.now() < deadline && (applied = (await fleet.applied()) - before) < total * AGENTS) await sleep(50);
-    const drainedS = (performance.now() - wall0) / 1000;
+    const { applied, total, drainedS } = await offerWrites({ fleet, agents: AGENTS, rate: P2_RATE, seconds: P2_SECONDS, write: (i) => write(P1_WRITES + i, false), prog });
     const serversCpu = cpuMs(servers) - busy0.servers;
     const fleetCpu = cpuMsOf(fleetPids) - busy0.fleet;
     const r = new Redis(redis.url);

@@ -6,6 +6,7 @@ import { Harness, ADMIN } from './lib/harness.js';
 import { LatencyRecorder, Progress, type Latency } from './lib/stats.js';
 import { makeCertificates } from './lib/certs.js';
 import { QUICK, cpuMs, cpuMsOf } from './scenarios.js';
+import { offerWrites, slowConsumers } from './lib/offered-load.js';
 
 /**
  * TLS against plain on the paths P1 and P2 measure, one run, one machine:
@@ -23,7 +24,6 @@ const P2_SECONDS = QUICK ? 4 : 10;
 /** Writes per second offered in P2 (TLS_P2_RATE): 50 × 1,000 agents = 50,000 deliveries/s. */
 const P2_RATE = Number(process.env.TLS_P2_RATE ?? 50);
 const round = (x: number, d = 2) => Math.round(x * 10 ** d) / 10 ** d;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 interface Arm {
   connect_s: number;
@@ -37,15 +37,6 @@ interface Arm {
   p2_servers_busy_share: number;
   p2_fleet_busy_share: number;
   slow_consumers_cut: number;
-}
-
-async function slowConsumers(urls: string[], dispatcher: Agent): Promise<number> {
-  let n = 0;
-  for (const u of urls) {
-    const text = await (await fetch(`${u}/metrics`, { dispatcher })).text();
-    n += Number(/^factsync_slow_consumers_total (\d+)/m.exec(text)?.[1] ?? 0);
-  }
-  return n;
 }
 
 async function arm(name: string, tls: { cert: string; key: string; ca: string } | undefined): Promise<Arm> {
@@ -87,29 +78,12 @@ async function arm(name: string, tls: { cert: string; key: string; ca: string } 
     // P2 offers the same write rate to both arms, below what this machine's simulated fleet can
     // apply (writing flat out, the faster arm outruns the fleet, its sockets are cut as slow
     // consumers and the sim agents do not reconnect: the rate would measure the fleet, not TLS).
-    const before = await fleet.applied();
     const fleetPids = fleet.children.map((c) => c.pid!);
     const busy0 = { servers: cpuMs(servers), fleet: cpuMsOf(fleetPids) };
-    const wall0 = performance.now();
-    const total = P2_RATE * P2_SECONDS;
-    let inFlight = 0;
-    const sent: Promise<unknown>[] = [];
-    for (let i = 0; i < total; i++) {
-      const due = wall0 + (i * 1000) / P2_RATE;
-      while (performance.now() < due || inFlight >= 16) await sleep(Math.max(1, Math.min(5, due - performance.now())));
-      inFlight++;
-      sent.push(write(P1_WRITES + i, false).finally(() => inFlight--));
-      if (i % 20 === 0) prog.update(`P2 ${i}/${total} writes at ${P2_RATE}/s`);
-    }
-    await Promise.all(sent);
-    const writtenS = (performance.now() - wall0) / 1000;
-    const deadline = Date.now() + 60_000;
-    let applied = 0;
-    while (Date.now() < deadline && (applied = (await fleet.applied()) - before) < total * AGENTS) await sleep(50);
-    const drainedS = (performance.now() - wall0) / 1000;
+    const { applied, total, writtenS, drainedS } = await offerWrites({ fleet, agents: AGENTS, rate: P2_RATE, seconds: P2_SECONDS, write: (i) => write(P1_WRITES + i, false), prog });
     const serversCpu = cpuMs(servers) - busy0.servers;
     const fleetCpu = cpuMsOf(fleetPids) - busy0.fleet;
-    const slow = await slowConsumers(urls, dispatcher);
+    const slow = await slowConsumers(urls, async (u) => (await fetch(u, { dispatcher })).text());
     const p1 = rec.summary();
     const result: Arm = {
       connect_s: round(connectS),

@@ -2,7 +2,7 @@ import { Type } from '@sinclair/typebox';
 import { createHttpApp, type TypedApp } from '@factsync/shared/http-app';
 import type { Logger } from 'pino';
 import { timingSafeEqual, createHash } from 'node:crypto';
-import { AgentStatus, Fact, FactKey, FactType, FactsyncError, tenantInValue, tenantOfKey } from '@factsync/shared';
+import { AgentStatus, Fact, FactKey, FactType, FactsyncError } from '@factsync/shared';
 import type { AgentStatus as AgentStatusValue } from '@factsync/shared';
 import type { AgentConfig } from './config.js';
 import type { Decider } from './decide/decider.js';
@@ -76,12 +76,7 @@ export async function buildLocalApi(agent: LocalApiDeps, forwarder: Forwarder, l
     const { type, key } = req.params;
     await awaitAtLeast(req, reply, readYourWrites);
     const fact = agent.store.get(type, key);
-    if (!fact && agent.decider.served) {
-      // A scoped agent holds only its tenants' facts: absent here may mean held by another tenant's agents.
-      const tenant = tenantOfKey(type, key);
-      if (tenant !== undefined) agent.decider.requireServed(tenant);
-      else if (tenantInValue(type)) agent.decider.requireWhole(`say whether ${type} "${key}" exists: it may belong to another tenant`);
-    }
+    if (!fact) agent.decider.requireAbsentIsKnown(type, key);
     if (!fact) throw new FactsyncError('not_found', `no ${type} "${key}" on this agent (applied version ${agent.store.version})`);
     return fact;
   });

@@ -62,3 +62,10 @@ export class FactsyncError extends Error {
 export function isRetryableClose(code: number): boolean {
   return !(code === 4400 || code === 4401 || code === 4403 || code === 4404);
 }
+
+/** A close reason is at most 123 bytes of UTF-8 (RFC 6455); a longer one makes `ws` throw, and the socket would be cut without its code. */
+export function closeReason(message: string): string {
+  let r = message.slice(0, 123);
+  while (Buffer.byteLength(r) > 123) r = r.slice(0, -1);
+  return r;
+}

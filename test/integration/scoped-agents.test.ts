@@ -6,9 +6,7 @@ import { ADMIN, AGENT, newEnv, startAgent, startServer, type RunningServer } fro
 import { RawAgent } from '../src/raw-agent.js';
 import { client, del, upsert } from '../src/http.js';
 import { waitUntil } from '../src/wait.js';
-import { startRedisServer } from '../src/redis.js';
-import { ChaosProxy } from '../src/chaos-proxy.js';
-import { Redis } from 'ioredis';
+import { laggingReplicaPair } from '../src/failover.js';
 
 /**
  * Scoped agents (AGENT_TENANTS): each holds its tenants' share of the env and
@@ -226,19 +224,8 @@ describe('scoped agents (AGENT_TENANTS)', () => {
   });
 
   it('after a failover to a Redis replica that missed the last write, a scoped agent notices by the prev link and resyncs its share', async () => {
-    const master = await startRedisServer();
-    closers.push(() => master.stop());
-    const replica = await startRedisServer();
-    closers.push(() => replica.stop());
-    const m = new Redis(master.url);
-    const r = new Redis(replica.url);
-    closers.push(() => { m.disconnect(); r.disconnect(); });
-    await r.call('REPLICAOF', '127.0.0.1', String(master.port));
-    await waitUntil(async () => (await r.info('replication')).includes('master_link_status:up'), 'replica in sync');
-    const proxy = new ChaosProxy(master.port);
-    await proxy.listen();
-    closers.push(() => proxy.close());
-    const s = await startServer({ redisUrl: `redis://127.0.0.1:${proxy.port}`, env: { HEAL_INTERVAL_MS: '200', LEASE_MS: '3000', PING_INTERVAL_MS: '1000' } });
+    const pair = await laggingReplicaPair(closers);
+    const s = await startServer({ redisUrl: pair.url, env: { HEAL_INTERVAL_MS: '200', LEASE_MS: '3000', PING_INTERVAL_MS: '1000' } });
     closers.push(() => s.close());
     const env = newEnv();
     const acme = await agent(s.url, { AGENT_ENV: env, AGENT_ID: 'acme', AGENT_TENANTS: 'acme' });
@@ -246,13 +233,12 @@ describe('scoped agents (AGENT_TENANTS)', () => {
       client(s.url, ADMIN).post(`/v1/envs/${env}/facts`, { ops: [upsert('ticket', key, { tenant, title })] }, { 'x-wait-for': 'all', 'x-wait-timeout': wait });
 
     for (let i = 1; i <= 3; i++) expect((await put('acme', `k${i}`, `original-${i}`)).body.sync.synced).toBe(true);
-    expect(Number(await m.call('WAIT', 1, 5000))).toBe(1);
-    await r.call('REPLICAOF', 'NO', 'ONE'); // the replica stops here, at version 3
+    await pair.freeze(); // the replica stops here, at version 3
     // Version 4 carries nothing for acme: the agent holds only its id.
     expect((await put('globex', 'g4', 'original-4')).body).toMatchObject({ version: 4, sync: { synced: true, acked: ['acme'] } });
     expect(acme.store.version).toBe(4);
 
-    proxy.retarget(replica.port); // failover: the store has versions 1..3 and the same epoch
+    pair.failover(); // failover: the store has versions 1..3 and the same epoch
     const rewritten = await waitUntil(async () => {
       const w = await put('acme', 'k4', 'new-4', '20');
       return w.status === 200 ? w : undefined;

@@ -7,6 +7,31 @@ import { chainedHistory } from '../src/chain.js';
 const history = chainedHistory((v) => [{ op: 'upsert', type: 'user', key: `k${v}`, value: { v } }]);
 const change = (version: number) => history(version);
 
+describe('Applier, a share of each version (scoped agents)', () => {
+  // The env's history; a share carries its ids and `prev` links, only some ops, and runs of empty versions as one change.
+  const share = (version: number, ops: boolean, from?: number) => {
+    const whole = change(version);
+    return { version, id: whole.id, ts: whole.ts, prev: change((from ?? version) - 1)?.id ?? '', ops: ops ? whole.ops : [], ...(from !== undefined ? { from } : {}) };
+  };
+
+  it('applies runs in order whatever order they arrive in, each version once, and waits behind a gap', () => {
+    const versions: number[] = [];
+    const a = new Applier(new LocalStore(), (c) => versions.push(c.version));
+    a.snapshot(1, 'e', [], change(1).id);
+    // 2-4 a run without ops, 5 with its op, 6-7 a run: offered out of order and twice.
+    expect(a.offer([share(5, true), share(7, false, 6)])).toMatchObject({ kind: 'gap', applied: 1, before: 5 });
+    expect(a.offer([share(4, false, 2), share(5, true)])).toEqual({ kind: 'ok', applied: 7, count: 3 });
+    expect(versions).toEqual([4, 5, 7]);
+    expect(a.offer([share(7, false, 6)])).toEqual({ kind: 'ok', applied: 7, count: 0 });
+  });
+
+  it('sees a history that does not continue by the prev link (invariant 9 on a share)', () => {
+    const a = new Applier(new LocalStore());
+    a.snapshot(1, 'e', [], change(1).id);
+    expect(a.offer([{ ...share(3, false, 2), prev: 'another-history' }])).toEqual({ kind: 'forked', applied: 1, count: 0, at: 3 });
+  });
+});
+
 describe('Applier', () => {
   it('applies consecutive versions and ignores duplicates', () => {
     const applied: number[] = [];

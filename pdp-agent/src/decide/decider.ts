@@ -1,4 +1,4 @@
-import { FactsyncError, type Check } from '@factsync/shared';
+import { FactsyncError, tenantInValue, tenantOfKey, type Check } from '@factsync/shared';
 import type { LocalStore } from '../local-store.js';
 import { Enumerator } from './enumerate.js';
 import { Evaluator, type Decision, type UserLookup } from './evaluator.js';
@@ -63,6 +63,18 @@ export class Decider {
   /** Throws 421 unless this agent holds `tenant`. */
   requireServed(tenant: string): void {
     if (this.served && !this.served.has(tenant)) throw this.notServed(`this agent serves ${this.servedText()}, not "${tenant}"; ask an agent that serves it (or one without AGENT_TENANTS)`);
+  }
+
+  /**
+   * For a read of one fact this agent does not hold: on a scoped agent, 421
+   * when the fact may be another tenant's (its key names one not served, or
+   * only its value could say), so "not found" is said only when it is true.
+   */
+  requireAbsentIsKnown(type: string, key: string): void {
+    if (!this.served) return;
+    const tenant = tenantOfKey(type, key);
+    if (tenant !== undefined) this.requireServed(tenant);
+    else if (tenantInValue(type)) this.requireWhole(`say whether ${type} "${key}" exists: it may belong to another tenant`);
   }
 
   /** Throws 421 on a scoped agent: `what` would show every tenant. */

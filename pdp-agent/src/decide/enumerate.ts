@@ -142,8 +142,8 @@ export class Enumerator {
    * every user met instead of looking for one.
    */
   private holders(starts: readonly string[], tenant: string): Set<string> {
-    const { subjects, usersets, resourceRoles } = this.index;
-    const own = this.index.tenantEdges.get(tenant);
+    const { resourceRoles } = this.index;
+    const edges = this.index.edgesIn(tenant);
     const seen = new Set<string>(starts);
     const queue = [...seen];
     const users = new Set<string>();
@@ -152,10 +152,10 @@ export class Enumerator {
     };
     for (let head = 0; head < queue.length; head++) {
       const node = queue[head]!;
-      for (const s of subjects.values(node)) if (s.startsWith('user:')) users.add(s.slice(5));
-      if (own) for (const s of own.subjects.values(node)) if (s.startsWith('user:')) users.add(s.slice(5));
-      for (const us of usersets.values(node)) visit(us);
-      if (own) for (const us of own.usersets.values(node)) visit(us);
+      for (const e of edges) {
+        for (const s of e.subjects.values(node)) if (s.startsWith('user:')) users.add(s.slice(5));
+        for (const us of e.usersets.values(node)) visit(us);
+      }
       const hash = node.lastIndexOf('#');
       const object = node.slice(0, hash);
       const role = node.slice(hash + 1);
@@ -163,8 +163,7 @@ export class Enumerator {
       for (const r of this.index.rolesExtending(type, role)) visit(`${object}#${r}`);
       for (const g of resourceRoles.get(type)?.get(role)?.granted_to ?? []) {
         const on = `${g.on}:`;
-        for (const o of subjects.values(`${object}#${g.via}`)) if (o.startsWith(on)) visit(`${o}#${g.role}`);
-        if (own) for (const o of own.subjects.values(`${object}#${g.via}`)) if (o.startsWith(on)) visit(`${o}#${g.role}`);
+        for (const e of edges) for (const o of e.subjects.values(`${object}#${g.via}`)) if (o.startsWith(on)) visit(`${o}#${g.role}`);
       }
     }
     return users;
@@ -181,11 +180,11 @@ export class Enumerator {
     const out = new Set<string>();
     for (const [u, byTenant] of this.index.assignments) if (byTenant.has(tenant)) out.add(u);
     for (const e of this.index.entityAttributes.keys()) if (e.startsWith('user:')) out.add(e.slice(5));
-    const own = this.index.tenantEdges.get(tenant);
+    const edges = this.index.edgesIn(tenant);
     for (const s of this.index.reverse.keys()) {
       if (!s.startsWith('user:')) continue;
       for (const node of this.index.reverse.values(s)) {
-        if (this.index.subjects.has(node, s) || own?.subjects.has(node, s)) {
+        if (edges.some((e) => e.subjects.has(node, s))) {
           out.add(s.slice(5));
           break;
         }
@@ -193,5 +192,4 @@ export class Enumerator {
     }
     return out;
   }
-
 }

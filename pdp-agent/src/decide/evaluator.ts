@@ -118,9 +118,9 @@ export class Evaluator {
    * of the path found, or undefined.
    */
   holdsAny(userKey: string, starts: readonly string[], explain: boolean, tenant: string): string | undefined {
-    const { subjects, usersets, resourceRoles } = this.index;
+    const { resourceRoles } = this.index;
     // Tuples of the check's tenant count beside those of no tenant; another tenant's never do.
-    const own = this.index.tenantEdges.get(tenant);
+    const edges = this.index.edgesIn(tenant);
     const subject = `user:${userKey}`;
     // Each holding visited once; the map also remembers where it was reached from, for the reason.
     const parent = new Map<string, string | null>();
@@ -132,10 +132,9 @@ export class Evaluator {
     };
     for (let head = 0; head < queue.length; head++) {
       const node = (from = queue[head]!);
-      if (subjects.has(node, subject) || own?.subjects.has(node, subject)) return explain ? this.describe(node, parent, userKey) : 'held';
+      if (edges.some((e) => e.subjects.has(node, subject))) return explain ? this.describe(node, parent, userKey) : 'held';
       if (parent.size >= MAX_DERIVATION_NODES) continue;
-      for (const us of usersets.values(node)) visit(us);
-      if (own) for (const us of own.usersets.values(node)) visit(us);
+      for (const e of edges) for (const us of e.usersets.values(node)) visit(us);
       const hash = node.lastIndexOf('#');
       const object = node.slice(0, hash);
       const role = node.slice(hash + 1);
@@ -147,8 +146,7 @@ export class Evaluator {
       if (grants) {
         for (const g of grants) {
           const on = `${g.on}:`;
-          for (const o of subjects.values(`${object}#${g.via}`)) if (o.startsWith(on)) visit(`${o}#${g.role}`);
-          if (own) for (const o of own.subjects.values(`${object}#${g.via}`)) if (o.startsWith(on)) visit(`${o}#${g.role}`);
+          for (const e of edges) for (const o of e.subjects.values(`${object}#${g.via}`)) if (o.startsWith(on)) visit(`${o}#${g.role}`);
         }
       }
     }

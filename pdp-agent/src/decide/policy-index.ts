@@ -36,6 +36,12 @@ function removeFrom<K, V>(m: Multi<K, V>, k: K, v: V): void {
  * on first use and dropped when a role changes: roles change rarely, checks
  * constantly.
  */
+/** Relationship tuples as edges: `O#rel` → subject sets, and `O#rel` → plain subjects. */
+export interface Edges {
+  readonly usersets: SparseMulti;
+  readonly subjects: SparseMulti;
+}
+
 export class PolicyIndex implements FactObserver {
   readonly roles = new Map<string, TenantRoleValue>();
   /** user → tenant → role keys. */
@@ -53,7 +59,7 @@ export class PolicyIndex implements FactObserver {
   /** `O#rel` → plain subjects `T:x` related to O by rel (of any type: a subject says its type). */
   readonly subjects = new SparseMulti();
   /** The same two for tuples of one tenant (`tenant` set): they count only in checks in that tenant. */
-  readonly tenantEdges = new Map<string, { usersets: SparseMulti; subjects: SparseMulti }>();
+  private readonly tenantEdges = new Map<string, Edges>();
   /** subject (`T:x` or `S#rel`) → `O#rel` it appears in (for listing what a user can reach). */
   readonly reverse = new SparseMulti();
   /** entity (`user:u`, `document:1`) → attribute facts. */
@@ -166,6 +172,20 @@ export class PolicyIndex implements FactObserver {
     }
   }
 
+  /**
+   * The tuple edges a check in these tenants follows: those of no tenant, then
+   * each tenant's own. One to a few sets; walks loop over them instead of
+   * knowing where tenant tuples are kept.
+   */
+  edgesIn(...tenants: string[]): readonly Edges[] {
+    const out: Edges[] = [this];
+    for (const t of tenants) {
+      const e = this.tenantEdges.get(t);
+      if (e) out.push(e);
+    }
+    return out;
+  }
+
   reset(): void {
     for (const m of [this.roles, this.assignments, this.roleHolders, this.resourceRoles, this.resources, this.instances, this.tenantInstances, this.usersets, this.subjects, this.tenantEdges,
       this.reverse, this.entityAttributes, this.conditionSets, this.rules, this.rolePermissionCache, this.grantingCache] as { clear(): void }[]) m.clear();
@@ -232,7 +252,7 @@ export class PolicyIndex implements FactObserver {
 
   private relate(v: RelationshipValue, add: boolean): void {
     const node = `${v.object}#${v.relation}`;
-    let edges: { usersets: SparseMulti; subjects: SparseMulti } = this;
+    let edges: Edges = this;
     if (v.tenant !== undefined) {
       let t = this.tenantEdges.get(v.tenant);
       if (!t) this.tenantEdges.set(v.tenant, (t = { usersets: new SparseMulti(), subjects: new SparseMulti() }));

@@ -76,12 +76,9 @@ export function userPermissions(q: PermissionsQuery, index: PolicyIndex, evaluat
  */
 export function reachableInstances(userKey: string, index: PolicyIndex, tenants?: readonly string[]): { type: string; key: string }[] {
   // With `tenants`, only through tuples of no tenant or of those tenants (what a scoped agent of them holds).
-  const edge = (node: string, subject: string): boolean => {
-    if (!tenants) return true;
-    const pick = (e: { usersets: { has(k: string, v: string): boolean }; subjects: { has(k: string, v: string): boolean } }) =>
-      (subject.includes('#') ? e.usersets : e.subjects).has(node, subject);
-    return pick(index) || tenants.some((t) => { const e = index.tenantEdges.get(t); return e !== undefined && pick(e); });
-  };
+  const edges = tenants ? index.edgesIn(...tenants) : undefined;
+  const edge = (node: string, subject: string): boolean =>
+    !edges || edges.some((e) => (subject.includes('#') ? e.usersets : e.subjects).has(node, subject));
   const seen = new Set<string>();
   const objects = new Set<string>();
   const queue: string[] = [];

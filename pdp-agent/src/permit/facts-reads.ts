@@ -118,9 +118,8 @@ export function registerPermitFactsReads(app: TypedApp, d: PermitDeps): void {
   };
   const one = (type: string, what: string, render: (key: string, value: Record<string, unknown>) => unknown) => (req: { params: { key: string } }) => {
     const key = req.params.key;
-    if (type === 'tenant') decider.requireServed(key);
     const f = store.get(type, key);
-    if (!f && type === 'resource_instance') decider.requireWhole(`say whether resource instance "${key}" exists: it holds only its tenants' instances`);
+    if (!f) decider.requireAbsentIsKnown(type, key);
     if (!f) throw new FactsyncError('not_found', `no ${what} "${key}" on this agent (applied version ${store.version}); a key, not an id, addresses it`);
     return render(key, f.value);
   };

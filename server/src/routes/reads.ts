@@ -1,6 +1,6 @@
 import type { TypedApp } from '@factsync/shared/http-app';
 import { Type } from '@sinclair/typebox';
-import { Change, Fact, FactsyncError, GENESIS_ID, TENANTS_LIST_PATTERN, TYPES_LIST_PATTERN, idOfChangeJson, scopeOf } from '@factsync/shared';
+import { Change, Fact, FactsyncError, GENESIS_ID, TENANTS_LIST_PATTERN, TYPES_LIST_PATTERN, idOfChangeJson, parseTenantsList, scopeOf } from '@factsync/shared';
 import { shareChanges } from '../ws/shares.js';
 import { factsJson } from '../ws/frames.js';
 import { EnvParams, ErrorBody } from './schemas.js';
@@ -65,7 +65,7 @@ export function readRoutes(app: TypedApp, ctx: RouteContext): void {
   }, async (req, reply) => {
     const { env } = req.params;
     const q = req.query;
-    const tenants = q.tenants === undefined ? undefined : [...new Set(q.tenants.split(','))];
+    const tenants = q.tenants === undefined ? undefined : parsedTenants(q.tenants);
     permitScope(req.principal!, tenants, 'read the change log');
     const scope = scopeOf({ tenants, types: q.types?.split(',') });
     // A share links its first change to version `after`, whose id is read with the page (one more change).
@@ -82,4 +82,11 @@ export function readRoutes(app: TypedApp, ctx: RouteContext): void {
     }
     return sendJsonText(reply, `{"head":${page.head},"epoch":${JSON.stringify(page.epoch)},"changes":${changes}}`);
   });
+}
+
+/** `?tenants=`, already matched against TENANTS_LIST_PATTERN by the route schema; the one parse of a tenants list. */
+function parsedTenants(text: string): string[] {
+  const t = parseTenantsList(text);
+  if (!t.ok) throw new FactsyncError('invalid_request', `tenants: ${t.error}`);
+  return t.value;
 }

@@ -1,6 +1,6 @@
 import { SnapshotReads } from './snapshot-reads.js';
 import type { FastifyInstance } from 'fastify';
-import { ErrorCodes, FactsyncError } from '@factsync/shared';
+import { ErrorCodes, FactsyncError, closeReason } from '@factsync/shared';
 import { TokenSlots } from '../token-slots.js';
 import type { Logger } from 'pino';
 import type { Authenticator, Principal } from '../auth.js';
@@ -94,7 +94,7 @@ export class Gateway {
         release = this.perToken.acquire(principal.tokenIndex);
       } catch (e) {
         // Upgrades of one token that passed the check together: the one past the limit goes.
-        socket.close(ErrorCodes.too_many_connections.close, (e as Error).message.slice(0, 120));
+        socket.close(ErrorCodes.too_many_connections.close, closeReason((e as Error).message));
         return;
       }
       const session = new Session(socket, principal, {

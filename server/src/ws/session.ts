@@ -2,7 +2,7 @@ import type { WebSocket } from 'ws';
 import type { Logger } from 'pino';
 import { nanoid } from 'nanoid';
 import {
-  ErrorCodes, FactsyncError, assertNever, errorFrame, idOfChangeJson, parseClientMessage, scopeOf, type ErrorCode, type HelloMessage, type UsageMessage,
+  ErrorCodes, FactsyncError, assertNever, closeReason, errorFrame, idOfChangeJson, parseClientMessage, scopeOf, type ErrorCode, type HelloMessage, type UsageMessage,
 } from '@factsync/shared';
 import { permit, permitAgentId, permitScope, type Principal } from '../auth.js';
 import type { FactLog, Resume, ResumeVerdict, SessionRegistry, UsageLedger } from '../store/fact-store.js';
@@ -12,7 +12,7 @@ import type { ControlPlane } from '../control/control-plane.js';
 import type { EnvControl } from '../control/env-control.js';
 import type { SnapshotReads, SnapshotSink } from './snapshot-reads.js';
 import type { ServerMetrics } from '../metrics.js';
-import { ResumeFromSnapshot, ShareStream, logOnly } from './shares.js';
+import { ShareStream, logOnly } from './shares.js';
 
 export interface SessionDeps {
   store: FactLog & SessionRegistry & UsageLedger;
@@ -180,18 +180,10 @@ export class Session implements FeedMember {
       head = await this.deps.store.resume(h.env, resume);
     }
     if (this.isClosed()) return;
-    // A scoped agent resumes its share from the log, or gets a snapshot of its share; a scoped
-    // subscriber continues from the log only (it has nowhere to put a snapshot).
-    let resumeAt: number | undefined = head.verdict === 'resume' ? h.applied : undefined;
-    if (this.share) {
-      if (head.verdict === 'new' && !this.acking) resumeAt = 0;
-      if (resumeAt === undefined && !this.acking) throw logOnly(h.env, `this history cannot be continued after version ${h.applied} (${head.verdict})`);
-      if (resumeAt !== undefined) resumeAt = await this.share.resume(this.deps.store, h.env, { ...h, applied: resumeAt }, this.deps.frameBytes).catch((e: unknown) => {
-        if (e instanceof ResumeFromSnapshot && this.acking) return undefined;
-        if (e instanceof ResumeFromSnapshot) throw logOnly(h.env, `the log no longer holds version ${h.applied}, whose id the hello did not send (applied_id)`);
-        throw e;
-      });
-    }
+    // undefined: a snapshot follows (of the session's share, if it has one).
+    const resumeAt = this.share
+      ? await this.share.start(this.deps.store, h.env, h, head.verdict, this.acking, this.deps.frameBytes)
+      : head.verdict === 'resume' ? h.applied : undefined;
     if (this.isClosed()) return;
     this.epoch = head.epoch;
     this.setState('syncing');
@@ -445,9 +437,3 @@ export class Session implements FeedMember {
   }
 }
 
-/** A close reason is at most 123 bytes of UTF-8 (RFC 6455); longer ones make `ws` throw, and the socket would be cut without one. */
-function closeReason(message: string): string {
-  let r = message.slice(0, 123);
-  while (Buffer.byteLength(r) > 123) r = r.slice(0, -1);
-  return r;
-}

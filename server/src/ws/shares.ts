@@ -34,10 +34,26 @@ export class ShareStream {
 
   constructor(readonly scope: Scope) {}
 
-  /** Where the stream continues from the log for a resuming hello (its id from the hello, else read from the log). */
-  async resume(log: FactLog, env: string, h: { applied: number; applied_id?: string | null | undefined }, frameBytes: number): Promise<number> {
-    this.lastId = h.applied === 0 ? GENESIS_ID : (h.applied_id ?? await idAt(log, env, h.applied, frameBytes));
-    return h.applied;
+  /**
+   * Where a session of this scope starts for a hello with this verdict: the
+   * version it continues from in the log, or undefined when a snapshot of the
+   * share follows. An acking (scoped) agent gets a snapshot when its history
+   * cannot be continued; a subscriber has nowhere to put one, so it continues
+   * from the log only (from 0 for `new`) or is refused.
+   */
+  async start(log: FactLog, env: string, h: { applied: number; applied_id?: string | null | undefined }, verdict: ResumeVerdict, acking: boolean, frameBytes: number): Promise<number | undefined> {
+    const at = verdict === 'resume' ? h.applied : verdict === 'new' && !acking ? 0 : undefined;
+    if (at === undefined) {
+      if (acking) return undefined;
+      throw logOnly(env, `this history cannot be continued after version ${h.applied} (${verdict})`);
+    }
+    const id = at === 0 ? GENESIS_ID : (h.applied_id ?? await idAt(log, env, at, frameBytes));
+    if (id === undefined) {
+      if (acking) return undefined;
+      throw logOnly(env, `the log no longer holds version ${at}, whose id the hello did not send (applied_id)`);
+    }
+    this.lastId = id;
+    return at;
   }
 
   /** The stream continues after a snapshot of the share whose last version has this id. */
@@ -71,14 +87,9 @@ export class ShareStream {
 const asFrame = (s: { json: string; lastId: string }) => ({ frame: `{"type":"changes","changes":${s.json}}`, lastId: s.lastId });
 
 /** The chain id of `version`, read from the log; undefined when the log no longer holds it. */
-async function idAt(log: FactLog, env: string, version: number, frameBytes: number): Promise<string> {
+async function idAt(log: FactLog, env: string, version: number, frameBytes: number): Promise<string | undefined> {
   const page = await log.changes(env, version - 1, 1, frameBytes);
   const c = page.truncated ? undefined : page.changes[0];
-  if (!c || c.version !== version) throw new ResumeFromSnapshot();
+  if (!c || c.version !== version) return undefined;
   return idOfChangeJson(c.json) ?? '';
 }
-
-/** The hello did not send `applied_id` and the log no longer holds it: the session sends a snapshot of the share instead. */
-export class ResumeFromSnapshot extends Error {}
-
-export type { ResumeVerdict };
