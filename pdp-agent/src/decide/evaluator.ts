@@ -132,7 +132,7 @@ export class Evaluator {
     };
     for (let head = 0; head < queue.length; head++) {
       const node = (from = queue[head]!);
-      if (edges.some((e) => e.subjects.has(node, subject))) return explain ? this.describe(node, parent, userKey) : 'held';
+      for (const e of edges) if (e.subjects.has(node, subject)) return explain ? this.describe(node, parent, userKey) : 'held';
       if (parent.size >= MAX_DERIVATION_NODES) continue;
       for (const e of edges) for (const us of e.usersets.values(node)) visit(us);
       const hash = node.lastIndexOf('#');

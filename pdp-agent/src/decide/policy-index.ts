@@ -60,6 +60,8 @@ export class PolicyIndex implements FactObserver {
   readonly subjects = new SparseMulti();
   /** The same two for tuples of one tenant (`tenant` set): they count only in checks in that tenant. */
   private readonly tenantEdges = new Map<string, Edges>();
+  private readonly edgeLists = new Map<string, readonly Edges[]>();
+  private readonly untaggedOnly: readonly Edges[] = [this];
   /** subject (`T:x` or `S#rel`) → `O#rel` it appears in (for listing what a user can reach). */
   readonly reverse = new SparseMulti();
   /** entity (`user:u`, `document:1`) → attribute facts. */
@@ -178,6 +180,8 @@ export class PolicyIndex implements FactObserver {
    * knowing where tenant tuples are kept.
    */
   edgesIn(...tenants: string[]): readonly Edges[] {
+    // One tenant is what every check asks for: its list is kept, so a check allocates none.
+    if (tenants.length === 1) return this.edgeLists.get(tenants[0]!) ?? this.untaggedOnly;
     const out: Edges[] = [this];
     for (const t of tenants) {
       const e = this.tenantEdges.get(t);
@@ -187,7 +191,7 @@ export class PolicyIndex implements FactObserver {
   }
 
   reset(): void {
-    for (const m of [this.roles, this.assignments, this.roleHolders, this.resourceRoles, this.resources, this.instances, this.tenantInstances, this.usersets, this.subjects, this.tenantEdges,
+    for (const m of [this.roles, this.assignments, this.roleHolders, this.resourceRoles, this.resources, this.instances, this.tenantInstances, this.usersets, this.subjects, this.tenantEdges, this.edgeLists,
       this.reverse, this.entityAttributes, this.conditionSets, this.rules, this.rolePermissionCache, this.grantingCache] as { clear(): void }[]) m.clear();
     this.extendingCache = undefined;
   }
@@ -255,7 +259,10 @@ export class PolicyIndex implements FactObserver {
     let edges: Edges = this;
     if (v.tenant !== undefined) {
       let t = this.tenantEdges.get(v.tenant);
-      if (!t) this.tenantEdges.set(v.tenant, (t = { usersets: new SparseMulti(), subjects: new SparseMulti() }));
+      if (!t) {
+        this.tenantEdges.set(v.tenant, (t = { usersets: new SparseMulti(), subjects: new SparseMulti() }));
+        this.edgeLists.set(v.tenant, [this, t]);
+      }
       edges = t;
     }
     const index = v.subject.includes('#') ? edges.usersets : edges.subjects;
