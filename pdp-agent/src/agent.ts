@@ -100,6 +100,7 @@ export async function createAgent(config: Readonly<AgentConfig>, opts: AgentOpti
     {
       hello: () => engine.hello(),
       message: (m) => engine.onMessage(m),
+      invalidFrame: () => metrics.invalidFrames.inc(),
       connected: (up) => {
         if (!up) engine.disconnected();
       },

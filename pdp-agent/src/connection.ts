@@ -25,6 +25,8 @@ export interface ConnectionHandlers {
   /** Called on every open socket; the hello carries what is applied at that moment. */
   hello(): ClientMessage;
   message(m: ServerMessage): void;
+  /** A frame that does not parse (counted; the socket is dropped and the next connect backs off). */
+  invalidFrame?(problem: string): void;
   /** Socket opened (true) or lost (false). */
   connected(up: boolean): void;
 }
@@ -43,6 +45,14 @@ export class Connection {
   private silenceTimer: NodeJS.Timeout | undefined;
   private stateValue: ConnectionState = 'idle';
   reconnects = 0;
+  /**
+   * Sessions in a row that ended on a frame we could not parse. A welcome does
+   * not reset it (the same bad version comes right after every welcome), only a
+   * frame that moved the stream on does: so a server that keeps sending what we
+   * refuse is retried with a growing delay, never in a tight loop.
+   */
+  private badFrameStreak = 0;
+  invalidFrames = 0;
 
   get state(): ConnectionState {
     return this.stateValue;
@@ -83,6 +93,11 @@ export class Connection {
     this.attempt = 0;
   }
 
+  /** The stream moved on (a change or a snapshot applied): a bad frame before it is forgiven. */
+  markProgress(): void {
+    this.badFrameStreak = 0;
+  }
+
   /** Drop this socket and reconnect (after a protocol problem the agent cannot repair itself). */
   restart(reason: string): void {
     this.opts.log.warn({ reason }, 'restarting connection');
@@ -113,10 +128,15 @@ export class Connection {
       const text = Array.isArray(data) ? Buffer.concat(data).toString('utf8') : Buffer.from(data as Buffer).toString('utf8');
       const m = parseServerMessage(text);
       if (!m.ok) {
-        this.opts.log.error({ err: m.error }, 'server sent a frame that is not part of the protocol');
+        this.invalidFrames++;
+        this.badFrameStreak++;
+        this.opts.log.error({ err: m.error, server: base.origin, streak: this.badFrameStreak },
+          'server sent a frame this agent cannot parse: it stays at the version before it and retries with backoff; report the version named here');
+        this.handlers.invalidFrame?.(m.error);
         ws.terminate();
         return;
       }
+      if (m.value.type === 'changes' || m.value.type === 'snapshot') this.markProgress();
       this.handlers.message(m.value);
     });
     ws.on('ping', () => this.touch(ws));
@@ -168,7 +188,7 @@ export class Connection {
     this.urlIndex = (this.urlIndex + 1) % this.opts.urls.length;
     const delay = slow
       ? this.opts.reconnectMaxMs
-      : backoffDelayMs(this.attempt++, { initialMs: this.opts.reconnectMinMs, maxMs: this.opts.reconnectMaxMs });
+      : backoffDelayMs(Math.max(this.attempt++, this.badFrameStreak), { initialMs: this.opts.reconnectMinMs, maxMs: this.opts.reconnectMaxMs });
     this.reconnects++;
     this.retryTimer = setTimeout(() => this.open(), delay);
   }

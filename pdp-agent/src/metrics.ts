@@ -19,6 +19,8 @@ export class AgentMetrics {
   readonly changesApplied = new Counter({ name: 'factsync_agent_changes_applied_total', help: 'Versions applied one by one', registers: [this.registry] });
   readonly snapshots = new Counter({ name: 'factsync_agent_snapshots_total', help: 'Snapshots loaded', registers: [this.registry] });
   readonly historyForks = new Counter({ name: 'factsync_agent_history_forks_total', help: 'Changes that did not follow the chain of what was applied (invariant 9): resynced from a snapshot', registers: [this.registry] });
+  readonly invalidFrames = new Counter({ name: 'factsync_agent_invalid_frames_total', help: 'Frames from the server that did not parse (the socket is dropped and retried with backoff; the log names version and op)', registers: [this.registry] });
+  readonly usageRefused = new Counter({ name: 'factsync_agent_usage_refused_total', help: 'Usage (MAU) reports the server refused for good: dropped, never re-sent', registers: [this.registry] });
   readonly gaps = new Counter({ name: 'factsync_agent_gaps_total', help: 'Gaps detected in the received versions (each repaired from the log or a snapshot)', registers: [this.registry] });
   readonly forwardedWrites = new Counter({ name: 'factsync_agent_forwarded_writes_total', help: 'Writes forwarded to the server, by outcome', labelNames: ['outcome'], registers: [this.registry] });
   readonly writeDuration = new Histogram({

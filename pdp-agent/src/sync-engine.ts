@@ -128,6 +128,7 @@ export class SyncEngine {
           this.setState({ phase: 'awaiting_snapshot' });
         } else this.setState({ phase: 'streaming', sent: store.version });
         this.d.link().markHealthy();
+        if (m.max_payload !== undefined) this.d.usage?.setMaxFrameBytes(m.max_payload);
         this.afterApply({ kind: 'ok', applied: store.version, count: 0 });
         this.reportUsage(true);
         return;
@@ -174,6 +175,12 @@ export class SyncEngine {
       case 'usage_ok':
         this.d.usage?.confirm(m.seq);
         return;
+      case 'usage_refused': {
+        const b = this.d.usage?.refuse(m.seq);
+        metrics.usageRefused.inc();
+        log.error({ seq: m.seq, code: m.error, message: m.message, users: b?.users.length ?? 0, month: b?.month }, 'server refused a usage report; dropped');
+        return;
+      }
       case 'error':
         log.warn({ code: m.error, message: m.message }, 'server closed the session with an error');
         return;

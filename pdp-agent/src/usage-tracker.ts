@@ -1,4 +1,7 @@
-import { MAX_USAGE_BATCH, usageMonth, type UsageMessage } from '@factsync/shared';
+import { MAX_USAGE_BATCH, isFactKey, usageBatchLength, usageMonth, type UsageMessage } from '@factsync/shared';
+
+/** The frame budget until a welcome names the server's (WS_MAX_PAYLOAD_BYTES' default). */
+export const DEFAULT_MAX_PAYLOAD = 64 * 1024;
 
 /** Keys remembered per month to report each once; past it the set restarts (the server deduplicates anyway). */
 export const MAX_REMEMBERED_USERS = 1_000_000;
@@ -22,6 +25,10 @@ export class UsageTracker {
   private monthEnd = 0;
   private readonly unconfirmed = new Map<number, UsageMessage>();
   private seq = 0;
+  /** The server's inbound frame limit, from its last welcome: every batch is cut to fit it. */
+  private maxFrameBytes = DEFAULT_MAX_PAYLOAD;
+  /** Batches the server refused for good (dropped, not re-sent). */
+  refused = 0;
 
   constructor(private readonly now: () => number = Date.now) {}
 
@@ -29,7 +36,8 @@ export class UsageTracker {
   record(userKey: string): void {
     const t = this.now();
     if (t >= this.monthEnd || t < this.monthStart) this.startMonth(t);
-    if (this.seen.has(userKey)) return;
+    // A key that is no key cannot be reported (the server would refuse the batch); checks refuse such keys already.
+    if (this.seen.has(userKey) || !isFactKey(userKey)) return;
     if (this.seen.size >= MAX_REMEMBERED_USERS) this.seen = new Set();
     this.seen.add(userKey);
     this.pending.push(userKey);
@@ -42,17 +50,29 @@ export class UsageTracker {
     this.monthStart = Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), 1);
     this.monthEnd = Date.UTC(d.getUTCFullYear(), d.getUTCMonth() + 1, 1);
     if (month === this.month) return;
-    while (this.pending.length > 0) this.seal(MAX_USAGE_BATCH);
+    while (this.pending.length > 0) if (!this.seal()) break;
     this.month = month;
     this.seen = new Set();
   }
 
+  /** A welcome named the server's inbound limit; batches sealed for a larger one are cut again on resend. */
+  setMaxFrameBytes(bytes: number): void {
+    this.maxFrameBytes = bytes;
+  }
+
   /** Batches to send now: everything unconfirmed after a reconnect (`resend`), else what is new. */
   take(resend: boolean): UsageMessage[] {
-    const out = resend ? [...this.unconfirmed.values()] : [];
+    const out: UsageMessage[] = [];
+    if (resend) {
+      for (const b of [...this.unconfirmed.values()]) {
+        if (usageBatchLength(b.users, 0, this.maxFrameBytes) === b.users.length) out.push(b);
+        else out.push(...this.recut(b));
+      }
+    }
     while (this.pending.length > 0 && this.unconfirmed.size < MAX_UNCONFIRMED) {
-      const b = this.seal(MAX_USAGE_BATCH);
-      if (b) out.push(b);
+      const b = this.seal();
+      if (!b) break;
+      out.push(b);
     }
     return out;
   }
@@ -61,16 +81,44 @@ export class UsageTracker {
     this.unconfirmed.delete(seq);
   }
 
+  /** The server will never store this batch: it is dropped, not re-sent on every session. */
+  refuse(seq: number): UsageMessage | undefined {
+    const b = this.unconfirmed.get(seq);
+    if (b) this.refused++;
+    this.unconfirmed.delete(seq);
+    return b;
+  }
+
+  /** A batch too big for the current limit becomes several, with new numbers. */
+  private recut(b: UsageMessage): UsageMessage[] {
+    this.unconfirmed.delete(b.seq);
+    const out: UsageMessage[] = [];
+    for (let at = 0; at < b.users.length;) {
+      const n = usageBatchLength(b.users, at, this.maxFrameBytes);
+      if (n === 0) break;
+      out.push(this.remember(b.month, b.users.slice(at, at + n)));
+      at += n;
+    }
+    return out;
+  }
+
   get waiting(): number {
     return this.pending.length + [...this.unconfirmed.values()].reduce((n, b) => n + b.users.length, 0);
   }
 
-  /** Moves up to `max` pending keys into an unconfirmed batch. */
-  private seal(max: number): UsageMessage | undefined {
+  /** Moves as many pending keys as fit one frame (at most MAX_USAGE_BATCH) into an unconfirmed batch. */
+  private seal(): UsageMessage | undefined {
     if (this.pending.length === 0) return undefined;
-    const users = this.pending.length <= max ? this.pending : this.pending.slice(0, max);
-    this.pending = this.pending.length <= max ? [] : this.pending.slice(max);
-    const b: UsageMessage = { type: 'usage', seq: ++this.seq, month: this.month, users };
+    const n = usageBatchLength(this.pending, 0, this.maxFrameBytes);
+    // No key fits even alone (a server limit below any key): keep them until a welcome names a larger one.
+    if (n === 0) return undefined;
+    const users = this.pending.length <= n ? this.pending : this.pending.slice(0, n);
+    this.pending = this.pending.length <= n ? [] : this.pending.slice(n);
+    return this.remember(this.month, users);
+  }
+
+  private remember(month: string, users: string[]): UsageMessage {
+    const b: UsageMessage = { type: 'usage', seq: ++this.seq, month, users };
     this.unconfirmed.set(b.seq, b);
     return b;
   }

@@ -76,8 +76,15 @@ export async function* followChanges(server: ChangeSource, o: ChangesOptions): A
     try {
       // Catch up from the log over HTTP.
       for (;;) {
-        const page = await server.changesPage(at, 1000, o.types, o.tenants);
+        // Resuming from a bare version: read the change at it too, for its id. A hello names the id of
+        // what it applied or it proves nothing, and the server answers it as a first start.
+        const from = id === null && at > 0 ? at - 1 : at;
+        const page = await server.changesPage(from, 1000, o.types, o.tenants);
         for (const c of page.changes) {
+          if (id === null && c.version === at) {
+            id = c.id;
+            continue;
+          }
           const verdict = accept(c, page.epoch);
           if (verdict === 'skip') continue;
           if (verdict === 'gap') throw new FactsyncClientError('internal', 0, `the log skipped from ${at} to ${c.version}`);
@@ -86,7 +93,7 @@ export async function* followChanges(server: ChangeSource, o: ChangesOptions): A
           yield c;
           if (at >= stopAt || o.signal?.aborted) return;
         }
-        if (page.changes.length === 0) break;
+        if (page.changes.every((c) => c.version <= at)) break;
       }
       // An abort that came during the last page must end here: a listener added to an aborted signal never fires.
       if (at >= stopAt || o.signal?.aborted) return;

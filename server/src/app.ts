@@ -125,7 +125,7 @@ export async function createServer(config: Readonly<ServerConfig>, opts: ServerO
   }, config.metricsAgentLabels);
   const gateway: Gateway = new Gateway({
     store, broadcaster, control, auth, log, metrics, replicaId: config.replicaId, leaseMs: config.leaseMs, leaseRenewMs: config.leaseRenewMs,
-    pingIntervalMs: config.pingIntervalMs, pageSize: config.changesPageSize, frameBytes: config.wsMaxFrameBytes, maxSnapshotStreams: config.maxSnapshotStreams, maxBufferedBytes: config.wsMaxBufferedBytes,
+    pingIntervalMs: config.pingIntervalMs, pageSize: config.changesPageSize, frameBytes: config.wsMaxFrameBytes, maxSnapshotStreams: config.maxSnapshotStreams, maxBufferedBytes: config.wsMaxBufferedBytes, maxPayloadBytes: config.wsMaxPayloadBytes,
     maxConnectionsPerToken: config.maxConnectionsPerToken, storeReachable,
   });
   const storeWatch = new StoreWatch({ ping: () => store.ping(), lostAfterMs: config.storeLostMs, log, onLost: () => gateway.storeLost() });

@@ -1,4 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox';
+import { FactKey } from './facts.js';
 
 /**
  * OpenID AuthZEN Authorization API 1.0 requests, as the spec's information
@@ -8,7 +9,7 @@ import { Type, type Static } from '@sinclair/typebox';
  */
 
 const open = { additionalProperties: true };
-const Id = Type.String({ minLength: 1, maxLength: 512 });
+const Id = FactKey;
 const Properties = Type.Record(Type.String(), Type.Unknown());
 
 export const AzSubject = Type.Object({ type: Type.String({ minLength: 1, maxLength: 64 }), id: Id, properties: Type.Optional(Properties) }, open);

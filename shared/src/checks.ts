@@ -1,5 +1,6 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { err, ok, type Result } from './result.js';
+import { FactKey } from './facts.js';
 
 /**
  * Permission checks as they arrive at the agent (docs/api.md, "Decisions on the
@@ -8,7 +9,7 @@ import { err, ok, type Result } from './result.js';
  */
 
 const Attributes = Type.Record(Type.String(), Type.Unknown(), { description: 'just-in-time attributes; override stored ones for this check' });
-const Key = Type.String({ minLength: 1, maxLength: 512 });
+const Key = FactKey;
 // The user and resource objects accept fields they do not know and ignore them: the SDKs send more than a check
 // reads (the Java SDK serializes every field of its Resource, `resourceDelimiter` included; Python may send `roles`).
 

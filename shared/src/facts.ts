@@ -1,5 +1,6 @@
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler';
+import { FormatRegistry } from '@sinclair/typebox';
 import { err, ok, type Result } from './result.js';
 import {
   ConditionSetRuleValue, ConditionSetValue, ResourceInstanceValue, ResourceRoleValue, ResourceValue, TenantRoleValue,
@@ -9,25 +10,60 @@ import {
 /** Names and limits of the data model (docs/api.md, "Data model"). */
 export const ENV_PATTERN = '^[A-Za-z0-9_-]{1,64}$';
 export const TYPE_PATTERN = '^[a-z][a-z0-9_]{0,63}$';
-export const MAX_KEY_LENGTH = 512;
+/**
+ * A key is 1-512 bytes of UTF-8 with no lone surrogate: Redis, SQLite and the
+ * frames count bytes, and a lone surrogate would come back from either store as
+ * U+FFFD, another key. The same test runs in the server's Ajv and in every
+ * TypeBox check (agents, subscribers, the SDK), so a key one side accepts the
+ * other cannot refuse.
+ */
+export const MAX_KEY_BYTES = 512;
+export const FACT_KEY_FORMAT = 'fact_key';
+/** With the u flag a paired surrogate is one code point, so this matches only a lone one. */
+const LONE_SURROGATE = /\p{Cs}/u;
+export const isWellFormed = (s: string): boolean => !LONE_SURROGATE.test(s);
+export function isFactKey(s: string): boolean {
+  // A UTF-16 unit is at most 3 bytes and at least 1: short keys need no count.
+  if (s.length === 0 || s.length > MAX_KEY_BYTES) return false;
+  if (!isWellFormed(s)) return false;
+  return s.length * 3 <= MAX_KEY_BYTES || Buffer.byteLength(s, 'utf8') <= MAX_KEY_BYTES;
+}
+/** Why `s` is not a key, in words (undefined when it is one). */
+export function factKeyProblem(s: string): string | undefined {
+  if (s.length === 0) return 'is empty: a key needs at least one character';
+  if (!isWellFormed(s)) return 'holds a lone UTF-16 surrogate (\\ud800-\\udfff without its pair): keys are UTF-8 text';
+  const bytes = Buffer.byteLength(s, 'utf8');
+  if (bytes > MAX_KEY_BYTES) return `is ${bytes} bytes of UTF-8; a key is at most ${MAX_KEY_BYTES} bytes (a character outside ASCII takes 2-4)`;
+  return undefined;
+}
+FormatRegistry.Set(FACT_KEY_FORMAT, isFactKey);
 /** Values nest at most this deep: deeper JSON parses, but would overflow the stack of every JSON.stringify after it. */
 export const MAX_VALUE_DEPTH = 32;
 
-/** True when `v` nests objects/arrays deeper than `max` levels; iterative, so it cannot overflow itself. */
-export function nestsDeeperThan(v: unknown, max: number): boolean {
+/**
+ * What would not survive the trip through the log unchanged: nesting deeper
+ * than `maxDepth` (every JSON.stringify after it would overflow the stack) or
+ * a number JSON cannot carry (`1e400` parses as Infinity and would be stored
+ * as null). Iterative, so it cannot overflow itself.
+ */
+export function valueProblem(v: unknown, maxDepth: number): 'too_deep' | 'not_finite' | undefined {
   const stack: [unknown, number][] = [[v, 1]];
   while (stack.length > 0) {
     const [x, d] = stack.pop()!;
+    if (typeof x === 'number' && !Number.isFinite(x)) return 'not_finite';
     if (x === null || typeof x !== 'object') continue;
-    if (d > max) return true;
-    for (const child of Array.isArray(x) ? x : Object.values(x)) if (child !== null && typeof child === 'object') stack.push([child, d + 1]);
+    if (d > maxDepth) return 'too_deep';
+    for (const child of Array.isArray(x) ? x : Object.values(x)) {
+      if (child !== null && typeof child === 'object') stack.push([child, d + 1]);
+      else if (typeof child === 'number' && !Number.isFinite(child)) return 'not_finite';
+    }
   }
-  return false;
+  return undefined;
 }
 
 export const EnvName = Type.String({ pattern: ENV_PATTERN, description: 'environment: 1-64 of A-Z a-z 0-9 _ -' });
 export const FactType = Type.String({ pattern: TYPE_PATTERN, description: 'lower-case letter, then up to 63 of a-z 0-9 _' });
-export const FactKey = Type.String({ minLength: 1, maxLength: MAX_KEY_LENGTH });
+export const FactKey = Type.String({ format: FACT_KEY_FORMAT, description: 'a key: 1-512 bytes of UTF-8' });
 export const JsonObject = Type.Record(Type.String(), Type.Unknown());
 
 export const Fact = Type.Object(
@@ -162,7 +198,8 @@ interface WellKnown {
   extra?: (value: never, key: string) => string | undefined;
 }
 
-const wellKnown: Record<string, WellKnown> = {
+/** A Map: fact types are user input, and `constructor` must not find Object's. */
+const wellKnown = new Map<string, WellKnown>(Object.entries({
   user: { check: TypeCompiler.Compile(UserValue) },
   tenant: { check: TypeCompiler.Compile(TenantValue) },
   role: { check: TypeCompiler.Compile(TenantRoleValue), extra: (v: TenantRoleValue, key) => tenantRoleProblem(key, v) },
@@ -179,9 +216,9 @@ const wellKnown: Record<string, WellKnown> = {
     extra: (v: AttributeValue) =>
       attributeValueMatchesKind(v.kind, v.value) ? undefined : `value ${JSON.stringify(v.value)} is not of kind ${v.kind}`,
   },
-};
+} satisfies Record<string, WellKnown>));
 
-export const WELL_KNOWN_TYPES = Object.keys(wellKnown);
+export const WELL_KNOWN_TYPES = [...wellKnown.keys()];
 
 /**
  * The key a fact of `type` must have for `value`, for types whose key is
@@ -190,11 +227,11 @@ export const WELL_KNOWN_TYPES = Object.keys(wellKnown);
  * the type's shape (validation then says why).
  */
 export function derivedKey(type: string, value: unknown): string | undefined {
-  const known = wellKnown[type];
+  const known = wellKnown.get(type);
   if (!known?.keyOf || !known.check.Check(value)) return undefined;
   return known.keyOf(value as never);
 }
-export const hasDerivedKey = (type: string): boolean => wellKnown[type]?.keyOf !== undefined;
+export const hasDerivedKey = (type: string): boolean => wellKnown.get(type)?.keyOf !== undefined;
 
 /**
  * Checks what the JSON schema of the route cannot: the value of a well-known type
@@ -204,7 +241,7 @@ export function validateOps(ops: readonly Op[]): Result<true> {
   for (let i = 0; i < ops.length; i++) {
     const op = ops[i]!;
     if (op.op !== 'upsert') continue;
-    const known = wellKnown[op.type];
+    const known = wellKnown.get(op.type);
     if (!known) continue;
     if (!known.check.Check(op.value)) {
       const first = known.check.Errors(op.value).First();
@@ -254,6 +291,12 @@ export const WriteRequest = Type.Object(
 export type WireOp = Static<typeof WireOp>;
 export type WriteRequest = Static<typeof WriteRequest>;
 
+const opCheck = TypeCompiler.Compile(Op);
+function firstOpProblem(op: Op): string {
+  const e = opCheck.Errors(op).First();
+  return e ? `${e.path || 'op'}: ${e.message}` : 'does not match the protocol';
+}
+
 /** Wire ops → Ops: an upsert needs a value, a delete must not carry one; then `validateOps`. */
 export function parseOps(wire: readonly WireOp[]): Result<Op[]> {
   const ops: Op[] = [];
@@ -261,11 +304,18 @@ export function parseOps(wire: readonly WireOp[]): Result<Op[]> {
     const w = wire[i]!;
     if (w.op === 'upsert') {
       if (w.value === undefined) return err(`ops[${i}] (upsert ${w.type} "${w.key}") has no value: an upsert needs "value": {...}`);
-      if (nestsDeeperThan(w.value, MAX_VALUE_DEPTH)) return err(`ops[${i}] (upsert ${w.type} "${w.key}"): value nests deeper than ${MAX_VALUE_DEPTH} levels; flatten it`);
+      const problem = valueProblem(w.value, MAX_VALUE_DEPTH);
+      if (problem === 'too_deep') return err(`ops[${i}] (upsert ${w.type} "${w.key}"): value nests deeper than ${MAX_VALUE_DEPTH} levels; flatten it`);
+      if (problem === 'not_finite') return err(`ops[${i}] (upsert ${w.type} "${w.key}"): value holds a number JSON cannot carry (too large, e.g. 1e400); send it as a string`);
       ops.push({ op: 'upsert', type: w.type, key: w.key, value: w.value });
     } else {
       if (w.value !== undefined) return err(`ops[${i}] (delete ${w.type} "${w.key}") has a value: a delete takes only type and key`);
       ops.push({ op: 'delete', type: w.type, key: w.key });
+    }
+    // The very check every agent, subscriber and the SDK run on this op in a change frame: what passes here passes there.
+    if (!opCheck.Check(ops[i])) {
+      const keyIssue = factKeyProblem(w.key);
+      return err(`ops[${i}] (${w.op} ${w.type}): ${keyIssue ? `key ${keyIssue}` : firstOpProblem(ops[i]!)}`);
     }
   }
   const valid = validateOps(ops);

@@ -1,6 +1,6 @@
-import { Type, type Static } from '@sinclair/typebox';
-import { TypeCompiler } from '@sinclair/typebox/compiler';
-import { Change, EnvName, Fact, FactType } from './facts.js';
+import { Type, type Static, type TSchema } from '@sinclair/typebox';
+import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler';
+import { Change, EnvName, Fact, FactKey, FactType } from './facts.js';
 import type { ErrorCode } from './errors.js';
 import { describeJsonError } from './json-position.js';
 import { MAX_SUBSCRIPTION_TYPES } from './subscription.js';
@@ -37,9 +37,48 @@ export const UsageMessage = Type.Object({
   type: Type.Literal('usage'),
   seq: Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER }),
   month: Type.String({ pattern: USAGE_MONTH_PATTERN, description: 'UTC month YYYY-MM' }),
-  users: Type.Array(Type.String({ minLength: 1, maxLength: 512 }), { minItems: 1, maxItems: MAX_USAGE_BATCH }),
+  users: Type.Array(FactKey, { minItems: 1, maxItems: MAX_USAGE_BATCH }),
 });
 export const usageMonth = (ms: number): string => new Date(ms).toISOString().slice(0, 7);
+/**
+ * Months a report may name, around the server's clock: an agent that was offline
+ * may still hold last months' keys, and clocks drift, but `1970-01` is a bug or
+ * an attack, not usage.
+ */
+export const USAGE_MONTHS_BACK = 3;
+export function usageMonthProblem(month: string, nowMs: number): string | undefined {
+  const d = new Date(nowMs);
+  const index = (y: number, m: number): number => y * 12 + m;
+  const now = index(d.getUTCFullYear(), d.getUTCMonth() + 1);
+  const [y, m] = month.split('-').map(Number) as [number, number];
+  const at = index(y, m);
+  if (at > now + 1 || at < now - USAGE_MONTHS_BACK) {
+    return `usage month ${month} is outside the months the server takes (${USAGE_MONTHS_BACK} back to 1 ahead of ${usageMonth(nowMs)}); check the agent's clock`;
+  }
+  return undefined;
+}
+/** A report is one frame: what a usage frame holds besides its keys, with room to spare. */
+const USAGE_FRAME_OVERHEAD = 128;
+/**
+ * The keys of one usage frame, cut so that the frame fits `maxFrameBytes` (the
+ * server's inbound limit, announced in welcome): batches are bounded in bytes,
+ * not only in count, or 1,000 long keys make a frame the server closes with 1009.
+ * Returns how many of `keys` (from `from`) go into the next frame; 0 only when
+ * one key alone cannot fit.
+ */
+export function usageBatchLength(keys: readonly string[], from: number, maxFrameBytes: number): number {
+  let bytes = USAGE_FRAME_OVERHEAD;
+  let n = 0;
+  while (from + n < keys.length && n < MAX_USAGE_BATCH) {
+    const k = keys[from + n]!;
+    // JSON.stringify of a key: its UTF-8 bytes, quotes, a comma; escapes make it longer only for control characters.
+    const size = Buffer.byteLength(JSON.stringify(k), 'utf8') + 1;
+    if (bytes + size > maxFrameBytes) break;
+    bytes += size;
+    n++;
+  }
+  return n;
+}
 
 export const ClientMessage = Type.Union([HelloMessage, AckMessage, UsageMessage]);
 export type UsageMessage = Static<typeof UsageMessage>;
@@ -51,6 +90,8 @@ export const WelcomeMessage = Type.Object({
   type: Type.Literal('welcome'),
   head: Version,
   epoch: Epoch,
+  /** The largest frame this server takes from the client (WS_MAX_PAYLOAD_BYTES): every batch a client sends is cut to fit it. */
+  max_payload: Type.Optional(Type.Integer({ minimum: 1 })),
   /** A snapshot follows (first start, another epoch, or a history that does not continue the agent's). */
   snapshot: Type.Optional(Type.Boolean()),
 });
@@ -85,7 +126,14 @@ export const ChangesMessage = Type.Object({ type: Type.Literal('changes'), chang
 export const ErrorMessage = Type.Object({ type: Type.Literal('error'), error: Type.String(), message: Type.String() });
 /** The server stored usage batch `seq`; the agent forgets it. */
 export const UsageOkMessage = Type.Object({ type: Type.Literal('usage_ok'), seq: Type.Integer({ minimum: 1 }) });
-export const ServerMessage = Type.Union([WelcomeMessage, SnapshotMessage, ChangesMessage, ErrorMessage, UsageOkMessage]);
+/**
+ * The server will never store usage batch `seq` (it does not match the protocol,
+ * or names a month out of range): the agent drops it instead of sending it again
+ * on every session. The session goes on.
+ */
+export const UsageRefusedMessage = Type.Object({ type: Type.Literal('usage_refused'), seq: Type.Integer({ minimum: 1 }), error: Type.String(), message: Type.String() });
+export const ServerMessage = Type.Union([WelcomeMessage, SnapshotMessage, ChangesMessage, ErrorMessage, UsageOkMessage, UsageRefusedMessage]);
+export type UsageRefusedMessage = Static<typeof UsageRefusedMessage>;
 export type UsageOkMessage = Static<typeof UsageOkMessage>;
 export type WelcomeMessage = Static<typeof WelcomeMessage>;
 export type SnapshotMessage = Static<typeof SnapshotMessage>;
@@ -115,21 +163,69 @@ function firstProblem(check: { Errors(v: unknown): { First(): { path: string; me
   return e.schema.description ? `${field}: ${e.schema.description}` : `${field}: ${e.message}`;
 }
 
+/**
+ * A client frame that failed to parse. `usageSeq` is set when it is a usage
+ * report whose `seq` can be read: the server refuses that batch alone
+ * (`usage_refused`) and the session goes on, since a report is advisory and
+ * the agent must be able to drop it.
+ */
+export interface ClientFrameProblem {
+  message: string;
+  usageSeq?: number;
+}
+
 /** Every inbound frame goes through here; the output of JSON.parse is never cast unchecked. */
-export function parseClientMessage(raw: string): Result<ClientMessage> {
+export function parseClientMessage(raw: string): Result<ClientMessage, ClientFrameProblem> {
   const json = parseJson(raw);
-  if (!json.ok) return json;
+  if (!json.ok) return err({ message: json.error });
   if (clientCheck.Check(json.value)) return ok(json.value);
   const t = (json.value as { type?: unknown } | null)?.type;
-  if (t !== 'hello' && t !== 'ack' && t !== 'usage') return err(`unknown message type ${JSON.stringify(t)}: expected "hello", "ack" or "usage"`);
-  return err(`invalid ${t} message: ${firstProblem(t === 'hello' ? helloCheck : t === 'ack' ? ackCheck : usageCheck, json.value)}`);
+  if (t !== 'hello' && t !== 'ack' && t !== 'usage') return err({ message: `unknown message type ${JSON.stringify(t)}: expected "hello", "ack" or "usage"` });
+  const message = `invalid ${t} message: ${firstProblem(t === 'hello' ? helloCheck : t === 'ack' ? ackCheck : usageCheck, json.value)}`;
+  const seq = (json.value as { seq?: unknown }).seq;
+  return err(t === 'usage' && Number.isSafeInteger(seq) && (seq as number) >= 1 ? { message, usageSeq: seq as number } : { message });
+}
+
+const serverChecks: Record<ServerMessage['type'], TypeCheck<TSchema>> = {
+  welcome: TypeCompiler.Compile(WelcomeMessage),
+  snapshot: TypeCompiler.Compile(SnapshotMessage),
+  changes: TypeCompiler.Compile(ChangesMessage),
+  error: TypeCompiler.Compile(ErrorMessage),
+  usage_ok: TypeCompiler.Compile(UsageOkMessage),
+  usage_refused: TypeCompiler.Compile(UsageRefusedMessage),
+};
+
+/**
+ * Where in a frame its first problem is, in the protocol's words: the version
+ * and op of a change (`version 12, ops[3] (upsert user "…")`) or the fact of a
+ * snapshot, so a frame an agent refuses names what to look for in the log.
+ */
+function locate(frame: unknown, path: string): string {
+  const m = /^\/(changes|facts)\/(\d+)(?:\/ops\/(\d+))?/.exec(path);
+  if (!m) return '';
+  const list = (frame as Record<string, unknown>)[m[1]!] as unknown[];
+  const item = list[Number(m[2])] as Record<string, unknown> | undefined;
+  const brief = (o: unknown): string => {
+    const x = (o ?? {}) as Record<string, unknown>;
+    const key = typeof x.key === 'string' ? ` ${JSON.stringify(x.key.length > 60 ? `${x.key.slice(0, 60)}…` : x.key)}` : '';
+    return `${typeof x.op === 'string' ? `${x.op} ` : ''}${typeof x.type === 'string' ? x.type : '?'}${key}`;
+  };
+  if (m[1] === 'facts') return ` (fact ${m[2]}: ${brief(item)})`;
+  const version = typeof item?.version === 'number' ? `version ${item.version}` : `changes[${m[2]}]`;
+  if (m[3] === undefined) return ` (${version})`;
+  const ops = item?.ops as unknown[] | undefined;
+  return ` (${version}, ops[${m[3]}]: ${brief(ops?.[Number(m[3])])})`;
 }
 
 export function parseServerMessage(raw: string): Result<ServerMessage> {
   const json = parseJson(raw);
   if (!json.ok) return json;
   if (serverCheck.Check(json.value)) return ok(json.value);
-  return err(`invalid server message: ${firstProblem(serverCheck, json.value)}`);
+  const t = (json.value as { type?: unknown } | null)?.type;
+  const check = typeof t === 'string' && Object.hasOwn(serverChecks, t) ? serverChecks[t as ServerMessage['type']] : undefined;
+  if (!check) return err(`invalid server message: unknown type ${JSON.stringify(t)}`);
+  const e = check.Errors(json.value).First();
+  return err(`invalid ${String(t)} message: ${firstProblem(check, json.value)}${e ? locate(json.value, e.path) : ''}`);
 }
 
 export const errorFrame = (code: ErrorCode, message: string): string =>

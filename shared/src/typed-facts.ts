@@ -1,6 +1,6 @@
 import { Type, type Static } from '@sinclair/typebox';
 import {
-  ATTRIBUTE_KINDS, JsonObject, attributeKey, attributeValueMatchesKind, relationshipKey, relationshipProblem, roleAssignmentKey,
+  ATTRIBUTE_KINDS, FactKey, JsonObject, attributeKey, attributeValueMatchesKind, relationshipKey, relationshipProblem, roleAssignmentKey,
   type AttributeKind, type AttributeValue, type Op, type RelationshipValue, type RoleAssignmentValue,
 } from './facts.js';
 import { err, ok, type Result } from './result.js';
@@ -40,7 +40,7 @@ export const AttributeRef = Type.Union([
 export const MAX_BULK_USERS = 10_000;
 export const BulkUsersInput = Type.Object({
   users: Type.Array(
-    Type.Composite([Type.Object({ key: Type.String({ minLength: 1, maxLength: 512 }) }), UserFields], { additionalProperties: false }),
+    Type.Composite([Type.Object({ key: FactKey }), UserFields], { additionalProperties: false }),
     { minItems: 1, maxItems: MAX_BULK_USERS },
   ),
 }, { additionalProperties: false });
@@ -109,15 +109,15 @@ export function relationshipOp(input: RelationshipInput, op: 'upsert' | 'delete'
 
 // ---- attributes: `entity$attribute|kind:value` -----------------------------
 
-const KIND_ALIASES: Record<string, AttributeKind> = Object.fromEntries([
+const KIND_ALIASES = new Map<string, AttributeKind>([
   ...ATTRIBUTE_KINDS.map((k) => [k, k]),
   ...ATTRIBUTE_KINDS.filter((k) => k.endsWith('_array')).map((k) => [`${k.slice(0, -6)}[]`, k]),
   ['bool', 'boolean'], ['int', 'integer'], ['float', 'double'],
-]);
+] as [string, AttributeKind][]);
 const KINDS_TEXT = `${ATTRIBUTE_KINDS.join(', ')} (or string[], boolean[], integer[], double[])`;
 
 export function normalizeKind(kind: string): Result<AttributeKind> {
-  const k = KIND_ALIASES[kind.trim()];
+  const k = KIND_ALIASES.get(kind.trim());
   return k ? ok(k) : err(`attribute kind ${JSON.stringify(kind)} is unknown; use one of ${KINDS_TEXT}`);
 }
 

@@ -1,10 +1,13 @@
 import { FactsyncError } from './errors.js';
+import { FACT_KEY_FORMAT, factKeyProblem } from './facts.js';
 
 interface AjvIssue {
   instancePath: string;
   keyword: string;
   message?: string;
   params: Record<string, unknown>;
+  /** The value that failed (Ajv's `verbose`). */
+  data?: unknown;
   parentSchema?: { description?: string };
 }
 
@@ -28,6 +31,9 @@ export function describeValidationError(error: { message: string; validation?: u
       return `${path} has unknown field "${String(issue.params.additionalProperty)}"`;
     case 'anyOf':
       return `${path} must be ${hint ?? 'one of the accepted forms'}`;
+    case 'format':
+      if (issue.params.format === FACT_KEY_FORMAT && typeof issue.data === 'string') return `${path} ${factKeyProblem(issue.data) ?? 'is not a key'}`;
+      return `${path} ${issue.message ?? 'is invalid'}${hint ? ` (${hint})` : ''}`;
     case 'pattern':
     case 'enum':
       return `${path} is not valid${hint ? `: ${hint}` : ` (${issue.message ?? 'bad value'})`}`;
@@ -64,7 +70,7 @@ export function toFactsyncError(error: FrameworkError, bodyLimitVar = 'BODY_LIMI
     case 'FST_ERR_CTP_INVALID_JSON_BODY':
       return new FactsyncError('invalid_request', `the body is not valid JSON: ${error.message}`);
     case 'FST_ERR_MAX_PARAM_LENGTH':
-      return new FactsyncError('uri_too_long', 'a path parameter is too long: keys are at most 512 characters');
+      return new FactsyncError('uri_too_long', 'a path parameter is too long: keys are at most 512 bytes of UTF-8');
     default:
       break;
   }

@@ -80,7 +80,7 @@ describe('websocket messages', () => {
 
   it('a frame that is not JSON says where it broke', () => {
     const r = parseClientMessage('{"type":"ack","version":}');
-    expect(r).toEqual({ ok: false, error: expect.stringMatching(/^frame is not valid JSON \(Unexpected token '\}', .*, at position 24 \(line 1, column 25\)\)$/) });
+    expect(r).toEqual({ ok: false, error: { message: expect.stringMatching(/^frame is not valid JSON \(Unexpected token '\}', .*, at position 24 \(line 1, column 25\)\)$/) } });
   });
 
   it('property: never throws on arbitrary input', () => {

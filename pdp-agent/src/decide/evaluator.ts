@@ -86,7 +86,8 @@ export class Evaluator {
   /** The merged attributes conditions read: stored, then attribute facts, then the check's, then built-ins. */
   subjects(c: Check, tenant: string): Subjects {
     const stored = this.facts.user(c.user.key);
-    const user: Record<string, unknown> = {};
+    // Null prototypes: attribute names are user input (`__proto__` must stay a name, not a prototype).
+    const user: Record<string, unknown> = Object.create(null) as Record<string, unknown>;
     if (stored) {
       for (const f of ['email', 'first_name', 'last_name'] as const) if (stored[f] !== undefined) user[f] = stored[f];
       Object.assign(user, stored.attributes as Record<string, unknown> | undefined);
@@ -95,7 +96,7 @@ export class Evaluator {
     Object.assign(user, c.user.attributes);
     user.key = c.user.key;
 
-    const resource: Record<string, unknown> = {};
+    const resource: Record<string, unknown> = Object.create(null) as Record<string, unknown>;
     if (c.resource.key !== undefined) {
       const id = `${c.resource.type}:${c.resource.key}`;
       // An instance of another tenant is not this check's resource: a check in tenant T reads only T's

@@ -1,11 +1,11 @@
 import { Type, type Static, type TObject, type TSchema } from '@sinclair/typebox';
 import type { TypedApp } from '@factsync/shared/http-app';
-import { FactsyncError, splitInstance, type RelationshipValue, type RoleAssignmentValue } from '@factsync/shared';
+import { FactKey, FactsyncError, splitInstance, type RelationshipValue, type RoleAssignmentValue } from '@factsync/shared';
 import { readAt, type PermitDeps } from './deps.js';
 import { Filter, PageQuery, paginate, paginated } from './paging.js';
 import type { AssignmentRef, TupleRef } from './views.js';
 
-const Key = Type.Object({ key: Type.String({ minLength: 1, maxLength: 512 }) });
+const Key = Type.Object({ key: FactKey });
 const Paging = Type.Object(PageQuery);
 const UsersQuery = Type.Object({
   ...PageQuery,

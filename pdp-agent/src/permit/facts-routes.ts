@@ -1,7 +1,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { Type, type Static, type TObject, type TSchema, type TUnknown } from '@sinclair/typebox';
 import type { TypedApp } from '@factsync/shared/http-app';
-import { FactsyncError, ok, type Op, type Result } from '@factsync/shared';
+import { FactKey, FactsyncError, ok, type Op, type Result } from '@factsync/shared';
 import { userDeleteOps, type ForwardOps } from '../write-api.js';
 import type { PermitDeps } from './deps.js';
 import {
@@ -10,13 +10,13 @@ import {
   type PermitTenant as TenantBody, type PermitUser as UserBody,
 } from './shapes.js';
 
-const Key = Type.Object({ key: Type.String({ minLength: 1, maxLength: 512 }) });
-const TenantUser = Type.Object({ key: Type.String({ minLength: 1, maxLength: 512 }), user: Type.String({ minLength: 1, maxLength: 512 }) });
+const Key = Type.Object({ key: FactKey });
+const TenantUser = Type.Object({ key: FactKey, user: FactKey });
 const Many = <T extends TSchema>(t: T) => Type.Array(t, { minItems: 1, maxItems: 10_000 });
 const BulkUsers = Type.Object({ operations: Many(PermitUser) }, { additionalProperties: true });
 const BulkTenants = Type.Object({ operations: Many(PermitTenant) }, { additionalProperties: true });
 const BulkInstances = Type.Object({ operations: Many(PermitResourceInstance) }, { additionalProperties: true });
-const BulkIdents = Type.Object({ idents: Many(Type.String({ minLength: 1, maxLength: 512 })) }, { additionalProperties: true });
+const BulkIdents = Type.Object({ idents: Many(FactKey) }, { additionalProperties: true });
 const BulkTuples = Type.Object({ operations: Many(PermitTuple) }, { additionalProperties: true });
 const BulkTupleIdents = Type.Object({ idents: Many(PermitTuple) }, { additionalProperties: true });
 const BulkAssignments = Many(PermitRoleAssignment);

@@ -67,7 +67,8 @@ export function registerPermitPdpRoutes(app: TypedApp, d: PermitDeps): void {
     const tenant = decider.tenantOf(c);
     const resource = c.resource.key === undefined ? `${c.resource.type}:*` : `${c.resource.type}:${c.resource.key}`;
     const permission = `${c.resource.type}:${c.action}`;
-    const users: Record<string, { user: string; tenant: string; resource: string; role: string }[]> = {};
+    // Null prototype: a user called `__proto__` is a key like any other.
+    const users: Record<string, { user: string; tenant: string; resource: string; role: string }[]> = Object.create(null) as Record<string, never>;
     for (const user of all((p) => decider.enumerate.subjects(c, p))) {
       const byRole = [...decider.index.assignments.get(user)?.get(tenant) ?? []].filter((r) => decider.index.rolePermissions(r).has(permission))
         .map((role) => ({ user, tenant, resource: `__tenant:${tenant}`, role }));

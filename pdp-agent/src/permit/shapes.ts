@@ -1,6 +1,6 @@
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import {
-  DEFAULT_TENANT, conditionSetRuleKey, relationshipKey, resourceRoleKey, roleAssignmentKey, splitInstance,
+  DEFAULT_TENANT, FactKey, conditionSetRuleKey, relationshipKey, resourceRoleKey, roleAssignmentKey, splitInstance,
   type Op, type ResourceRoleValue, type ResourceValue, type Result, err, ok,
 } from '@factsync/shared';
 
@@ -12,7 +12,7 @@ import {
  */
 
 const open = { additionalProperties: true };
-const Key = Type.String({ minLength: 1, maxLength: 512 });
+const Key = FactKey;
 const Name = Type.String({ minLength: 1, maxLength: 170 });
 const Attrs = Type.Record(Type.String(), Type.Unknown());
 /** Permit's SDK sends null for what it leaves unset. */

@@ -26,6 +26,7 @@ export interface GatewayOptions {
   /** Snapshots this replica streams at once; more sessions wait their turn. */
   maxSnapshotStreams: number;
   maxBufferedBytes: number;
+  maxPayloadBytes: number;
   maxConnectionsPerToken: number;
   /** False once the store has not answered for STORE_LOST_MS: new sessions are refused (503). */
   storeReachable(): boolean;
@@ -109,6 +110,7 @@ export class Gateway {
         frameBytes: this.opts.frameBytes,
         snapshots: this.snapshots,
         maxBufferedBytes: this.opts.maxBufferedBytes,
+        maxPayloadBytes: this.opts.maxPayloadBytes,
         onClosed: (s) => {
           this.sessions.delete(s);
           this.byConn.delete(s.conn);

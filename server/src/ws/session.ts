@@ -2,7 +2,7 @@ import type { WebSocket } from 'ws';
 import type { Logger } from 'pino';
 import { nanoid } from 'nanoid';
 import {
-  ErrorCodes, FactsyncError, assertNever, closeReason, errorFrame, idOfChangeJson, parseClientMessage, scopeOf, type ErrorCode, type HelloMessage, type UsageMessage,
+  ErrorCodes, FactsyncError, assertNever, closeReason, errorFrame, idOfChangeJson, parseClientMessage, scopeOf, usageMonthProblem, type ErrorCode, type HelloMessage, type UsageMessage, type UsageRefusedMessage, type WelcomeMessage,
 } from '@factsync/shared';
 import { permit, permitAgentId, permitScope, type Principal } from '../auth.js';
 import type { FactLog, Resume, ResumeVerdict, SessionRegistry, UsageLedger } from '../store/fact-store.js';
@@ -27,6 +27,8 @@ export interface SessionDeps {
   frameBytes: number;
   snapshots: SnapshotReads;
   maxBufferedBytes: number;
+  /** The largest frame a client may send (WS_MAX_PAYLOAD_BYTES), announced in welcome. */
+  maxPayloadBytes: number;
   onClosed: (s: Session) => void;
 }
 
@@ -128,7 +130,12 @@ export class Session implements FeedMember {
     if (isBinary) return this.fail('invalid_request', 'binary frames are not part of the protocol; send JSON text frames');
     const text = Buffer.isBuffer(data) ? data.toString('utf8') : Array.isArray(data) ? Buffer.concat(data as Buffer[]).toString('utf8') : Buffer.from(data as ArrayBuffer).toString('utf8');
     const msg = parseClientMessage(text);
-    if (!msg.ok) return this.fail('invalid_request', msg.error);
+    if (!msg.ok) {
+      const { usageSeq, message } = msg.error;
+      // A bad usage report is refused alone (the agent drops it); anything else ends the session.
+      if (usageSeq !== undefined && this.isRegistered && this.acking) return this.refuseUsage(usageSeq, 'invalid_request', message);
+      return this.fail('invalid_request', message);
+    }
     switch (msg.value.type) {
       case 'hello':
         if (this.state !== 'awaiting_hello') return this.fail('invalid_request', 'hello was already received on this connection');
@@ -143,7 +150,11 @@ export class Session implements FeedMember {
     }
   }
 
-  private async onHello(h: HelloMessage): Promise<void> {
+  private async onHello(said: HelloMessage): Promise<void> {
+    // Invariant 7: `applied` is believed only with the id of the change at it. Without one it proves
+    // nothing (any token could claim any version for any agent id): answered as a first start.
+    const h: HelloMessage = said.applied > 0 && !said.applied_id ? { ...said, applied: 0, epoch: null, applied_id: null } : said;
+    if (h !== said) this.log.warn({ agentId: said.agent_id, applied: said.applied }, 'hello claims a version without its applied_id; answered as a first start (snapshot)');
     this.acking = h.ack !== false;
     permit(this.principal, h.env, this.acking ? 'ack' : 'subscribe');
     permitAgentId(this.principal, h.agent_id);
@@ -187,7 +198,7 @@ export class Session implements FeedMember {
     if (this.isClosed()) return;
     this.epoch = head.epoch;
     this.setState('syncing');
-    this.send(JSON.stringify({ type: 'welcome', head: head.version, epoch: head.epoch, snapshot: resumeAt === undefined }));
+    this.send(JSON.stringify({ type: 'welcome', head: head.version, epoch: head.epoch, snapshot: resumeAt === undefined, max_payload: this.deps.maxPayloadBytes } satisfies WelcomeMessage));
 
     if (DIVERGED.has(head.verdict)) {
       // Invariants 5 and 9: version numbers from another epoch or another history mean nothing here.
@@ -306,6 +317,8 @@ export class Session implements FeedMember {
     if (this.usageQueued >= MAX_QUEUED_USAGE) {
       return this.fail('invalid_request', `more than ${MAX_QUEUED_USAGE} usage batches wait to be stored; wait for usage_ok before sending more`);
     }
+    const month = usageMonthProblem(u.month, Date.now());
+    if (month) return this.refuseUsage(u.seq, 'invalid_request', month);
     this.usageQueued++;
     this.usageChain = this.usageChain
       .then(() => this.deps.store.recordUsage(this.env, u.month, u.users))
@@ -313,6 +326,12 @@ export class Session implements FeedMember {
       // Not confirmed: the agent sends the batch again on its next session.
       .catch((e: unknown) => this.log.warn({ err: (e as Error).message }, 'could not store usage'))
       .finally(() => this.usageQueued--);
+  }
+
+  private refuseUsage(seq: number, code: ErrorCode, message: string): void {
+    this.deps.metrics.rejected.inc({ code: 'usage_refused' });
+    this.log.warn({ seq, message }, 'usage report refused');
+    this.send(JSON.stringify({ type: 'usage_refused', seq, error: code, message } satisfies UsageRefusedMessage));
   }
 
   private onAck(version: number): void {
