@@ -31,8 +31,14 @@ export interface PdpAgent {
   readonly decider: Decider;
   readonly usage: UsageTracker;
   status(): AgentStatus;
-  /** Resolves true once `version` is applied, false when `timeoutMs` (null = never) passes first. */
-  waitApplied(version: number, timeoutMs: number | null, signal?: AbortSignal): Promise<boolean>;
+  /**
+   * Resolves true once `version` of `epoch` is applied (a bare version: of the
+   * epoch last heard from the server), false when `timeoutMs` (null = never)
+   * passes first. A state of another epoch never satisfies it (invariant 5).
+   */
+  waitApplied(version: number, timeoutMs: number | null, signal?: AbortSignal, epoch?: string): Promise<boolean>;
+  /** The epoch a bare version refers to: the server's, as last heard. */
+  serverEpoch(): string | null;
   /** Listen on config.host:port and connect; resolves to the local API URL. */
   start(): Promise<string>;
   close(): Promise<void>;
@@ -166,7 +172,9 @@ export async function createAgent(config: Readonly<AgentConfig>, opts: AgentOpti
       changes_applied: changesApplied, snapshots_applied: snapshotsApplied,
       ...(config.tenants ? { tenants: [...config.tenants] } : {}),
     }),
-    waitApplied: (version, timeoutMs, signal) => waiters.wait(store.version, version, timeoutMs, signal),
+    waitApplied: (version, timeoutMs, signal, epoch) =>
+      waiters.wait({ version: store.version, epoch: store.epoch }, { version, epoch: epoch ?? engine.serverEpoch }, timeoutMs, signal),
+    serverEpoch: () => engine.serverEpoch,
     async start() {
       const url = await agent.api.listen();
       conn.start();
@@ -178,7 +186,7 @@ export async function createAgent(config: Readonly<AgentConfig>, opts: AgentOpti
       clearInterval(usageTimer);
       clearInterval(freshnessTimer);
       engine.close();
-      waiters.close(store.version);
+      waiters.close();
       await agent.api.close();
       await conn.close();
       if (persistTimer) clearInterval(persistTimer);
@@ -187,7 +195,9 @@ export async function createAgent(config: Readonly<AgentConfig>, opts: AgentOpti
     },
   };
   const forwarder = new Forwarder({
-    client, env: config.env, agentId: config.agentId, preferred: () => conn.serverUrl, applied: () => store.version,
+    client, env: config.env, agentId: config.agentId, preferred: () => conn.serverUrl,
+    appliedIn: (epoch) => (store.epoch === epoch ? store.version : 0),
+    heardEpoch: (epoch) => engine.heardEpoch(epoch),
     waitApplied: agent.waitApplied, log,
   });
   (agent as { api: LocalApi }).api = await buildLocalApi(agent, forwarder, log);

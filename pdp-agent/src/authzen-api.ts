@@ -6,13 +6,14 @@ import {
   AzActionSearch, AzDecision, AzEvaluationRequest, AzEvaluationsRequest, AzEvaluationsResponse, AzResourceSearch, AzSearchResponse, AzSubjectSearch,
   FactsyncError, type Check,
 } from '@factsync/shared';
+import { AtLeastQuery } from '@factsync/shared';
 import { VERSION_HEADER, awaitAtLeast, type CheckApiDeps, type ReadRequest } from './check-api.js';
 import { MAX_PAGE, type KeyPage } from './decide/enumerate.js';
 
 type Entity = { type: string; id?: string; properties?: Record<string, unknown> };
 const TYPE_RE = /^[a-z][a-z0-9_]{0,63}$/;
 const ErrorBody = Type.Object({ error: Type.String(), message: Type.String() }, { additionalProperties: true });
-const AtLeast = Type.Object({ at_least: Type.Optional(Type.Integer({ minimum: 0, description: 'decide only once this agent applied this version' })) });
+const AtLeast = AtLeastQuery;
 const bad = (message: string) => new FactsyncError('invalid_request', message);
 
 /**

@@ -4,11 +4,13 @@ import { Type } from '@sinclair/typebox';
 import type { Logger } from 'pino';
 import {
   BulkCheckRequest, CheckAnswer, CheckRequest, FactsyncError, UserPermissionsRequest, normalizeCheck, normalizeUser, parseResourceRef,
-  parseWaitTimeout, type Check,
+  AT_LEAST_DESCRIPTION, parseAtLeast, parseWaitTimeout, type Check,
 } from '@factsync/shared';
+import { AtLeastQuery } from '@factsync/shared';
 import type { Decider } from './decide/decider.js';
 import type { AgentMetrics } from './metrics.js';
 import type { UsageTracker } from './usage-tracker.js';
+import type { LocalStore } from './local-store.js';
 
 export interface CheckApiDeps {
   decider: Decider;
@@ -17,32 +19,41 @@ export interface CheckApiDeps {
   log: Logger;
   decisionLog: boolean;
   defaultWaitSeconds: number;
-  waitApplied(version: number, timeoutMs: number | null, signal?: AbortSignal): Promise<boolean>;
-  applied(): number;
+  waitApplied(version: number, timeoutMs: number | null, signal?: AbortSignal, epoch?: string): Promise<boolean>;
+  /** The epoch a bare `at_least=V` refers to. */
+  serverEpoch(): string | null;
+  store: Pick<LocalStore, 'version' | 'epoch'>;
 }
 
 const ErrorBody = Type.Object({ error: Type.String(), message: Type.String() }, { additionalProperties: true });
-const AtLeast = Type.Object({ at_least: Type.Optional(Type.Integer({ minimum: 0, description: 'decide only once this agent applied this version' })) });
+const AtLeast = AtLeastQuery;
 const WaitHeader = Type.Object({ 'x-wait-timeout': Type.Optional(Type.String({ description: 'seconds to wait for at_least (default DEFAULT_WAIT_SECONDS)' })) });
 export const VERSION_HEADER = 'x-factsync-version';
 /** What a read that may wait for `?at_least` needs of its request (every route that declares AtLeast has it). */
-export interface ReadRequest { query: { at_least?: number }; headers: IncomingHttpHeaders }
+export interface ReadRequest { query: { at_least?: string }; headers: IncomingHttpHeaders }
+export type ReadYourWrites = Pick<CheckApiDeps, 'waitApplied' | 'serverEpoch' | 'store' | 'defaultWaitSeconds'>;
 
 /**
- * `?at_least=V`: read your writes. Resolves once this agent applied V, or
- * throws 504 not_synced when X-Wait-Timeout passes first.
+ * `?at_least=V.EPOCH` (or a bare V, of the epoch last heard): read your writes.
+ * Resolves once this agent applied V of that epoch, or throws 504 not_synced
+ * when X-Wait-Timeout passes first. A state of another epoch never answers for
+ * it, however high its version (invariant 5: after a store loss, versions start
+ * over, and the old 5 is not the new 5).
  */
-export async function awaitAtLeast(
-  req: ReadRequest, reply: { raw: ServerResponse }, d: Pick<CheckApiDeps, 'waitApplied' | 'applied' | 'defaultWaitSeconds'>,
-): Promise<void> {
-  const { at_least } = req.query;
-  if (at_least === undefined || at_least <= d.applied()) return;
+export async function awaitAtLeast(req: ReadRequest, reply: { raw: ServerResponse }, d: ReadYourWrites): Promise<void> {
+  if (req.query.at_least === undefined) return;
+  const target = parseAtLeast(req.query.at_least);
+  if (!target) throw new FactsyncError('invalid_request', `at_least ${JSON.stringify(req.query.at_least)} is not ${AT_LEAST_DESCRIPTION}`);
+  const epoch = target.epoch ?? d.serverEpoch() ?? undefined;
+  if ((epoch === undefined || epoch === d.store.epoch) && target.version <= d.store.version) return;
   const t = parseWaitTimeout(req.headers['x-wait-timeout'] as string | undefined, d.defaultWaitSeconds);
   if (!t.ok) throw new FactsyncError('invalid_request', `X-Wait-Timeout: ${t.error}`);
   const ac = new AbortController();
   reply.raw.once('close', () => !reply.raw.writableFinished && ac.abort());
-  if (!(await d.waitApplied(at_least, t.value.ms, ac.signal))) {
-    throw new FactsyncError('not_synced', `this agent has applied version ${d.applied()}, not yet ${at_least}`, { applied: d.applied() });
+  if (!(await d.waitApplied(target.version, t.value.ms, ac.signal, epoch))) {
+    const { version, epoch: have } = d.store;
+    const what = epoch === undefined || epoch === have ? `version ${version}, not yet ${target.version}` : `version ${version} of epoch ${have ?? 'none'}, not version ${target.version} of epoch ${epoch} (the store lost data and this agent has not resynced yet)`;
+    throw new FactsyncError('not_synced', `this agent has applied ${what}`, { applied: version, epoch: have });
   }
 }
 

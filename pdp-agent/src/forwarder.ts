@@ -16,8 +16,10 @@ export interface WriteOptions {
 
 export interface WriteResult {
   version: number;
+  /** The epoch `version` belongs to: `version.epoch` is the write's consistency token for `at_least`. */
+  epoch: string;
   synced: boolean;
-  /** This agent's applied version when the answer was sent. */
+  /** This agent's applied version in the write's epoch when the answer was sent (0 while its state is of another). */
   applied: number;
   /** The server's sync status, when the wait was for other agents. */
   sync?: SyncStatus;
@@ -29,8 +31,11 @@ export interface ForwarderDeps {
   agentId: string;
   /** The replica the socket is on: known alive, so writes go there first. */
   preferred: () => URL;
-  applied: () => number;
-  waitApplied: (version: number, timeoutMs: number | null, signal?: AbortSignal) => Promise<boolean>;
+  /** This agent's applied version if its state is of `epoch`, else 0: a version of another epoch says nothing. */
+  appliedIn: (epoch: string) => number;
+  /** The server answered in this epoch (the agent resyncs if its state is of another). */
+  heardEpoch: (epoch: string) => void;
+  waitApplied: (version: number, timeoutMs: number | null, signal: AbortSignal | undefined, epoch: string) => Promise<boolean>;
   log: Logger;
 }
 
@@ -45,8 +50,14 @@ const RETRY_BUDGET_MS = 10_000;
 /** A write waiting for its place in a batch. */
 interface Queued {
   ops: Op[];
-  resolve: (version: number) => void;
+  resolve: (written: Written) => void;
   reject: (e: unknown) => void;
+}
+
+/** A version and the epoch it belongs to, as the server answered. */
+interface Written {
+  version: number;
+  epoch: string;
 }
 
 /** Most writes and ops in one forwarded batch (the server's group commit caps). */
@@ -87,19 +98,20 @@ export class Forwarder {
     if (remote || o.idempotencyKey !== undefined) return this.forwardOne(ops, o);
     // Waiting for this agent's own apply (the default): the server answers at once, so writes
     // that queue behind one in flight share the next request (one round trip, one store call).
-    const version = await new Promise<number>((resolve, reject) => {
+    const written = await new Promise<Written>((resolve, reject) => {
       this.queue.push({ ops, resolve, reject });
       if (!this.sending) void this.sendBatches();
     });
-    return this.afterLocal(version, o);
+    return this.afterLocal(written, o);
   }
 
-  private async afterLocal(version: number, o: WriteOptions): Promise<WriteResult> {
-    const synced = await this.d.waitApplied(version, o.timeoutMs, o.signal);
+  private async afterLocal({ version, epoch }: Written, o: WriteOptions): Promise<WriteResult> {
+    this.d.heardEpoch(epoch);
+    const synced = await this.d.waitApplied(version, o.timeoutMs, o.signal, epoch);
     if (!synced && o.policy === 'fail') {
-      throw new FactsyncError('sync_timeout', `version ${version} was written but this agent has not applied it yet (applied ${this.d.applied()})`, { version });
+      throw new FactsyncError('sync_timeout', `version ${version} (epoch ${epoch}) was written but this agent has not applied it yet (applied ${this.d.appliedIn(epoch)} of that epoch)`, { version, epoch });
     }
-    return { version, synced, applied: this.d.applied() };
+    return { version, epoch, synced, applied: this.d.appliedIn(epoch) };
   }
 
   /** One batch in flight at a time; each takes what queued meanwhile, within the producer window. */
@@ -147,7 +159,7 @@ export class Forwarder {
     const results = parsed.value.results;
     batch.forEach((q, i) => {
       const r = results[i]!;
-      if ('version' in r) q.resolve(r.version);
+      if ('version' in r) q.resolve({ version: r.version, epoch: r.epoch });
       else q.reject(new FactsyncError(isErrorCode(r.error) ? r.error : 'invalid_request', r.message, r));
     });
   }
@@ -198,9 +210,10 @@ export class Forwarder {
       const parsed = parseWriteReply(answer.body);
       if (!parsed.ok) throw new FactsyncError('upstream_unavailable', `${parsed.error}; the write may have been applied, and retrying is safe`);
       const body = parsed.value;
-      if (!remote) return this.afterLocal(body.version, o);
+      if (!remote) return this.afterLocal(body, o);
+      this.d.heardEpoch(body.epoch);
       const synced = body.sync?.synced ?? false;
-      return { version: body.version, synced, applied: this.d.applied(), ...(body.sync ? { sync: body.sync } : {}) };
+      return { version: body.version, epoch: body.epoch, synced, applied: this.d.appliedIn(body.epoch), ...(body.sync ? { sync: body.sync } : {}) };
     } finally {
       if (seq > 0) this.producer.release(seq);
     }

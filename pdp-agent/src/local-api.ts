@@ -2,7 +2,7 @@ import { Type } from '@sinclair/typebox';
 import { createHttpApp, type TypedApp } from '@factsync/shared/http-app';
 import type { Logger } from 'pino';
 import { timingSafeEqual, createHash } from 'node:crypto';
-import { AgentStatus, Fact, FactKey, FactType, FactsyncError } from '@factsync/shared';
+import { AgentStatus, AtLeastQuery, Fact, FactKey, FactType, FactsyncError } from '@factsync/shared';
 import type { AgentStatus as AgentStatusValue } from '@factsync/shared';
 import type { AgentConfig } from './config.js';
 import type { Decider } from './decide/decider.js';
@@ -12,7 +12,7 @@ import type { UsageTracker } from './usage-tracker.js';
 import type { Forwarder } from './forwarder.js';
 import { createForward, registerWriteRoutes } from './write-api.js';
 import { registerPermitRoutes } from './permit/permit-api.js';
-import { awaitAtLeast, registerCheckRoutes } from './check-api.js';
+import { VERSION_HEADER, awaitAtLeast, registerCheckRoutes } from './check-api.js';
 import { registerAuthzenRoutes } from './authzen-api.js';
 import { createPermitViews } from './permit/views.js';
 
@@ -24,7 +24,8 @@ export interface LocalApiDeps {
   readonly decider: Decider;
   readonly usage: UsageTracker;
   status(): AgentStatusValue;
-  waitApplied(version: number, timeoutMs: number | null, signal?: AbortSignal): Promise<boolean>;
+  waitApplied(version: number, timeoutMs: number | null, signal?: AbortSignal, epoch?: string): Promise<boolean>;
+  serverEpoch(): string | null;
 }
 
 export interface LocalApi {
@@ -60,7 +61,7 @@ export async function buildLocalApi(agent: LocalApiDeps, forwarder: Forwarder, l
     });
   }
 
-  const readYourWrites = { waitApplied: agent.waitApplied, applied: () => agent.store.version, defaultWaitSeconds: config.defaultWaitSeconds };
+  const readYourWrites = { waitApplied: agent.waitApplied, serverEpoch: agent.serverEpoch, store: agent.store, defaultWaitSeconds: config.defaultWaitSeconds };
   const checkDeps = { ...readYourWrites, decider: agent.decider, usage: agent.usage, metrics: agent.metrics, log, decisionLog: config.decisionLog };
   registerCheckRoutes(app, checkDeps);
   registerAuthzenRoutes(app, checkDeps);
@@ -68,13 +69,14 @@ export async function buildLocalApi(agent: LocalApiDeps, forwarder: Forwarder, l
   app.get('/v1/facts/:type/:key', {
     schema: {
       params: Type.Object({ type: FactType, key: FactKey }),
-      querystring: Type.Object({ at_least: Type.Optional(Type.Integer({ minimum: 0 })) }),
+      querystring: AtLeastQuery,
       headers: Type.Object({ 'x-wait-timeout': Type.Optional(Type.String()) }),
       response: { 200: Type.Object({ type: Type.String(), key: Type.String(), value: Type.Record(Type.String(), Type.Unknown()) }), '4xx': ErrorBody, '5xx': ErrorBody },
     },
   }, async (req, reply) => {
     const { type, key } = req.params;
     await awaitAtLeast(req, reply, readYourWrites);
+    void reply.header(VERSION_HEADER, agent.store.version);
     const fact = agent.store.get(type, key);
     if (!fact) agent.decider.requireAbsentIsKnown(type, key);
     if (!fact) throw new FactsyncError('not_found', `no ${type} "${key}" on this agent (applied version ${agent.store.version})`);

@@ -69,7 +69,31 @@ export class SyncEngine {
   /** The frames of a multi-frame snapshot received so far. */
   private readonly snapshot = new SnapshotAssembly();
 
-  constructor(private readonly d: SyncEngineDeps) {}
+  /**
+   * The server's epoch as this agent last heard it (a welcome, a write's answer;
+   * at start, the restored state's). A bare `at_least=V` means V of this epoch,
+   * and a state of another epoch answers nothing for it (invariant 5).
+   */
+  serverEpoch: string | null;
+
+  constructor(private readonly d: SyncEngineDeps) {
+    this.serverEpoch = d.store.epoch;
+  }
+
+  /**
+   * A write was answered in `epoch`. Another epoch than our state's means the
+   * store lost its data under a session that has not noticed yet: resync now,
+   * rather than when the server gets round to closing the socket.
+   */
+  heardEpoch(epoch: string): void {
+    if (epoch === this.serverEpoch) return;
+    this.serverEpoch = epoch;
+    const { store } = this.d;
+    if (store.epoch !== null && store.epoch !== epoch && this.state.phase !== 'offline') {
+      this.d.log.error({ epoch: store.epoch, serverEpoch: epoch, applied: store.version }, 'a write was answered in another epoch: the store lost data; resyncing from a snapshot');
+      this.d.link().restart('the server is in another epoch');
+    }
+  }
 
   /** Live on a session and caught up to the head its welcome named: what this agent answers is current. */
   get fresh(): boolean {
@@ -115,6 +139,7 @@ export class SyncEngine {
       case 'welcome': {
         // Versions of another epoch say nothing about this one: the head starts over with it.
         this.head = m.epoch !== store.epoch ? m.head : Math.max(this.head, m.head);
+        if (m.epoch !== null) this.serverEpoch = m.epoch;
         if (!this.ready) this.bootHead = Math.max(this.bootHead, m.head);
         this.sessionHead = m.head;
         // The server says whether a snapshot follows; older servers: mirror their rule.
@@ -199,7 +224,7 @@ export class SyncEngine {
   private afterApply(r: OfferResult): void {
     const { store } = this.d;
     if (r.count > 0) this.d.onDirty();
-    this.d.waiters.advance(store.version);
+    this.d.waiters.advance({ version: store.version, epoch: store.epoch });
     if (!this.ready && this.state.phase === 'streaming' && store.version >= this.bootHead) {
       this.ready = true;
       this.d.log.info({ applied: store.version }, 'bootstrapped; ready');

@@ -24,6 +24,7 @@ export interface WriteApiDeps {
 const ErrorBody = Type.Object({ error: Type.String(), message: Type.String() }, { additionalProperties: true });
 const WriteResultSchema = Type.Object({
   version: Type.Integer({ minimum: 1 }),
+  epoch: Type.String({ description: 'the epoch of version: `version.epoch` is the consistency token for at_least' }),
   synced: Type.Boolean(),
   applied: Type.Integer({ minimum: 0 }),
   sync: Type.Optional(SyncStatus),

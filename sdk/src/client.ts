@@ -27,6 +27,8 @@ export interface SyncOptions {
 
 export interface WriteResult {
   version: number;
+  /** The epoch of `version`: pass the whole result (or `version.epoch`) as `atLeast` to read this write anywhere. */
+  epoch: string;
   synced: boolean;
   applied: number;
   sync?: SyncStatus;
@@ -40,9 +42,17 @@ export interface Page {
 
 type BulkUser = UserFields & { key: string };
 
-/** Read your writes: decide only once the agent applied this version (e.g. the one a write returned). */
+/**
+ * What `atLeast` takes: a write's result (its version in its epoch, the safe
+ * form), a token `"V.EPOCH"`, or a bare version (of the epoch the agent last
+ * heard: after a store loss the old 5 is not the new 5).
+ */
+export type AtLeast = number | string | { version: number; epoch: string };
+export const atLeastToken = (a: AtLeast): string => (typeof a === 'object' ? `${a.version}.${a.epoch}` : String(a));
+
+/** Read your writes: decide only once the agent applied this version (e.g. the result a write returned). */
 export interface CheckOptions {
-  atLeast?: number;
+  atLeast?: AtLeast;
   /** Seconds to wait for `atLeast` (X-Wait-Timeout). */
   timeout?: number;
   /** Return why (the role, derivation or rule) in `reason`. */
@@ -110,8 +120,8 @@ export class FactsyncClient {
 
   readonly facts = {
     /** The agent's copy of a fact; with `atLeast`, first wait until the agent has applied that version. */
-    get: (type: string, key: string, o: { atLeast?: number; timeout?: number } = {}) =>
-      this.send<Fact>('GET', `/v1/facts/${encodeURIComponent(type)}/${encodeURIComponent(key)}${o.atLeast !== undefined ? `?at_least=${o.atLeast}` : ''}`,
+    get: (type: string, key: string, o: { atLeast?: AtLeast; timeout?: number } = {}) =>
+      this.send<Fact>('GET', `/v1/facts/${encodeURIComponent(type)}/${encodeURIComponent(key)}${atLeastQuery(o)}`,
         undefined, o.timeout !== undefined ? { 'x-wait-timeout': String(o.timeout) } : {}),
     list: (type: string, o: { limit?: number; cursor?: string } = {}) => {
       const q = new URLSearchParams({ type, ...(o.limit ? { limit: String(o.limit) } : {}), ...(o.cursor ? { cursor: o.cursor } : {}) });
@@ -121,8 +131,8 @@ export class FactsyncClient {
 
   /**
    * Is `user` allowed to `action` on `resource`? Two lines close the loop:
-   *   const { version } = await fs.roleAssignments.assign({ user: 'john', role: 'admin' });
-   *   await fs.check('john', 'read', 'document:1', { atLeast: version });   // on any agent
+   *   const written = await fs.roleAssignments.assign({ user: 'john', role: 'admin' });
+   *   await fs.check('john', 'read', 'document:1', { atLeast: written });   // on any agent: the write's result
    */
   async check(user: CheckUser, action: string, resource: CheckResource, o: CheckOptions = {}): Promise<boolean> {
     return (await this.decide(user, action, resource, o)).allow;
@@ -206,7 +216,7 @@ export class FactsyncClient {
 
 const upsertOp = (type: string, key: string, value: object): Op => ({ op: 'upsert', type, key, value: value as Record<string, unknown> });
 const deleteOp = (type: string, key: string): Op => ({ op: 'delete', type, key });
-const atLeastQuery = (o: CheckOptions) => (o.atLeast !== undefined ? `?at_least=${o.atLeast}` : '');
+const atLeastQuery = (o: { atLeast?: AtLeast }) => (o.atLeast !== undefined ? `?at_least=${encodeURIComponent(atLeastToken(o.atLeast))}` : '');
 const waitHeader = (o: CheckOptions): Record<string, string> => (o.timeout !== undefined ? { 'x-wait-timeout': String(o.timeout) } : {});
 
 export const createClient = (opts: ClientOptions) => new FactsyncClient(opts);

@@ -1,4 +1,4 @@
-export { createClient, FactsyncClient, type ClientOptions, type SyncOptions, type WriteResult, type Page,
+export { createClient, FactsyncClient, atLeastToken, type AtLeast, type ClientOptions, type SyncOptions, type WriteResult, type Page,
   type CheckOptions, type Decision, type CheckUser, type CheckResource, type UserPermissions } from './client.js';
 export type { AgentStatus } from '@factsync/shared';
 export { FactsyncClientError } from './errors.js';

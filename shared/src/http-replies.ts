@@ -17,11 +17,11 @@ export const ChangesReply = Type.Object({ head: Type.Integer({ minimum: 0 }), ep
 /** `GET /v1/envs/:env/snapshot`. */
 export const SnapshotReply = Type.Object({ version: Type.Integer({ minimum: 0 }), epoch: Epoch, id: Type.Optional(Type.String()), facts: Type.Array(Fact) });
 /** `POST /v1/envs/:env/facts`. */
-export const WriteReply = Type.Object({ version: Type.Integer({ minimum: 1 }), sync: Type.Optional(SyncStatus) });
+export const WriteReply = Type.Object({ version: Type.Integer({ minimum: 1 }), epoch: Type.String({ minLength: 1, maxLength: 64 }), sync: Type.Optional(SyncStatus) });
 /** `POST /v1/envs/:env/writes`: one result per write, in order. */
 export const WritesReply = Type.Object({
   results: Type.Array(Type.Union([
-    Type.Object({ version: Type.Integer({ minimum: 1 }) }),
+    Type.Object({ version: Type.Integer({ minimum: 1 }), epoch: Type.String({ minLength: 1, maxLength: 64 }) }),
     Type.Object({ error: Type.String(), message: Type.String() }),
   ])),
 });

@@ -24,7 +24,7 @@ function heldServer() {
     }),
   } as unknown as ServerClient;
   const forwarder = new Forwarder({
-    client, env: 'e', agentId: 'agent-1', preferred: () => new URL('http://x'), applied: () => 0,
+    client, env: 'e', agentId: 'agent-1', preferred: () => new URL('http://x'), appliedIn: () => 0, heardEpoch: () => undefined,
     waitApplied: async () => true, log: pino({ level: 'silent' }),
   });
   return { sent, forwarder };
@@ -44,16 +44,16 @@ describe('forwarder', () => {
     const rest = ['b', 'c', 'd'].map((k) => forwarder.write(ops(k), local));
     await tick();
     expect(sent.length).toBe(1); // one in flight at a time
-    sent[0]!.answer(200, { results: [{ version: 7 }] });
+    sent[0]!.answer(200, { results: [{ version: 7, epoch: 'ep' }] });
     expect((await first).version).toBe(7);
     await tick();
     expect(sent[1]).toMatchObject({ path: '/v1/envs/e/writes', seq: 2, writes: 3, id: sent[0]!.id });
     // One refused for itself: only it fails.
-    sent[1]!.answer(200, { results: [{ version: 8 }, { error: 'invalid_request', message: 'writes[1]: bad' }, { version: 9 }] });
+    sent[1]!.answer(200, { results: [{ version: 8, epoch: 'ep' }, { error: 'invalid_request', message: 'writes[1]: bad' }, { version: 9, epoch: 'ep' }] });
     const settled = await Promise.allSettled(rest);
-    expect(settled[0]).toMatchObject({ status: 'fulfilled', value: { version: 8 } });
+    expect(settled[0]).toMatchObject({ status: 'fulfilled', value: { version: 8, epoch: 'ep' } });
     expect(settled[1]).toMatchObject({ status: 'rejected', reason: { code: 'invalid_request', message: 'writes[1]: bad', status: 400 } });
-    expect(settled[2]).toMatchObject({ status: 'fulfilled', value: { version: 9 } });
+    expect(settled[2]).toMatchObject({ status: 'fulfilled', value: { version: 9, epoch: 'ep' } });
   });
 
   it('a batch too large together (413) goes again write by write, each with its own number', async () => {
@@ -61,19 +61,19 @@ describe('forwarder', () => {
     const first = forwarder.write(ops('a'), local);
     await tick();
     const rest = ['b', 'c'].map((k) => forwarder.write(ops(k), local));
-    sent[0]!.answer(200, { results: [{ version: 1 }] });
+    sent[0]!.answer(200, { results: [{ version: 1, epoch: 'ep' }] });
     await first;
     await tick();
     expect(sent[1]).toMatchObject({ seq: 2, writes: 2 });
     sent[1]!.answer(413, { error: 'payload_too_large', message: 'body too large' });
     await tick();
     expect(sent[2]).toMatchObject({ seq: 2, writes: 1 });
-    sent[2]!.answer(200, { results: [{ version: 2 }] });
+    sent[2]!.answer(200, { results: [{ version: 2, epoch: 'ep' }] });
     await tick();
     expect(sent[3]).toMatchObject({ seq: 3, writes: 1 });
     sent[3]!.answer(413, { error: 'payload_too_large', message: 'still too large alone' });
     const settled = await Promise.allSettled(rest);
-    expect(settled[0]).toMatchObject({ status: 'fulfilled', value: { version: 2 } });
+    expect(settled[0]).toMatchObject({ status: 'fulfilled', value: { version: 2, epoch: 'ep' } });
     expect(settled[1]).toMatchObject({ status: 'rejected', reason: { code: 'payload_too_large' } });
   });
 
@@ -85,7 +85,7 @@ describe('forwarder', () => {
     await new Promise((r) => setTimeout(r, 400));
     expect(sent.length).toBe(2);
     expect(sent[1]!.seq).toBe(sent[0]!.seq);
-    sent[1]!.answer(200, { results: [{ version: 3, replayed: true }] });
+    sent[1]!.answer(200, { results: [{ version: 3, epoch: 'ep', replayed: true }] });
     expect((await w).version).toBe(3);
   });
 
@@ -97,11 +97,11 @@ describe('forwarder', () => {
     expect(sent.map((s) => s.seq)).toEqual(Array.from({ length: PRODUCER_WINDOW }, (_, i) => i + 1));
     expect(sent.every((s) => s.path === '/v1/envs/e/facts' && s.id === sent[0]!.id && /^agent-1\./.test(s.id))).toBe(true);
     // Answering a later one frees nothing: the oldest is still open.
-    sent.find((s) => s.seq === 5)!.answer(200, { version: 5 });
+    sent.find((s) => s.seq === 5)!.answer(200, { version: 5, epoch: 'ep' });
     await tick();
     expect(sent.length).toBe(PRODUCER_WINDOW);
     // Answering the oldest lets exactly one more out.
-    sent.find((s) => s.seq === 1)!.answer(200, { version: 1 });
+    sent.find((s) => s.seq === 1)!.answer(200, { version: 1, epoch: 'ep' });
     await tick();
     expect(sent.length).toBe(PRODUCER_WINDOW + 1);
     expect(sent.at(-1)!.seq).toBe(PRODUCER_WINDOW + 1);
@@ -115,7 +115,7 @@ describe('forwarder', () => {
     await tick();
     expect(sent.at(-1)).toMatchObject({ path: '/v1/envs/e/facts' });
     expect(sent.at(-1)!.seq).toBeNaN();
-    sent.at(-1)!.answer(200, { version: 500 });
+    sent.at(-1)!.answer(200, { version: 500, epoch: 'ep' });
     expect((await own).version).toBe(500);
   });
 });

@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import { describeJsonError, parseOps, type WireOp } from '@factsync/shared';
+import { AT_LEAST_DESCRIPTION, describeJsonError, parseAtLeast, parseOps, type WireOp } from '@factsync/shared';
 import { UsageError, printJson, writeOut, type CliContext } from '../context.js';
 import { readAll } from '../sources.js';
 
@@ -30,8 +30,8 @@ export async function write(c: CliContext, file: string, o: { idempotencyKey?: s
 
 /** `check USER ACTION RESOURCE`: asks the agent (FACTSYNC_AGENT_URL). */
 export async function check(c: CliContext, user: string, action: string, resource: string, o: { tenant?: string; atLeast?: string }): Promise<void> {
-  const atLeast = o.atLeast === undefined ? undefined : Number(o.atLeast);
-  if (atLeast !== undefined && !(Number.isInteger(atLeast) && atLeast >= 0)) throw new UsageError(`--at-least ${o.atLeast} is not a version (a whole number ≥ 0)`);
+  const atLeast = o.atLeast;
+  if (atLeast !== undefined && !parseAtLeast(atLeast)) throw new UsageError(`--at-least ${atLeast} is not ${AT_LEAST_DESCRIPTION}, e.g. 12.Xy3_kq0aBcDe or 12`);
   const [type, key] = splitResource(resource);
   const d = await c.agent().decide(user, action, { type, ...(key !== undefined ? { key } : {}), ...(o.tenant ? { tenant: o.tenant } : {}) }, atLeast !== undefined ? { atLeast, timeout: 10 } : {});
   // The contract's line, whatever stdout is: scripts parse it, people read it.

@@ -1,5 +1,5 @@
 import type { FastifyReply } from 'fastify';
-import { awaitAtLeast, VERSION_HEADER, type CheckApiDeps, type ReadRequest } from '../check-api.js';
+import { awaitAtLeast, VERSION_HEADER, type ReadRequest, type ReadYourWrites } from '../check-api.js';
 import type { Decider } from '../decide/decider.js';
 import type { LocalStore } from '../local-store.js';
 import type { PermitViews } from './views.js';
@@ -10,7 +10,7 @@ export interface PermitDeps {
   store: LocalStore;
   decider: Decider;
   views: PermitViews;
-  readYourWrites: Pick<CheckApiDeps, 'waitApplied' | 'applied' | 'defaultWaitSeconds'>;
+  readYourWrites: ReadYourWrites;
 }
 
 /**

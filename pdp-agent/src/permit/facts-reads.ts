@@ -107,7 +107,7 @@ export function registerPermitFactsReads(app: TypedApp, d: PermitDeps): void {
     app.get(url, { schema: { summary, tags: ['permit'], querystring, ...(params ? { params } : {}) } }, async (req, reply) => {
       // The type provider types req from a schema it knows; for the generic Q and P of this helper, it is said once here.
       const typed = req as unknown as { query: Static<Q>; params: Static<P>; headers: typeof req.headers };
-      await readAt(d, { query: typed.query as { at_least?: number }, headers: req.headers }, reply);
+      await readAt(d, { query: typed.query as { at_least?: string }, headers: req.headers }, reply);
       return handler(typed);
     });
   const { decider } = d;

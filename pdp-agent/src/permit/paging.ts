@@ -1,4 +1,5 @@
 import { Type } from '@sinclair/typebox';
+import { AtLeastQuery } from '@factsync/shared';
 
 /** Most objects one page of a Permit list holds (Permit's own API allows 100; a little more costs nothing). */
 export const MAX_PER_PAGE = 1000;
@@ -7,7 +8,7 @@ export const MAX_PER_PAGE = 1000;
 export const PageQuery = {
   page: Type.Optional(Type.Integer({ minimum: 1, default: 1, description: 'page number, from 1' })),
   per_page: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_PER_PAGE, default: 100, description: `objects per page, at most ${MAX_PER_PAGE}` })),
-  at_least: Type.Optional(Type.Integer({ minimum: 0, description: 'answer only once this agent applied this version' })),
+  at_least: AtLeastQuery.properties.at_least,
 };
 /** A filter the SDKs may repeat (`?user=a&user=b`); a single value arrives as a one-element list. */
 export const Filter = Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 600 }), { maxItems: 100 }));

@@ -1,6 +1,7 @@
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import type { TypedApp } from '@factsync/shared/http-app';
 import { CheckRequest, CheckResource, CheckUser, FactsyncError, normalizeCheck, normalizeUser, type Check } from '@factsync/shared';
+import { AtLeastQuery } from '@factsync/shared';
 import type { KeyPage, PageRequest } from '../decide/enumerate.js';
 import { readAt, type PermitDeps } from './deps.js';
 import { assignmentsOf, type AssignmentFilter } from './facts-reads.js';
@@ -12,7 +13,7 @@ export const MAX_LISTED = 10_000;
 const Context = Type.Optional(Type.Record(Type.String(), Type.Unknown()));
 const AuthorizedUsersRequest = Type.Object({ action: Type.String({ minLength: 1, maxLength: 170 }), resource: CheckResource, context: Context, sdk: Type.Optional(Type.String()) }, { additionalProperties: false });
 const UserTenantsRequest = Type.Object({ user: CheckUser, context: Context, sdk: Type.Optional(Type.String()) }, { additionalProperties: false });
-const AtLeast = Type.Object({ at_least: Type.Optional(Type.Integer({ minimum: 0, description: 'answer only once this agent applied this version' })) });
+const AtLeast = AtLeastQuery;
 const Filter = Type.Optional(Type.String({ minLength: 1, maxLength: 600 }));
 const LocalAssignmentsQuery = Type.Object({
   ...AtLeast.properties,

@@ -58,7 +58,7 @@ export function factsRoutes(app: TypedApp, ctx: RouteContext): void {
       counted(env, outcome, ops.value.length);
       if (outcome.duplicate) reply.header('idempotent-replayed', 'true');
       req.log.debug({ env, version: outcome.version, ops: ops.value.length, duplicate: outcome.duplicate }, 'write');
-      if (!wantsWait) return { version: outcome.version };
+      if (!wantsWait) return { version: outcome.version, epoch: outcome.epoch };
 
       const endWait = ctx.metrics.syncWaitDuration.startTimer();
       let sync: SyncStatus;
@@ -73,7 +73,7 @@ export function factsRoutes(app: TypedApp, ctx: RouteContext): void {
       if (!sync.synced && policy === 'fail') {
         throw new FactsyncError('sync_timeout', `version ${outcome.version} was written but is not yet applied by ${sync.pending.join(', ') || 'enough agents'}`, { version: outcome.version, sync });
       }
-      return { version: outcome.version, sync };
+      return { version: outcome.version, epoch: outcome.epoch, sync };
     } finally {
       release?.();
     }
@@ -133,7 +133,7 @@ export function factsRoutes(app: TypedApp, ctx: RouteContext): void {
         return;
       }
       counted(env, a.value, input.ops.length);
-      results[at] = a.value.duplicate ? { version: a.value.version, replayed: true } : { version: a.value.version };
+      results[at] = a.value.duplicate ? { version: a.value.version, epoch: a.value.epoch, replayed: true } : { version: a.value.version, epoch: a.value.epoch };
     });
     return { results };
   });
@@ -142,10 +142,11 @@ export function factsRoutes(app: TypedApp, ctx: RouteContext): void {
 /** Most writes in one batch (the group commit's own cap). */
 export const MAX_BATCH_WRITES = 256;
 
-type BatchResult = { version: number; replayed?: boolean } | { error: string; message: string };
+type BatchResult = { version: number; epoch: string; replayed?: boolean } | { error: string; message: string };
 const BatchResponse = Type.Object({
   results: Type.Array(Type.Object({
     version: Type.Optional(Type.Integer({ minimum: 1 })),
+    epoch: Type.Optional(Type.String()),
     replayed: Type.Optional(Type.Boolean()),
     error: Type.Optional(Type.String()),
     message: Type.Optional(Type.String()),

@@ -10,7 +10,8 @@ export const ErrorBody = Type.Object(
   { additionalProperties: true, description: 'every error: a stable code and a sentence for humans' },
 );
 
-export const WriteResponse = Type.Object({ version: Type.Integer({ minimum: 1 }), sync: Type.Optional(SyncStatus) });
+/** Versions belong to an epoch (invariant 5): a write names both, and `V.EPOCH` is its consistency token for `at_least`. */
+export const WriteResponse = Type.Object({ version: Type.Integer({ minimum: 1 }), epoch: Type.String(), sync: Type.Optional(SyncStatus) });
 
 /** Idempotency by producer: a producer numbers its writes; the server remembers its last 128 numbers. */
 export const PRODUCER_HEADERS = {
