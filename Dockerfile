@@ -21,6 +21,7 @@ COPY vitest.config.ts ./
 RUN npx tsc -p tsconfig.json --noEmit
 
 FROM node:20-slim
+# HOST=0.0.0.0: an agent started from this image then needs AGENT_API_TOKEN (or AGENT_API_INSECURE=true) or it refuses to start.
 ENV NODE_ENV=production HOST=0.0.0.0
 WORKDIR /app
 COPY --from=build --chown=node:node /app /app

@@ -309,7 +309,7 @@ export async function p4(): Promise<Record<string, unknown>> {
     try {
       // An agent that applied version 1, then went away.
       await store.write('catchup', { ops: sampleOps(0), ts: new Date().toISOString() });
-      const first = await simAgent(server!.url, 'catchup', 0, null, 1);
+      const first = await simAgent(server!.url, 'catchup', 0, null, null, 1);
       first.close();
       const prog = new Progress('P4 catch-up');
       for (let i = 0; i < behind; i += 500) {
@@ -319,7 +319,7 @@ export async function p4(): Promise<Record<string, unknown>> {
       const head = (await store.head('catchup')).version;
       prog.update('reconnecting', true);
       const t0 = performance.now();
-      const again = await simAgent(server!.url, 'catchup', first.applied, first.epoch, head);
+      const again = await simAgent(server!.url, 'catchup', first.applied, first.epoch, first.id, head);
       const catchUpMs = performance.now() - t0;
       again.close();
       prog.done(`${behind} versions in ${Math.round(catchUpMs)} ms (snapshot used: ${again.snapshots > 0})`);
@@ -327,7 +327,7 @@ export async function p4(): Promise<Record<string, unknown>> {
       // Catch-up through a history of huge versions (what bulk imports produce): ~2 MB each.
       const big = new Progress('P4 catch-up of large versions');
       await store.write('big', { ops: sampleOps(0), ts: new Date().toISOString() });
-      const bigFirst = await simAgent(server!.url, 'big', 0, null, 1);
+      const bigFirst = await simAgent(server!.url, 'big', 0, null, null, 1);
       bigFirst.close();
       let bigBytes = 0;
       for (let v = 0; v < bigVersions; v++) {
@@ -341,7 +341,7 @@ export async function p4(): Promise<Record<string, unknown>> {
       resetPeak(serverPid);
       const bigBase = rssKiB(serverPid);
       const t2 = performance.now();
-      const bigAgain = await simAgent(server!.url, 'big', bigFirst.applied, bigFirst.epoch, bigHead);
+      const bigAgain = await simAgent(server!.url, 'big', bigFirst.applied, bigFirst.epoch, bigFirst.id, bigHead);
       const bigMs = performance.now() - t2;
       bigAgain.close();
       const bigPeak = peakKiB(serverPid) - bigBase;
@@ -397,15 +397,15 @@ export async function p4(): Promise<Record<string, unknown>> {
 }
 
 /** One protocol client that applies with the agent's Applier and resolves once it reached `until`. */
-async function simAgent(url: string, env: string, applied: number, epoch: string | null, until: number) {
+async function simAgent(url: string, env: string, applied: number, epoch: string | null, id: string | null, until: number) {
   const store = new LocalStore();
   let snapshots = 0;
   const applier = new Applier(store, () => undefined, () => void snapshots++);
-  if (applied > 0) store.replace(applied, epoch, [], null);
+  if (applied > 0) store.replace(applied, epoch, [], id);
   const assembly = new SnapshotAssembly();
   const ws = new WebSocket(`${url.replace(/^http/, 'ws')}/v1/ws`, { headers: { authorization: `Bearer ${AGENT}` }, maxPayload: 2 ** 31 - 1, perMessageDeflate: false });
   await new Promise<void>((resolve, reject) => {
-    ws.on('open', () => ws.send(JSON.stringify({ type: 'hello', env, agent_id: `sim-${nanoid(4)}`, applied, epoch, ack: true })));
+    ws.on('open', () => ws.send(JSON.stringify({ type: 'hello', env, agent_id: `sim-${nanoid(4)}`, applied, epoch, applied_id: id, ack: true })));
     ws.on('error', reject);
     ws.on('message', (d) => {
       const m = parseServerMessage(d.toString());
@@ -417,7 +417,7 @@ async function simAgent(url: string, env: string, applied: number, epoch: string
       if (store.version >= until) resolve();
     });
   });
-  return { applied: store.version, epoch: store.epoch, snapshots, close: () => ws.terminate() };
+  return { applied: store.version, epoch: store.epoch, id: store.lastId, snapshots, close: () => ws.terminate() };
 }
 
 /**

@@ -8,6 +8,9 @@ import { startRedisServer, acquireRedis, type RedisHandle } from '../../test/src
 /** BENCH_CPU_PROF=<dir>: run servers and fleets with --cpu-prof into that directory. */
 const PROFILE = process.env.BENCH_CPU_PROF;
 
+/** A simulated fleet connects from one address, thousands of sockets per replica: lift the per-address and total caps. */
+const FLEET_FROM_ONE_HOST = { MAX_CONNECTIONS: '1000000', MAX_CONNECTIONS_PER_ADDRESS: '1000000' };
+
 export const ADMIN = 'bench-admin';
 export const AGENT = 'bench-agent';
 export const TOKENS = `${ADMIN}=admin:*,${AGENT}=agent:*`;
@@ -53,7 +56,7 @@ export class Harness {
     const procs = await Promise.all(Array.from({ length: n }, (_, i) =>
       nodeArgs.length
         ? spawnTs('server/src/main.ts', { PORT: '0', REDIS_URL: this.redis.url, KEY_PREFIX: prefix, AUTH_TOKENS: TOKENS, REPLICA_ID: `b${i + 1}`, LOG_LEVEL: 'info', ...env }, 'factsync server listening', 30_000, nodeArgs)
-        : spawnServer({ REDIS_URL: this.redis.url, KEY_PREFIX: prefix, AUTH_TOKENS: TOKENS, REPLICA_ID: `b${i + 1}`, LOG_LEVEL: 'info', ...env })));
+        : spawnServer({ REDIS_URL: this.redis.url, KEY_PREFIX: prefix, AUTH_TOKENS: TOKENS, REPLICA_ID: `b${i + 1}`, LOG_LEVEL: 'info', ...FLEET_FROM_ONE_HOST, ...env })));
     for (const p of procs) this.stops.push(() => p.stop('SIGTERM'));
     pinServers(procs.map((p) => p.child.pid!));
     return procs;

@@ -3,7 +3,8 @@ import { nanoid } from 'nanoid';
 import { tokenFile, type TokenSource } from './token-source.js';
 import type { AgentTlsFiles } from './agent-tls.js';
 import { readPemFiles } from '@factsync/shared/tls-files';
-import { AGENT_ID_PATTERN, ConfigError, ENV_PATTERN, parseTenantsList, readBool as bool, readInt as int, readLogLevel, readString as str, type Env } from '@factsync/shared';
+import { AGENT_ID_PATTERN, ConfigError, ENV_PATTERN, isLoopbackHost, parseTenantsList, readBool as bool, readConnectionLimits, readInt as int, readLogLevel, readString as str, type Env } from '@factsync/shared';
+import { DEFAULT_CONNECTION_LIMITS, type ConnectionLimits } from '@factsync/shared/http-app';
 
 export { ConfigError };
 
@@ -24,6 +25,10 @@ export interface AgentConfig {
   readyRequiresSync: boolean;
   logLevel: string;
   apiToken: string | undefined;
+  /** Listen beyond loopback without AGENT_API_TOKEN (a network policy guards the port). */
+  apiInsecure: boolean;
+  /** Connection counts and HTTP timeouts of the local API. */
+  limits: ConnectionLimits;
   reconnectMinMs: number;
   reconnectMaxMs: number;
   /** No frame or ping from the server for this long means the connection is dead. */
@@ -83,12 +88,31 @@ function agentTenants(env: Env): readonly string[] | undefined {
   return Object.freeze(t.value);
 }
 
+/**
+ * The local API writes with the agent's own token: open to whoever reaches it. Without AGENT_API_TOKEN it
+ * listens only on loopback, unless the operator says a network policy guards it.
+ */
+function apiExposure(env: Env, host: string): { apiToken: string | undefined; apiInsecure: boolean } {
+  const apiToken = env.AGENT_API_TOKEN?.trim() || undefined;
+  const apiInsecure = bool(env, 'AGENT_API_INSECURE', false);
+  if (!apiToken && !apiInsecure && !isLoopbackHost(host)) {
+    throw new ConfigError(`HOST=${host} without AGENT_API_TOKEN would let anyone who reaches this port write with the agent's token: set AGENT_API_TOKEN (clients send it as a bearer token), bind HOST=127.0.0.1, or set AGENT_API_INSECURE=true if a network policy guards the port`);
+  }
+  return { apiToken, apiInsecure };
+}
+
+/** The agent's local API serves one host's applications: one address may hold them all. */
+const AGENT_CONNECTION_LIMITS: ConnectionLimits = { ...DEFAULT_CONNECTION_LIMITS, maxConnections: 10_000, maxPerAddress: 10_000 };
+
 /** Reads and validates every agent setting once (docs/operations.md, "Configuration"). */
 export function loadAgentConfig(env: Env): Readonly<AgentConfig> {
   const reconnectMinMs = int(env, 'RECONNECT_MIN_MS', 200, 10);
+  const host = str(env, 'HOST', '127.0.0.1');
   return Object.freeze({
     port: int(env, 'PORT', 7766, 0, 65535),
-    host: str(env, 'HOST', '127.0.0.1'),
+    host,
+    ...apiExposure(env, host),
+    limits: readConnectionLimits(env, AGENT_CONNECTION_LIMITS),
     serverUrls: serverUrls(env.SERVER_URL ?? 'http://127.0.0.1:7002'),
     token: agentToken(env),
     env: str(env, 'AGENT_ENV', 'default', new RegExp(ENV_PATTERN), 'use 1-64 of A-Z a-z 0-9 _ -'),
@@ -99,7 +123,6 @@ export function loadAgentConfig(env: Env): Readonly<AgentConfig> {
     readyRequiresSync: bool(env, 'READY_REQUIRES_SYNC', false),
     tls: tlsFiles(env),
     logLevel: readLogLevel(env),
-    apiToken: env.AGENT_API_TOKEN?.trim() || undefined,
     reconnectMinMs,
     reconnectMaxMs: int(env, 'RECONNECT_MAX_MS', 10_000, reconnectMinMs),
     serverTimeoutMs: int(env, 'SERVER_TIMEOUT_MS', 30_000, 100),

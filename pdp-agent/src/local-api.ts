@@ -2,7 +2,7 @@ import { Type } from '@sinclair/typebox';
 import { createHttpApp, type TypedApp } from '@factsync/shared/http-app';
 import type { Logger } from 'pino';
 import { timingSafeEqual, createHash } from 'node:crypto';
-import { AgentStatus, AtLeastQuery, Fact, FactKey, FactType, FactsyncError } from '@factsync/shared';
+import { AgentStatus, AtLeastQuery, Fact, FactKey, FactType, FactsyncError, isLoopbackHost } from '@factsync/shared';
 import type { AgentStatus as AgentStatusValue } from '@factsync/shared';
 import type { AgentConfig } from './config.js';
 import type { Decider } from './decide/decider.js';
@@ -44,9 +44,20 @@ const encodeCursor = (key: string) => Buffer.from(key, 'utf8').toString('base64u
 export async function buildLocalApi(agent: LocalApiDeps, forwarder: Forwarder, log: Logger): Promise<LocalApi> {
   const { config } = agent;
   const app = await createHttpApp({
-    log, bodyLimit: config.bodyLimitBytes, bodyLimitVar: 'BODY_LIMIT_BYTES',
+    log, bodyLimit: config.bodyLimitBytes, bodyLimitVar: 'BODY_LIMIT_BYTES', limits: config.limits,
     openapi: { title: 'factsync pdp-agent', description: 'Local reads and checks, writes forwarded to the server, waiting for sync, the Permit PDP and AuthZEN APIs' },
   });
+
+  if (isLoopbackHost(config.host)) {
+    // DNS rebinding: a web page whose name now points at 127.0.0.1 reaches a loopback agent, but its
+    // requests still say their own Host. Only this host's names are served.
+    app.addHook('onRequest', async (req) => {
+      const name = hostName(req.headers.host ?? '');
+      if (name !== '' && !isLoopbackHost(name)) {
+        throw new FactsyncError('forbidden', `Host "${name}" is not this agent's: an agent bound to ${config.host} answers requests for localhost, 127.0.0.1 or [::1] only (a page on another site cannot reach it by DNS rebinding)`);
+      }
+    });
+  }
 
   if (config.apiToken) {
     const expected = sha(config.apiToken);
@@ -139,4 +150,12 @@ export async function buildLocalApi(agent: LocalApiDeps, forwarder: Forwarder, l
     },
     close: () => app.close(),
   };
+}
+
+/** The name of a Host header, without its port (`[::1]:7766` → `::1`). */
+function hostName(header: string): string {
+  const h = header.trim();
+  if (h.startsWith('[')) return h.slice(1, h.indexOf(']') < 0 ? undefined : h.indexOf(']'));
+  const colon = h.lastIndexOf(':');
+  return colon < 0 ? h : h.slice(0, colon);
 }

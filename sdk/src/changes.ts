@@ -78,8 +78,12 @@ export async function* followChanges(server: ChangeSource, o: ChangesOptions): A
       for (;;) {
         // Resuming from a bare version: read the change at it too, for its id. A hello names the id of
         // what it applied or it proves nothing, and the server answers it as a first start.
-        const from = id === null && at > 0 ? at - 1 : at;
-        const page = await server.changesPage(from, 1000, o.types, o.tenants);
+        const read = (after: number) => server.changesPage(after, 1000, o.types, o.tenants);
+        // A log that no longer holds `at` itself: ask from `at`, whose answer says whether it still continues.
+        const before = at;
+        const page: ChangesReply = id === null && at > 0
+          ? await read(at - 1).catch((e: unknown) => (e instanceof FactsyncClientError && e.code === 'log_truncated' ? read(at) : Promise.reject(e)))
+          : await read(at);
         for (const c of page.changes) {
           if (id === null && c.version === at) {
             id = c.id;
@@ -93,7 +97,7 @@ export async function* followChanges(server: ChangeSource, o: ChangesOptions): A
           yield c;
           if (at >= stopAt || o.signal?.aborted) return;
         }
-        if (page.changes.every((c) => c.version <= at)) break;
+        if (page.changes.every((c) => c.version <= before)) break;
       }
       // An abort that came during the last page must end here: a listener added to an aborted signal never fires.
       if (at >= stopAt || o.signal?.aborted) return;

@@ -86,7 +86,7 @@ export async function createServer(config: Readonly<ServerConfig>, opts: ServerO
 
   const app = await createHttpApp({
     ...(config.tls ? { https: httpsOptions(config.tls) } : {}),
-    log, bodyLimit: config.bodyLimitBytes, bodyLimitVar: 'BODY_LIMIT_BYTES', requestIdHeader: 'x-request-id', forceCloseConnections: false,
+    log, bodyLimit: config.bodyLimitBytes, bodyLimitVar: 'BODY_LIMIT_BYTES', requestIdHeader: 'x-request-id', forceCloseConnections: false, limits: config.limits,
     openapi: { title: 'factsync server', description: 'Versioned, acknowledged distribution of authorization facts', bearer: true },
     onError: (e, _error, req, reply) => {
       metrics?.rejected.inc({ code: e.code });
@@ -125,7 +125,7 @@ export async function createServer(config: Readonly<ServerConfig>, opts: ServerO
   }, config.metricsAgentLabels);
   const gateway: Gateway = new Gateway({
     store, broadcaster, control, auth, log, metrics, replicaId: config.replicaId, leaseMs: config.leaseMs, leaseRenewMs: config.leaseRenewMs,
-    pingIntervalMs: config.pingIntervalMs, pageSize: config.changesPageSize, frameBytes: config.wsMaxFrameBytes, maxSnapshotStreams: config.maxSnapshotStreams, maxBufferedBytes: config.wsMaxBufferedBytes, maxPayloadBytes: config.wsMaxPayloadBytes,
+    pingIntervalMs: config.pingIntervalMs, pageSize: config.changesPageSize, frameBytes: config.wsMaxFrameBytes, maxSnapshotStreams: config.maxSnapshotStreams, maxBufferedBytes: config.wsMaxBufferedBytes, maxPayloadBytes: config.wsMaxPayloadBytes, helloTimeoutMs: config.helloTimeoutMs,
     maxConnectionsPerToken: config.maxConnectionsPerToken, storeReachable,
   });
   const storeWatch = new StoreWatch({ ping: () => store.ping(), lostAfterMs: config.storeLostMs, log, onLost: () => gateway.storeLost() });

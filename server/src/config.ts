@@ -1,5 +1,6 @@
 import { nanoid } from 'nanoid';
-import { ConfigError, readBool, readInt, readLogLevel, readOptional, readString, readUrl, type Env } from '@factsync/shared';
+import { ConfigError, readBool, readConnectionLimits, readInt, readLogLevel, readOptional, readString, readUrl, type Env } from '@factsync/shared';
+import { DEFAULT_CONNECTION_LIMITS, type ConnectionLimits } from '@factsync/shared/http-app';
 import { parseTokens, type TokenGrant } from './static-tokens.js';
 import type { JwtOptions } from './jwt.js';
 import { readPemFiles } from '@factsync/shared/tls-files';
@@ -42,6 +43,10 @@ export interface ServerConfig {
   maxSnapshotStreams: number;
   shutdownTimeoutMs: number;
   maxConnectionsPerToken: number;
+  /** Connection counts and HTTP timeouts (invariant 10). */
+  limits: ConnectionLimits;
+  /** A websocket that sends no hello within this is closed. */
+  helloTimeoutMs: number;
   /** Requests waiting for sync (long-polls) per token on one replica. */
   maxWaitsPerToken: number;
   /** Label metrics with agent ids (client-chosen: off by default). */
@@ -143,6 +148,8 @@ export function loadServerConfig(env: Env): Readonly<ServerConfig> {
     maxSnapshotStreams: readInt(env, 'MAX_SNAPSHOT_STREAMS', 8, 1),
     shutdownTimeoutMs: readInt(env, 'SHUTDOWN_TIMEOUT_MS', 10_000, 100),
     maxConnectionsPerToken: readInt(env, 'MAX_CONNECTIONS_PER_TOKEN', 50_000, 1),
+    limits: readConnectionLimits(env, DEFAULT_CONNECTION_LIMITS),
+    helloTimeoutMs: readInt(env, 'HELLO_TIMEOUT_MS', 10_000, 100),
     maxWaitsPerToken: readInt(env, 'MAX_WAITS_PER_TOKEN', 10_000, 1),
     metricsAgentLabels: readBool(env, 'METRICS_AGENT_LABELS', false),
     maxStreamsPerToken: readInt(env, 'MAX_STREAMS_PER_TOKEN', 16, 1),

@@ -2,6 +2,7 @@
  * Small typed readers for environment variables. A bad value throws a ConfigError
  * whose message is the one line main.ts prints before exiting.
  */
+import { readFileSync } from 'node:fs';
 export class ConfigError extends Error {
   override name = 'ConfigError';
 }
@@ -66,4 +67,36 @@ export function describeStartupError(e: unknown, portVar = 'PORT'): string {
   if (err?.code === 'EACCES') return `not allowed to listen on port ${err.port ?? '?'}: use a port above 1023 or set ${portVar}`;
   if (err?.code === 'EADDRNOTAVAIL') return `cannot listen on ${err.address ?? 'that address'}: set HOST to an address of this machine`;
   return err instanceof Error ? err.message : String(e);
+}
+
+/** The connection limits of an HTTP server (connection-guard.ts), one set of variables for the server and the agent. */
+export function readConnectionLimits(env: Env, defaults: import('./connection-guard.js').ConnectionLimits): import('./connection-guard.js').ConnectionLimits {
+  // Past the process's file limit nothing works, health checks included: by default stay well under it.
+  const files = openFilesLimit();
+  const fit = files === undefined ? defaults.maxConnections : Math.max(64, Math.min(defaults.maxConnections, Math.floor(files * 0.8) - defaults.healthReserve));
+  return {
+    maxConnections: readInt(env, 'MAX_CONNECTIONS', fit, 1),
+    maxPerAddress: readInt(env, 'MAX_CONNECTIONS_PER_ADDRESS', defaults.maxPerAddress, 1),
+    healthReserve: defaults.healthReserve,
+    firstByteTimeoutMs: readInt(env, 'FIRST_BYTE_TIMEOUT_MS', defaults.firstByteTimeoutMs, 100),
+    headersTimeoutMs: readInt(env, 'HTTP_HEADERS_TIMEOUT_MS', defaults.headersTimeoutMs, 100),
+    requestTimeoutMs: readInt(env, 'HTTP_REQUEST_TIMEOUT_MS', defaults.requestTimeoutMs, 100),
+    keepAliveTimeoutMs: readInt(env, 'HTTP_KEEP_ALIVE_TIMEOUT_MS', defaults.keepAliveTimeoutMs, 100),
+  };
+}
+
+/** The soft RLIMIT_NOFILE of this process (Linux), or undefined where it cannot be read. */
+function openFilesLimit(): number | undefined {
+  try {
+    const m = /^Max open files\s+(\d+)/m.exec(readFileSync('/proc/self/limits', 'utf8'));
+    return m ? Number(m[1]) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** An address that only this host can reach (the agent's default bind). */
+export function isLoopbackHost(host: string): boolean {
+  const h = host.trim().toLowerCase().replace(/^\[|\]$/g, '');
+  return h === 'localhost' || h === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h) || h === '::ffff:127.0.0.1';
 }

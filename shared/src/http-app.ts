@@ -8,6 +8,9 @@ import { describeJsonError } from './json-position.js';
 import { toFactsyncError } from './validation-errors.js';
 import { RouteTable } from './route-hints.js';
 import { createValidatorCompiler } from './validator.js';
+import { DEFAULT_CONNECTION_LIMITS, guardConnections, isHealthPath, overLimit, type ConnectionLimits, type ConnectionGuard } from './connection-guard.js';
+
+export { DEFAULT_CONNECTION_LIMITS, type ConnectionLimits, type ConnectionGuard } from './connection-guard.js';
 
 /** A fastify app whose routes take their types from their TypeBox schemas. */
 export type TypedApp = FastifyInstance<RawServerDefault, IncomingMessage, ServerResponse, FastifyBaseLogger, TypeBoxTypeProvider>;
@@ -25,6 +28,10 @@ export interface HttpAppOptions {
   forceCloseConnections?: boolean;
   /** Serve HTTPS (and so WSS) with these options (key, cert, and for mutual TLS ca + requestCert). */
   https?: import('node:https').ServerOptions;
+  /** Connection counts and HTTP timeouts (invariant 10); defaults when absent. */
+  limits?: ConnectionLimits;
+  /** The guard's counts, for metrics. */
+  onGuard?: (g: ConnectionGuard) => void;
 }
 
 /**
@@ -54,6 +61,15 @@ export async function createHttpApp(o: HttpAppOptions): Promise<TypedApp> {
     ...(o.https ? { https: o.https } : {}),
   }).withTypeProvider<TypeBoxTypeProvider>() as unknown as TypedApp;
   app.setValidatorCompiler(createValidatorCompiler());
+  const guard = guardConnections(app.server, o.limits ?? DEFAULT_CONNECTION_LIMITS);
+  o.onGuard?.(guard);
+  // A connection past a limit is answered, not dropped: health checks pass, everything else hears why.
+  app.addHook('onRequest', async (req, reply) => {
+    const why = overLimit(req.raw.socket);
+    if (why === undefined || isHealthPath(req.url)) return;
+    void reply.header('connection', 'close').header('retry-after', '1');
+    throw new FactsyncError('too_many_connections', `${why}: close idle connections or spread them over more replicas; health checks are still served`);
+  });
   // Bodies are JSON only: a text/plain body would otherwise reach the schema as a string ("body must be object").
   app.removeContentTypeParser('text/plain');
   // An empty JSON body is no body: the Permit SDKs send DELETEs with Content-Type: application/json and nothing after it.

@@ -49,7 +49,7 @@ describe('fault: agents that stall, restart, or find their state file damaged', 
     await stalled.waitClosed();
     const got = stalled.contiguous();
     expect(got).toBeLessThan(head);
-    const again = await RawAgent.connect(server.url, AGENT, { type: 'hello', env, agent_id: 'stalled', applied: got, epoch });
+    const again = await RawAgent.connect(server.url, AGENT, { type: 'hello', env, agent_id: 'stalled', applied: got, epoch, applied_id: stalled.idOf(got) });
     await again.waitReceived(head);
     expect(again.messages.some((m) => m.type === 'snapshot')).toBe(false);
     expect(again.contiguousFrom(got)).toBe(head);

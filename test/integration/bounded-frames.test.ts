@@ -45,7 +45,8 @@ describe('byte-bounded frames', () => {
     closers.push(async () => ws.close());
     ws.on('message', (d: Buffer) => frames.push(d));
     await new Promise((r) => ws.once('open', r));
-    ws.send(JSON.stringify({ type: 'hello', env, agent_id: 'lagging', applied: 1, epoch: first.body.epoch, ack: false }));
+    const v1 = (await admin.get(`/v1/envs/${env}/changes?after=0&limit=1`)).body.changes[0].id as string;
+    ws.send(JSON.stringify({ type: 'hello', env, agent_id: 'lagging', applied: 1, epoch: first.body.epoch, applied_id: v1, ack: false }));
     const versions = () => frames.map((f) => JSON.parse(f.toString()) as { type: string; changes?: { version: number }[] })
       .filter((m) => m.type === 'changes').flatMap((m) => m.changes!.map((c) => c.version));
     await waitUntil(() => versions().at(-1) === 20, 'versions up to 20');

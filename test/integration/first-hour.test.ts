@@ -91,13 +91,16 @@ describe('the agent and server APIs on a first try', () => {
     return { server, agent, env };
   }
 
-  it('keys up to 512 characters (URL-encoded) are written and read back through the agent', async () => {
+  it('keys up to 512 bytes of UTF-8 (URL-encoded) are written and read back through the agent; one byte more is a 400 that says so', async () => {
     const { agent } = await deployment();
-    const keys = [`${'k'.repeat(500)}@example.com`.slice(0, 512), `${'ü/ß#?&'.repeat(85)}`.slice(0, 512)];
+    const keys = [`${'k'.repeat(500)}@example.com`.slice(0, 512), 'ü/ß#?&'.repeat(64)];
+    const over = await client(agent.url).call('PUT', `/v1/facts/users/${encodeURIComponent(`${'ü/ß#?&'.repeat(64)}k`)}`, { email: 'x@y.z' });
+    expect(over.status).toBe(400);
+    expect(over.body.message).toMatch(/513 bytes of UTF-8; a key is at most 512 bytes/);
     for (const key of keys) {
       const put = await client(agent.url).call('PUT', `/v1/facts/users/${encodeURIComponent(key)}`, { email: 'x@y.z' });
       expect(put.status, JSON.stringify(put.body)).toBe(200);
-      const got = await client(agent.url).get(`/v1/facts/user/${encodeURIComponent(key)}?at_least=${put.body.version}`);
+      const got = await client(agent.url).get(`/v1/facts/user/${encodeURIComponent(key)}?at_least=${put.body.version}.${put.body.epoch}`);
       expect(got.status).toBe(200);
       expect(got.body).toMatchObject({ type: 'user', key, value: { email: 'x@y.z' } });
     }

@@ -21,7 +21,7 @@ describe.each(['memory', 'redis'])('server HTTP API (%s store)', (kind) => {
     const w1 = await admin.post(`/v1/envs/${env}/facts`, { ops: [upsert('user', 'a@x.io', { email: 'a@x.io' }), upsert('doc', 'd1', { n: 1 })] });
     expect(w1).toMatchObject({ status: 200, body: { version: 1 } });
     const w2 = await admin.post(`/v1/envs/${env}/facts`, { ops: [del('doc', 'd1')] });
-    expect(w2.body).toEqual({ version: 2 });
+    expect(w2.body).toEqual({ version: 2, epoch: expect.any(String) });
     expect((await admin.get(`/v1/envs/${env}/head`)).body).toMatchObject({ version: 2 });
     const snap = await admin.get(`/v1/envs/${env}/snapshot`);
     expect(snap.body).toMatchObject({ version: 2, facts: [{ type: 'user', key: 'a@x.io', value: { email: 'a@x.io' } }] });
@@ -93,17 +93,17 @@ describe.each(['memory', 'redis'])('server HTTP API (%s store)', (kind) => {
     const batch = { writes: [{ ops: [upsert('doc', 'a', {})] }, { ops: [upsert('user', 'b', { not_a_user_field: 1 })] }, { ops: [upsert('doc', 'c', {}), del('doc', 'a')] }] };
     const r = await admin.post(`/v1/envs/${env}/writes`, batch, h);
     expect(r.status).toBe(200);
-    expect(r.body.results[0]).toEqual({ version: 1 });
+    expect(r.body.results[0]).toEqual({ version: 1, epoch: expect.any(String) });
     expect(r.body.results[1]).toMatchObject({ error: 'invalid_request' });
     expect(r.body.results[1].message).toMatch(/^writes\[1\]: ops\[0\]/);
-    expect(r.body.results[2]).toEqual({ version: 2 });
+    expect(r.body.results[2]).toEqual({ version: 2, epoch: expect.any(String) });
     // The same batch again (a lost answer): the written ones are replayed, nothing is written twice.
     const again = await admin.post(`/v1/envs/${env}/writes`, batch, h);
     expect(again.body.results.map((x: { version?: number; replayed?: boolean }) => [x.version, x.replayed])).toEqual([[1, true], [undefined, undefined], [2, true]]);
     expect((await admin.get(`/v1/envs/${env}/head`)).body.version).toBe(2);
     // Numbers are by position: write 1 of a batch from 12 is number 13, already used by "c".
     const shifted = await admin.post(`/v1/envs/${env}/writes`, { writes: [{ ops: [upsert('doc', 'd', {})] }, { ops: [upsert('doc', 'e', {})] }] }, { ...h, 'x-producer-seq': '11' });
-    expect(shifted.body.results[0]).toEqual({ version: 3 });
+    expect(shifted.body.results[0]).toEqual({ version: 3, epoch: expect.any(String) });
     expect(shifted.body.results[1]).toMatchObject({ error: 'idempotency_key_reused' });
     const bad: [unknown, Record<string, string>, number, RegExp][] = [
       [batch, { ...h, 'x-wait-for': 'all' }, 400, /answered without waiting/],

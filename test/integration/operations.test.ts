@@ -116,7 +116,7 @@ describe('operations', () => {
     try {
       const r = await client(server.url, ADMIN).post('/v1/envs/e/facts', { ops: [upsert('doc', 'k', {})] }, { 'x-wait-timeout': '1' });
       expect(r.status).toBe(200);
-      expect(r.body).toEqual({ version: 1, sync: { version: 1, synced: false, acked: [], pending: [] } });
+      expect(r.body).toEqual({ version: 1, epoch: expect.any(String), sync: { version: 1, synced: false, acked: [], pending: [] } });
     } finally {
       await server.close();
     }

@@ -144,7 +144,7 @@ describe('resume and repair', () => {
     expect(done).toBe(false);
     held.ack(1);
     const r = await pending;
-    expect(r.body).toEqual({ version: 1, sync: { version: 1, synced: true, acked: ['held'], pending: [] } });
+    expect(r.body).toEqual({ version: 1, epoch: expect.any(String), sync: { version: 1, synced: true, acked: ['held'], pending: [] } });
 
     // wait_for=all on B: "quiet" never acks; once its socket is gone it stays awaited until its lease ends.
     const all = client(b.url, ADMIN).get(`/v1/envs/${env}/sync?version=1&wait_for=all&timeout=-1`);

@@ -177,8 +177,8 @@ describe('REDIS_WAIT_REPLICAS', () => {
     await r.call('REPLICAOF', '127.0.0.1', String(master.port));
     await waitUntil(async () => (await r.info('replication')).includes('master_link_status:up'), 'replica in sync');
     const retried = await c.post(`/v1/envs/${env}/facts`, body, { 'idempotency-key': 'w-1' });
-    expect(retried.body).toEqual({ version: 1 }); // the same key: the first write, not a second one
-    expect((await c.post(`/v1/envs/${env}/facts`, { ops: [upsert('doc', 'k2', {})] })).body).toEqual({ version: 2 });
+    expect(retried.body).toEqual({ version: 1, epoch: expect.any(String) }); // the same key: the first write, not a second one
+    expect((await c.post(`/v1/envs/${env}/facts`, { ops: [upsert('doc', 'k2', {})] })).body).toEqual({ version: 2, epoch: expect.any(String) });
     expect(await r.hget(`${s.config.keyPrefix}:{${env}}:meta`, 'version')).toBe('2');
   });
 });
@@ -189,9 +189,9 @@ describe('bad retries and a store that says "not now"', () => {
     const env = newEnv();
     const c = client(s.url, ADMIN);
     const body = { ops: [upsert('doc', 'k', { n: 1 })] };
-    expect((await c.post(`/v1/envs/${env}/facts`, body, { 'idempotency-key': 'k-1' })).body).toEqual({ version: 1 });
+    expect((await c.post(`/v1/envs/${env}/facts`, body, { 'idempotency-key': 'k-1' })).body).toEqual({ version: 1, epoch: expect.any(String) });
     const again = await c.post(`/v1/envs/${env}/facts`, body, { 'idempotency-key': 'k-1' });
-    expect(again.body).toEqual({ version: 1 });
+    expect(again.body).toEqual({ version: 1, epoch: expect.any(String) });
     expect(again.headers.get('idempotent-replayed')).toBe('true');
     const other = await c.post(`/v1/envs/${env}/facts`, { ops: [upsert('doc', 'k', { n: 2 })] }, { 'idempotency-key': 'k-1' });
     expect(other.status).toBe(422);

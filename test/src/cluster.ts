@@ -49,7 +49,7 @@ export class Cluster {
     const dataDir = join(this.dir, `${id}-data`);
     const p = await spawnAgent({
       SERVER_URL: serverUrls.join(','), AGENT_TOKEN: AGENT, AGENT_ENV: this.env, AGENT_ID: id, HISTORY_FILE: historyFile,
-      SERVER_TIMEOUT_MS: '3000', LOG_LEVEL: 'info', ...(persist ? { DATA_DIR: dataDir } : {}), ...(on ? { HOST: on.ip } : {}), ...extra,
+      SERVER_TIMEOUT_MS: '3000', LOG_LEVEL: 'info', ...(persist ? { DATA_DIR: dataDir } : {}), ...(on ? { HOST: on.ip, AGENT_API_INSECURE: 'true' } : {}), ...extra,
     }, on?.exec);
     const a = Object.assign(p, { id, historyFile, dataDir });
     this.agents.push(a);

@@ -89,6 +89,16 @@ export class RawAgent {
     return this.contiguousFrom(0);
   }
 
+  /** The chain id of version `v` as received (what a hello that resumes at `v` must name). */
+  idOf(v: number): string | null {
+    for (const m of this.messages) {
+      if (m.type === 'snapshot' && m.version === v && m.id) return m.id;
+      const changes = m.type === 'changes' ? m.changes : m.type === 'snapshot' ? m.changes ?? [] : [];
+      for (const c of changes) if (c.version === v) return c.id;
+    }
+    return null;
+  }
+
   close(): void {
     this.ws.terminate();
   }

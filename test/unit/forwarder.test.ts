@@ -106,7 +106,7 @@ describe('forwarder', () => {
     expect(sent.length).toBe(PRODUCER_WINDOW + 1);
     expect(sent.at(-1)!.seq).toBe(PRODUCER_WINDOW + 1);
     while (sent.length < PRODUCER_WINDOW + 40 || sent.some((s) => s.writes > 0)) {
-      for (const s of sent) if (s.writes > 0) (s.answer(200, { version: s.seq }), (s.writes = 0));
+      for (const s of sent) if (s.writes > 0) (s.answer(200, { version: s.seq, epoch: 'ep' }), (s.writes = 0));
       await tick();
     }
     expect((await Promise.all(writes)).map((w) => w.version)).toEqual(Array.from({ length: PRODUCER_WINDOW + 40 }, (_, i) => i + 1));

@@ -27,6 +27,7 @@ export interface GatewayOptions {
   maxSnapshotStreams: number;
   maxBufferedBytes: number;
   maxPayloadBytes: number;
+  helloTimeoutMs: number;
   maxConnectionsPerToken: number;
   /** False once the store has not answered for STORE_LOST_MS: new sessions are refused (503). */
   storeReachable(): boolean;
@@ -111,6 +112,7 @@ export class Gateway {
         snapshots: this.snapshots,
         maxBufferedBytes: this.opts.maxBufferedBytes,
         maxPayloadBytes: this.opts.maxPayloadBytes,
+        helloTimeoutMs: this.opts.helloTimeoutMs,
         onClosed: (s) => {
           this.sessions.delete(s);
           this.byConn.delete(s.conn);

@@ -29,6 +29,8 @@ export interface SessionDeps {
   maxBufferedBytes: number;
   /** The largest frame a client may send (WS_MAX_PAYLOAD_BYTES), announced in welcome. */
   maxPayloadBytes: number;
+  /** A socket that says no hello within this is closed (it would hold a descriptor for nothing). */
+  helloTimeoutMs: number;
   onClosed: (s: Session) => void;
 }
 
@@ -84,6 +86,7 @@ export class Session implements FeedMember {
   private control: EnvControl | undefined;
   private log: Logger;
   private expiryTimer: NodeJS.Timeout | undefined;
+  private helloTimer: NodeJS.Timeout | undefined;
   /** A subscription with `types`: only its share of each version is sent. */
   private share: ShareStream | undefined;
 
@@ -97,6 +100,10 @@ export class Session implements FeedMember {
     socket.on('close', (code) => this.cleanup(code === 1000));
     socket.on('error', (e) => this.log.debug({ err: e.message }, 'socket error'));
     if (principal.expiresAtMs !== undefined) this.expireAt(principal.expiresAtMs);
+    this.helloTimer = setTimeout(() => {
+      if (this.state === 'awaiting_hello') this.fail('invalid_request', `no hello within ${deps.helloTimeoutMs} ms of connecting; send {"type":"hello",...} first`);
+    }, deps.helloTimeoutMs);
+    this.helloTimer.unref();
   }
 
   /** A session lives no longer than its token (JWT exp): then 4401 token_expired, and the agent comes back with a fresh one. */
@@ -139,6 +146,7 @@ export class Session implements FeedMember {
     switch (msg.value.type) {
       case 'hello':
         if (this.state !== 'awaiting_hello') return this.fail('invalid_request', 'hello was already received on this connection');
+        clearTimeout(this.helloTimer);
         void this.onHello(msg.value).catch((e: unknown) => this.failWith(e));
         return;
       case 'ack':
@@ -441,6 +449,7 @@ export class Session implements FeedMember {
   private cleanup(graceful = false): void {
     if (this.state === 'closed') return;
     if (this.expiryTimer) clearTimeout(this.expiryTimer);
+    if (this.helloTimer) clearTimeout(this.helloTimer);
     const wasRegistered = this.env !== '';
     this.setState('closed');
     if (wasRegistered) {
