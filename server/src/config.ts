@@ -78,7 +78,7 @@ function tlsOptions(env: Record<string, string | undefined>): ServerConfig['tls'
 
 function jwtOptions(env: Record<string, string | undefined>): JwtOptions | undefined {
   const o: JwtOptions = {};
-  const set = (k: keyof JwtOptions, name: string): void => {
+  const set = (k: Exclude<keyof JwtOptions, 'allowNoExp'>, name: string): void => {
     const v = env[name]?.trim();
     if (v) o[k] = v;
   };
@@ -93,6 +93,7 @@ function jwtOptions(env: Record<string, string | undefined>): JwtOptions | undef
     return undefined;
   }
   if (o.jwksUrl && o.jwksFile) throw new ConfigError('set JWT_JWKS_URL or JWT_JWKS_FILE, not both');
+  if (readBool(env, 'JWT_ALLOW_NO_EXP', false)) o.allowNoExp = true;
   return o;
 }
 

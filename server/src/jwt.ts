@@ -23,6 +23,8 @@ export interface JwtOptions {
    * in `*` matches a prefix.
    */
   subjects?: string;
+  /** Accept JWTs without `exp` (JWT_ALLOW_NO_EXP): by default a token that never expires is refused. */
+  allowNoExp?: boolean;
 }
 
 interface SubjectGrant {
@@ -150,6 +152,8 @@ export class JwtVerifier {
     } catch (e) {
       throw describe(e, this.o);
     }
+    // A stolen token that never expires is valid for ever: refuse it unless the operator chose otherwise.
+    if (typeof payload.exp !== 'number' && !this.o.allowNoExp) throw refuse('it has no exp claim (it would never expire): issue tokens with exp, or set JWT_ALLOW_NO_EXP=true to accept such tokens');
     if (payload.role === undefined && payload.envs === undefined) return this.bySubject(payload, token);
     return principalOf(payload, token);
   }

@@ -252,6 +252,31 @@ describe('JWTs', () => {
     expect(refused.err).toMatch(/does not mint tokens: start it with JWT_SECRET set/);
   });
 
+  it('a minted token is never wider than its minter: tenants, agent ids and lifetime within its own; a JWT without exp is refused', async () => {
+    const env = newEnv();
+    const acmeAdmin = await hs256({ role: 'admin', envs: [env], tenants: ['acme'] }, { exp: now() + 600 });
+    const mint = (token: string, body: Record<string, unknown>) => client(hs.url, token).post('/v1/tokens', { role: 'reader', envs: [env], ttl_seconds: 60, ...body });
+    const wide = await mint(acmeAdmin, { role: 'admin' });
+    expect(wide.status).toBe(403);
+    expect(wide.body.message).toMatch(/limited to tenants acme: a token it mints must be too/);
+    expect((await mint(acmeAdmin, { tenants: ['acme', 'globex'] })).body.message).toMatch(/cannot mint for globex/);
+    expect((await mint(acmeAdmin, { tenants: ['acme'], ttl_seconds: 30 * 24 * 3600 })).body.message).toMatch(/may live at most \d+ s/);
+    const ok = await mint(acmeAdmin, { tenants: ['acme'], ttl_seconds: 300 });
+    expect(ok.status).toBe(200);
+    // What it mints cannot read the whole env either.
+    expect((await client(hs.url, ok.body.token).get(`/v1/envs/${env}/snapshot`)).status).toBe(403);
+
+    const pdpAdmin = await hs256({ role: 'admin', envs: [env], agent_ids: ['pdp-*'] });
+    expect((await mint(pdpAdmin, { role: 'agent' })).body.message).toMatch(/must name agent_ids within these/);
+    expect((await mint(pdpAdmin, { role: 'agent', agent_ids: ['other'] })).body.message).toMatch(/cannot mint for other/);
+    expect((await mint(pdpAdmin, { role: 'agent', agent_ids: ['pdp-eu-*', 'pdp-1'] })).status).toBe(200);
+
+    const forever = await new SignJWT({ role: 'admin', envs: ['*'] }).setProtectedHeader({ alg: 'HS256' }).setIssuedAt().sign(key);
+    const refused = await client(hs.url, forever).get('/v1/envs');
+    expect(refused.status).toBe(401);
+    expect(refused.body.message).toMatch(/no exp claim .*JWT_ALLOW_NO_EXP=true/);
+  });
+
   it('AUTH_TOKENS_FILE is re-read when it changes: a token added works and one removed is refused, without a restart', async () => {
     expect((await head(hs, 'file-writer')).status).toBe(200);
     writeFileSync(tokensFile, 'rotated-reader=reader:prod\n');
