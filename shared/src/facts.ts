@@ -94,6 +94,15 @@ export const Change = Type.Object({
   /** On a share only: the first version this change stands for; `from`..`version` held nothing of the subscription's types. */
   from: Type.Optional(Type.Integer({ minimum: 1 })),
   ts: Type.String(),
+  /**
+   * Where the facts of some ops were before this change, by op index: the tenant
+   * the stored fact named, or null when it named none; an op absent here found
+   * no fact. Set by the store for deletes and upserts of facts whose tenant is in
+   * their value (scope.ts recordsPrior), so that a share is sent a delete only
+   * where the fact was: a share never names another tenant's key. Not part of
+   * the chain id; a share does not carry it.
+   */
+  was: Type.Optional(Type.Record(Type.String({ pattern: '^[0-9]{1,6}$' }), Type.Union([Type.String(), Type.Null()]))),
   ops: Type.Array(Op),
 });
 export type Change = Static<typeof Change>;

@@ -77,19 +77,43 @@ export function tenantOfKey(type: string, key: string): string | undefined {
 }
 
 /**
- * What `scope` receives of one op, or undefined. A delete whose key does not
- * name its tenant goes to every scope (deleting what a scope does not hold
- * does nothing). An upsert of a fact that may have moved from another tenant
- * (a resource instance, a custom fact) reaches the scopes outside its tenant
- * as a delete, so a fact that moved away is removed where it was.
+ * Whether the store records where a fact of `type` was before an op on it
+ * (Change.was): its tenant is in its value, and the value may name another
+ * (a resource instance, a tuple, a custom fact).
  */
-export function opForScope(op: Op, scope: Scope): Op | undefined {
+export const recordsPrior = (type: string): boolean => tenantInValue(type) && !KEYED_BY_TENANT.has(type);
+
+/** Where a fact was before an op (Change.was): `absent`, there was none; `tenant: null`, it named no tenant; `unknown`, not recorded. */
+export type Prior = { tenant: string | null } | 'absent' | 'unknown';
+
+/** The prior of op `i` of `change` for a type that records it; for other types, unknown (`'unknown'`). */
+export function priorOf(change: Pick<Change, 'was'>, i: number, type: string): Prior {
+  if (!recordsPrior(type)) return 'unknown';
+  const was = change.was;
+  if (!was || !Object.hasOwn(was, String(i))) return 'absent';
+  return { tenant: was[String(i)] ?? null };
+}
+
+/**
+ * What `scope` receives of one op, or undefined. A fact goes where its tenant
+ * is served (a fact of no tenant everywhere). A delete, and an upsert that moved
+ * a fact to another tenant, reach exactly the scopes that held it before: its
+ * tenant's, as the key says or the store recorded (`prior`), or every scope when
+ * it named no tenant. So a share never carries another tenant's key, and a
+ * fact that moved away is removed where it was. Without a record (`'unknown'`)
+ * a delete goes everywhere, which is harmless, and a move likewise.
+ */
+export function opForScope(op: Op, scope: Scope, prior: Prior = 'unknown'): Op | undefined {
   if (scope.types && !scope.types.has(op.type)) return undefined;
   if (!scope.tenants) return op;
-  const t = op.op === 'upsert' ? tenantOfFact(op.type, op.key, op.value) : tenantOfKey(op.type, op.key);
-  if (t === undefined || scope.tenants.has(t)) return op;
-  if (op.op === 'upsert' && !KEYED_BY_TENANT.has(op.type)) return { op: 'delete', type: op.type, key: op.key };
-  return undefined;
+  const tenants = scope.tenants;
+  const now = op.op === 'upsert' ? tenantOfFact(op.type, op.key, op.value) : tenantOfKey(op.type, op.key);
+  if (op.op === 'upsert' && (now === undefined || tenants.has(now))) return op;
+  if (op.op === 'delete' && now !== undefined) return tenants.has(now) ? op : undefined;
+  if (op.op === 'upsert' && KEYED_BY_TENANT.has(op.type)) return undefined;
+  // A delete that its key cannot route, or an upsert to a tenant this scope does not serve: where was it?
+  const heldHere = prior === 'unknown' ? true : prior === 'absent' ? false : prior.tenant === null || tenants.has(prior.tenant);
+  return heldHere ? { op: 'delete', type: op.type, key: op.key } : undefined;
 }
 
 /** Whether a stored fact belongs to `scope`'s share (snapshots of a share). */
@@ -109,8 +133,9 @@ export function factInScope(f: Pick<Fact, 'type' | 'key' | 'value'>, scope: Scop
  */
 export function shareOfChange(change: Change, prevId: string, scope: Scope): Change {
   const ops: Op[] = [];
-  for (const o of change.ops) {
-    const s = opForScope(o, scope);
+  for (let i = 0; i < change.ops.length; i++) {
+    const o = change.ops[i]!;
+    const s = opForScope(o, scope, priorOf(change, i, o.type));
     if (s) ops.push(s);
   }
   return { version: change.version, id: change.id, prev: prevId, ts: change.ts, ops };

@@ -128,6 +128,29 @@ describe('scoped agents (AGENT_TENANTS)', () => {
     expect(acme.store.get('ticket', 'acme-t1')).toBeUndefined();
   });
 
+  it('a share never names another tenant\'s key: deletes and moves reach only the tenant that held the fact', async () => {
+    const s = await server();
+    const env = newEnv();
+    const admin = client(s.url, ADMIN);
+    await admin.post(`/v1/envs/${env}/facts`, { ops: [...policy, ...tenantFacts('acme', 1), ...tenantFacts('globex', 1),
+      upsert('relationship', 'document:globex-0#viewer@user:u0', { object: 'document:globex-0', relation: 'viewer', subject: 'user:u0', tenant: 'globex' })] });
+    const acme = await agent(s.url, { AGENT_ENV: env, AGENT_ID: 'acme-only', AGENT_TENANTS: 'acme' });
+    const before = (await admin.get(`/v1/envs/${env}/head`)).body.version as number;
+    await admin.post(`/v1/envs/${env}/facts`, { ops: [del('resource_instance', 'document:globex-0'), del('relationship', 'document:globex-0#viewer@user:u0'), del('ticket', 'globex-t1')] });
+    await admin.post(`/v1/envs/${env}/facts`, { ops: [upsert('resource_instance', 'document:acme-0', { tenant: 'globex' })] });
+    const moved = await admin.post(`/v1/envs/${env}/facts`, { ops: [upsert('resource_instance', 'document:acme-0', { tenant: 'initech' })] });
+    const page = await admin.get(`/v1/envs/${env}/changes?after=${before}&tenants=acme`);
+    const text = JSON.stringify(page.body.changes);
+    expect(text).not.toContain('globex-0');
+    expect(text).not.toContain('globex-t1');
+    // The move out of acme is a delete for acme; the next move (globex → initech) is nothing for acme.
+    expect(page.body.changes.flatMap((c: { ops: unknown[] }) => c.ops)).toEqual([{ op: 'delete', type: 'resource_instance', key: 'document:acme-0' }]);
+    await waitUntil(() => acme.store.version === moved.body.version, 'the acme agent at the last version');
+    expect(keysOf(acme, 'resource_instance')).toEqual([]);
+    const globex = (await admin.get(`/v1/envs/${env}/changes?after=${before}&tenants=globex`)).body.changes.flatMap((c: { ops: { key: string }[] }) => c.ops.map((o) => o.key));
+    expect(globex).toEqual(['document:globex-0', 'document:globex-0#viewer@user:u0', 'globex-t1', 'document:acme-0', 'document:acme-0']);
+  });
+
   it('catches up after its replica goes away: resumes its share from the log on the other, without a snapshot', async () => {
     const keyPrefix = `t${Math.random().toString(36).slice(2, 10)}`;
     const s1 = await startServer({ redisUrl: inject('redisUrl'), keyPrefix, env: { HEAL_INTERVAL_MS: '200' } });

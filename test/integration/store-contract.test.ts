@@ -60,6 +60,22 @@ describe.each(Object.keys(factories))('FactStore contract: %s', (kind) => {
       expect(await s.head('a')).toMatchObject({ version: 5, epoch: r[0]!.epoch });
     });
 
+    it('records where a fact whose tenant is in its value was before each op (Change.was), outside the chain id', async () => {
+      const s = await make();
+      const inst = (key: string, tenant: string) => ({ op: 'upsert' as const, type: 'resource_instance', key, value: { tenant } });
+      await s.write('w', { ops: [inst('doc:1', 'acme'), { op: 'upsert', type: 'doc', key: 'c', value: { tenant: 'glo"bex/\u00e9' } }, { op: 'upsert', type: 'doc', key: 'n', value: {} }], ts: ts() });
+      // A move, a delete of a custom fact (an odd tenant key), one of a fact with no tenant, one of nothing, then one of what this change made.
+      await s.write('w', { ops: [inst('doc:1', 'globex'), { op: 'delete', type: 'doc', key: 'c' }, { op: 'delete', type: 'doc', key: 'n' },
+        { op: 'delete', type: 'doc', key: 'absent' }, inst('doc:2', 'initech'), { op: 'delete', type: 'resource_instance', key: 'doc:2' }, up('u')], ts: ts() });
+      const page = await s.changes('w', 0, 10);
+      if (page.truncated) throw new Error('the log was trimmed');
+      const [first, second] = page.changes.map((c) => JSON.parse(c.json) as { was?: Record<string, string | null>; id: string; ts: string; ops: unknown[] });
+      expect(first!.was).toBeUndefined();
+      expect(second!.was).toEqual({ 0: 'acme', 1: 'glo"bex/\u00e9', 2: null, 5: 'initech' });
+      expect(chainId(GENESIS_ID, 1, first!.ts, JSON.stringify(first!.ops))).toBe(first!.id);
+      expect(chainId(first!.id, 2, second!.ts, JSON.stringify(second!.ops))).toBe(second!.id);
+    });
+
     it('concurrent writes get distinct consecutive versions', async () => {
       const s = await make();
       const r = await Promise.all(Array.from({ length: 50 }, (_, i) => s.write('c', { ops: [up(`u${i}`)], ts: ts() })));

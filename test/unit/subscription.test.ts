@@ -69,6 +69,24 @@ describe('scopes of tenants (scoped agents)', () => {
     expect(opForScope({ op: 'delete', type: 'resource_instance', key: 'doc:1' }, acme)).toBeDefined();
   });
 
+  it('with the store\'s record of where a fact was (Change.was), a delete or a move reaches only the scope that held it', () => {
+    const del = { op: 'delete' as const, type: 'resource_instance', key: 'doc:g' };
+    // It was globex's: acme never hears its key.
+    expect(opForScope(del, acme, { tenant: 'globex' })).toBeUndefined();
+    expect(opForScope(del, tenants('globex'), { tenant: 'globex' })).toEqual(del);
+    // It named no tenant (every scope held it), or there was none (no scope held it).
+    expect(opForScope(del, acme, { tenant: null })).toEqual(del);
+    expect(opForScope(del, acme, 'absent')).toBeUndefined();
+    // A move from acme to globex: acme gets the delete, initech nothing.
+    const moved = up('resource_instance', 'doc:1', { tenant: 'globex' });
+    expect(opForScope(moved, acme, { tenant: 'acme' })).toEqual({ op: 'delete', type: 'resource_instance', key: 'doc:1' });
+    expect(opForScope(moved, tenants('initech'), { tenant: 'acme' })).toBeUndefined();
+    expect(opForScope(moved, tenants('initech'), 'absent')).toBeUndefined();
+    const change: Change = { version: 2, id: 'x', ts: 't', was: { 0: 'globex' }, ops: [del, { op: 'delete', type: 'user', key: 'u' }] };
+    expect(shareOfChange(change, 'p', acme).ops).toEqual([{ op: 'delete', type: 'user', key: 'u' }]);
+    expect(shareOfChange(change, 'p', acme)).not.toHaveProperty('was');
+  });
+
   it('parse a tenants list, refusing what is not one', () => {
     expect(parseTenantsList(' acme, globex ,acme')).toEqual({ ok: true, value: ['acme', 'globex'] });
     expect(parseTenantsList(',').ok).toBe(false);

@@ -1,6 +1,6 @@
 import { nanoid } from 'nanoid';
 import {
-  FactsyncError, GENESIS_ID, PRODUCER_WINDOW, chainId, decodeControlEvent, decodeDoorbell, encodeControlEvent, encodeDoorbell, factField, idOfChangeJson, sha1Hex,
+  FactsyncError, GENESIS_ID, PRODUCER_WINDOW, chainId, decodeControlEvent, decodeDoorbell, encodeControlEvent, encodeDoorbell, factField, idOfChangeJson, recordsPrior, sha1Hex,
   splitFactField, type AgentInfo,
 } from '@factsync/shared';
 import { toAgentRecords } from './agent-records.js';
@@ -133,8 +133,14 @@ export function createMemoryStore(opts: MemoryStoreOptions): FactStore {
       }
       const v = ++s.version;
       s.id = chainId(s.id, v, input.ts, opsJson);
-      for (const op of input.ops) {
+      const was: string[] = [];
+      for (let k = 0; k < input.ops.length; k++) {
+        const op = input.ops[k]!;
         const field = factField(op.type, op.key);
+        if (recordsPrior(op.type)) {
+          const old = s.state.get(field);
+          if (old !== undefined) was.push(`"${k}":${priorTenantJson(old)}`);
+        }
         if (op.op === 'upsert') {
           const value = JSON.stringify(op.value);
           s.state.set(field, value);
@@ -144,7 +150,7 @@ export function createMemoryStore(opts: MemoryStoreOptions): FactStore {
           if (journal) facts.set(field, null);
         }
       }
-      const json = `{"version":${v},"id":"${s.id}","ts":"${input.ts}","ops":${opsJson}}`;
+      const json = `{"version":${v},"id":"${s.id}","ts":"${input.ts}",${was.length > 0 ? `"was":{${was.join(',')}},` : ''}"ops":${opsJson}}`;
       s.log.push({ version: v, json });
       if (journal) changes.push({ version: v, json });
       if (input.producer) {
@@ -443,4 +449,14 @@ export function createMemoryStore(opts: MemoryStoreOptions): FactStore {
       controlListeners.clear();
     },
   };
+}
+
+/** Change.was for a stored value: the tenant it names, as JSON, or null (the WRITE script does the same in Lua). */
+function priorTenantJson(valueJson: string): string {
+  try {
+    const t = (JSON.parse(valueJson) as { tenant?: unknown } | null)?.tenant;
+    return typeof t === 'string' ? JSON.stringify(t) : 'null';
+  } catch {
+    return 'null';
+  }
 }

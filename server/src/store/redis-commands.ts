@@ -14,7 +14,8 @@ import type { EnvHead, RawChange, Resume, ResumeRequest, ResumeVerdict } from '.
 export type WriteOutcomeKind = 'written' | 'duplicate' | 'key_reused' | 'seq_too_old';
 const WRITE_OUTCOMES: readonly WriteOutcomeKind[] = ['written', 'duplicate', 'key_reused', 'seq_too_old'];
 
-export interface ScriptOp { kind: 'upsert' | 'delete'; field: string; valueJson: string }
+/** `recordPrior`: the script records where the fact was (Change.was), for types whose tenant is in their value. */
+export interface ScriptOp { kind: 'upsert' | 'delete'; field: string; valueJson: string; recordPrior: boolean }
 export interface ScriptWrite {
   ts: string;
   opsJson: string;
@@ -118,7 +119,8 @@ export function defineRedisScripts(redis: Redis, cluster: boolean): RedisScripts
           keyIndex = keys.length;
         }
         args.push(w.ts, w.opsJson, w.requestHash, keyIndex, w.seq, w.ops.length * 3);
-        for (const op of w.ops) args.push(op.kind === 'upsert' ? 'u' : 'd', op.field, op.valueJson);
+        // Lower case: apply; upper case: apply and record the fact's prior tenant.
+        for (const op of w.ops) args.push(op.kind === 'upsert' ? (op.recordPrior ? 'U' : 'u') : op.recordPrior ? 'D' : 'd', op.field, op.valueJson);
       }
       const reply = await r.fsWrite(keys.length, ...keys, a.epochCandidate, a.retention, a.idempotencyTtlSeconds, a.inlineBytes, a.channel, a.writes.length, a.producerWindow, ...args);
       const results = a.writes.map((_, i) => {

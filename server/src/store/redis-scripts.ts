@@ -127,14 +127,29 @@ for _ = 1, tonumber(ARGV[6]) do
   else
     v = v + 1
     prev_id = redis.sha1hex(prev_id .. '\\n' .. v .. '\\n' .. ts .. '\\n' .. ops)
+    -- Where each recorded fact was (Change.was: its tenant, or null), read just before its op applies.
+    local was = {}
+    local k = 0
     for j = first, i - 1, 3 do
-      if ARGV[j] == 'u' then
+      local kind = ARGV[j]
+      if kind == 'U' or kind == 'D' then
+        local old = redis.call('HGET', state, ARGV[j + 1])
+        if old then
+          local okd, val = pcall(cjson.decode, old)
+          local t = okd and type(val) == 'table' and val['tenant'] or nil
+          if type(t) == 'string' then was[#was + 1] = '"' .. k .. '":' .. cjson.encode(t) else was[#was + 1] = '"' .. k .. '":null' end
+        end
+      end
+      if kind == 'u' or kind == 'U' then
         redis.call('HSET', state, ARGV[j + 1], ARGV[j + 2])
       else
         redis.call('HDEL', state, ARGV[j + 1])
       end
+      k = k + 1
     end
-    last = '{"version":' .. v .. ',"id":"' .. prev_id .. '","ts":"' .. ts .. '","ops":' .. ops .. '}'
+    local was_json = ''
+    if #was > 0 then was_json = '"was":{' .. table.concat(was, ',') .. '},' end
+    last = '{"version":' .. v .. ',"id":"' .. prev_id .. '","ts":"' .. ts .. '",' .. was_json .. '"ops":' .. ops .. '}'
     local minid = v - retention + 1
     if minid > 1 then
       redis.call('XADD', log, 'MINID', minid .. '-0', v .. '-0', 'c', last)

@@ -2,7 +2,7 @@ import { Cluster, Redis, ReplyError } from 'ioredis';
 import { nanoid } from 'nanoid';
 import type { Logger } from 'pino';
 import {
-  FactsyncError, PRODUCER_WINDOW, decodeAgentInfo, decodeControlEvent, decodeDoorbell, decodePresence, encodeControlEvent, factField, sha1Hex, splitFactField,
+  FactsyncError, PRODUCER_WINDOW, decodeAgentInfo, decodeControlEvent, decodeDoorbell, decodePresence, encodeControlEvent, factField, recordsPrior, sha1Hex, splitFactField,
   type AgentInfo,
 } from '@factsync/shared';
 import { defineRedisScripts, type ScriptWrite } from './redis-commands.js';
@@ -138,7 +138,7 @@ export async function createRedisStore(opts: RedisStoreOptions): Promise<FactSto
         requestHash: input.idempotencyKey !== undefined || input.producer ? sha1Hex(opsJson) : '',
         idempotencyKey: input.producer ? keys.producer(input.producer.id) : input.idempotencyKey !== undefined ? keys.idem(input.idempotencyKey) : undefined,
         seq: input.producer?.seq ?? 0,
-        ops: input.ops.map((op) => ({ kind: op.op, field: factField(op.type, op.key), valueJson: op.op === 'upsert' ? JSON.stringify(op.value) : '' })),
+        ops: input.ops.map((op) => ({ kind: op.op, field: factField(op.type, op.key), valueJson: op.op === 'upsert' ? JSON.stringify(op.value) : '', recordPrior: recordsPrior(op.type) })),
       };
     });
     const reply = await guard('write', () => scripts.write({
