@@ -88,12 +88,12 @@ function jwtOptions(env: Record<string, string | undefined>): JwtOptions | undef
   set('issuer', 'JWT_ISSUER');
   set('audience', 'JWT_AUDIENCE');
   set('subjects', 'JWT_SUBJECTS');
+  if (readBool(env, 'JWT_ALLOW_NO_EXP', false)) o.allowNoExp = true;
   if (!o.secret && !o.jwksUrl && !o.jwksFile) {
     if (o.issuer || o.audience || o.subjects) throw new ConfigError('JWT_ISSUER, JWT_AUDIENCE and JWT_SUBJECTS are about JWTs: set JWT_SECRET, JWT_JWKS_URL or JWT_JWKS_FILE too');
     return undefined;
   }
   if (o.jwksUrl && o.jwksFile) throw new ConfigError('set JWT_JWKS_URL or JWT_JWKS_FILE, not both');
-  if (readBool(env, 'JWT_ALLOW_NO_EXP', false)) o.allowNoExp = true;
   return o;
 }
 
