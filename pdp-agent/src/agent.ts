@@ -5,6 +5,7 @@ import type { AgentConfig } from './config.js';
 import { LocalStore } from './local-store.js';
 import { Applier } from './applier.js';
 import { SyncEngine } from './sync-engine.js';
+import { ApplyGate } from './apply-gate.js';
 import { Connection } from './connection.js';
 import { ServerClient } from './server-client.js';
 import { AppliedWaiters } from './applied-waiters.js';
@@ -30,6 +31,8 @@ export interface PdpAgent {
   readonly metrics: AgentMetrics;
   readonly decider: Decider;
   readonly usage: UsageTracker;
+  /** Reads that yield hold it; applies wait (apply-gate.ts). */
+  readonly gate: ApplyGate;
   status(): AgentStatus;
   /**
    * Resolves true once `version` of `epoch` is applied (a bare version: of the
@@ -95,8 +98,9 @@ export async function createAgent(config: Readonly<AgentConfig>, opts: AgentOpti
     facts: () => store.size,
     reconnects: () => conn.reconnects,
   });
+  const gate = new ApplyGate();
   const engine: SyncEngine = new SyncEngine({
-    env: config.env, agentId: config.agentId, tenants: config.tenants, store, applier, client, waiters, metrics, log,
+    env: config.env, agentId: config.agentId, tenants: config.tenants, store, applier, client, waiters, metrics, log, gate,
     link: () => conn,
     onDirty: () => (dirty = true),
     usage,
@@ -105,7 +109,8 @@ export async function createAgent(config: Readonly<AgentConfig>, opts: AgentOpti
     { urls: config.serverUrls, token: config.token.fresh, tls: () => tls.connect(), reconnectMinMs: config.reconnectMinMs, reconnectMaxMs: config.reconnectMaxMs, serverTimeoutMs: config.serverTimeoutMs, agentId: config.agentId, log },
     {
       hello: () => engine.hello(),
-      message: (m) => engine.onMessage(m),
+      // A frame waits while a read that yields holds its version (apply-gate.ts); a welcome or an error too, to keep order.
+      message: (m) => gate.run(() => engine.onMessage(m)),
       invalidFrame: () => metrics.invalidFrames.inc(),
       connected: (up) => {
         if (!up) engine.disconnected();
@@ -165,6 +170,7 @@ export async function createAgent(config: Readonly<AgentConfig>, opts: AgentOpti
     metrics,
     decider,
     usage,
+    gate,
     api: undefined as unknown as LocalApi,
     status: () => ({
       agent_id: config.agentId, env: config.env, applied: store.version, head: Math.max(engine.head, store.version),

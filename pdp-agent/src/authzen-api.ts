@@ -3,10 +3,10 @@ import type { FastifyReply } from 'fastify';
 import type { TypedApp } from '@factsync/shared/http-app';
 import { Type, type TSchema } from '@sinclair/typebox';
 import {
+  AtLeastQuery,
   AzActionSearch, AzDecision, AzEvaluationRequest, AzEvaluationsRequest, AzEvaluationsResponse, AzResourceSearch, AzSearchResponse, AzSubjectSearch,
   FactsyncError, type Check,
 } from '@factsync/shared';
-import { AtLeastQuery } from '@factsync/shared';
 import { VERSION_HEADER, awaitAtLeast, type CheckApiDeps, type ReadRequest } from './check-api.js';
 import { MAX_PAGE, type KeyPage } from './decide/enumerate.js';
 

@@ -3,14 +3,16 @@ import type { TypedApp } from '@factsync/shared/http-app';
 import { Type } from '@sinclair/typebox';
 import type { Logger } from 'pino';
 import {
+  AtLeastQuery,
   BulkCheckRequest, CheckAnswer, CheckRequest, FactsyncError, UserPermissionsRequest, normalizeCheck, normalizeUser, parseResourceRef,
   AT_LEAST_DESCRIPTION, parseAtLeast, parseWaitTimeout, type Check,
 } from '@factsync/shared';
-import { AtLeastQuery } from '@factsync/shared';
 import type { Decider } from './decide/decider.js';
 import type { AgentMetrics } from './metrics.js';
 import type { UsageTracker } from './usage-tracker.js';
 import type { LocalStore } from './local-store.js';
+import { readAtOneVersion, type ApplyGate } from './apply-gate.js';
+import { SLICE_MS } from './decide/work-budget.js';
 
 export interface CheckApiDeps {
   decider: Decider;
@@ -23,6 +25,8 @@ export interface CheckApiDeps {
   /** The epoch a bare `at_least=V` refers to. */
   serverEpoch(): string | null;
   store: Pick<LocalStore, 'version' | 'epoch'>;
+  /** A bulk that yields holds it, so that it decides every check at one version. */
+  gate: ApplyGate;
 }
 
 const ErrorBody = Type.Object({ error: Type.String(), message: Type.String() }, { additionalProperties: true });
@@ -72,10 +76,12 @@ export function registerCheckRoutes(app: TypedApp, d: CheckApiDeps): void {
   // Label children bound once: a check must not hash a label set (it costs about what the check does).
   const allowed = d.metrics.checks.labels({ allow: 'true' });
   const denied = d.metrics.checks.labels({ allow: 'false' });
+  const limited = d.metrics.checksLimited;
   const decide = (c: Check, explain: boolean) => {
     d.usage.record(c.user.key);
     const r = d.decider.check(c, explain || d.decisionLog);
     (r.allow ? allowed : denied).inc();
+    if (r.limited) limited.inc();
     if (d.decisionLog) {
       d.log.info({ decision: { user: c.user.key, action: c.action, resource: c.resource, tenant: d.decider.tenantOf(c), allow: r.allow, version: r.version, reason: r.reason } }, 'decision');
     }
@@ -109,13 +115,18 @@ export function registerCheckRoutes(app: TypedApp, d: CheckApiDeps): void {
     await awaitAtLeast(req, reply, d);
     const body = req.body;
     const checks = body.map((c, i) => parse(c, `[${i}]: `));
-    const version = d.decider.version;
-    const allow = checks.map((c, i) => {
-      const r = decide(c, body[i]!.debug === true);
-      return { allow: r.allow, result: r.allow, ...(body[i]!.debug ? { reason: r.reason } : {}) };
+    // Past a time slice the bulk yields the event loop, holding the gate: every check is decided at one version.
+    return readAtOneVersion(d.gate, SLICE_MS, async (pause) => {
+      const version = d.decider.version;
+      const allow: { allow: boolean; result: boolean; reason?: string }[] = [];
+      for (let i = 0; i < checks.length; i++) {
+        await pause();
+        const r = decide(checks[i]!, body[i]!.debug === true);
+        allow.push({ allow: r.allow, result: r.allow, ...(body[i]!.debug ? { reason: r.reason } : {}) });
+      }
+      void reply.header(VERSION_HEADER, version);
+      return { allow, version };
     });
-    void reply.header(VERSION_HEADER, version);
-    return { allow, version };
   });
 
   app.post('/user-permissions', {

@@ -13,6 +13,7 @@ import type { Forwarder } from './forwarder.js';
 import { createForward, registerWriteRoutes } from './write-api.js';
 import { registerPermitRoutes } from './permit/permit-api.js';
 import { VERSION_HEADER, awaitAtLeast, registerCheckRoutes } from './check-api.js';
+import type { ApplyGate } from './apply-gate.js';
 import { registerAuthzenRoutes } from './authzen-api.js';
 import { createPermitViews } from './permit/views.js';
 
@@ -26,6 +27,7 @@ export interface LocalApiDeps {
   status(): AgentStatusValue;
   waitApplied(version: number, timeoutMs: number | null, signal?: AbortSignal, epoch?: string): Promise<boolean>;
   serverEpoch(): string | null;
+  readonly gate: ApplyGate;
 }
 
 export interface LocalApi {
@@ -72,7 +74,7 @@ export async function buildLocalApi(agent: LocalApiDeps, forwarder: Forwarder, l
     });
   }
 
-  const readYourWrites = { waitApplied: agent.waitApplied, serverEpoch: agent.serverEpoch, store: agent.store, defaultWaitSeconds: config.defaultWaitSeconds };
+  const readYourWrites = { waitApplied: agent.waitApplied, serverEpoch: agent.serverEpoch, store: agent.store, gate: agent.gate, defaultWaitSeconds: config.defaultWaitSeconds };
   const checkDeps = { ...readYourWrites, decider: agent.decider, usage: agent.usage, metrics: agent.metrics, log, decisionLog: config.decisionLog };
   registerCheckRoutes(app, checkDeps);
   registerAuthzenRoutes(app, checkDeps);
@@ -121,7 +123,7 @@ export async function buildLocalApi(agent: LocalApiDeps, forwarder: Forwarder, l
   const forward = createForward(writeDeps);
   registerWriteRoutes(app, writeDeps, forward);
   await registerPermitRoutes(app, forward, {
-    env: config.env, store: agent.store, decider: agent.decider, readYourWrites,
+    env: config.env, store: agent.store, decider: agent.decider, readYourWrites, gate: agent.gate,
     views: createPermitViews(config.env, agent.store, agent.decider.index),
   });
   app.get('/metrics', { schema: { summary: 'Prometheus metrics' } }, async (_req, reply) =>

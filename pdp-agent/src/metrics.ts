@@ -28,6 +28,7 @@ export class AgentMetrics {
     buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10], registers: [this.registry],
   });
 
+  readonly checksLimited = new Counter({ name: 'factsync_agent_checks_limited_total', help: 'Checks denied because deciding them took more than their work budget (MAX_CHECK_WORK steps): the policy is too heavy', registers: [this.registry] });
   readonly checks = new Counter({ name: 'factsync_agent_checks_total', help: 'Permission checks decided, by answer', labelNames: ['allow'], registers: [this.registry] });
 
   constructor(s: AgentMetricSources) {

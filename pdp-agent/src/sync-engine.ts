@@ -8,6 +8,7 @@ import type { ServerClient } from './server-client.js';
 import type { AppliedWaiters } from './applied-waiters.js';
 import type { AgentMetrics } from './metrics.js';
 import type { UsageTracker } from './usage-tracker.js';
+import type { ApplyGate } from './apply-gate.js';
 
 /**
  * Where the protocol stands on the current socket; changed only by `setState`.
@@ -44,6 +45,8 @@ export interface SyncEngineDeps {
   /** Local state changed (persistence). */
   onDirty: () => void;
   usage?: UsageTracker;
+  /** Applies wait here while a long read holds one version. */
+  gate: ApplyGate;
 }
 
 /**
@@ -279,6 +282,7 @@ export class SyncEngine {
             this.d.link().restart(`gap repair: ${s.error}; resuming through a new session`);
             return;
           }
+          await this.d.gate.turn();
           this.afterApply(applier.snapshot(s.value.version, s.value.epoch, s.value.facts, s.value.id ?? null));
           continue;
         }
@@ -291,6 +295,8 @@ export class SyncEngine {
           this.d.link().restart(`gap repair got status ${a.status}; resuming through a new session`);
           return;
         }
+        // Not while a read that yields holds one version (apply-gate.ts).
+        await this.d.gate.turn();
         this.afterApply(applier.offer(page.value.changes));
       }
     } catch (e) {

@@ -113,6 +113,15 @@ function parseOperand(raw: unknown, op: ConditionOperator, at: string): Result<O
   return ok({ kind: 'value', value: raw as Scalar });
 }
 
+/** The nodes of a condition: what testing it costs at most, in a check's work budget. */
+export function conditionNodes(c: Condition): number {
+  switch (c.kind) {
+    case 'all': case 'any': return c.of.reduce((n, x) => n + conditionNodes(x), 1);
+    case 'not': return 1 + conditionNodes(c.of);
+    case 'cmp': return 1;
+  }
+}
+
 /** Attribute names a condition reads, per side (the evaluator builds only what is read). */
 export function conditionReads(c: Condition, out: { user: boolean; resource: boolean } = { user: false, resource: false }) {
   switch (c.kind) {

@@ -4,6 +4,7 @@ import { Applier, LocalStore } from '@factsync/pdp-agent';
 import { chainId, type ServerMessage } from '@factsync/shared';
 import { SyncEngine } from '../../pdp-agent/src/sync-engine.js';
 import { AppliedWaiters } from '../../pdp-agent/src/applied-waiters.js';
+import { ApplyGate } from '../../pdp-agent/src/apply-gate.js';
 import { AgentMetrics } from '../../pdp-agent/src/metrics.js';
 
 function engine() {
@@ -13,7 +14,7 @@ function engine() {
   const restarts: string[] = [];
   const link = { send: () => true, restart: (why: string) => void restarts.push(why), markHealthy: () => undefined, serverUrl: new URL('http://127.0.0.1:1') };
   const e = new SyncEngine({
-    env: 'e', agentId: 'a', store, applier, client: undefined as never, waiters: new AppliedWaiters(), metrics, log: pino({ level: 'silent' }),
+    env: 'e', agentId: 'a', store, applier, client: undefined as never, waiters: new AppliedWaiters(), metrics, log: pino({ level: 'silent' }), gate: new ApplyGate(),
     link: () => link, onDirty: () => undefined,
   });
   return { store, e, restarts, on: (m: unknown) => e.onMessage(m as ServerMessage) };

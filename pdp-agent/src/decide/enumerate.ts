@@ -1,6 +1,7 @@
 import { DEFAULT_TENANT, splitInstance, type Check } from '@factsync/shared';
 import type { LocalStore } from '../local-store.js';
-import { MAX_DERIVATION_NODES, type Evaluator } from './evaluator.js';
+import { MAX_DERIVATION_NODES, type Decision, type Evaluator } from './evaluator.js';
+import { MAX_CHECK_WORK, MAX_PAGE_WORK, WorkBudget } from './work-budget.js';
 import type { PolicyIndex } from './policy-index.js';
 import { reachableInstances } from './user-permissions.js';
 
@@ -71,7 +72,7 @@ export class Enumerator {
       streams.push(keysOf(this.store.iterate('user', '', page.after)));
       streams.push(sortedAfter(this.usersWithoutFacts(tenant), page.after));
     }
-    return this.collect(union(page.after, ...streams), page, (u) => this.evaluator.check({ ...c, user: { key: u, attributes: c.user.attributes } }).allow);
+    return this.collect(union(page.after, ...streams), page, (u, b) => this.evaluator.check({ ...c, user: { key: u, attributes: c.user.attributes } }, false, b));
   }
 
   /** Instance keys (without the type) of `c.resource.type` on which `c.user` may do `c.action`. */
@@ -97,7 +98,7 @@ export class Enumerator {
         if (tenant === DEFAULT_TENANT) streams.push(objectsOf(this.store.iterate('relationship', prefix, from), prefix.length));
       }
     }
-    return this.collect(union(page.after, ...streams), page, (k) => this.evaluator.check({ ...c, resource: { ...c.resource, key: k } }).allow);
+    return this.collect(union(page.after, ...streams), page, (k, b) => this.evaluator.check({ ...c, resource: { ...c.resource, key: k } }, false, b));
   }
 
   /** Actions `c.user` may do on `c.resource`, sorted (every action the type knows of, checked). */
@@ -113,7 +114,7 @@ export class Enumerator {
     const home = c.resource.key === undefined ? undefined : this.index.instances.get(`${c.resource.type}:${c.resource.key}`)?.tenant;
     if (home !== undefined) own.add(home);
     return this.collect(union(page.after, sortedAfter(own, page.after), keysOf(this.store.iterate('tenant', '', page.after))), page,
-      (t) => this.evaluator.check({ ...c, resource: { ...c.resource, tenant: t } }).allow);
+      (t, b) => this.evaluator.check({ ...c, resource: { ...c.resource, tenant: t } }, false, b));
   }
 
   /** The tenants in which the user holds a role, tenant-wide or on an instance of the tenant. */
@@ -123,15 +124,28 @@ export class Enumerator {
     return [...out].sort();
   }
 
-  private collect(candidates: Iterable<string>, page: PageRequest, allowed: (k: string) => boolean): KeyPage {
+  /**
+   * A page of the candidates `decide` allows, bounded by its limit, its
+   * candidates and its work (MAX_PAGE_WORK): past either bound it ends early
+   * with `next`, the last key it decided. A candidate is decided with the
+   * page's budget left (at most MAX_CHECK_WORK); one that ran out of a smaller
+   * share is left to the next page, one that ran out of a whole check's budget
+   * is denied, as a check of it would be.
+   */
+  private collect(candidates: Iterable<string>, page: PageRequest, decide: (k: string, budget: WorkBudget) => Decision): KeyPage {
     const keys: string[] = [];
+    const work = new WorkBudget(MAX_PAGE_WORK);
     let examined = 0;
     let last: string | undefined;
     for (const k of candidates) {
-      if (keys.length >= page.limit || examined >= MAX_CANDIDATES_PER_PAGE) return { keys, next: last ?? null };
+      if (keys.length >= page.limit || examined >= MAX_CANDIDATES_PER_PAGE || work.left === 0) return { keys, next: last ?? null };
+      const share = new WorkBudget(Math.min(MAX_CHECK_WORK, work.left));
+      const d = decide(k, share);
+      work.spend(Math.min(share.used, share.limit));
+      if (d.limited && share.limit < MAX_CHECK_WORK && last !== undefined) return { keys, next: last };
       examined++;
       last = k;
-      if (allowed(k)) keys.push(k);
+      if (d.allow) keys.push(k);
     }
     return { keys, next: null };
   }

@@ -1,11 +1,14 @@
 import { DEFAULT_TENANT, type Check } from '@factsync/shared';
 import type { PolicyIndex } from './policy-index.js';
 import type { Subjects } from './compile-condition.js';
+import { MAX_CHECK_WORK, WorkBudget } from './work-budget.js';
 
 export interface Decision {
   allow: boolean;
   /** Why, when asked for: the role, the derivation path or the rule. */
   reason?: string;
+  /** The check ran out of its work budget before it found a grant: denied, as a PDP fails closed. */
+  limited?: true;
 }
 
 /** Facts of users, read from the local store (the evaluator never copies them). */
@@ -40,7 +43,12 @@ export class Evaluator {
     return DEFAULT_TENANT;
   }
 
-  check(c: Check, explain = false): Decision {
+  /**
+   * Decides `c` within `budget` (a fresh MAX_CHECK_WORK by default). Out of
+   * budget before a grant is found, the answer is a deny marked `limited`: a
+   * policy that would take longer cannot hold the event loop.
+   */
+  check(c: Check, explain = false, budget: WorkBudget = new WorkBudget(MAX_CHECK_WORK)): Decision {
     const { type, key } = c.resource;
     const permission = `${type}:${c.action}`;
     const tenant = this.tenantOf(c);
@@ -48,6 +56,7 @@ export class Evaluator {
     // RBAC
     const roles = this.index.assignments.get(c.user.key)?.get(tenant);
     if (roles) {
+      budget.spend(roles.size);
       for (const role of roles) {
         if (this.index.rolePermissions(role).has(permission)) {
           return explain ? { allow: true, reason: `role "${role}" in tenant "${tenant}" grants ${permission}` } : { allow: true };
@@ -59,8 +68,9 @@ export class Evaluator {
     if (key !== undefined) {
       const granting = this.index.grantingRoles(type, c.action);
       if (granting.length > 0) {
-        const found = this.holdsAny(c.user.key, granting.map((r) => `${type}:${key}#${r}`), explain, tenant);
+        const found = this.holdsAny(c.user.key, granting.map((r) => `${type}:${key}#${r}`), explain, tenant, budget);
         if (found) return { allow: true, ...(explain ? { reason: found } : {}) };
+        if (budget.exhausted) return this.limited(permission, budget);
       }
     }
 
@@ -69,18 +79,24 @@ export class Evaluator {
     if (rules) {
       let subjects: Subjects | undefined;
       for (const rule of rules.values()) {
+        if (!budget.spend(1)) return this.limited(permission, budget);
         const us = this.index.conditionSets.get(rule.userSet);
         if (!us || us.kind !== 'userset') continue;
         const rs = this.index.conditionSets.get(rule.resourceSet);
         const typeWide = !rs && rule.resourceSet === type;
         if (!typeWide && (!rs || rs.kind !== 'resourceset' || (rs.resource !== undefined && rs.resource !== type))) continue;
         subjects ??= this.subjects(c, tenant);
+        if (!budget.spend(us.cost + (typeWide ? 0 : rs!.cost))) return this.limited(permission, budget);
         if (us.test(subjects) && (typeWide || rs!.test(subjects))) {
           return explain ? { allow: true, reason: `rule ${rule.key}: user set "${rule.userSet}" and resource set "${rule.resourceSet}" match` } : { allow: true };
         }
       }
     }
     return explain ? { allow: false, reason: `no role in tenant "${tenant}", resource role or rule grants ${permission} to "${c.user.key}"` } : { allow: false };
+  }
+
+  private limited(permission: string, budget: WorkBudget): Decision {
+    return { allow: false, limited: true, reason: `denied: deciding ${permission} took more than ${budget.limit} steps (roles, holdings, rules and condition nodes) before a grant was found; simplify the policy (fewer rules per permission, smaller condition sets)` };
   }
 
   /** The merged attributes conditions read: stored, then attribute facts, then the check's, then built-ins. */
@@ -118,7 +134,7 @@ export class Evaluator {
    * once (so cycles end), at most MAX_DERIVATION_NODES. Returns a description
    * of the path found, or undefined.
    */
-  holdsAny(userKey: string, starts: readonly string[], explain: boolean, tenant: string): string | undefined {
+  holdsAny(userKey: string, starts: readonly string[], explain: boolean, tenant: string, budget?: WorkBudget): string | undefined {
     const { resourceRoles } = this.index;
     // Tuples of the check's tenant count beside those of no tenant; another tenant's never do.
     const edges = this.index.edgesIn(tenant);
@@ -132,6 +148,7 @@ export class Evaluator {
       if (!parent.has(n) && parent.size < MAX_DERIVATION_NODES) parent.set(n, from), queue.push(n);
     };
     for (let head = 0; head < queue.length; head++) {
+      if (budget && !budget.spend(1 + edges.length)) return undefined;
       const node = (from = queue[head]!);
       for (const e of edges) if (e.subjects.has(node, subject)) return explain ? this.describe(node, parent, userKey) : 'held';
       if (parent.size >= MAX_DERIVATION_NODES) continue;

@@ -1,5 +1,5 @@
 import {
-  parseCondition, splitPermission,
+  conditionNodes, parseCondition, splitPermission,
   type ConditionSetRuleValue, type ConditionSetValue, type RelationshipValue, type ResourceRoleValue, type ResourceValue,
   type RoleAssignmentValue, type TenantRoleValue,
 } from '@factsync/shared';
@@ -14,7 +14,8 @@ export interface FactObserver {
   reset(): void;
 }
 
-export interface ConditionSet { kind: 'userset' | 'resourceset'; resource: string | undefined; test: Predicate }
+/** `cost`: its condition's nodes, the steps a test of it takes from a check's work budget. */
+export interface ConditionSet { kind: 'userset' | 'resourceset'; resource: string | undefined; test: Predicate; cost: number }
 export interface Rule { key: string; userSet: string; resourceSet: string }
 
 const NONE: readonly string[] = [];
@@ -114,7 +115,7 @@ export class PolicyIndex implements FactObserver {
         const v = value as ConditionSetValue;
         const parsed = parseCondition(v.conditions);
         // Validated on the write path; a set that still does not parse (an older agent's grammar) matches nothing.
-        this.conditionSets.set(key, { kind: v.kind, resource: v.resource, test: parsed.ok ? compileCondition(parsed.value) : () => false });
+        this.conditionSets.set(key, { kind: v.kind, resource: v.resource, test: parsed.ok ? compileCondition(parsed.value) : () => false, cost: parsed.ok ? conditionNodes(parsed.value) : 1 });
         break;
       }
       case 'condition_set_rule': {

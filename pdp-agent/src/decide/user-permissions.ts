@@ -1,3 +1,4 @@
+import { MAX_CHECK_WORK, MAX_PAGE_WORK, WorkBudget } from './work-budget.js';
 import { splitInstance, type Check } from '@factsync/shared';
 import { MAX_DERIVATION_NODES, type Evaluator, type UserLookup } from './evaluator.js';
 import type { PolicyIndex } from './policy-index.js';
@@ -47,17 +48,28 @@ export function userPermissions(q: PermissionsQuery, index: PolicyIndex, evaluat
   // With `tenants`, only instances of those tenants (by their instance fact): what a scoped agent
   // serving them holds too, so both answer alike.
   const inTenants = (type: string, key: string) => q.tenants === undefined || q.tenants.includes(index.instances.get(`${type}:${key}`)?.tenant ?? '\u0000');
+  // Like a listing page, the answer stops growing once its work is spent (work-budget.ts).
+  const work = new WorkBudget(MAX_PAGE_WORK);
+  const share = (): WorkBudget => new WorkBudget(Math.max(1, Math.min(MAX_CHECK_WORK, work.left)));
   for (const { type, key } of instances.slice(0, MAX_LISTED_INSTANCES)) {
+    if (work.left === 0) break;
     if (!typeAllowed(type) || !inTenants(type, key)) continue;
     const check: Check = { user: q.user, action: '', resource: { type, key, tenant: undefined, attributes: {} } };
     const permissions: string[] = [];
     let ofType = actions.get(type);
     if (!ofType) actions.set(type, (ofType = index.actionsOf(type)));
     for (const action of ofType) {
-      if (evaluator.check({ ...check, action }).allow) permissions.push(`${type}:${action}`);
+      const b = share();
+      if (evaluator.check({ ...check, action }, false, b).allow) permissions.push(`${type}:${action}`);
+      work.spend(b.used);
     }
     const tenant = evaluator.tenantOf(check);
-    const roles = [...(index.resourceRoles.get(type)?.keys() ?? [])].filter((r) => evaluator.holdsAny(q.user.key, [`${type}:${key}#${r}`], false, tenant));
+    const roles = [...(index.resourceRoles.get(type)?.keys() ?? [])].filter((r) => {
+      const b = share();
+      const held = evaluator.holdsAny(q.user.key, [`${type}:${key}#${r}`], false, tenant, b) !== undefined;
+      work.spend(b.used);
+      return held;
+    });
     if (permissions.length === 0 && roles.length === 0) continue;
     const attributes = index.instances.get(`${type}:${key}`)?.attributes ?? {};
     out[`${type}:${key}`] = {

@@ -1,6 +1,7 @@
 import type { FastifyReply } from 'fastify';
 import { awaitAtLeast, VERSION_HEADER, type ReadRequest, type ReadYourWrites } from '../check-api.js';
 import type { Decider } from '../decide/decider.js';
+import type { ApplyGate } from '../apply-gate.js';
 import type { LocalStore } from '../local-store.js';
 import type { PermitViews } from './views.js';
 
@@ -11,6 +12,8 @@ export interface PermitDeps {
   decider: Decider;
   views: PermitViews;
   readYourWrites: ReadYourWrites;
+  /** Listings that yield hold it (apply-gate.ts). */
+  gate: ApplyGate;
 }
 
 /**
