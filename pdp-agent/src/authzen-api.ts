@@ -8,6 +8,8 @@ import {
   FactsyncError, type Check,
 } from '@factsync/shared';
 import { VERSION_HEADER, awaitAtLeast, type CheckApiDeps, type ReadRequest } from './check-api.js';
+import { readAtOneVersion } from './apply-gate.js';
+import { SLICE_MS } from './decide/work-budget.js';
 import { MAX_PAGE, type KeyPage } from './decide/enumerate.js';
 
 type Entity = { type: string; id?: string; properties?: Record<string, unknown> };
@@ -97,32 +99,37 @@ export function registerAuthzenRoutes(app: TypedApp, d: CheckApiDeps): void {
       return { decision: decide(authzenCheck(b.subject!, b.action!.name, b.resource!, b.context)) };
     }
     const semantic = b.options?.evaluations_semantic ?? 'execute_all';
-    const out: { decision: boolean; context?: Record<string, unknown> }[] = [];
-    for (const [i, e] of b.evaluations.entries()) {
-      const subject = e.subject ?? b.subject;
-      const action = e.action ?? b.action;
-      const resource = e.resource ?? b.resource;
-      const missing = !subject ? 'subject' : !action ? 'action' : !resource ? 'resource' : undefined;
-      let decision = false;
-      if (missing) {
-        // An error in one evaluation is that evaluation's denial, with the reason (the spec's "Errors").
-        out.push({ decision, context: { error: { status: 400, message: `evaluations[${i}] has no ${missing} and the request gives no default` } } });
-      } else {
-        try {
-          decision = decide(authzenCheck(subject!, action!.name, resource!, { ...b.context, ...e.context }, `evaluations[${i}].`));
-          out.push({ decision });
-        } catch (error) {
-          if (!(error instanceof FactsyncError)) throw error;
-          out.push({ decision, context: { error: { status: error.status, message: error.message } } });
+    const evaluations = b.evaluations;
+    // A box-car of many evaluations yields each time slice, at one version (apply-gate.ts).
+    return readAtOneVersion(d.gate, SLICE_MS, async (pause) => {
+      const out: { decision: boolean; context?: Record<string, unknown> }[] = [];
+      for (const [i, e] of evaluations.entries()) {
+        await pause();
+        const subject = e.subject ?? b.subject;
+        const action = e.action ?? b.action;
+        const resource = e.resource ?? b.resource;
+        const missing = !subject ? 'subject' : !action ? 'action' : !resource ? 'resource' : undefined;
+        let decision = false;
+        if (missing) {
+          // An error in one evaluation is that evaluation's denial, with the reason (the spec's "Errors").
+          out.push({ decision, context: { error: { status: 400, message: `evaluations[${i}] has no ${missing} and the request gives no default` } } });
+        } else {
+          try {
+            decision = decide(authzenCheck(subject!, action!.name, resource!, { ...b.context, ...e.context }, `evaluations[${i}].`));
+            out.push({ decision });
+          } catch (error) {
+            if (!(error instanceof FactsyncError)) throw error;
+            out.push({ decision, context: { error: { status: error.status, message: error.message } } });
+          }
         }
+        if (semantic === 'deny_on_first_deny' && !decision) {
+          out[out.length - 1]!.context ??= { code: '200', reason: 'deny_on_first_deny' };
+          break;
+        }
+        if (semantic === 'permit_on_first_permit' && decision) break;
       }
-      if (semantic === 'deny_on_first_deny' && !decision) {
-        out[out.length - 1]!.context ??= { code: '200', reason: 'deny_on_first_deny' };
-        break;
-      }
-      if (semantic === 'permit_on_first_permit' && decision) break;
-    }
-    return { evaluations: out };
+      return { evaluations: out };
+    });
   });
 
   const searchReply = (body: Record<string, unknown>, limit: number, page: KeyPage, result: (k: string) => Record<string, string>) =>

@@ -34,15 +34,18 @@ const LocalAssignmentsQuery = Type.Object({
  */
 async function pages(list: (p: PageRequest) => KeyPage, pause: () => Promise<void>, max = MAX_LISTED, after?: string): Promise<KeyPage> {
   const keys: string[] = [];
-  for (;;) {
+  for (let n = 1; ; n++) {
     const page = list({ after, limit: max - keys.length });
     keys.push(...page.keys);
     after = page.next ?? undefined;
     if (after === undefined) return { keys, next: null };
-    if (keys.length >= max) return { keys, next: after };
+    if (keys.length >= max || n >= MAX_PAGES_PER_REQUEST) return { keys, next: after };
     await pause();
   }
 }
+
+/** Most enumeration pages one request reads (each bounded in work): a request's whole work is bounded too. */
+export const MAX_PAGES_PER_REQUEST = 16;
 
 /** `page_token` of /authorized_users: where the last page ended. */
 const pageToken = (next: string): string => Buffer.from(next, 'utf8').toString('base64url');
