@@ -80,9 +80,11 @@ export async function createHttpApp(o: HttpAppOptions): Promise<TypedApp> {
     json(req, body as string, (error, value) => {
       if (!error) return done(null, value);
       // One sentence with where it broke (the default parser's message says neither).
-      let detail = error.message;
+      let detail: string;
       try {
         JSON.parse(body as string);
+        // Valid JSON that the parser still refused: it holds a key that would reach Object.prototype.
+        return done(new FactsyncError('invalid_request', 'the body has a property named "__proto__" (or "constructor" holding "prototype"), which is refused against prototype pollution; rename it (keys, users and tenants may be called so: only object property names may not)'), undefined);
       } catch (e) {
         detail = describeJsonError(body as string, (e as Error).message);
       }
