@@ -75,9 +75,9 @@ export async function loop(): Promise<Record<string, unknown>> {
   const prog = new Progress('LOOP');
   const result: Record<string, unknown> = { users, rounds };
   for (const [label, rules, width] of [['benign', 1, 3], ['hostile', 1000, 255]] as const) {
-    const server = await spawnServer({ AUTH_TOKENS: TOKENS, LOG_LEVEL: 'warn' });
+    const server = await spawnServer({ AUTH_TOKENS: TOKENS, LOG_LEVEL: 'info' });
     const env = `loop-${label}`;
-    const agent = await spawnAgent({ SERVER_URL: server.url, AGENT_TOKEN: AGENT, AGENT_ENV: env, AGENT_ID: `loop-${label}`, LOG_LEVEL: 'warn' });
+    const agent = await spawnAgent({ SERVER_URL: server.url, AGENT_TOKEN: AGENT, AGENT_ENV: env, AGENT_ID: `loop-${label}`, LOG_LEVEL: 'info' });
     try {
       let head = 0;
       const writes = [...policy(rules, width), ...Array.from({ length: users / 5000 }, (_, b) => Array.from({ length: 5000 }, (_, i) => up('user', `u${String(b * 5000 + i).padStart(6, '0')}`, { attributes: { dept: 'none' } })))];
