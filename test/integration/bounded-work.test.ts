@@ -46,7 +46,7 @@ describe('bounded work per request on the agent', () => {
   it('one check stops at its work budget: a deny that says why, counted', async () => {
     const r = await api().post('/allowed', { user: 'u00001', action: 'read', resource: 'doc:1', debug: true });
     expect(r.status).toBe(200);
-    expect(r.body).toMatchObject({ allow: false, reason: expect.stringMatching(/took more than 50000 steps/) });
+    expect(r.body).toMatchObject({ allow: false, reason: expect.stringMatching(/took more than 30000 steps/) });
     expect((await agent.metrics.checksLimited.get()).values[0]?.value).toBeGreaterThanOrEqual(1);
   });
 

@@ -1,7 +1,7 @@
 import { DEFAULT_TENANT, splitInstance, type Check } from '@factsync/shared';
 import type { LocalStore } from '../local-store.js';
 import { MAX_DERIVATION_NODES, type Decision, type Evaluator } from './evaluator.js';
-import { MAX_CHECK_WORK, MAX_PAGE_WORK, WorkBudget } from './work-budget.js';
+import { CANDIDATE_WORK, MAX_CHECK_WORK, MAX_PAGE_WORK, WorkBudget } from './work-budget.js';
 import type { PolicyIndex } from './policy-index.js';
 import { reachableInstances } from './user-permissions.js';
 
@@ -141,7 +141,7 @@ export class Enumerator {
       if (keys.length >= page.limit || examined >= MAX_CANDIDATES_PER_PAGE || work.left === 0) return { keys, next: last ?? null };
       const share = new WorkBudget(Math.min(MAX_CHECK_WORK, work.left));
       const d = decide(k, share);
-      work.spend(Math.min(share.used, share.limit));
+      work.spend(Math.min(share.used, share.limit) + CANDIDATE_WORK);
       if (d.limited && share.limit < MAX_CHECK_WORK && last !== undefined) return { keys, next: last };
       examined++;
       last = k;

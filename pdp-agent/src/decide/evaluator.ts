@@ -148,7 +148,7 @@ export class Evaluator {
       if (!parent.has(n) && parent.size < MAX_DERIVATION_NODES) parent.set(n, from), queue.push(n);
     };
     for (let head = 0; head < queue.length; head++) {
-      if (budget && !budget.spend(1 + edges.length)) return undefined;
+      if (budget && !budget.spend(1)) return undefined;
       const node = (from = queue[head]!);
       for (const e of edges) if (e.subjects.has(node, subject)) return explain ? this.describe(node, parent, userKey) : 'held';
       if (parent.size >= MAX_DERIVATION_NODES) continue;

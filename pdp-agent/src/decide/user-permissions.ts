@@ -1,4 +1,4 @@
-import { MAX_CHECK_WORK, MAX_PAGE_WORK, WorkBudget } from './work-budget.js';
+import { CANDIDATE_WORK, MAX_CHECK_WORK, MAX_PAGE_WORK, WorkBudget } from './work-budget.js';
 import { splitInstance, type Check } from '@factsync/shared';
 import { MAX_DERIVATION_NODES, type Evaluator, type UserLookup } from './evaluator.js';
 import type { PolicyIndex } from './policy-index.js';
@@ -61,7 +61,7 @@ export function userPermissions(q: PermissionsQuery, index: PolicyIndex, evaluat
     for (const action of ofType) {
       const b = share();
       if (evaluator.check({ ...check, action }, false, b).allow) permissions.push(`${type}:${action}`);
-      work.spend(b.used);
+      work.spend(b.used + CANDIDATE_WORK);
     }
     const tenant = evaluator.tenantOf(check);
     const roles = [...(index.resourceRoles.get(type)?.keys() ?? [])].filter((r) => {
