@@ -112,6 +112,19 @@ describe('an agent API that is not one DNS rebinding away', () => {
     expect(() => loadAgentConfig({ ...base, HOST: '::1' })).not.toThrow();
   });
 
+  it('has the server\'s connection limits: past MAX_CONNECTIONS its health checks answer and the rest is 429', async () => {
+    const server = await startServer();
+    closers.push(() => server.close());
+    const agent = await startAgent(server.url, { env: { AGENT_ENV: newEnv(), MAX_CONNECTIONS: '100', FIRST_BYTE_TIMEOUT_MS: '60000' } });
+    closers.push(() => agent.close());
+    const { sockets } = await silentSockets(agent.url, 100, '127.0.0.5');
+    closers.push(async () => sockets.forEach((s) => s.destroy()));
+    expect(await getFrom('127.0.0.6', agent.url, '/healthz')).toMatchObject({ status: 200 });
+    const refused = await getFrom('127.0.0.6', agent.url, '/v1/status');
+    expect(refused).toMatchObject({ status: 429 });
+    expect(JSON.parse((refused as { body: string }).body).error).toBe('too_many_connections');
+  });
+
   it('bound to loopback, it answers only requests for its own names (a rebinding page sends its own Host)', async () => {
     const server = await startServer();
     closers.push(() => server.close());
