@@ -32,15 +32,20 @@ describe('consistency across a store loss', () => {
     }
   }
 
-  it('a write through the agent in the new epoch is not synced by the old state; at_least V.EPOCH waits for the resync; an old token is 504 naming its epoch', async () => {
+  /** A server on Redis under a key prefix of its own (what loseStore deletes), and one agent. */
+  async function deployment() {
     const redisUrl = inject('redisUrl');
     const prefix = `loss${nanoid(6).replace(/[^A-Za-z0-9]/g, 'x')}`;
     const server = await startServer({ redisUrl, keyPrefix: prefix });
     closers.push(() => server.close());
-    const admin = client(server.url, ADMIN);
     const env = newEnv();
     const agent = await startAgent(server.url, { env: { AGENT_ENV: env } });
     closers.push(() => agent.close());
+    return { redisUrl, prefix, server, admin: client(server.url, ADMIN), env, agent };
+  }
+
+  it('a write through the agent in the new epoch is not synced by the old state; at_least V.EPOCH waits for the resync; an old token is 504 naming its epoch', async () => {
+    const { redisUrl, prefix, server, admin, env, agent } = await deployment();
     const api = client(agent.url);
     let old = { version: 0, epoch: '' };
     for (let i = 0; i < 5; i++) old = (await api.post('/v1/facts', { ops: [{ op: 'upsert', type: 'doc', key: `old${i}`, value: {} }] })).body;
@@ -76,14 +81,7 @@ describe('consistency across a store loss', () => {
   });
 
   it('a token of an epoch the agent never heard of waits until the server moves it there, when written past the agent', async () => {
-    const redisUrl = inject('redisUrl');
-    const prefix = `loss${nanoid(6).replace(/[^A-Za-z0-9]/g, 'x')}`;
-    const server = await startServer({ redisUrl, keyPrefix: prefix });
-    closers.push(() => server.close());
-    const admin = client(server.url, ADMIN);
-    const env = newEnv();
-    const agent = await startAgent(server.url, { env: { AGENT_ENV: env } });
-    closers.push(() => agent.close());
+    const { redisUrl, prefix, server, admin, env, agent } = await deployment();
     for (let i = 0; i < 5; i++) await admin.post(`/v1/envs/${env}/facts`, { ops: [{ op: 'upsert', type: 'doc', key: `old${i}`, value: {} }] });
     await waitUntil(() => agent.store.version === 5, 'the agent at 5');
 
