@@ -24,10 +24,14 @@ async function main(): Promise<void> {
   });
   log.info({ url, servers: config.serverUrls.map((u) => u.origin) }, 'factsync agent listening');
 
-  let stopping = false;
+  let stoppingAt: number | undefined;
   const stop = (signal: string) => {
-    if (stopping) process.exit(1);
-    stopping = true;
+    // The same Ctrl-C reaches the whole process group (and npm forwards it): only a later signal forces the exit.
+    if (stoppingAt !== undefined) {
+      if (Date.now() - stoppingAt < 1000) return;
+      process.exit(1);
+    }
+    stoppingAt = Date.now();
     log.info({ signal }, 'shutting down');
     setTimeout(() => process.exit(1), config.shutdownTimeoutMs).unref();
     agent.close().then(() => process.exit(0), () => process.exit(1));

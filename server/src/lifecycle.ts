@@ -5,14 +5,22 @@ import type { FastifyBaseLogger } from 'fastify';
  * SIGTERM/SIGINT close everything and exit 0; if closing takes longer than
  * `timeoutMs`, or a second signal arrives, exit 1 so an orchestrator is never stuck.
  */
+/**
+ * A signal this soon after the first is the same keypress: Ctrl-C reaches every
+ * process of the terminal's foreground group, and `npm start` forwards it to
+ * its child as well. Only a later one means "stop now".
+ */
+export const REPEATED_SIGNAL_MS = 1000;
+
 export function runUntilSignal(close: () => Promise<void>, timeoutMs: number, log: FastifyBaseLogger): void {
-  let stopping = false;
+  let stoppingAt: number | undefined;
   const stop = (signal: string) => {
-    if (stopping) {
+    if (stoppingAt !== undefined) {
+      if (Date.now() - stoppingAt < REPEATED_SIGNAL_MS) return;
       log.warn({ signal }, 'second signal: exiting now');
       process.exit(1);
     }
-    stopping = true;
+    stoppingAt = Date.now();
     log.info({ signal }, 'shutting down');
     const timer = setTimeout(() => {
       log.error({ timeoutMs }, 'shutdown took too long; exiting');

@@ -1,0 +1,53 @@
+import { afterAll, describe, expect, it } from 'vitest';
+import { spawn } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ROOT } from '../src/procs.js';
+import { freePort } from '../src/ports.js';
+import { scaled } from '../src/wait.js';
+
+/**
+ * Ctrl-C on `npm start` in a real terminal: the pty's line discipline sends
+ * SIGINT to the whole foreground group (npm, node), and npm forwards its own
+ * to node as well. That is one keypress, not two: a clean exit 0 with the
+ * server and the agent gone.
+ */
+describe('npm start in a terminal', () => {
+  const dirs: string[] = [];
+  afterAll(async () => {
+    for (const d of dirs) await rm(d, { recursive: true, force: true });
+  });
+
+  it('Ctrl-C shuts down cleanly and exits 0, leaving no process listening', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'factsync-ctrl-c-'));
+    dirs.push(dir);
+    const [port, agentPort] = [await freePort(), await freePort()];
+    // `script` runs npm start on a pseudo-terminal of its own; what we write to it is typed at that terminal.
+    // As from a user's shell: none of the npm_* variables of the npm that runs this test.
+    const shell = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^npm_/i.test(k)));
+    const child = spawn('script', ['-qefc', 'npm start', '/dev/null'], {
+      cwd: ROOT, env: { ...shell, DATA_DIR: dir, PORT: String(port), AGENT_PORT: String(agentPort), REDIS_URL: '', LOG_LEVEL: 'info' }, stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    const deadline = Date.now() + scaled(60_000);
+    while (!out.includes('factsync is running')) {
+      if (Date.now() > deadline || child.exitCode !== null) throw new Error(`npm start did not come up: ${out.slice(-2000)}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    child.stdin.write('\x03');
+    const code = await Promise.race([exited, new Promise<'hung'>((r) => setTimeout(() => r('hung'), scaled(20_000)))]);
+    if (code === 'hung') child.kill('SIGKILL');
+    expect(code, out.slice(-2000)).toBe(0);
+    expect(out).toMatch(/shut down cleanly/);
+    expect(out).not.toMatch(/second signal/);
+    // Both ports are free again: nothing of the deployment is left running.
+    for (const p of [port, agentPort]) {
+      const r = await fetch(`http://127.0.0.1:${p}/healthz`).then(() => 'answered', () => 'refused');
+      expect(r, `port ${p}`).toBe('refused');
+    }
+  }, 120_000);
+});
