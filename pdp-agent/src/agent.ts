@@ -123,7 +123,8 @@ export async function createAgent(config: Readonly<AgentConfig>, opts: AgentOpti
   let loggedStale = false;
   const freshnessTimer = setInterval(() => {
     const stale = !engine.fresh;
-    if (stale && !loggedStale && isReady() && !conn.isOpen) {
+    // Not before a connect has failed: at start the first socket is still opening (npm start starts both at once).
+    if (stale && !loggedStale && isReady() && !conn.isOpen && conn.reconnects > 0) {
       loggedStale = true;
       log.warn({ applied: store.version, restored: !engine.ready }, engine.ready
         ? 'stale: no server answers; serving the last state applied until one does'

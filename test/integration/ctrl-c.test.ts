@@ -19,15 +19,13 @@ describe('npm start in a terminal', () => {
     for (const d of dirs) await rm(d, { recursive: true, force: true });
   });
 
-  it('Ctrl-C shuts down cleanly and exits 0, leaving no process listening', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'factsync-ctrl-c-'));
-    dirs.push(dir);
-    const [port, agentPort] = [await freePort(), await freePort()];
-    // `script` runs npm start on a pseudo-terminal of its own; what we write to it is typed at that terminal.
+  /** `npm start` on a pseudo-terminal of `script`'s own (what we write to it is typed at that terminal), Ctrl-C once it is up. */
+  async function startThenCtrlC(dir: string): Promise<{ code: number | null | 'hung'; out: string; ports: number[] }> {
+    const ports = [await freePort(), await freePort()];
     // As from a user's shell: none of the npm_* variables of the npm that runs this test.
     const shell = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^npm_/i.test(k)));
     const child = spawn('script', ['-qefc', 'npm start', '/dev/null'], {
-      cwd: ROOT, env: { ...shell, DATA_DIR: dir, PORT: String(port), AGENT_PORT: String(agentPort), REDIS_URL: '', LOG_LEVEL: 'info' }, stdio: ['pipe', 'pipe', 'pipe'],
+      cwd: ROOT, env: { ...shell, DATA_DIR: dir, PORT: String(ports[0]), AGENT_PORT: String(ports[1]), REDIS_URL: '', LOG_LEVEL: 'info' }, stdio: ['pipe', 'pipe', 'pipe'],
     });
     let out = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
@@ -38,16 +36,29 @@ describe('npm start in a terminal', () => {
       if (Date.now() > deadline || child.exitCode !== null) throw new Error(`npm start did not come up: ${out.slice(-2000)}`);
       await new Promise((r) => setTimeout(r, 50));
     }
+    // A moment for the agent's first session (and for any line it would print about being offline).
+    await new Promise((r) => setTimeout(r, 500));
     child.stdin.write('\x03');
     const code = await Promise.race([exited, new Promise<'hung'>((r) => setTimeout(() => r('hung'), scaled(20_000)))]);
     if (code === 'hung') child.kill('SIGKILL');
-    expect(code, out.slice(-2000)).toBe(0);
-    expect(out).toMatch(/shut down cleanly/);
-    expect(out).not.toMatch(/second signal/);
-    // Both ports are free again: nothing of the deployment is left running.
-    for (const p of [port, agentPort]) {
-      const r = await fetch(`http://127.0.0.1:${p}/healthz`).then(() => 'answered', () => 'refused');
-      expect(r, `port ${p}`).toBe('refused');
+    return { code, out, ports };
+  }
+
+  it('Ctrl-C shuts down cleanly and exits 0, leaving no process listening; a restart says nothing of being offline', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'factsync-ctrl-c-'));
+    dirs.push(dir);
+    for (const run of ['first', 'restart']) {
+      const { code, out, ports } = await startThenCtrlC(dir);
+      expect(code, `${run}: ${out.slice(-2000)}`).toBe(0);
+      expect(out).toMatch(/shut down cleanly/);
+      expect(out).not.toMatch(/second signal/);
+      // The agent restored its state and reached the server at once: it was never offline.
+      expect(out, run).not.toMatch(/offline: no server answers/);
+      // Both ports are free again: nothing of the deployment is left running.
+      for (const p of ports) {
+        const r = await fetch(`http://127.0.0.1:${p}/healthz`).then(() => 'answered', () => 'refused');
+        expect(r, `port ${p}`).toBe('refused');
+      }
     }
-  }, 120_000);
+  }, 180_000);
 });
