@@ -51,6 +51,9 @@ describe('npm start in a terminal', () => {
       const { code, out, ports } = await startThenCtrlC(dir);
       expect(code, `${run}: ${out.slice(-2000)}`).toBe(0);
       expect(out).toMatch(/shut down cleanly/);
+      // What the README tells the reader to run, and the status page with its token in the fragment.
+      expect(out).toMatch(/export TOKEN=dev-[0-9a-f]{24}/);
+      expect(out).toMatch(/status {5}http:\/\/127\.0\.0\.1:\d+\/#token=dev-[0-9a-f]{24}&env=default/);
       expect(out).not.toMatch(/second signal/);
       // The agent restored its state and reached the server at once: it was never offline.
       expect(out, run).not.toMatch(/offline: no server answers/);

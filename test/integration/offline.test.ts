@@ -50,7 +50,11 @@ describe('offline operation', () => {
     // The server is back: the agent reconnects, catches up with what is written now, and says so once.
     server = track(await spawnServer(serverEnv));
     const w2 = await client(server.url, ADMIN).post(`/v1/envs/${env}/facts`, { ops: [upsert('role_assignment', 'bob/viewer/default', { user: 'bob', role: 'viewer', tenant: 'default' })] });
-    await waitUntil(async () => (await client(agent.url).get('/readyz')).body.stale === false, 'the agent to be fresh', 60_000);
+    // Fresh and at w2: it may reconnect before w2 is written (fresh at the head its welcome named) and apply w2 live after.
+    await waitUntil(async () => {
+      const b = (await client(agent.url).get('/readyz')).body as { stale: boolean; applied: number };
+      return b.stale === false && b.applied === w2.body.version;
+    }, 'the agent to be fresh and at the last write', 60_000);
     expect((await client(agent.url).get('/readyz')).body).toEqual({ status: 'ok', stale: false, applied: w2.body.version, connected: true });
     expect((await client(agent.url).post('/allowed', { user: 'bob', action: 'read', resource: 'task' })).body).toMatchObject({ allow: true, version: w2.body.version });
     expect((await client(agent.url).get('/metrics')).body).toMatch(/^factsync_agent_stale 0$/m);
