@@ -1,3 +1,5 @@
+import { SLICE_MS } from './decide/work-budget.js';
+
 /**
  * Lets a long read yield the event loop without seeing two versions. A bulk
  * check or a listing that runs past its time slice holds the gate and yields;
@@ -11,13 +13,10 @@
 export class ApplyGate {
   private holds = 0;
   private readonly waiting: (() => void)[] = [];
-  /** Changes deferred since start, for metrics. */
-  deferred = 0;
 
   /** Runs `apply` now, or once no read holds the gate (in arrival order). */
   run(apply: () => void): void {
     if (this.holds === 0 && this.waiting.length === 0) return apply();
-    this.deferred++;
     this.waiting.push(apply);
   }
 
@@ -56,7 +55,7 @@ export class ApplyGate {
 }
 
 /** Yields to the event loop (other requests, timers, sockets), not only to other microtasks. */
-export const yieldLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+const yieldLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 /**
  * Runs a read that may take longer than a slice (SLICE_MS): `pause()` yields
@@ -64,7 +63,7 @@ export const yieldLoop = (): Promise<void> => new Promise((resolve) => setImmedi
  * yield to the end, so the whole read sees one version. Changes already
  * waiting go first.
  */
-export async function readAtOneVersion<T>(gate: ApplyGate, sliceMs: number, read: (pause: () => Promise<void>) => Promise<T>): Promise<T> {
+export async function readAtOneVersion<T>(gate: ApplyGate, read: (pause: () => Promise<void>) => Promise<T>, sliceMs = SLICE_MS): Promise<T> {
   await gate.settle();
   let release: (() => void) | undefined;
   let sliceEnd = performance.now() + sliceMs;

@@ -9,7 +9,6 @@ import {
 } from '@factsync/shared';
 import { VERSION_HEADER, awaitAtLeast, type CheckApiDeps, type ReadRequest } from './check-api.js';
 import { readAtOneVersion } from './apply-gate.js';
-import { SLICE_MS } from './decide/work-budget.js';
 import { MAX_PAGE, type KeyPage } from './decide/enumerate.js';
 
 type Entity = { type: string; id?: string; properties?: Record<string, unknown> };
@@ -101,7 +100,7 @@ export function registerAuthzenRoutes(app: TypedApp, d: CheckApiDeps): void {
     const semantic = b.options?.evaluations_semantic ?? 'execute_all';
     const evaluations = b.evaluations;
     // A box-car of many evaluations yields each time slice, at one version (apply-gate.ts).
-    return readAtOneVersion(d.gate, SLICE_MS, async (pause) => {
+    return readAtOneVersion(d.gate, async (pause) => {
       const out: { decision: boolean; context?: Record<string, unknown> }[] = [];
       for (const [i, e] of evaluations.entries()) {
         await pause();

@@ -12,7 +12,6 @@ import type { AgentMetrics } from './metrics.js';
 import type { UsageTracker } from './usage-tracker.js';
 import type { LocalStore } from './local-store.js';
 import { readAtOneVersion, type ApplyGate } from './apply-gate.js';
-import { SLICE_MS } from './decide/work-budget.js';
 
 export interface CheckApiDeps {
   decider: Decider;
@@ -116,7 +115,7 @@ export function registerCheckRoutes(app: TypedApp, d: CheckApiDeps): void {
     const body = req.body;
     const checks = body.map((c, i) => parse(c, `[${i}]: `));
     // Past a time slice the bulk yields the event loop, holding the gate: every check is decided at one version.
-    return readAtOneVersion(d.gate, SLICE_MS, async (pause) => {
+    return readAtOneVersion(d.gate, async (pause) => {
       const version = d.decider.version;
       const allow: { allow: boolean; result: boolean; reason?: string }[] = [];
       for (let i = 0; i < checks.length; i++) {

@@ -52,7 +52,6 @@ export class Connection {
    * refuse is retried with a growing delay, never in a tight loop.
    */
   private badFrameStreak = 0;
-  invalidFrames = 0;
 
   get state(): ConnectionState {
     return this.stateValue;
@@ -128,7 +127,6 @@ export class Connection {
       const text = Array.isArray(data) ? Buffer.concat(data).toString('utf8') : Buffer.from(data as Buffer).toString('utf8');
       const m = parseServerMessage(text);
       if (!m.ok) {
-        this.invalidFrames++;
         this.badFrameStreak++;
         this.opts.log.error({ err: m.error, server: base.origin, streak: this.badFrameStreak },
           'server sent a frame this agent cannot parse: it stays at the version before it and retries with backoff; report the version named here');

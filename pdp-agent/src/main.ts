@@ -1,3 +1,4 @@
+import { runUntilSignal } from '@factsync/shared/lifecycle';
 import { pino } from 'pino';
 import { describeStartupError } from '@factsync/shared';
 import { ConfigError, loadAgentConfig } from './config.js';
@@ -24,20 +25,7 @@ async function main(): Promise<void> {
   });
   log.info({ url, servers: config.serverUrls.map((u) => u.origin) }, 'factsync agent listening');
 
-  let stoppingAt: number | undefined;
-  const stop = (signal: string) => {
-    // The same Ctrl-C reaches the whole process group (and npm forwards it): only a later signal forces the exit.
-    if (stoppingAt !== undefined) {
-      if (Date.now() - stoppingAt < 1000) return;
-      process.exit(1);
-    }
-    stoppingAt = Date.now();
-    log.info({ signal }, 'shutting down');
-    setTimeout(() => process.exit(1), config.shutdownTimeoutMs).unref();
-    agent.close().then(() => process.exit(0), () => process.exit(1));
-  };
-  process.on('SIGTERM', () => stop('SIGTERM'));
-  process.on('SIGINT', () => stop('SIGINT'));
+  runUntilSignal(() => agent.close(), config.shutdownTimeoutMs, log);
 }
 
 void main();

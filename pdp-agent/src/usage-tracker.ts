@@ -1,4 +1,4 @@
-import { MAX_USAGE_BATCH, isFactKey, usageBatchLength, usageMonth, type UsageMessage } from '@factsync/shared';
+import { isFactKey, usageBatchLength, usageMonth, type UsageMessage } from '@factsync/shared';
 
 /** The frame budget until a welcome names the server's (WS_MAX_PAYLOAD_BYTES' default). */
 export const DEFAULT_MAX_PAYLOAD = 64 * 1024;
@@ -27,8 +27,6 @@ export class UsageTracker {
   private seq = 0;
   /** The server's inbound frame limit, from its last welcome: every batch is cut to fit it. */
   private maxFrameBytes = DEFAULT_MAX_PAYLOAD;
-  /** Batches the server refused for good (dropped, not re-sent). */
-  refused = 0;
 
   constructor(private readonly now: () => number = Date.now) {}
 
@@ -84,7 +82,6 @@ export class UsageTracker {
   /** The server will never store this batch: it is dropped, not re-sent on every session. */
   refuse(seq: number): UsageMessage | undefined {
     const b = this.unconfirmed.get(seq);
-    if (b) this.refused++;
     this.unconfirmed.delete(seq);
     return b;
   }

@@ -1,7 +1,7 @@
 export { createServer, buildStore, type FactsyncServer, type ServerOptions } from './app.js';
 export { loadServerConfig, type ServerConfig } from './config.js';
 export { ConfigError } from '@factsync/shared';
-export { runUntilSignal } from './lifecycle.js';
+export { runUntilSignal } from '@factsync/shared/lifecycle';
 export { createMemoryStore } from './store/memory-store.js';
 export { createRedisStore } from './store/redis-store.js';
 export { createEmbeddedStore } from './store/embedded-store.js';

@@ -1,7 +1,7 @@
 import { loadServerConfig } from './config.js';
 import { ConfigError, describeStartupError } from '@factsync/shared';
 import { createServer } from './app.js';
-import { runUntilSignal } from './lifecycle.js';
+import { runUntilSignal } from '@factsync/shared/lifecycle';
 
 /** `npm run server`: configuration from the environment, then serve until SIGTERM/SIGINT. */
 async function main(): Promise<void> {

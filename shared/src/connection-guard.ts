@@ -43,37 +43,31 @@ type Guarded = Socket & { [OVER]?: string };
 /** Why this request's connection is past a limit (to be answered 429), or undefined. */
 export const overLimit = (socket: Socket): string | undefined => (socket as Guarded)[OVER];
 
-export interface ConnectionGuard {
-  readonly open: number;
-  readonly refused: number;
-}
-
 /** Applies `limits` to `server`: its timeouts, and a count of connections in all and per address. */
-export function guardConnections(server: Server, limits: ConnectionLimits): ConnectionGuard {
+export function guardConnections(server: Server, limits: ConnectionLimits): void {
   server.headersTimeout = limits.headersTimeoutMs;
   server.requestTimeout = limits.requestTimeoutMs;
   server.keepAliveTimeout = limits.keepAliveTimeoutMs;
   // How often Node checks headersTimeout and requestTimeout, read when it starts listening (its default is 30 s).
   (server as Server & { connectionsCheckingInterval: number }).connectionsCheckingInterval = Math.max(250, Math.min(5_000, Math.floor(limits.headersTimeoutMs / 4)));
   const perAddress = new Map<string, number>();
-  const state = { open: 0, refused: 0 };
+  let open = 0;
   server.on('connection', (socket: Guarded) => {
     const addr = socket.remoteAddress ?? '?';
     const mine = (perAddress.get(addr) ?? 0) + 1;
-    state.open++;
+    open++;
     perAddress.set(addr, mine);
     socket.once('close', () => {
-      state.open--;
+      open--;
       const n = (perAddress.get(addr) ?? 1) - 1;
       if (n <= 0) perAddress.delete(addr);
       else perAddress.set(addr, n);
     });
-    if (state.open > limits.maxConnections + limits.healthReserve || mine > limits.maxPerAddress + limits.healthReserve) {
-      state.refused++;
+    if (open > limits.maxConnections + limits.healthReserve || mine > limits.maxPerAddress + limits.healthReserve) {
       socket.destroy();
       return;
     }
-    if (state.open > limits.maxConnections) socket[OVER] = `${state.open - 1} connections are open (most ${limits.maxConnections})`;
+    if (open > limits.maxConnections) socket[OVER] = `${open - 1} connections are open (most ${limits.maxConnections})`;
     else if (mine > limits.maxPerAddress) socket[OVER] = `${mine - 1} connections are open from ${addr} (most ${limits.maxPerAddress})`;
     // A socket that never sends a byte holds a descriptor for ever: Node's own timeouts start with a request.
     // A timer of our own, not socket.setTimeout: Node's HTTP server destroys a socket on any 'timeout' it
@@ -85,12 +79,4 @@ export function guardConnections(server: Server, limits: ConnectionLimits): Conn
     firstByte.unref();
     socket.once('close', () => clearTimeout(firstByte));
   });
-  return {
-    get open() {
-      return state.open;
-    },
-    get refused() {
-      return state.refused;
-    },
-  };
 }

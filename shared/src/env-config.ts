@@ -3,6 +3,7 @@
  * whose message is the one line main.ts prints before exiting.
  */
 import { readFileSync } from 'node:fs';
+import type { ConnectionLimits } from './connection-guard.js';
 export class ConfigError extends Error {
   override name = 'ConfigError';
 }
@@ -70,7 +71,7 @@ export function describeStartupError(e: unknown, portVar = 'PORT'): string {
 }
 
 /** The connection limits of an HTTP server (connection-guard.ts), one set of variables for the server and the agent. */
-export function readConnectionLimits(env: Env, defaults: import('./connection-guard.js').ConnectionLimits): import('./connection-guard.js').ConnectionLimits {
+export function readConnectionLimits(env: Env, defaults: ConnectionLimits): ConnectionLimits {
   // Past the process's file limit nothing works, health checks included: by default stay well under it.
   const files = openFilesLimit();
   const fit = files === undefined ? defaults.maxConnections : Math.max(64, Math.min(defaults.maxConnections, Math.floor(files * 0.8) - defaults.healthReserve));

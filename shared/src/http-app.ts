@@ -8,9 +8,9 @@ import { describeJsonError } from './json-position.js';
 import { toFactsyncError } from './validation-errors.js';
 import { RouteTable } from './route-hints.js';
 import { createValidatorCompiler } from './validator.js';
-import { DEFAULT_CONNECTION_LIMITS, guardConnections, isHealthPath, overLimit, type ConnectionLimits, type ConnectionGuard } from './connection-guard.js';
+import { DEFAULT_CONNECTION_LIMITS, guardConnections, isHealthPath, overLimit, type ConnectionLimits } from './connection-guard.js';
 
-export { DEFAULT_CONNECTION_LIMITS, type ConnectionLimits, type ConnectionGuard } from './connection-guard.js';
+export { DEFAULT_CONNECTION_LIMITS, type ConnectionLimits } from './connection-guard.js';
 
 /** A fastify app whose routes take their types from their TypeBox schemas. */
 export type TypedApp = FastifyInstance<RawServerDefault, IncomingMessage, ServerResponse, FastifyBaseLogger, TypeBoxTypeProvider>;
@@ -30,8 +30,6 @@ export interface HttpAppOptions {
   https?: import('node:https').ServerOptions;
   /** Connection counts and HTTP timeouts (invariant 10); defaults when absent. */
   limits?: ConnectionLimits;
-  /** The guard's counts, for metrics. */
-  onGuard?: (g: ConnectionGuard) => void;
 }
 
 /**
@@ -61,8 +59,7 @@ export async function createHttpApp(o: HttpAppOptions): Promise<TypedApp> {
     ...(o.https ? { https: o.https } : {}),
   }).withTypeProvider<TypeBoxTypeProvider>() as unknown as TypedApp;
   app.setValidatorCompiler(createValidatorCompiler());
-  const guard = guardConnections(app.server, o.limits ?? DEFAULT_CONNECTION_LIMITS);
-  o.onGuard?.(guard);
+  guardConnections(app.server, o.limits ?? DEFAULT_CONNECTION_LIMITS);
   // A connection past a limit is answered, not dropped: health checks pass, everything else hears why.
   app.addHook('onRequest', async (req, reply) => {
     const why = overLimit(req.raw.socket);

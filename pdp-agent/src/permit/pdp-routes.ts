@@ -3,7 +3,6 @@ import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import type { TypedApp } from '@factsync/shared/http-app';
 import { AtLeastQuery, CheckRequest, CheckResource, CheckUser, FactsyncError, normalizeCheck, normalizeUser, type Check } from '@factsync/shared';
 import { readAtOneVersion } from '../apply-gate.js';
-import { SLICE_MS } from '../decide/work-budget.js';
 import { MAX_PAGE, type KeyPage, type PageRequest } from '../decide/enumerate.js';
 import { readAt, type PermitDeps } from './deps.js';
 import { assignmentsOf, type AssignmentFilter } from './facts-reads.js';
@@ -73,7 +72,7 @@ export function registerPermitPdpRoutes(app: TypedApp, d: PermitDeps): void {
   route('/allowed/all-tenants', CheckRequest, 'The tenants in which the check is allowed (Permit)', async (body) => {
     const c = parse(body);
     decider.requireWhole('list the tenants in which a check is allowed');
-    const found = await readAtOneVersion(d.gate, SLICE_MS, (pause) => pages((p) => decider.enumerate.tenants(c, p), pause));
+    const found = await readAtOneVersion(d.gate, (pause) => pages((p) => decider.enumerate.tenants(c, p), pause));
     return { allowed_tenants: found.keys.map((t) => ({ allow: true, result: true, tenant: tenantDetails(t) })) };
   });
 
@@ -88,7 +87,7 @@ export function registerPermitPdpRoutes(app: TypedApp, d: PermitDeps): void {
     const tenant = decider.tenantOf(c);
     const resource = c.resource.key === undefined ? `${c.resource.type}:*` : `${c.resource.type}:${c.resource.key}`;
     const permission = `${c.resource.type}:${c.action}`;
-    return readAtOneVersion(d.gate, SLICE_MS, async (pause) => {
+    return readAtOneVersion(d.gate, async (pause) => {
       const page = await pages((p) => decider.enumerate.subjects(c, p), pause, b.limit ?? MAX_PAGE, afterToken(b.page_token));
       if (page.next !== null) void reply.header('x-next-page-token', pageToken(page.next));
       // Null prototype: a user called `__proto__` is a key like any other.

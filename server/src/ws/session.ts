@@ -2,7 +2,7 @@ import type { WebSocket } from 'ws';
 import type { Logger } from 'pino';
 import { nanoid } from 'nanoid';
 import {
-  ErrorCodes, FactsyncError, assertNever, closeReason, errorFrame, idOfChangeJson, parseClientMessage, scopeOf, usageMonthProblem, type ErrorCode, type HelloMessage, type UsageMessage, type UsageRefusedMessage, type WelcomeMessage,
+  ErrorCodes, FactsyncError, assertNever, closeReason, errorFrame, idOfChangeJson, parseClientMessage, scopeOf, type ErrorCode, type HelloMessage, type UsageMessage, type WelcomeMessage,
 } from '@factsync/shared';
 import { permit, permitAgentId, permitScope, type Principal } from '../auth.js';
 import type { FactLog, Resume, ResumeVerdict, SessionRegistry, UsageLedger } from '../store/fact-store.js';
@@ -13,6 +13,7 @@ import type { EnvControl } from '../control/env-control.js';
 import type { SnapshotReads, SnapshotSink } from './snapshot-reads.js';
 import type { ServerMetrics } from '../metrics.js';
 import { ShareStream, logOnly } from './shares.js';
+import { UsageIntake } from './usage-intake.js';
 
 export interface SessionDeps {
   store: FactLog & SessionRegistry & UsageLedger;
@@ -35,7 +36,6 @@ export interface SessionDeps {
 }
 
 const MAX_CATCH_UP_IDS = 10_000;
-const MAX_QUEUED_USAGE = 128;
 
 /** Verdicts that mean the agent's state cannot be trusted: the store lost or rewrote what it had applied. */
 const DIVERGED: ReadonlySet<ResumeVerdict> = new Set(['other_epoch', 'ahead', 'forked']);
@@ -79,8 +79,8 @@ export class Session implements FeedMember {
    * versions are looked up on the feed, which keeps them once for all sockets.
    */
   private readonly catchUpIds = new Map<number, string>();
-  private usageChain: Promise<void> = Promise.resolve();
-  private usageQueued = 0;
+  /** Usage reports of an acking session, once it is registered. */
+  private usage: UsageIntake | undefined;
   readonly remoteAddress: string;
   private feed: EnvFeed | undefined;
   private control: EnvControl | undefined;
@@ -140,7 +140,7 @@ export class Session implements FeedMember {
     if (!msg.ok) {
       const { usageSeq, message } = msg.error;
       // A bad usage report is refused alone (the agent drops it); anything else ends the session.
-      if (usageSeq !== undefined && this.isRegistered && this.acking) return this.refuseUsage(usageSeq, 'invalid_request', message);
+      if (usageSeq !== undefined && this.usage) return this.usage.refuse(usageSeq, 'invalid_request', message);
       return this.fail('invalid_request', message);
     }
     switch (msg.value.type) {
@@ -206,6 +206,7 @@ export class Session implements FeedMember {
     if (this.isClosed()) return;
     this.epoch = head.epoch;
     this.setState('syncing');
+    if (this.acking) this.usage = new UsageIntake({ env: h.env, ledger: this.deps.store, metrics: this.deps.metrics, log: this.log, send: (f) => this.send(f) });
     this.send(JSON.stringify({ type: 'welcome', head: head.version, epoch: head.epoch, snapshot: resumeAt === undefined, max_payload: this.deps.maxPayloadBytes } satisfies WelcomeMessage));
 
     if (DIVERGED.has(head.verdict)) {
@@ -314,32 +315,11 @@ export class Session implements FeedMember {
     if (this.state === 'live') void this.catchUp().catch((e: unknown) => this.failWith(e));
   }
 
-  /**
-   * User keys the agent checked (MAU). Stored one batch at a time per socket;
-   * `usage_ok` tells the agent it may forget the batch. An agent that sends
-   * faster than the store takes them is told so and cut.
-   */
+  /** User keys the agent checked (MAU): acking agents only, after hello (usage-intake.ts). */
   private onUsage(u: UsageMessage): void {
-    if (!this.isRegistered) return this.fail('invalid_request', 'send hello before usage');
-    if (!this.acking) return this.fail('forbidden', 'usage is reported by acking agents only');
-    if (this.usageQueued >= MAX_QUEUED_USAGE) {
-      return this.fail('invalid_request', `more than ${MAX_QUEUED_USAGE} usage batches wait to be stored; wait for usage_ok before sending more`);
-    }
-    const month = usageMonthProblem(u.month, Date.now());
-    if (month) return this.refuseUsage(u.seq, 'invalid_request', month);
-    this.usageQueued++;
-    this.usageChain = this.usageChain
-      .then(() => this.deps.store.recordUsage(this.env, u.month, u.users))
-      .then(() => this.send(JSON.stringify({ type: 'usage_ok', seq: u.seq })))
-      // Not confirmed: the agent sends the batch again on its next session.
-      .catch((e: unknown) => this.log.warn({ err: (e as Error).message }, 'could not store usage'))
-      .finally(() => this.usageQueued--);
-  }
-
-  private refuseUsage(seq: number, code: ErrorCode, message: string): void {
-    this.deps.metrics.rejected.inc({ code: 'usage_refused' });
-    this.log.warn({ seq, message }, 'usage report refused');
-    this.send(JSON.stringify({ type: 'usage_refused', seq, error: code, message } satisfies UsageRefusedMessage));
+    if (!this.usage) return this.fail(this.isRegistered ? 'forbidden' : 'invalid_request', this.isRegistered ? 'usage is reported by acking agents only' : 'send hello before usage');
+    const tooMany = this.usage.take(u);
+    if (tooMany) this.fail('invalid_request', tooMany);
   }
 
   private onAck(version: number): void {

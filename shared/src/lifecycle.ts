@@ -1,10 +1,11 @@
-import type { FastifyBaseLogger } from 'fastify';
+/** What shutdown logs through (a pino or Fastify logger). */
+interface ShutdownLog {
+  info(o: object, msg?: string): void;
+  info(msg: string): void;
+  warn(o: object, msg?: string): void;
+  error(o: object, msg?: string): void;
+}
 
-/**
- * Graceful shutdown shared by the server and agent mains: on the first
- * SIGTERM/SIGINT close everything and exit 0; if closing takes longer than
- * `timeoutMs`, or a second signal arrives, exit 1 so an orchestrator is never stuck.
- */
 /**
  * A signal this soon after the first is the same keypress: Ctrl-C reaches every
  * process of the terminal's foreground group, and `npm start` forwards it to
@@ -12,7 +13,12 @@ import type { FastifyBaseLogger } from 'fastify';
  */
 export const REPEATED_SIGNAL_MS = 1000;
 
-export function runUntilSignal(close: () => Promise<void>, timeoutMs: number, log: FastifyBaseLogger): void {
+/**
+ * Graceful shutdown shared by the server's and the agent's mains and npm start: on the first
+ * SIGTERM/SIGINT close everything and exit 0; if closing takes longer than
+ * `timeoutMs`, or a second signal arrives, exit 1 so an orchestrator is never stuck.
+ */
+export function runUntilSignal(close: () => Promise<void>, timeoutMs: number, log: ShutdownLog): void {
   let stoppingAt: number | undefined;
   const stop = (signal: string) => {
     if (stoppingAt !== undefined) {
