@@ -24,7 +24,10 @@ describe('npm start in a terminal', () => {
     const ports = [await freePort(), await freePort()];
     // As from a user's shell: none of the npm_* variables of the npm that runs this test.
     const shell = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^npm_/i.test(k)));
-    const child = spawn('script', ['-qefc', 'npm start', '/dev/null'], {
+    // `exec`: script runs its command through $SHELL -c (dash when SHELL is unset, as in CI), and a
+    // non-interactive dash left between the pty and npm dies of the same Ctrl-C itself (130). A
+    // user's interactive shell is not in the foreground group at all: npm is, alone.
+    const child = spawn('script', ['-qefc', 'exec npm start', '/dev/null'], {
       cwd: ROOT, env: { ...shell, DATA_DIR: dir, PORT: String(ports[0]), AGENT_PORT: String(ports[1]), REDIS_URL: '', LOG_LEVEL: 'info' }, stdio: ['pipe', 'pipe', 'pipe'],
     });
     let out = '';
