@@ -36,7 +36,9 @@ async function main(): Promise<void> {
   let portVar = 'PORT';
   try {
     const serverConfig = loadServerConfig({
+      // The agent's env exists from the start; others are created with `npx factsync envs create NAME`.
       ...process.env, AUTH_TOKENS: process.env.AUTH_TOKENS ?? `${token}=admin:*`, REPLICA_ID: 'dev', DATA_DIR: join(DATA_ROOT, 'server'),
+      ENVS: [env, ...(process.env.ENVS ?? '').split(',')].filter(Boolean).join(','),
     });
     // Unless AUTH_TOKENS was given, the only token is the dev token: a 401 says where it is.
     const unknownTokenHint = process.env.AUTH_TOKENS || process.env.DEV_TOKEN ? undefined

@@ -2,7 +2,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { FactsyncClientError } from '@factsync/sdk';
 import { ENV_PATTERN } from '@factsync/shared';
 import { UsageError, createContext, type CliContext } from './context.js';
-import { agents, envs, get, status } from './commands/inspect.js';
+import { agents, envs, envsCreate, get, status } from './commands/inspect.js';
 import { check, write } from './commands/write.js';
 import { importFile } from './commands/import.js';
 import { exportFacts } from './commands/export.js';
@@ -39,7 +39,12 @@ Environment:
   };
 
   program.command('status').description('the server, its store, and the env\'s head and agents').action(() => status(ctx()));
-  program.command('envs').description('the envs this token may read').action(() => envs(ctx()));
+  const envsCmd = program.command('envs').description('the envs this token may read (envs create NAME: make one)').action(() => envs(ctx()));
+  envsCmd.command('create').argument('<name>', 'the env: 1-64 of A-Z a-z 0-9 _ -').description('create an env (admin token); nothing happens when it exists')
+    .action((name: string) => {
+      if (!envRe.test(name)) throw new UsageError(`"${name}" is not an env name: use 1-64 of A-Z a-z 0-9 _ -`);
+      return envsCreate(ctx(), name);
+    });
   program.command('agents').description('the env\'s agents: applied version, lag, connected').action(() => agents(ctx()));
   program.command('get').argument('<type>').argument('<key>').description('one fact as the server holds it').action((type: string, key: string) => get(ctx(), type, key));
   program.command('write').argument('<file>', 'a write body {"ops": [...]} in a file, or - for stdin').description('apply a write as one version')

@@ -52,6 +52,8 @@ export class Connection {
    * refuse is retried with a growing delay, never in a tight loop.
    */
   private badFrameStreak = 0;
+  /** The last refusal said (code and reason): the same one at the next slow retry is not logged again. */
+  private lastRefusal: string | undefined;
 
   get state(): ConnectionState {
     return this.stateValue;
@@ -90,6 +92,7 @@ export class Connection {
   /** A successful session (welcome received) resets the backoff. */
   markHealthy(): void {
     this.attempt = 0;
+    this.lastRefusal = undefined;
   }
 
   /** The stream moved on (a change or a snapshot applied): a bad frame before it is forgiven. */
@@ -162,8 +165,16 @@ export class Connection {
       const expired = reason.toString().startsWith('token expired');
       const fatal = !expired && !isRetryableClose(code);
       const replaced = code === ErrorCodes.agent_replaced.close;
+      // A refusal is said once, not at every slow retry; a new one (or a session in between) is said again.
+      const refusal = fatal ? `${code} ${reason.toString()}` : undefined;
+      const repeated = refusal !== undefined && refusal === this.lastRefusal;
+      this.lastRefusal = refusal;
       if (expired) this.opts.log.info({ code, reason: reason.toString() }, 'token expired; reconnecting with the current token');
-      else if (fatal) this.opts.log.error({ code, reason: reason.toString() }, 'server rejected this agent; fix the configuration (retrying slowly)');
+      else if (repeated) this.opts.log.debug({ code }, 'still refused; retrying slowly');
+      else if (code === ErrorCodes.not_found.close) {
+        // An operator may create the env after the agent started: wait for it rather than stop.
+        this.opts.log.warn({ code, reason: reason.toString() }, 'the server has no such env yet; waiting for it to be created (retrying slowly)');
+      } else if (fatal) this.opts.log.error({ code, reason: reason.toString() }, 'server rejected this agent; fix the configuration (retrying slowly)');
       else if (replaced) {
         // Two PDPs with one AGENT_ID take each other's session over in turn; back off so the live one keeps it.
         this.opts.log.error({ code, agentId: this.opts.agentId, reason: reason.toString() },

@@ -23,6 +23,8 @@ export interface WriteResult {
   applied: number;
   /** The server's sync status, when the wait was for other agents. */
   sync?: SyncStatus;
+  /** What was probably not meant (the write was applied as sent). */
+  warnings?: string[];
 }
 
 export interface ForwarderDeps {
@@ -213,7 +215,10 @@ export class Forwarder {
       if (!remote) return this.afterLocal(body, o);
       this.d.heardEpoch(body.epoch);
       const synced = body.sync?.synced ?? false;
-      return { version: body.version, epoch: body.epoch, synced, applied: this.d.appliedIn(body.epoch), ...(body.sync ? { sync: body.sync } : {}) };
+      return {
+        version: body.version, epoch: body.epoch, synced, applied: this.d.appliedIn(body.epoch),
+        ...(body.sync ? { sync: body.sync } : {}), ...(body.warnings ? { warnings: body.warnings } : {}),
+      };
     } finally {
       if (seq > 0) this.producer.release(seq);
     }

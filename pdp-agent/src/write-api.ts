@@ -5,7 +5,7 @@ import type { TypedApp } from '@factsync/shared/http-app';
 import {
   AttributeInput, AttributeRef, BulkUsersInput, FactKey, FactsyncError, RelationshipInput, RoleAssignmentInput, SyncStatus,
   TenantFields, UserFields, WriteRequest, attributeDeleteOp, attributeOp, parseOps, parseWriteHeaders,
-  relationshipOp, roleAssignmentOp, tenantOp, userOps, type Op, type Result,
+  relationshipOp, roleAssignmentOp, tenantOp, typeWarnings, userOps, Warnings, type Op, type Result,
 } from '@factsync/shared';
 import type { Forwarder, WriteOptions, WriteResult } from './forwarder.js';
 import type { LocalStore } from './local-store.js';
@@ -28,6 +28,7 @@ const WriteResultSchema = Type.Object({
   synced: Type.Boolean(),
   applied: Type.Integer({ minimum: 0 }),
   sync: Type.Optional(SyncStatus),
+  warnings: Type.Optional(Warnings),
 });
 const WAIT_HEADERS = Type.Object({
   'x-wait-for': Type.Optional(Type.String({ description: '"local" (default), "all", an integer n, or a comma list of agent ids' })),
@@ -77,7 +78,9 @@ export function createForward(d: WriteApiDeps): ForwardOps {
       const r = await d.forwarder.write(checked.value, o);
       d.metrics.forwardedWrites.inc({ outcome: r.synced ? 'synced' : 'not_synced' });
       req.log.debug({ version: r.version, synced: r.synced, ops: checked.value.length }, 'write forwarded');
-      return r;
+      // Said here too: most writes travel in producer batches, whose answers carry no warnings.
+      const warnings = [...new Set([...typeWarnings(checked.value), ...(r.warnings ?? [])])];
+      return warnings.length > 0 ? { ...r, warnings } : r;
     } catch (e) {
       d.metrics.forwardedWrites.inc({ outcome: e instanceof FactsyncError ? e.code : 'internal' });
       throw e;

@@ -32,6 +32,12 @@ export interface WriteResult {
   synced: boolean;
   applied: number;
   sync?: SyncStatus;
+  /**
+   * What was probably not meant, though the write was applied as sent: a custom
+   * type one edit from a well-known one ("users"), a wait for an agent id the
+   * env has never seen. Absent when there is nothing to say.
+   */
+  warnings?: string[];
 }
 
 export interface Page {

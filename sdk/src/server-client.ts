@@ -1,6 +1,6 @@
 import {
-  parseAgentsReply, parseChangesReply, parseTokenReply, parseEnvsReply, parseFactReply, parseFactsPageReply, parseHeadReply, parseLimitsReply, parseWriteReply,
-  type AgentsReply, type ChangesReply, type FactReply, type FactsPageReply, type HeadReply, type LimitsReply, type Op, type Result, type WriteReply,
+  parseAgentsReply, parseChangesReply, parseCreateEnvReply, parseTokenReply, parseEnvsReply, parseFactReply, parseFactsPageReply, parseHeadReply, parseLimitsReply, parseWriteReply,
+  type AgentsReply, type ChangesReply, type CreateEnvReply, type FactReply, type FactsPageReply, type HeadReply, type LimitsReply, type Op, type Result, type WriteReply,
 } from '@factsync/shared';
 import { FactsyncClientError } from './errors.js';
 import { followChanges, type ChangesOptions, type FollowedChange } from './changes.js';
@@ -77,6 +77,11 @@ export class FactsyncServerClient {
 
   async envs(): Promise<string[]> {
     return (await this.get('/v1/envs', parseEnvsReply)).envs;
+  }
+
+  /** Creates this client's env (an admin token); `created: false` when it existed already. */
+  createEnv(): Promise<CreateEnvReply> {
+    return this.call('POST', this.base(), parseCreateEnvReply, {});
   }
 
   agents(): Promise<AgentsReply> {

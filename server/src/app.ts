@@ -26,6 +26,8 @@ import { usageRoutes } from './routes/usage.js';
 import { syncRoutes } from './routes/sync.js';
 import { healthRoutes } from './routes/health.js';
 import { statusRoutes } from './routes/status.js';
+import { envRoutes } from './routes/envs.js';
+import { EnvDirectory } from './env-directory.js';
 
 /** How often the factsync_mau gauge re-reads the counts. */
 const MAU_REFRESH_MS = 60_000;
@@ -95,6 +97,7 @@ export async function createServer(config: Readonly<ServerConfig>, opts: ServerO
     },
   });
   const auth = createAuthenticator(new StaticTokens(config.tokens, config.authTokensFile, log), opts.unknownTokenHint, config.jwt && new JwtVerifier(config.jwt));
+  const envs = new EnvDirectory(store, { autoCreate: config.envsAutoCreate, declared: config.envs });
   const broadcaster = new Broadcaster(store, log, { healIntervalMs: config.healIntervalMs, pageSize: config.changesPageSize, frameBytes: config.wsMaxFrameBytes }, opts.hooks);
   const control = new ControlPlane(store, log, {
     replicaId: config.replicaId, leaseMs: config.leaseMs, refreshMs: config.syncRefreshMs, lingerMs: 30_000,
@@ -126,7 +129,7 @@ export async function createServer(config: Readonly<ServerConfig>, opts: ServerO
   const gateway: Gateway = new Gateway({
     store, broadcaster, control, auth, log, metrics, replicaId: config.replicaId, leaseMs: config.leaseMs, leaseRenewMs: config.leaseRenewMs,
     pingIntervalMs: config.pingIntervalMs, pageSize: config.changesPageSize, frameBytes: config.wsMaxFrameBytes, maxSnapshotStreams: config.maxSnapshotStreams, maxBufferedBytes: config.wsMaxBufferedBytes, maxPayloadBytes: config.wsMaxPayloadBytes, helloTimeoutMs: config.helloTimeoutMs,
-    maxConnectionsPerToken: config.maxConnectionsPerToken, storeReachable,
+    maxConnectionsPerToken: config.maxConnectionsPerToken, storeReachable, envs,
   });
   const storeWatch = new StoreWatch({ ping: () => store.ping(), lostAfterMs: config.storeLostMs, log, onLost: () => gateway.storeLost() });
   let closing = false;
@@ -139,7 +142,7 @@ export async function createServer(config: Readonly<ServerConfig>, opts: ServerO
     // inline doorbell budget would make every feed read the log: groups stop at ~1,000 ops.
     maxWrites: 256, maxOps: 1000, onGroup: (n) => metrics.writeGroupSize.observe(n),
   });
-  const ctx = { store, commit, control, auth, config, metrics, snapshots: gateway.snapshots, waits: new TokenSlots(config.maxWaitsPerToken, 'waiting requests', 'MAX_WAITS_PER_TOKEN') };
+  const ctx = { store, commit, control, auth, config, metrics, snapshots: gateway.snapshots, waits: new TokenSlots(config.maxWaitsPerToken, 'waiting requests', 'MAX_WAITS_PER_TOKEN'), envs };
   app.get('/metrics', { schema: { summary: 'Prometheus metrics' } }, async (_req, reply) =>
     reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()));
   factsRoutes(app, ctx);
@@ -150,6 +153,7 @@ export async function createServer(config: Readonly<ServerConfig>, opts: ServerO
   syncRoutes(app, ctx);
   healthRoutes(app, store, () => closing);
   const status = statusRoutes(app, ctx);
+  envRoutes(app, ctx);
 
   app.addHook('preClose', async () => {
     closing = true;
@@ -167,6 +171,7 @@ export async function createServer(config: Readonly<ServerConfig>, opts: ServerO
   return {
     app, store, broadcaster, gateway, config, metrics,
     async listen() {
+      await envs.createDeclared();
       await app.listen({ port: config.port, host: config.host });
       if (config.tls) stopWatching = watchCertificates(config.tls, app.server as unknown as HttpsServer, log);
       const addr = app.server.address();

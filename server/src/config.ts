@@ -1,5 +1,5 @@
 import { nanoid } from 'nanoid';
-import { ConfigError, readBool, readConnectionLimits, readInt, readLogLevel, readOptional, readString, readUrl, type Env } from '@factsync/shared';
+import { ConfigError, ENV_PATTERN, readBool, readConnectionLimits, readInt, readLogLevel, readOptional, readString, readUrl, type Env } from '@factsync/shared';
 import { DEFAULT_CONNECTION_LIMITS, type ConnectionLimits } from '@factsync/shared/http-app';
 import { parseTokens, type TokenGrant } from './static-tokens.js';
 import type { JwtOptions } from './jwt.js';
@@ -60,6 +60,20 @@ export interface ServerConfig {
   redisWaitTimeoutMs: number;
   /** Where the embedded store keeps its data (without REDIS_URL); unset = in memory only. */
   dataDir: string | undefined;
+  /** ENVS: envs created at start. */
+  envs: readonly string[];
+  /** ENVS_AUTO_CREATE: a first write (or hello) creates its env, as before envs were explicit. */
+  envsAutoCreate: boolean;
+}
+
+function envList(env: Env): string[] {
+  const raw = readOptional(env, 'ENVS');
+  if (!raw) return [];
+  const names = raw.split(',').map((e) => e.trim()).filter(Boolean);
+  const re = new RegExp(ENV_PATTERN);
+  const bad = names.find((e) => !re.test(e));
+  if (bad !== undefined) throw new ConfigError(`ENVS: "${bad.slice(0, 80)}" is not an env name: use a comma list of names of 1-64 of A-Z a-z 0-9 _ -, e.g. ENVS=default,staging`);
+  return [...new Set(names)];
 }
 
 /** Reads and validates every setting once; nothing else reads process.env. */
@@ -159,5 +173,7 @@ export function loadServerConfig(env: Env): Readonly<ServerConfig> {
     redisWaitReplicas,
     redisWaitTimeoutMs: readInt(env, 'REDIS_WAIT_TIMEOUT_MS', 1_000, 1, 60_000),
     dataDir: redisUrl ? undefined : readOptional(env, 'DATA_DIR'),
+    envs: envList(env),
+    envsAutoCreate: readBool(env, 'ENVS_AUTO_CREATE', false),
   });
 }

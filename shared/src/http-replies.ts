@@ -17,7 +17,9 @@ export const ChangesReply = Type.Object({ head: Type.Integer({ minimum: 0 }), ep
 /** `GET /v1/envs/:env/snapshot`. */
 export const SnapshotReply = Type.Object({ version: Type.Integer({ minimum: 0 }), epoch: Epoch, id: Type.Optional(Type.String()), facts: Type.Array(Fact) });
 /** `POST /v1/envs/:env/facts`. */
-export const WriteReply = Type.Object({ version: Type.Integer({ minimum: 1 }), epoch: Type.String({ minLength: 1, maxLength: 64 }), sync: Type.Optional(SyncStatus) });
+/** What a write may be told besides its version: likely typos that were written as asked (a custom type near a well-known one, a wait for an agent the env never saw). */
+export const Warnings = Type.Array(Type.String(), { maxItems: 16, description: 'sentences about what was probably not meant; the write was applied as sent' });
+export const WriteReply = Type.Object({ version: Type.Integer({ minimum: 1 }), epoch: Type.String({ minLength: 1, maxLength: 64 }), sync: Type.Optional(SyncStatus), warnings: Type.Optional(Warnings) });
 /** `POST /v1/envs/:env/writes`: one result per write, in order. */
 export const WritesReply = Type.Object({
   results: Type.Array(Type.Union([
@@ -40,6 +42,8 @@ export const LimitsReply = Type.Object({
 });
 /** `GET /v1/envs`. */
 export const EnvsReply = Type.Object({ envs: Type.Array(Type.String()) });
+/** `POST /v1/envs/:env`: 201 created, 200 it existed. */
+export const CreateEnvReply = Type.Object({ env: Type.String(), created: Type.Boolean() });
 /** `GET /v1/envs/:env/agents`. */
 export const AgentsReply = Type.Array(Type.Object({
   id: Type.String(), applied: Type.Integer(), connected: Type.Boolean(),
@@ -53,6 +57,7 @@ export type FactReply = Static<typeof FactReply>;
 export type FactsPageReply = Static<typeof FactsPageReply>;
 export type LimitsReply = Static<typeof LimitsReply>;
 export type EnvsReply = Static<typeof EnvsReply>;
+export type CreateEnvReply = Static<typeof CreateEnvReply>;
 export type AgentsReply = Static<typeof AgentsReply>;
 export type ChangesReply = Static<typeof ChangesReply>;
 export type SnapshotReply = Static<typeof SnapshotReply>;
@@ -74,6 +79,7 @@ export const parseFactReply = parser(FactReply, 'fact');
 export const parseFactsPageReply = parser(FactsPageReply, 'facts page');
 export const parseLimitsReply = parser(LimitsReply, 'limits');
 export const parseEnvsReply = parser(EnvsReply, 'env list');
+export const parseCreateEnvReply = parser(CreateEnvReply, 'env creation answer');
 export const parseAgentsReply = parser(AgentsReply, 'agent list');
 export const parseChangesReply = parser(ChangesReply, 'changes page');
 export const parseSnapshotReply = parser(SnapshotReply, 'snapshot');

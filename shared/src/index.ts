@@ -21,3 +21,4 @@ export * from './replica-wire.js';
 export * from './json-position.js';
 export * from './subscription.js';
 export * from './scope.js';
+export * from './typos.js';

@@ -19,7 +19,8 @@ export interface RunningServer extends FactsyncServer {
 /** A real server on a free port, in this process. Pass `redisUrl` for the Redis store (a fresh key prefix each time unless given). */
 export async function startServer(opts: { redisUrl?: string; keyPrefix?: string; env?: Record<string, string>; store?: FactStore; hooks?: BroadcasterHooks } = {}): Promise<RunningServer> {
   const config = loadServerConfig({
-    PORT: '0', AUTH_TOKENS: TOKENS, LOG_LEVEL: 'silent', REPLICA_ID: `r-${nanoid(4)}`,
+    // Most tests use a fresh env each: created by their first write or hello (env-directory.test.ts tests explicit creation).
+    PORT: '0', AUTH_TOKENS: TOKENS, LOG_LEVEL: 'silent', REPLICA_ID: `r-${nanoid(4)}`, ENVS_AUTO_CREATE: 'true',
     ...(opts.redisUrl ? { REDIS_URL: opts.redisUrl, KEY_PREFIX: opts.keyPrefix ?? `t${nanoid(8)}` } : {}),
     ...opts.env,
   });

@@ -77,7 +77,7 @@ export async function spawnTs(entry: string, env: Record<string, string>, readyM
   };
 }
 
-export const spawnServer = (env: Record<string, string>, wrap: string[] = []) => spawnTs('server/src/main.ts', { PORT: '0', ...env }, 'factsync server listening', 60_000, [], wrap);
+export const spawnServer = (env: Record<string, string>, wrap: string[] = []) => spawnTs('server/src/main.ts', { PORT: '0', ENVS_AUTO_CREATE: 'true', ...env }, 'factsync server listening', 60_000, [], wrap);
 export const spawnAgent = (env: Record<string, string>, wrap: string[] = []) => spawnTs('pdp-agent/src/main.ts', { PORT: '0', RECONNECT_MIN_MS: '20', RECONNECT_MAX_MS: '500', ...env }, 'factsync agent listening', 60_000, [], wrap);
 
 /** Runs a script to completion and returns its stdout. */

@@ -53,8 +53,11 @@ export async function importFile(c: CliContext, file: string, o: ImportOptions):
     progress = undefined;
   }
   if (progress?.done) {
+    // Not a mistake: the same command run twice (a script, a retry) finds its work done.
     const v = progress.versions;
-    throw new UsageError(`${file} was imported already (${progress.facts} facts${v ? `, versions ${v[0]}..${v[1]}` : ''}); delete ${progressPath(file)} or pass --restart to import it again`);
+    await writeOut(c.err, `factsync: ${file} was imported already (${progress.facts} facts${v ? `, versions ${v[0]}..${v[1]}` : ''}); nothing written. Delete ${progressPath(file)} or pass --restart to import it again\n`);
+    if (c.json) return printJson(c, { file, facts: progress.facts, writes: progress.seq, versions: progress.versions, already_imported: true });
+    return;
   }
   const chunkOps = o.chunkOps !== undefined ? Number(o.chunkOps) : DEFAULT_CHUNK_OPS;
   if (!Number.isInteger(chunkOps) || chunkOps < 1) throw new UsageError(`--chunk-ops ${o.chunkOps} is not a whole number ≥ 1`);

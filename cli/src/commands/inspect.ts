@@ -23,7 +23,14 @@ export async function status(c: CliContext): Promise<void> {
 export async function envs(c: CliContext): Promise<void> {
   const list = await c.server.envs();
   if (c.json) return printJson(c, list);
-  await writeOut(c.out, list.length === 0 ? 'no env has data yet\n' : `${list.join('\n')}\n`);
+  await writeOut(c.out, list.length === 0 ? 'no env yet: create one with `npx factsync envs create NAME`\n' : `${list.join('\n')}\n`);
+}
+
+/** `envs create NAME`: an admin creates an env (nothing happens when it exists). */
+export async function envsCreate(c: CliContext, name: string): Promise<void> {
+  const r = await c.server.withEnv(name).createEnv();
+  if (c.json) return printJson(c, r);
+  await writeOut(c.out, r.created ? `env "${name}" created\n` : `env "${name}" already exists\n`);
 }
 
 /** `agents`: the env's agents, what they applied and whether they are connected. */

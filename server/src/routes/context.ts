@@ -8,6 +8,7 @@ import type { ServerConfig } from '../config.js';
 import type { ServerMetrics } from '../metrics.js';
 import type { SnapshotReads } from '../ws/snapshot-reads.js';
 import type { TokenSlots } from '../token-slots.js';
+import type { EnvDirectory } from '../env-directory.js';
 
 /** What route plugins need; passed explicitly so each can be built against real parts in tests. */
 export interface RouteContext {
@@ -22,23 +23,27 @@ export interface RouteContext {
   snapshots: SnapshotReads;
   /** Long-polls per token. */
   waits: TokenSlots;
+  /** Which envs exist (a typo is a 404, not a new env). */
+  envs: EnvDirectory;
 }
 
 const envRe = new RegExp(ENV_PATTERN);
 
 /**
  * An onRequest guard: authenticate first (401), then check the env name (400),
- * then the role and env of the token (403). Runs before the body is read, so an
- * unauthenticated client cannot make us parse a large body.
+ * then the role and env of the token (403), then that the env exists (404).
+ * Runs before the body is read, so an unauthenticated client cannot make us
+ * parse a large body.
  */
-export function requireCap(auth: Authenticator, cap: Capability) {
+export function requireCap(ctx: Pick<RouteContext, 'auth' | 'envs'>, cap: Capability) {
   return async (req: FastifyRequest): Promise<void> => {
-    const principal = await auth.authenticate(req.headers.authorization);
+    const principal = await ctx.auth.authenticate(req.headers.authorization);
     const env = (req.params as { env?: string }).env ?? '';
     if (!envRe.test(env)) {
       throw new FactsyncError('invalid_request', `env "${env.slice(0, 80)}" is not valid: use 1-64 of A-Z a-z 0-9 _ -`);
     }
     req.principal = permit(principal, env, cap);
+    await ctx.envs.require(env, principal.envs);
   };
 }
 

@@ -19,7 +19,7 @@ const MAX_STEPS_PER_PAGE = 64;
  * one page at a time, so neither side holds the env.
  */
 export function factReadRoutes(app: TypedApp, ctx: RouteContext): void {
-  const read = requireCap(ctx.auth, 'read');
+  const read = requireCap(ctx, 'read');
 
   app.get('/v1/envs/:env/facts/:type/:key', {
     onRequest: read,

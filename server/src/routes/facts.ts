@@ -1,7 +1,7 @@
 import type { TypedApp } from '@factsync/shared/http-app';
 import { Type } from '@sinclair/typebox';
 import {
-  FactsyncError, WriteRequest, parseOps, parseWriteHeaders, type SyncStatus,
+  FactsyncError, WriteRequest, parseOps, parseWriteHeaders, typeWarnings, type SyncStatus, type WaitFor,
 } from '@factsync/shared';
 import { EnvParams, ErrorBody, PRODUCER_HEADERS, WAIT_HEADERS, WriteResponse } from './schemas.js';
 import { abortOnClose, requireCap, type RouteContext } from './context.js';
@@ -18,8 +18,20 @@ export function factsRoutes(app: TypedApp, ctx: RouteContext): void {
     }
   };
 
+  /** A wait for agent ids the env has no record of (never connected, or gone for AGENT_RECORD_TTL_MS): a typo, most likely. */
+  const unseenAgents = async (env: string, waitFor: WaitFor, pending: readonly string[]): Promise<string[]> => {
+    if (waitFor.kind !== 'ids' || pending.length === 0) return [];
+    try {
+      const seen = new Set((await ctx.store.syncStates(env)).map((r) => r.id));
+      return pending.filter((id) => !seen.has(id)).slice(0, 8).map((id) =>
+        `no agent "${id}" has ever connected to env "${env}": the wait lasts until it does or times out; X-Wait-For takes "all", a number of agents, or the ids GET /v1/envs/${env}/agents lists`);
+    } catch {
+      return [];
+    }
+  };
+
   app.post('/v1/envs/:env/facts', {
-    onRequest: requireCap(ctx.auth, 'write'),
+    onRequest: requireCap(ctx, 'write'),
     schema: {
       summary: 'Apply a write as one new version',
       params: EnvParams,
@@ -58,7 +70,8 @@ export function factsRoutes(app: TypedApp, ctx: RouteContext): void {
       counted(env, outcome, ops.value.length);
       if (outcome.duplicate) reply.header('idempotent-replayed', 'true');
       req.log.debug({ env, version: outcome.version, ops: ops.value.length, duplicate: outcome.duplicate }, 'write');
-      if (!wantsWait) return { version: outcome.version, epoch: outcome.epoch };
+      const warnings = typeWarnings(ops.value);
+      if (!wantsWait) return { version: outcome.version, epoch: outcome.epoch, ...(warnings.length > 0 ? { warnings } : {}) };
 
       const endWait = ctx.metrics.syncWaitDuration.startTimer();
       let sync: SyncStatus;
@@ -70,10 +83,12 @@ export function factsRoutes(app: TypedApp, ctx: RouteContext): void {
         sync = { version: outcome.version, synced: false, acked: [], pending: [] };
       }
       endWait({ synced: String(sync.synced) });
+      // Only a wait that did not end can have waited for a typo; asked after it, so an agent that connected meanwhile is not one.
+      if (!sync.synced) warnings.push(...await unseenAgents(env, waitFor, sync.pending));
       if (!sync.synced && policy === 'fail') {
-        throw new FactsyncError('sync_timeout', `version ${outcome.version} was written but is not yet applied by ${sync.pending.join(', ') || 'enough agents'}`, { version: outcome.version, sync });
+        throw new FactsyncError('sync_timeout', `version ${outcome.version} was written but is not yet applied by ${sync.pending.join(', ') || 'enough agents'}`, { version: outcome.version, sync, ...(warnings.length > 0 ? { warnings } : {}) });
       }
-      return { version: outcome.version, epoch: outcome.epoch, sync };
+      return { version: outcome.version, epoch: outcome.epoch, sync, ...(warnings.length > 0 ? { warnings } : {}) };
     } finally {
       release?.();
     }
@@ -88,7 +103,7 @@ export function factsRoutes(app: TypedApp, ctx: RouteContext): void {
    * others. Answers at once: agents wait for their own apply locally.
    */
   app.post('/v1/envs/:env/writes', {
-    onRequest: requireCap(ctx.auth, 'write'),
+    onRequest: requireCap(ctx, 'write'),
     schema: {
       summary: 'Apply several writes in order, each its own version (a producer batch)',
       params: EnvParams,

@@ -11,7 +11,7 @@ const Epoch = Type.Union([Type.String(), Type.Null()]);
 
 /** head, snapshot and changes. Snapshot and changes are assembled from stored JSON text. */
 export function readRoutes(app: TypedApp, ctx: RouteContext): void {
-  const read = requireCap(ctx.auth, 'read');
+  const read = requireCap(ctx, 'read');
 
   app.get('/v1/envs/:env/head', {
     onRequest: read,

@@ -1,6 +1,6 @@
 import { Type, type Static } from '@sinclair/typebox';
 import type { AgentRecord } from '../store/fact-store.js';
-import { EnvName, SyncStatus } from '@factsync/shared';
+import { EnvName, WriteReply } from '@factsync/shared';
 
 /** Route-level schemas shared by several route files; fact and protocol schemas live in shared/. */
 export const EnvParams = Type.Object({ env: EnvName });
@@ -10,8 +10,11 @@ export const ErrorBody = Type.Object(
   { additionalProperties: true, description: 'every error: a stable code and a sentence for humans' },
 );
 
-/** Versions belong to an epoch (invariant 5): a write names both, and `V.EPOCH` is its consistency token for `at_least`. */
-export const WriteResponse = Type.Object({ version: Type.Integer({ minimum: 1 }), epoch: Type.String(), sync: Type.Optional(SyncStatus) });
+/**
+ * Versions belong to an epoch (invariant 5): a write names both, and `V.EPOCH` is its consistency
+ * token for `at_least`. The schema clients parse the answer with, said once.
+ */
+export const WriteResponse = WriteReply;
 
 /** Idempotency by producer: a producer numbers its writes; the server remembers its last 128 numbers. */
 export const PRODUCER_HEADERS = {

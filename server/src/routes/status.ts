@@ -1,7 +1,6 @@
 import type { TypedApp } from '@factsync/shared/http-app';
 import type { ServerResponse } from 'node:http';
 import { readFileSync } from 'node:fs';
-import { Type } from '@sinclair/typebox';
 import { streamEnvStatus } from '../status/status-stream.js';
 import { EnvParams, ErrorBody } from './schemas.js';
 import { requireCap, type RouteContext } from './context.js';
@@ -22,16 +21,8 @@ export function statusRoutes(app: TypedApp, ctx: RouteContext): { closeStreams()
   app.get('/favicon.ico', { schema: { summary: 'The status page\'s icon', hide: true } }, async (_req, reply) =>
     reply.type('image/svg+xml').header('cache-control', 'public, max-age=86400').send(ICON));
 
-  app.get('/v1/envs', {
-    schema: { summary: 'Envs that have data (those this token may read)', response: { 200: Type.Object({ envs: Type.Array(Type.String()) }), '4xx': ErrorBody } },
-  }, async (req) => {
-    const p = await ctx.auth.authenticate(req.headers.authorization);
-    if (p.envs !== '*') return { envs: [...p.envs] };
-    return { envs: await ctx.store.envs(1000) };
-  });
-
   app.get('/v1/envs/:env/status/stream', {
-    onRequest: requireCap(ctx.auth, 'read'),
+    onRequest: requireCap(ctx, 'read'),
     schema: { summary: 'Server-sent events: head and agents of an env, as they change', params: EnvParams },
   }, async (req, reply) => {
     const { env } = req.params;

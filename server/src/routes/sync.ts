@@ -6,7 +6,7 @@ import { abortOnClose, requireCap, type RouteContext } from './context.js';
 
 /** `sync` (the long-poll of the waiting contract) and `agents`. */
 export function syncRoutes(app: TypedApp, ctx: RouteContext): void {
-  const read = requireCap(ctx.auth, 'read');
+  const read = requireCap(ctx, 'read');
 
   app.get('/v1/envs/:env/sync', {
     onRequest: read,

@@ -7,7 +7,7 @@ import { requireCap, type RouteContext } from './context.js';
 /** Monthly active users (docs/api.md, "Decisions on the agent": usage): distinct user keys checked on any agent of the env in a UTC month. */
 export function usageRoutes(app: TypedApp, ctx: RouteContext): void {
   app.get('/v1/envs/:env/usage', {
-    onRequest: requireCap(ctx.auth, 'read'),
+    onRequest: requireCap(ctx, 'read'),
     schema: {
       summary: 'Monthly active users of an env',
       params: EnvParams,

@@ -1,5 +1,6 @@
 import { SnapshotReads } from './snapshot-reads.js';
 import type { FastifyInstance } from 'fastify';
+import type { EnvDirectory } from '../env-directory.js';
 import { ErrorCodes, FactsyncError, closeReason } from '@factsync/shared';
 import { TokenSlots } from '../token-slots.js';
 import type { Logger } from 'pino';
@@ -31,6 +32,8 @@ export interface GatewayOptions {
   maxConnectionsPerToken: number;
   /** False once the store has not answered for STORE_LOST_MS: new sessions are refused (503). */
   storeReachable(): boolean;
+  /** A hello for an env that does not exist is closed 4404 (the agent waits for it). */
+  envs: EnvDirectory;
 }
 
 const STORE_LOST = 'this replica cannot reach its store: connect to another replica';
@@ -113,6 +116,7 @@ export class Gateway {
         maxBufferedBytes: this.opts.maxBufferedBytes,
         maxPayloadBytes: this.opts.maxPayloadBytes,
         helloTimeoutMs: this.opts.helloTimeoutMs,
+        envs: this.opts.envs,
         onClosed: (s) => {
           this.sessions.delete(s);
           this.byConn.delete(s.conn);

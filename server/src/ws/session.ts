@@ -1,4 +1,5 @@
 import type { WebSocket } from 'ws';
+import type { EnvDirectory } from '../env-directory.js';
 import type { Logger } from 'pino';
 import { nanoid } from 'nanoid';
 import {
@@ -32,6 +33,7 @@ export interface SessionDeps {
   maxPayloadBytes: number;
   /** A socket that says no hello within this is closed (it would hold a descriptor for nothing). */
   helloTimeoutMs: number;
+  envs: EnvDirectory;
   onClosed: (s: Session) => void;
 }
 
@@ -174,6 +176,8 @@ export class Session implements FeedMember {
     this.agentId = h.agent_id;
     this.log = this.log.child({ env: h.env, agentId: h.agent_id });
     this.setState('opening');
+    await this.deps.envs.require(h.env, this.principal.envs);
+    if (this.isClosed()) return;
     const control = this.acking ? this.deps.control.acquire(h.env) : undefined;
     this.control = control?.control;
     this.feed = await this.deps.broadcaster.join(h.env, this);
