@@ -9,6 +9,8 @@ COPY sdk/package.json sdk/
 COPY cli/package.json cli/
 COPY test/package.json test/
 COPY bench/package.json bench/
+# `prepare` finds no CLI sources yet and builds nothing; the CLI is built below, once they are here.
+COPY cli/build.mjs cli/
 RUN npm ci --no-audit --no-fund
 COPY shared shared
 COPY server server
@@ -18,7 +20,7 @@ COPY cli cli
 COPY test test
 COPY scripts scripts
 COPY vitest.config.ts ./
-RUN npx tsc -p tsconfig.json --noEmit
+RUN npx tsc -p tsconfig.json --noEmit && node cli/build.mjs
 
 FROM node:20-slim
 # HOST=0.0.0.0: an agent started from this image then needs AGENT_API_TOKEN (or AGENT_API_INSECURE=true) or it refuses to start.

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
-// The CLI is TypeScript like the rest of the project: tsx compiles it in this process on the fly.
-import { register } from 'tsx/esm/api';
+// The CLI built to plain JS at install (cli/build.mjs); rebuilt first if a source changed since.
+import { OUTPUT, build, isFresh } from '../build.mjs';
 
-register();
-await import('../src/main.ts');
+if (!isFresh()) await build();
+await import(OUTPUT);
