@@ -28,7 +28,7 @@ function medianMs(argv: string[], env: NodeJS.ProcessEnv): number {
 }
 
 export async function cliStart(): Promise<Record<string, unknown>> {
-  const server = await spawnServer({ AUTH_TOKENS: TOKENS, ENVS: 'default', LOG_LEVEL: 'warn' });
+  const server = await spawnServer({ AUTH_TOKENS: TOKENS, ENVS: 'default' });
   try {
     const env = { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', FACTSYNC_URL: server.url, FACTSYNC_TOKEN: ADMIN, DATA_DIR: '/nonexistent' };
     const arms: Record<string, string[]> = {
