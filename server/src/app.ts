@@ -155,6 +155,12 @@ export async function createServer(config: Readonly<ServerConfig>, opts: ServerO
   const status = statusRoutes(app, ctx);
   envRoutes(app, ctx);
 
+  // An answer finished after close began (a waiter released by the shutdown) must not leave its
+  // keep-alive connection open: server.close() closes only the connections idle when it is called.
+  app.addHook('onSend', (_req, reply, payload, done) => {
+    if (closing) void reply.header('connection', 'close');
+    done(null, payload);
+  });
   app.addHook('preClose', async () => {
     closing = true;
     storeWatch.stop();

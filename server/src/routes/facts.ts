@@ -22,7 +22,9 @@ export function factsRoutes(app: TypedApp, ctx: RouteContext): void {
   const unseenAgents = async (env: string, waitFor: WaitFor, pending: readonly string[]): Promise<string[]> => {
     if (waitFor.kind !== 'ids' || pending.length === 0) return [];
     try {
-      const seen = new Set((await ctx.store.syncStates(env)).map((r) => r.id));
+      // Advice, never in the answer's way: a store that is slow or closing (a shutdown answering waiters) gets a second.
+      const records = await Promise.race([ctx.store.syncStates(env), new Promise<never>((_, reject) => setTimeout(() => reject(new Error('slow')), 1000).unref())]);
+      const seen = new Set(records.map((r) => r.id));
       return pending.filter((id) => !seen.has(id)).slice(0, 8).map((id) =>
         `no agent "${id}" has ever connected to env "${env}": the wait lasts until it does or times out; X-Wait-For takes "all", a number of agents, or the ids GET /v1/envs/${env}/agents lists`);
     } catch {
