@@ -61,7 +61,8 @@ export function createForward(d: WriteApiDeps): ForwardOps {
   function waitOptions(req: WriteExchange, reply: { raw: ServerResponse }): WriteOptions {
     const parsed = parseWriteHeaders(req.headers, { waitFor: { kind: 'local' }, waitSeconds: d.defaultWaitSeconds });
     if (!parsed.ok) throw new FactsyncError('invalid_request', parsed.error);
-    const { waitFor, timeoutMs, policy, idempotencyKey } = parsed.value;
+    const { waitFor, timeoutMs, policy, idempotencyKey, source } = parsed.value;
+    if (source) throw new FactsyncError('invalid_request', 'X-Source is for the server: a source writes to the server (FACTSYNC_URL) directly, not through an agent');
     const ac = new AbortController();
     reply.raw.once('close', () => !reply.raw.writableFinished && ac.abort());
     return { waitFor, timeoutMs, policy, idempotencyKey, signal: ac.signal };

@@ -31,6 +31,8 @@ import { EnvDirectory } from './env-directory.js';
 
 /** How often the factsync_mau gauge re-reads the counts. */
 const MAU_REFRESH_MS = 60_000;
+/** A source records a position at least every heartbeat; its lag metric may be this stale. */
+const SOURCES_REFRESH_MS = 5_000;
 
 export interface ServerOptions {
   /** Use this store instead of building one from the config (tests share one across replicas). */
@@ -106,6 +108,9 @@ export async function createServer(config: Readonly<ServerConfig>, opts: ServerO
   // Read by the metrics and the gateway only once the app runs, after storeWatch exists.
   const storeReachable = (): boolean => storeWatch.health === 'reachable';
   let mauCache: { at: number; rows: Promise<{ env: string; mau: number }[]> } | undefined;
+  let sourcesCache: { at: number; rows: Promise<{ env: string; source: string; updatedAtMs: number }[]> } | undefined;
+  /** Envs a source wrote to through this replica (the lag metric reads their sources). */
+  const sourceEnvs = new Set<string>();
   metrics = new ServerMetrics({
     sessions: () => gateway.sessions,
     feedHeads: () => broadcaster.feedHeads(),
@@ -125,6 +130,18 @@ export async function createServer(config: Readonly<ServerConfig>, opts: ServerO
       }
       return mauCache.rows;
     },
+    // Read at most every few seconds, for the envs this replica serves or took a source's write for.
+    sources: () => {
+      const now = Date.now();
+      if (!sourcesCache || now - sourcesCache.at > SOURCES_REFRESH_MS) {
+        const envs = new Set([...broadcaster.feedHeads()].map((f) => f.env));
+        for (const e of sourceEnvs) envs.add(e);
+        const rows = Promise.all([...envs].map(async (env) => (await store.sources(env)).map((r) => ({ env, source: r.name, updatedAtMs: Date.parse(r.updatedAt) })))).then((x) => x.flat());
+        sourcesCache = { at: now, rows };
+        rows.catch(() => (sourcesCache = undefined));
+      }
+      return sourcesCache.rows;
+    },
   }, config.metricsAgentLabels);
   const gateway: Gateway = new Gateway({
     store, broadcaster, control, auth, log, metrics, replicaId: config.replicaId, leaseMs: config.leaseMs, leaseRenewMs: config.leaseRenewMs,
@@ -142,7 +159,11 @@ export async function createServer(config: Readonly<ServerConfig>, opts: ServerO
     // inline doorbell budget would make every feed read the log: groups stop at ~1,000 ops.
     maxWrites: 256, maxOps: 1000, onGroup: (n) => metrics.writeGroupSize.observe(n),
   });
-  const ctx = { store, commit, control, auth, config, metrics, snapshots: gateway.snapshots, waits: new TokenSlots(config.maxWaitsPerToken, 'waiting requests', 'MAX_WAITS_PER_TOKEN'), envs };
+  const ctx = { store, commit, control, auth, config, metrics, snapshots: gateway.snapshots, waits: new TokenSlots(config.maxWaitsPerToken, 'waiting requests', 'MAX_WAITS_PER_TOKEN'), envs,
+    sourceWrote: (env: string) => {
+      if (sourceEnvs.size < 10_000) sourceEnvs.add(env);
+    },
+  };
   app.get('/metrics', { schema: { summary: 'Prometheus metrics' } }, async (_req, reply) =>
     reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()));
   factsRoutes(app, ctx);

@@ -13,6 +13,8 @@ export interface MetricSources {
   snapshotStreams(): { running: number; queued: number };
   /** Whether this replica reaches its store (STORE_LOST_MS). */
   storeReachable(): boolean;
+  /** Per source of the envs this replica serves or takes source writes for: when it last recorded a position. */
+  sources(): Promise<Iterable<{ env: string; source: string; updatedAtMs: number }>>;
 }
 
 /**
@@ -66,6 +68,18 @@ export class ServerMetrics {
         if (!rows) return; // the store is down: keep the last figures rather than report zero users
         this.reset();
         for (const r of rows) this.set({ env: r.env }, r.mau);
+      },
+    });
+    new Gauge({
+      name: 'factsync_source_lag_seconds',
+      help: 'Seconds since each source recorded a position (a healthy source records one at least every heartbeat, even when idle)',
+      labelNames: ['env', 'source'], registers: reg,
+      async collect() {
+        const rows = await sources.sources().catch(() => undefined);
+        if (!rows) return;
+        this.reset();
+        const now = Date.now();
+        for (const r of rows) this.set({ env: r.env, source: r.source }, Math.max(0, (now - r.updatedAtMs) / 1000));
       },
     });
     new Gauge({

@@ -19,7 +19,19 @@ export const SnapshotReply = Type.Object({ version: Type.Integer({ minimum: 0 })
 /** `POST /v1/envs/:env/facts`. */
 /** What a write may be told besides its version: likely typos that were written as asked (a custom type near a well-known one, a wait for an agent the env never saw). */
 export const Warnings = Type.Array(Type.String(), { maxItems: 16, description: 'sentences about what was probably not meant; the write was applied as sent' });
-export const WriteReply = Type.Object({ version: Type.Integer({ minimum: 1 }), epoch: Type.String({ minLength: 1, maxLength: 64 }), sync: Type.Optional(SyncStatus), warnings: Type.Optional(Warnings) });
+export const WriteReply = Type.Object({
+  // 0 only for a source's position recorded in an env without versions yet (no ops: no version).
+  version: Type.Integer({ minimum: 0 }),
+  epoch: Type.String({ minLength: 1, maxLength: 64 }),
+  /** A source's position not after the recorded one: nothing applied; `version` is the recorded one's. */
+  replayed: Type.Optional(Type.Literal(true)),
+  sync: Type.Optional(SyncStatus),
+  warnings: Type.Optional(Warnings),
+});
+/** `GET /v1/envs/:env/sources`: where each source is, as the server recorded it with its writes. */
+export const SourcesReply = Type.Array(Type.Object({
+  name: Type.String(), position: Type.String(), version: Type.Integer({ minimum: 0 }), updated_at: Type.String({ format: 'date-time' }),
+}));
 /** `POST /v1/envs/:env/writes`: one result per write, in order. */
 export const WritesReply = Type.Object({
   results: Type.Array(Type.Union([
@@ -57,6 +69,7 @@ export type FactReply = Static<typeof FactReply>;
 export type FactsPageReply = Static<typeof FactsPageReply>;
 export type LimitsReply = Static<typeof LimitsReply>;
 export type EnvsReply = Static<typeof EnvsReply>;
+export type SourcesReply = Static<typeof SourcesReply>;
 export type CreateEnvReply = Static<typeof CreateEnvReply>;
 export type AgentsReply = Static<typeof AgentsReply>;
 export type ChangesReply = Static<typeof ChangesReply>;
@@ -79,6 +92,7 @@ export const parseFactReply = parser(FactReply, 'fact');
 export const parseFactsPageReply = parser(FactsPageReply, 'facts page');
 export const parseLimitsReply = parser(LimitsReply, 'limits');
 export const parseEnvsReply = parser(EnvsReply, 'env list');
+export const parseSourcesReply = parser(SourcesReply, 'source list');
 export const parseCreateEnvReply = parser(CreateEnvReply, 'env creation answer');
 export const parseAgentsReply = parser(AgentsReply, 'agent list');
 export const parseChangesReply = parser(ChangesReply, 'changes page');

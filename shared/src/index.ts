@@ -22,3 +22,4 @@ export * from './json-position.js';
 export * from './subscription.js';
 export * from './scope.js';
 export * from './typos.js';
+export * from './source-position.js';

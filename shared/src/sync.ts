@@ -1,3 +1,4 @@
+import { positionProblem, sourceNameProblem, type SourcePosition } from './source-position.js';
 import { Type, type Static } from '@sinclair/typebox';
 import { AGENT_ID_PATTERN } from './messages.js';
 import { err, ok, type Result } from './result.js';
@@ -86,6 +87,8 @@ export interface WriteHeaders {
   producer: ProducerSeq | undefined;
   /** The request sent X-Wait-For or X-Wait-Timeout. */
   wantsWait: boolean;
+  /** X-Source and X-Source-Position: a source's write, applied once per position. */
+  source: SourcePosition | undefined;
 }
 
 const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,200}$/;
@@ -132,6 +135,16 @@ export function parseWriteHeaders(
     if (idempotencyKey !== undefined) return err('send either Idempotency-Key or X-Producer-Id/X-Producer-Seq, not both');
     producer = { id: producerId, seq: Number(producerSeq) };
   }
+  const sourceName = one('x-source');
+  const sourcePosition = one('x-source-position');
+  let source: SourcePosition | undefined;
+  if (sourceName !== undefined || sourcePosition !== undefined) {
+    if (sourceName === undefined || sourcePosition === undefined) return err('send X-Source and X-Source-Position together, or neither');
+    const problem = sourceNameProblem(sourceName) ?? positionProblem(sourcePosition);
+    if (problem) return err(problem.startsWith('source name') ? `X-Source: ${problem}` : problem);
+    if (idempotencyKey !== undefined || producer) return err('a source write is made idempotent by its X-Source-Position; send no Idempotency-Key or X-Producer-Id with it');
+    source = { name: sourceName, position: sourcePosition };
+  }
   const waitFor = parseWaitFor(one('x-wait-for'), defaults.waitFor);
   if (!waitFor.ok) return err(`X-Wait-For: ${waitFor.error}`);
   const timeout = parseWaitTimeout(one('x-wait-timeout'), defaults.waitSeconds);
@@ -139,7 +152,7 @@ export function parseWriteHeaders(
   const policy = parseTimeoutPolicy(one('x-timeout-policy'));
   if (!policy.ok) return policy;
   return ok({
-    waitFor: waitFor.value, timeoutMs: timeout.value.ms, policy: policy.value, idempotencyKey, producer,
+    waitFor: waitFor.value, timeoutMs: timeout.value.ms, policy: policy.value, idempotencyKey, producer, source,
     wantsWait: one('x-wait-for') !== undefined || one('x-wait-timeout') !== undefined,
   });
 }

@@ -32,13 +32,15 @@ afterAll(async () => {
 });
 
 describe('the embedded store keeps what it answered', () => {
-  it('a reopened store has the same head, epoch, log, state, idempotency records, producer windows and usage', async () => {
+  it('a reopened store has the same head, epoch, log, state, idempotency records, producer windows, source positions and usage', async () => {
     const dir = newDir();
     let s: FactStore = createEmbeddedStore({ ...opts, dataDir: dir }).store;
     const w1 = await s.write('e', { ops: [upsert('user', 'a', { n: 1 })], ts: ts(), idempotencyKey: 'k1' });
     await s.write('e', { ops: [upsert('user', 'b', { n: 2 }), upsert('user', 'a', { n: 3 })], ts: ts(), producer: { id: 'p1', seq: 1 } });
-    await s.write('e', { ops: [{ op: 'delete', type: 'user', key: 'b' }], ts: ts() });
+    await s.write('e', { ops: [{ op: 'delete', type: 'user', key: 'b' }], ts: ts(), source: { name: 'crm', position: 'P2' } });
     const quiet = await s.ensureEpoch('quiet');
+    // A position without ops is journaled alone (no change in its group).
+    await s.write('quiet', { ops: [], ts: ts(), source: { name: 'hb', position: 'H1' } });
     await s.recordUsage('e', '2026-12', ['u1', 'u2', 'u1']);
     const before = { head: await s.head('e'), changes: await s.changes('e', 0, 100), snapshot: await s.snapshot('e') };
     await s.close();
@@ -56,6 +58,9 @@ describe('the embedded store keeps what it answered', () => {
     expect(await s.write('e', { ops: [upsert('user', 'b', { n: 2 }), upsert('user', 'a', { n: 3 })], ts: ts(), producer: { id: 'p1', seq: 1 } }))
       .toMatchObject({ version: 2, duplicate: true });
     expect(await s.usage('e', '2026-12')).toBe(2);
+    expect((await s.sources('e')).map((r) => [r.name, r.position, r.version])).toEqual([['crm', 'P2', 3]]);
+    expect((await s.sources('quiet')).map((r) => [r.name, r.position, r.version])).toEqual([['hb', 'H1', 0]]);
+    expect(await s.write('e', { ops: [upsert('user', 'z', {})], ts: ts(), source: { name: 'crm', position: 'P1' } })).toMatchObject({ version: 3, duplicate: true });
     // And the chain continues from the kept head.
     const t = ts();
     const next = await s.write('e', { ops: [upsert('user', 'c', {})], ts: t });

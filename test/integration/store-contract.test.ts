@@ -122,6 +122,44 @@ describe.each(Object.keys(factories))('FactStore contract: %s', (kind) => {
       expect((await s.write('i', { ops: [up('k')], ts: ts(), idempotencyKey: 'key-2' })).version).toBe(2);
     });
 
+    it('source positions: recorded with the write, a position not after it applies nothing, one without ops makes no version', async () => {
+      const s = await make();
+      const src = (position: string) => ({ name: 'crm', position });
+      await s.ensureEpoch('src');
+      // A heartbeat before any version: recorded at version 0.
+      expect(await s.write('src', { ops: [], ts: ts(), source: src('0000000000000010.0000') })).toMatchObject({ version: 0, duplicate: false, positionOnly: true });
+      const a = await s.write('src', { ops: [up('k', { v: 1 })], ts: ts(), source: src('0000000000000020.0000') });
+      expect(a).toMatchObject({ version: 1, duplicate: false });
+      // The same position again, and an older one: nothing applied, the recorded version answered.
+      expect(await s.write('src', { ops: [up('k', { v: 2 })], ts: ts(), source: src('0000000000000020.0000') })).toMatchObject({ version: 1, duplicate: true });
+      expect(await s.write('src', { ops: [up('k', { v: 3 })], ts: ts(), source: src('000000000000001F.0009') })).toMatchObject({ version: 1, duplicate: true });
+      expect(JSON.parse((await s.fact('src', 'user', 'k')).valueJson!)).toEqual({ v: 1 });
+      // Bytewise order: "A" (0x41) is after "9" (0x39), and a longer position after its own prefix.
+      expect((await s.write('src', { ops: [up('k', { v: 4 })], ts: ts(), source: src('00000000000000A0.0000') })).version).toBe(2);
+      expect((await s.write('src', { ops: [up('k', { v: 5 })], ts: ts(), source: src('00000000000000A0.00001') })).version).toBe(3);
+      // A heartbeat after the last change: the position moves, the version does not.
+      expect(await s.write('src', { ops: [], ts: ts(), source: src('00000000000000B0.0000') })).toMatchObject({ version: 3, positionOnly: true });
+      expect((await s.head('src')).version).toBe(3);
+      // Another source keeps its own position; a write without a source is unaffected.
+      expect((await s.write('src', { ops: [up('h')], ts: ts(), source: { name: 'catalog', position: '1' } })).version).toBe(4);
+      expect((await s.write('src', { ops: [up('h2')], ts: ts() })).version).toBe(5);
+      const listed = await s.sources('src');
+      expect(listed.map(({ updatedAt, ...r }) => r)).toEqual([
+        { name: 'catalog', position: '1', version: 4 },
+        { name: 'crm', position: '00000000000000B0.0000', version: 3 },
+      ]);
+      expect(Number.isNaN(Date.parse(listed[0]!.updatedAt))).toBe(false);
+      // In a group: the replay refuses only itself.
+      const group = await s.writeMany('src', [
+        { ops: [up('g1')], ts: ts(), source: src('00000000000000C0.0000') },
+        { ops: [up('g2')], ts: ts(), source: src('00000000000000C0.0000') },
+        { ops: [up('g3')], ts: ts(), source: src('00000000000000C1.0000') },
+      ]);
+      expect(group.map((r) => r.ok && [r.outcome.version, r.outcome.duplicate])).toEqual([[6, false], [6, true], [7, false]]);
+      expect((await s.sources('src')).find((r) => r.name === 'crm')).toMatchObject({ position: '00000000000000C1.0000', version: 7 });
+      expect(await s.sources('nothing-here')).toEqual([]);
+    });
+
     it('producer sequences: a retry returns its first version, out-of-order numbers inside the window apply, older ones are refused', async () => {
       const s = await make();
       const w = (seq: number, v: number, id = 'agent-1.boot') => s.writeMany('pr', [{ ops: [up(`k${seq}`, { v })], ts: ts(), producer: { id, seq } }]);

@@ -25,6 +25,8 @@ export interface RouteContext {
   waits: TokenSlots;
   /** Which envs exist (a typo is a 404, not a new env). */
   envs: EnvDirectory;
+  /** A source wrote to this env through this replica (factsync_source_lag_seconds reads its sources). */
+  sourceWrote(env: string): void;
 }
 
 const envRe = new RegExp(ENV_PATTERN);

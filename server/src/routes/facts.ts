@@ -1,11 +1,17 @@
 import type { TypedApp } from '@factsync/shared/http-app';
 import { Type } from '@sinclair/typebox';
 import {
-  FactsyncError, WriteRequest, parseOps, parseWriteHeaders, typeWarnings, type SyncStatus, type WaitFor,
+  FactsyncError, WireOp, WriteRequest, parseOps, parseWriteHeaders, typeWarnings, type SyncStatus, type WaitFor,
 } from '@factsync/shared';
 import { EnvParams, ErrorBody, PRODUCER_HEADERS, WAIT_HEADERS, WriteResponse } from './schemas.js';
 import { abortOnClose, requireCap, type RouteContext } from './context.js';
 import type { WriteInput, WriteOutcome } from '../store/fact-store.js';
+
+/** A write body; empty only for a source recording its position (checked in the route, which knows the headers). */
+const SourceWriteRequest = Type.Object(
+  { ops: Type.Array(WireOp, { description: 'the operations of one version, applied in order (none: a source recording its position)' }) },
+  { additionalProperties: false },
+);
 
 /** `POST /v1/envs/:env/facts`: one write, one version, optionally waiting for acks. */
 export function factsRoutes(app: TypedApp, ctx: RouteContext): void {
@@ -39,10 +45,12 @@ export function factsRoutes(app: TypedApp, ctx: RouteContext): void {
       params: EnvParams,
       headers: Type.Object({
         'idempotency-key': Type.Optional(Type.String({ description: 'a retry with the same key returns the first version' })),
+        'x-source': Type.Optional(Type.String({ description: 'a source\'s name: with X-Source-Position, the write applies once per position' })),
+        'x-source-position': Type.Optional(Type.String({ description: 'where the source is; a position not after the recorded one applies nothing (replayed)' })),
         ...PRODUCER_HEADERS,
         ...WAIT_HEADERS,
       }),
-      body: WriteRequest,
+      body: SourceWriteRequest,
       response: { 200: WriteResponse, '4xx': ErrorBody, '5xx': ErrorBody },
     },
   }, async (req, reply) => {
@@ -58,7 +66,10 @@ export function factsRoutes(app: TypedApp, ctx: RouteContext): void {
     // Parse the headers before writing: a bad header must not leave a write behind.
     const parsed = parseWriteHeaders(req.headers, { waitFor: { kind: 'all' }, waitSeconds: ctx.config.defaultWaitSeconds });
     if (!parsed.ok) throw new FactsyncError('invalid_request', parsed.error);
-    const { idempotencyKey, producer, waitFor, timeoutMs, policy, wantsWait } = parsed.value;
+    const { idempotencyKey, producer, waitFor, timeoutMs, policy, wantsWait, source } = parsed.value;
+    if (ops.value.length === 0 && !source) {
+      throw new FactsyncError('invalid_request', 'ops is empty: a write carries at least one op (only a source recording its position, with X-Source and X-Source-Position, may send none)');
+    }
     if (waitFor.kind === 'local') {
       throw new FactsyncError('invalid_request', 'X-Wait-For: local is only meaningful on a pdp-agent; the server accepts "all", an integer n, or agent ids');
     }
@@ -67,13 +78,15 @@ export function factsRoutes(app: TypedApp, ctx: RouteContext): void {
     const release = wantsWait && timeoutMs !== 0 ? ctx.waits.acquire(req.principal!.tokenIndex) : undefined;
     try {
       const endWrite = ctx.metrics.writeDuration.startTimer();
-      const outcome = await ctx.commit.write(env, { ops: ops.value, ts: new Date().toISOString(), idempotencyKey, producer });
+      const outcome = await ctx.commit.write(env, { ops: ops.value, ts: new Date().toISOString(), idempotencyKey, producer, source });
       endWrite();
       counted(env, outcome, ops.value.length);
+      if (source) ctx.sourceWrote(env);
       if (outcome.duplicate) reply.header('idempotent-replayed', 'true');
       req.log.debug({ env, version: outcome.version, ops: ops.value.length, duplicate: outcome.duplicate }, 'write');
       const warnings = typeWarnings(ops.value);
-      if (!wantsWait) return { version: outcome.version, epoch: outcome.epoch, ...(warnings.length > 0 ? { warnings } : {}) };
+      const replayed = source && outcome.duplicate ? { replayed: true as const } : {};
+      if (!wantsWait) return { version: outcome.version, epoch: outcome.epoch, ...replayed, ...(warnings.length > 0 ? { warnings } : {}) };
 
       const endWait = ctx.metrics.syncWaitDuration.startTimer();
       let sync: SyncStatus;
@@ -90,7 +103,7 @@ export function factsRoutes(app: TypedApp, ctx: RouteContext): void {
       if (!sync.synced && policy === 'fail') {
         throw new FactsyncError('sync_timeout', `version ${outcome.version} was written but is not yet applied by ${sync.pending.join(', ') || 'enough agents'}`, { version: outcome.version, sync, ...(warnings.length > 0 ? { warnings } : {}) });
       }
-      return { version: outcome.version, epoch: outcome.epoch, sync, ...(warnings.length > 0 ? { warnings } : {}) };
+      return { version: outcome.version, epoch: outcome.epoch, ...replayed, sync, ...(warnings.length > 0 ? { warnings } : {}) };
     } finally {
       release?.();
     }
@@ -118,7 +131,8 @@ export function factsRoutes(app: TypedApp, ctx: RouteContext): void {
     const { writes } = req.body;
     const parsed = parseWriteHeaders(req.headers, { waitFor: { kind: 'all' }, waitSeconds: 0 });
     if (!parsed.ok) throw new FactsyncError('invalid_request', parsed.error);
-    const { producer, wantsWait, idempotencyKey } = parsed.value;
+    const { producer, wantsWait, idempotencyKey, source } = parsed.value;
+    if (source) throw new FactsyncError('invalid_request', 'a source writes one transaction at a time to /facts with X-Source and X-Source-Position; a batch takes none');
     if (wantsWait) throw new FactsyncError('invalid_request', 'a batch is answered without waiting; send writes that wait one by one to /facts, or wait on the agent');
     if (idempotencyKey !== undefined) throw new FactsyncError('invalid_request', 'a batch takes X-Producer-Id and X-Producer-Seq (write i is number seq + i), not an Idempotency-Key');
     const total = writes.reduce((n, w) => n + w.ops.length, 0);

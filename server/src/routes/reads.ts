@@ -1,6 +1,6 @@
 import type { TypedApp } from '@factsync/shared/http-app';
 import { Type } from '@sinclair/typebox';
-import { Change, Fact, FactsyncError, GENESIS_ID, TENANTS_LIST_PATTERN, TYPES_LIST_PATTERN, idOfChangeJson, parseTenantsList, scopeOf } from '@factsync/shared';
+import { Change, Fact, FactsyncError, SourcesReply, GENESIS_ID, TENANTS_LIST_PATTERN, TYPES_LIST_PATTERN, idOfChangeJson, parseTenantsList, scopeOf } from '@factsync/shared';
 import { shareChanges } from '../ws/shares.js';
 import { factsJson } from '../ws/frames.js';
 import { EnvParams, ErrorBody } from './schemas.js';
@@ -23,6 +23,18 @@ export function readRoutes(app: TypedApp, ctx: RouteContext): void {
   }, async (req) => {
     const { env } = req.params;
     return ctx.store.head(env);
+  });
+
+  app.get('/v1/envs/:env/sources', {
+    onRequest: read,
+    schema: {
+      summary: 'Where each source is: the position the server recorded with its last write',
+      params: EnvParams,
+      response: { 200: SourcesReply, '4xx': ErrorBody, '5xx': ErrorBody },
+    },
+  }, async (req) => {
+    const records = await ctx.store.sources(req.params.env);
+    return records.map((r) => ({ name: r.name, position: r.position, version: r.version, updated_at: r.updatedAt }));
   });
 
   app.get('/v1/envs/:env/snapshot', {

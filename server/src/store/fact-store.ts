@@ -1,4 +1,4 @@
-import type { ControlEvent, Doorbell, FactsyncError, Op, ProducerSeq } from '@factsync/shared';
+import type { ControlEvent, Doorbell, FactsyncError, Op, ProducerSeq, SourcePosition } from '@factsync/shared';
 
 /**
  * The interfaces the server talks to for durable state and cross-replica
@@ -35,13 +35,31 @@ export interface WriteInput {
   idempotencyKey?: string | undefined;
   /** Idempotency by producer sequence (X-Producer-Id/-Seq) instead of a key per write. */
   producer?: ProducerSeq | undefined;
+  /**
+   * A source's write (X-Source/-Position): its position is recorded in the same
+   * atomic step; a position not after the recorded one applies nothing
+   * (replayed), and one without ops records the position and makes no version.
+   */
+  source?: SourcePosition | undefined;
+}
+
+/** Where a source is, as the store recorded it with its last write. */
+export interface SourceRecord {
+  name: string;
+  position: string;
+  /** The env's version when the position was recorded. */
+  version: number;
+  /** When it was recorded (ISO 8601). */
+  updatedAt: string;
 }
 
 export interface WriteOutcome {
   version: number;
   epoch: string;
-  /** True when the idempotency key was seen before with the same request: nothing was applied. */
+  /** True when the idempotency key (or the source position) was seen before: nothing was applied. */
   duplicate: boolean;
+  /** A source's write with no ops: the position was recorded, and `version` is the head (no new version). */
+  positionOnly?: boolean;
 }
 
 /** One write of a group: its outcome, or why it alone was refused (the others are unaffected). */
@@ -171,6 +189,8 @@ export interface FactLog {
   fact(env: string, type: string, key: string): Promise<EnvHead & { valueJson: string | null }>;
   /** The head and the number of facts at it, read together (the check that a scanned snapshot is whole). */
   headWithCount(env: string): Promise<EnvHead & { facts: number }>;
+  /** Every source's recorded position, by name. */
+  sources(env: string): Promise<SourceRecord[]>;
 }
 
 /** The session registry: who is connected where, their leases, their acks and records (invariant 8). */

@@ -1,4 +1,4 @@
-import type { RawChange } from './fact-store.js';
+import type { RawChange, SourceRecord } from './fact-store.js';
 
 /**
  * What the embedded store must keep across a restart, and the one hook
@@ -25,6 +25,8 @@ export interface GroupCommit {
   trimmedThrough: number;
   idempotency: Map<string, IdempotencyEntry>;
   producers: Map<string, ProducerEntry>;
+  /** Sources whose position this group recorded (X-Source), atomically with its changes. */
+  sources: Map<string, SourceRecord>;
 }
 
 /** An env as the journal kept it. */
@@ -36,6 +38,7 @@ export interface JournaledEnv {
   state: Map<string, string>;
   idempotency: Map<string, IdempotencyEntry>;
   producers: Map<string, ProducerEntry>;
+  sources: Map<string, SourceRecord>;
 }
 
 export interface JournaledState {

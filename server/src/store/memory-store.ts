@@ -1,7 +1,7 @@
 import { nanoid } from 'nanoid';
 import {
   FactsyncError, GENESIS_ID, PRODUCER_WINDOW, chainId, decodeControlEvent, decodeDoorbell, encodeControlEvent, encodeDoorbell, factField, idOfChangeJson, recordsPrior, sha1Hex,
-  splitFactField, type AgentInfo,
+  positionAfter, splitFactField, type AgentInfo,
 } from '@factsync/shared';
 import { toAgentRecords } from './agent-records.js';
 import { idempotencyKeyReused, producerSeqTooOld } from './idempotency.js';
@@ -10,7 +10,7 @@ import type { GroupCommit, Journal, JournaledState } from './journal.js';
 import { ScanRegistry } from './memory-scans.js';
 import type {
   AckEntry, AgentRecord, ChangesPage, ControlEvent, ControlListener, EnvHead, EnvListener, FactStore, RawChange, Resume,
-  ResumeRequest, ResumeVerdict, SessionOpen, SessionOpened, Snapshot, StateScan, WriteInput, WriteOutcome, WriteResult,
+  ResumeRequest, ResumeVerdict, SessionOpen, SessionOpened, Snapshot, SourceRecord, StateScan, WriteInput, WriteOutcome, WriteResult,
 } from './fact-store.js';
 
 export interface MemoryStoreOptions {
@@ -37,6 +37,8 @@ interface EnvState {
   idem: Map<string, { version: number; hash: string; expiresMs: number }>;
   /** Per producer: its highest sequence number and the last PRODUCER_WINDOW with their versions (expiring as a whole). */
   producers: Map<string, { max: number; seqs: Map<number, { version: number; hash: string }>; expiresMs: number }>;
+  /** Source name → its recorded position (X-Source). */
+  sources: Map<string, SourceRecord>;
   sess: Map<string, string>;
   info: Map<string, AgentInfo>;
   applied: Map<string, { v: number; id: string }>;
@@ -69,7 +71,7 @@ export function createMemoryStore(opts: MemoryStoreOptions): FactStore {
     let s = envs.get(env);
     if (!s) {
       s = {
-        name: env, version: 0, epoch: null, id: GENESIS_ID, log: [], state: new Map(), idem: new Map(), producers: new Map(),
+        name: env, version: 0, epoch: null, id: GENESIS_ID, log: [], state: new Map(), idem: new Map(), producers: new Map(), sources: new Map(),
         sess: new Map(), info: new Map(), applied: new Map(), leases: new Map(), gone: new Map(),
       };
       envs.set(env, s);
@@ -78,7 +80,7 @@ export function createMemoryStore(opts: MemoryStoreOptions): FactStore {
   };
   for (const [env, j] of opts.initial?.envs ?? []) {
     envs.set(env, {
-      name: env, version: j.version, epoch: j.epoch, id: j.id, log: j.log, state: j.state, idem: j.idempotency, producers: j.producers,
+      name: env, version: j.version, epoch: j.epoch, id: j.id, log: j.log, state: j.state, idem: j.idempotency, producers: j.producers, sources: j.sources,
       sess: new Map(), info: new Map(), applied: new Map(), leases: new Map(), gone: new Map(),
     });
   }
@@ -114,7 +116,23 @@ export function createMemoryStore(opts: MemoryStoreOptions): FactStore {
     const facts = new Map<string, string | null>();
     const producersTouched = new Map<string, NonNullable<ReturnType<typeof s.producers.get>>>();
     const keysTouched = new Map<string, NonNullable<ReturnType<typeof s.idem.get>>>();
+    const sourcesTouched = new Map<string, SourceRecord>();
+    const ts = new Date(t).toISOString();
     for (const input of inputs) {
+      // A source's position is applied once: not after the recorded one, nothing happens (the WRITE script's rule).
+      const src = input.source;
+      const recorded = src ? s.sources.get(src.name) : undefined;
+      if (src && recorded && !positionAfter(src.position, recorded.position)) {
+        results.push({ ok: true, outcome: { version: recorded.version, epoch, duplicate: true } });
+        continue;
+      }
+      if (src && input.ops.length === 0) {
+        const rec = { name: src.name, position: src.position, version: s.version, updatedAt: ts };
+        s.sources.set(src.name, rec);
+        if (journal) sourcesTouched.set(src.name, rec);
+        results.push({ ok: true, outcome: { version: s.version, epoch, duplicate: false, positionOnly: true } });
+        continue;
+      }
       const opsJson = JSON.stringify(input.ops);
       const hash = input.idempotencyKey !== undefined || input.producer ? sha1Hex(opsJson) : '';
       let producer = input.producer ? s.producers.get(input.producer.id) : undefined;
@@ -170,15 +188,20 @@ export function createMemoryStore(opts: MemoryStoreOptions): FactStore {
         // Redis expires these keys by itself; here, sweep now and then so a long-running dev server does not grow.
         if (s.idem.size % 1024 === 0) for (const [k, e] of s.idem) if (e.expiresMs <= t) s.idem.delete(k);
       }
+      if (src) {
+        const rec = { name: src.name, position: src.position, version: v, updatedAt: ts };
+        s.sources.set(src.name, rec);
+        if (journal) sourcesTouched.set(src.name, rec);
+      }
       written.push(json);
       results.push({ ok: true, outcome: { version: v, epoch, duplicate: false } });
     }
     const excess = s.log.length - opts.logRetention;
     if (excess > 0) s.log.splice(0, excess);
-    if (journal && changes.length > 0) {
+    if (journal && (changes.length > 0 || sourcesTouched.size > 0)) {
       const commit: GroupCommit = {
         epoch, version: s.version, id: s.id, changes, facts, trimmedThrough: (s.log[0]?.version ?? s.version + 1) - 1,
-        idempotency: keysTouched, producers: producersTouched,
+        idempotency: keysTouched, producers: producersTouched, sources: sourcesTouched,
       };
       durably(() => journal.commit(env, commit));
     }
@@ -280,6 +303,10 @@ export function createMemoryStore(opts: MemoryStoreOptions): FactStore {
     async head(env: string): Promise<EnvHead> {
       const s = envs.get(env);
       return { version: s?.version ?? 0, epoch: s?.epoch ?? null, id: s?.id ?? GENESIS_ID };
+    },
+
+    async sources(env: string): Promise<SourceRecord[]> {
+      return [...(envs.get(env)?.sources.values() ?? [])].sort((a, b) => (a.name < b.name ? -1 : 1));
     },
 
     async headWithCount(env: string): Promise<EnvHead & { facts: number }> {

@@ -11,8 +11,8 @@ import type { EnvHead, RawChange, Resume, ResumeRequest, ResumeVerdict } from '.
  */
 
 /** The outcome of one write of a group, as the WRITE script reports it. */
-export type WriteOutcomeKind = 'written' | 'duplicate' | 'key_reused' | 'seq_too_old';
-const WRITE_OUTCOMES: readonly WriteOutcomeKind[] = ['written', 'duplicate', 'key_reused', 'seq_too_old'];
+export type WriteOutcomeKind = 'written' | 'duplicate' | 'key_reused' | 'seq_too_old' | 'source_replayed' | 'position_only';
+const WRITE_OUTCOMES: readonly WriteOutcomeKind[] = ['written', 'duplicate', 'key_reused', 'seq_too_old', 'source_replayed', 'position_only'];
 
 /** `recordPrior`: the script records where the fact was (Change.was), for types whose tenant is in their value. */
 export interface ScriptOp { kind: 'upsert' | 'delete'; field: string; valueJson: string; recordPrior: boolean }
@@ -25,10 +25,12 @@ export interface ScriptWrite {
   idempotencyKey?: string;
   /** Its producer sequence number (0 = none). */
   seq: number;
+  /** A source's name and position (X-Source): applied once per position. */
+  source?: { name: string; position: string };
   ops: ScriptOp[];
 }
 export interface WriteArgs {
-  meta: string; log: string; state: string; channel: string;
+  meta: string; log: string; state: string; sources: string; channel: string;
   epochCandidate: string; retention: number; idempotencyTtlSeconds: number; inlineBytes: number; producerWindow: number;
   writes: readonly ScriptWrite[];
 }
@@ -110,7 +112,7 @@ export function defineRedisScripts(redis: Redis, cluster: boolean): RedisScripts
 
   return {
     async write(a) {
-      const keys = [a.meta, a.log, a.state];
+      const keys = [a.meta, a.log, a.state, a.sources];
       const args: (string | number)[] = [];
       for (const w of a.writes) {
         let keyIndex = 0;
@@ -118,7 +120,7 @@ export function defineRedisScripts(redis: Redis, cluster: boolean): RedisScripts
           keys.push(w.idempotencyKey);
           keyIndex = keys.length;
         }
-        args.push(w.ts, w.opsJson, w.requestHash, keyIndex, w.seq, w.ops.length * 3);
+        args.push(w.ts, w.opsJson, w.requestHash, keyIndex, w.seq, w.source?.name ?? '', w.source?.position ?? '', w.ops.length * 3);
         // Lower case: apply; upper case: apply and record the fact's prior tenant.
         for (const op of w.ops) args.push(op.kind === 'upsert' ? (op.recordPrior ? 'U' : 'u') : op.recordPrior ? 'D' : 'd', op.field, op.valueJson);
       }

@@ -80,12 +80,24 @@ end`;
 // A write of a producer (seq > 0) is looked up in the producer's hash instead: its last `window`
 // sequence numbers with their versions (flag 3: older than the window, refused), so idempotency
 // state grows with producers, not with writes.
-// KEYS: meta, log, state, idem keys (or producer hashes) of the writes that have one
+// A source's write (srcName ~= '') is applied once per position: the sources hash keeps, per source,
+// "position\nversion\nts"; a position not after the recorded one (bytewise) is answered with the
+// recorded version (flag 4), and one without ops records the position and makes no version (flag 5).
+// KEYS: meta, log, state, sources, idem keys (or producer hashes) of the writes that have one
 // ARGV: epochCandidate, retention, idemTtlSeconds, inlineLimit, channel, n, window,
-//       then per write: ts, opsJson, requestHash, idemKeyIndex (0 = none), seq (0 = none), flatCount, (kind, field, value)*
+//       then per write: ts, opsJson, requestHash, idemKeyIndex (0 = none), seq (0 = none), srcName ('' = none), srcPos, flatCount, (kind, field, value)*
 // Returns: version1, flag1, version2, flag2, ..., epoch
 export const WRITE = `
-local meta, log, state = KEYS[1], KEYS[2], KEYS[3]
+local meta, log, state, sources = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+-- Redis compares strings with strcoll (its locale): positions are ordered as bytes, so compare bytes.
+local function after(a, b)
+  local n = math.min(#a, #b)
+  for j = 1, n do
+    local x, y = string.byte(a, j), string.byte(b, j)
+    if x ~= y then return x > y end
+  end
+  return #a > #b
+end
 local epoch = redis.call('HGET', meta, 'epoch')
 if not epoch then
   epoch = ARGV[1]
@@ -100,11 +112,20 @@ local inline_all, inline_size = {}, 0
 local window = tonumber(ARGV[7])
 local i = 8
 for _ = 1, tonumber(ARGV[6]) do
-  local ts, ops, hash, ik, seq, nflat = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3]), tonumber(ARGV[i + 4]), tonumber(ARGV[i + 5])
-  local first = i + 6
+  local ts, ops, hash, ik, seq, sname, spos, nflat = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3]), tonumber(ARGV[i + 4]), ARGV[i + 5], ARGV[i + 6], tonumber(ARGV[i + 7])
+  local first = i + 8
   i = first + nflat
   local prev = false
   local pmax = 0
+  local srec = false
+  if sname ~= '' then srec = redis.call('HGET', sources, sname) end
+  local rpos, rver = '', 0
+  if srec then
+    local a = string.find(srec, '\\n', 1, true)
+    local b = string.find(srec, '\\n', a + 1, true)
+    rpos = string.sub(srec, 1, a - 1)
+    rver = tonumber(string.sub(srec, a + 1, b - 1))
+  end
   if ik > 0 then
     if seq > 0 then
       prev = redis.call('HGET', KEYS[ik], seq)
@@ -113,7 +134,14 @@ for _ = 1, tonumber(ARGV[6]) do
       prev = redis.call('GET', KEYS[ik])
     end
   end
-  if not prev and seq > 0 and seq <= pmax - window then
+  if srec and not after(spos, rpos) then
+    out[#out + 1] = rver
+    out[#out + 1] = 4
+  elseif sname ~= '' and nflat == 0 then
+    redis.call('HSET', sources, sname, spos .. '\\n' .. v .. '\\n' .. ts)
+    out[#out + 1] = v
+    out[#out + 1] = 5
+  elseif not prev and seq > 0 and seq <= pmax - window then
     out[#out + 1] = 0
     out[#out + 1] = 3
   elseif prev then
@@ -167,6 +195,7 @@ for _ = 1, tonumber(ARGV[6]) do
     elseif ik > 0 then
       redis.call('SET', KEYS[ik], v .. ':' .. hash, 'EX', ttl)
     end
+    if sname ~= '' then redis.call('HSET', sources, sname, spos .. '\\n' .. v .. '\\n' .. ts) end
     inline_size = inline_size + #last + 1
     if inline_size <= inline then inline_all[#inline_all + 1] = last end
     wrote = wrote + 1

@@ -8,6 +8,7 @@ import {
 import { defineRedisScripts, type ScriptWrite } from './redis-commands.js';
 import { oneWrite } from './fact-store.js';
 import type {
+  SourceRecord,
   AckEntry, AgentRecord, ChangesPage, ControlEvent, ControlListener, EnvHead, EnvListener, FactStore, RawFact, Resume,
   ResumeRequest, SessionOpen, SessionOpened, Snapshot, StateScan, WriteInput, WriteOutcome, WriteResult,
 } from './fact-store.js';
@@ -110,7 +111,7 @@ export async function createRedisStore(opts: RedisStoreOptions): Promise<FactSto
   const k = (env: string) => {
     const base = `${opts.keyPrefix}:{${env}}`;
     return {
-      meta: `${base}:meta`, log: `${base}:log`, state: `${base}:state`, idem: (key: string) => `${base}:idem:${key}`, producer: (id: string) => `${base}:prod:${id}`,
+      meta: `${base}:meta`, log: `${base}:log`, state: `${base}:state`, sources: `${base}:sources`, idem: (key: string) => `${base}:idem:${key}`, producer: (id: string) => `${base}:prod:${id}`,
       sess: `${base}:sess`, info: `${base}:info`, applied: `${base}:applied`, leases: `${base}:leases`, gone: `${base}:gone`, pres: `${base}:pres`,
       channel: `${base}:events`, ctl: `${base}:ctl`, mau: (month: string) => `${base}:mau:${month}`,
     };
@@ -138,11 +139,12 @@ export async function createRedisStore(opts: RedisStoreOptions): Promise<FactSto
         requestHash: input.idempotencyKey !== undefined || input.producer ? sha1Hex(opsJson) : '',
         idempotencyKey: input.producer ? keys.producer(input.producer.id) : input.idempotencyKey !== undefined ? keys.idem(input.idempotencyKey) : undefined,
         seq: input.producer?.seq ?? 0,
+        source: input.source,
         ops: input.ops.map((op) => ({ kind: op.op, field: factField(op.type, op.key), valueJson: op.op === 'upsert' ? JSON.stringify(op.value) : '', recordPrior: recordsPrior(op.type) })),
       };
     });
     const reply = await guard('write', () => scripts.write({
-      meta: keys.meta, log: keys.log, state: keys.state, channel: keys.channel, epochCandidate: nanoid(12), retention: opts.logRetention,
+      meta: keys.meta, log: keys.log, state: keys.state, sources: keys.sources, channel: keys.channel, epochCandidate: nanoid(12), retention: opts.logRetention,
       idempotencyTtlSeconds: opts.idempotencyTtlSeconds, inlineBytes: opts.inlineChangeBytes, producerWindow: PRODUCER_WINDOW, writes,
     }));
     const { epoch } = reply;
@@ -152,7 +154,8 @@ export async function createRedisStore(opts: RedisStoreOptions): Promise<FactSto
       switch (outcome) {
         case 'key_reused': return { ok: false, error: idempotencyKeyReused(inputs[i]!, version) };
         case 'seq_too_old': return { ok: false, error: producerSeqTooOld(inputs[i]!.producer!) };
-        default: return { ok: true, outcome: { version, epoch, duplicate: outcome === 'duplicate' } };
+        case 'position_only': return { ok: true, outcome: { version, epoch, duplicate: false, positionOnly: true } };
+        default: return { ok: true, outcome: { version, epoch, duplicate: outcome === 'duplicate' || outcome === 'source_replayed' } };
       }
     });
     // Once for the group; a replay waits too: the first attempt may have been answered 503 for want of replicas.
@@ -232,6 +235,11 @@ export async function createRedisStore(opts: RedisStoreOptions): Promise<FactSto
     async head(env: string): Promise<EnvHead> {
       const [v, e, id] = await guard('head', () => redis.hmget(k(env).meta, 'version', 'epoch', 'id'));
       return { version: Number(v ?? 0), epoch: e ?? null, id: id ?? '' };
+    },
+
+    async sources(env: string): Promise<SourceRecord[]> {
+      const flat = await guard('sources', () => redis.hgetall(k(env).sources));
+      return Object.entries(flat).map(([name, rec]) => decodeSourceRecord(name, rec)).sort((a, b) => (a.name < b.name ? -1 : 1));
     },
 
     async headWithCount(env: string): Promise<EnvHead & { facts: number }> {
@@ -381,6 +389,12 @@ export async function createRedisStore(opts: RedisStoreOptions): Promise<FactSto
     },
   };
   return store;
+}
+
+/** The WRITE script's "position\nversion\nts" of a source. */
+function decodeSourceRecord(name: string, rec: string): SourceRecord {
+  const [position = '', version = '0', updatedAt = ''] = rec.split('\n');
+  return { name, position, version: Number(version), updatedAt };
 }
 
 /** A flat `field, value, field, value…` reply of the state hash (HGETALL, HSCAN) as facts with their stored JSON. */

@@ -17,6 +17,7 @@ CREATE TABLE IF NOT EXISTS log (env TEXT NOT NULL, version INTEGER NOT NULL, jso
 CREATE TABLE IF NOT EXISTS state (env TEXT NOT NULL, field TEXT NOT NULL, json TEXT NOT NULL, PRIMARY KEY (env, field)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS idempotency (env TEXT NOT NULL, key TEXT NOT NULL, version INTEGER NOT NULL, hash TEXT NOT NULL, expires INTEGER NOT NULL, PRIMARY KEY (env, key)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS producers (env TEXT NOT NULL, producer TEXT NOT NULL, max INTEGER NOT NULL, seqs TEXT NOT NULL, expires INTEGER NOT NULL, PRIMARY KEY (env, producer)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS sources (env TEXT NOT NULL, name TEXT NOT NULL, position TEXT NOT NULL, version INTEGER NOT NULL, updated_at TEXT NOT NULL, PRIMARY KEY (env, name)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS usage (env TEXT NOT NULL, month TEXT NOT NULL, user TEXT NOT NULL, PRIMARY KEY (env, month, user)) WITHOUT ROWID;
 `;
 
@@ -95,6 +96,7 @@ export function openSqliteJournal(o: SqliteJournalOptions): { journal: Journal; 
     key: db.prepare('INSERT OR REPLACE INTO idempotency (env, key, version, hash, expires) VALUES (?, ?, ?, ?, ?)'),
     producer: db.prepare('INSERT OR REPLACE INTO producers (env, producer, max, seqs, expires) VALUES (?, ?, ?, ?, ?)'),
     user: db.prepare('INSERT OR IGNORE INTO usage (env, month, user) VALUES (?, ?, ?)'),
+    source: db.prepare('INSERT OR REPLACE INTO sources (env, name, position, version, updated_at) VALUES (?, ?, ?, ?, ?)'),
   };
   const expire = {
     keys: db.prepare('DELETE FROM idempotency WHERE expires <= ?'),
@@ -112,6 +114,8 @@ export function openSqliteJournal(o: SqliteJournalOptions): { journal: Journal; 
     if (c.trimmedThrough > 0) q.trim.run(env, c.trimmedThrough);
     for (const [field, json] of c.facts) (json === null ? q.remove.run(env, field) : q.put.run(env, field, json));
     for (const [key, e] of c.idempotency) q.key.run(env, key, e.version, e.hash, e.expiresMs);
+    // In the same transaction as the changes: a source's position is never ahead of, or behind, its facts.
+    for (const [name, r] of c.sources) q.source.run(env, name, r.position, r.version, r.updatedAt);
     for (const [id, p] of c.producers) q.producer.run(env, id, p.max, JSON.stringify([...p.seqs].map(([s, x]) => [s, x.version, x.hash])), p.expiresMs);
   });
   const usage = db.transaction((env: string, month: string, users: readonly string[]) => {
@@ -136,7 +140,7 @@ function load(db: Database.Database, t: number, progress?: (facts: number) => vo
   db.prepare('DELETE FROM producers WHERE expires <= ?').run(t);
   const envs = new Map<string, JournaledEnv>();
   for (const r of db.prepare('SELECT env, epoch, version, id FROM envs').all() as { env: string; epoch: string; version: number; id: string }[]) {
-    envs.set(r.env, { version: r.version, epoch: r.epoch, id: r.id, log: [], state: new Map(), idempotency: new Map(), producers: new Map() });
+    envs.set(r.env, { version: r.version, epoch: r.epoch, id: r.id, log: [], state: new Map(), idempotency: new Map(), producers: new Map(), sources: new Map() });
   }
   const of = (env: string) => {
     const e = envs.get(env);
@@ -157,6 +161,9 @@ function load(db: Database.Database, t: number, progress?: (facts: number) => vo
   for (const r of db.prepare('SELECT env, producer, max, seqs, expires FROM producers').all() as { env: string; producer: string; max: number; seqs: string; expires: number }[]) {
     const seqs: ProducerEntry['seqs'] = new Map((JSON.parse(r.seqs) as [number, number, string][]).map(([s, version, hash]) => [s, { version, hash }]));
     of(r.env).producers.set(r.producer, { max: r.max, seqs, expiresMs: r.expires });
+  }
+  for (const r of db.prepare('SELECT env, name, position, version, updated_at FROM sources').all() as { env: string; name: string; position: string; version: number; updated_at: string }[]) {
+    of(r.env).sources.set(r.name, { name: r.name, position: r.position, version: r.version, updatedAt: r.updated_at });
   }
   const usage = new Map<string, Map<string, Set<string>>>();
   for (const r of db.prepare('SELECT env, month, user FROM usage').raw().iterate() as Iterable<[string, string, string]>) {
