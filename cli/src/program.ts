@@ -10,6 +10,8 @@ import { tail } from './commands/tail.js';
 import { reconcile } from './commands/reconcile.js';
 import { policyApply, policyExport } from './commands/policy.js';
 import { tokenCreate } from './commands/token.js';
+// Sources pull in the Postgres client: loaded when a source command runs, not at every start.
+const sourceCommands = () => import('./commands/source.js');
 
 const envRe = new RegExp(ENV_PATTERN);
 
@@ -89,6 +91,12 @@ Environment:
   policy.command('export').description('the env\'s policy in the format policy apply reads')
     .option('-o, --output <file>', 'write to a file (JSON for .json)').option('--format <format>', 'yaml (default) or json')
     .action((o: { output?: string; format?: string }) => policyExport(ctx(), o));
+  const source = program.command('source').description('sources: facts pulled from Postgres or HTTP, exactly once (docs/sources.md)');
+  source.command('run').argument('<file>', 'a source config (YAML)').description('keep the env\'s owned facts equal to each source of the file, until stopped')
+    .action(async (file: string) => (await sourceCommands()).sourceRun(ctx(), file));
+  source.command('resync').argument('<file>').argument('<name>', 'the source to resync').description('make a source\'s owned facts equal to a fresh snapshot (a new slot), then exit')
+    .action(async (file: string, name: string) => (await sourceCommands()).sourceResync(ctx(), file, name));
+  source.command('status').description('each source: recorded position, version, how long ago').action(async () => (await sourceCommands()).sourceStatus(ctx()));
   const token = program.command('token').description('tokens');
   token.command('create').description('mint a JWT (needs JWT_SECRET on the server and an admin token)')
     .option('--role <role>', 'admin, writer, agent or reader').option('--envs <envs>', 'comma list, * = every env')

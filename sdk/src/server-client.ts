@@ -1,6 +1,6 @@
 import {
-  parseAgentsReply, parseChangesReply, parseCreateEnvReply, parseTokenReply, parseEnvsReply, parseFactReply, parseFactsPageReply, parseHeadReply, parseLimitsReply, parseWriteReply,
-  type AgentsReply, type ChangesReply, type CreateEnvReply, type FactReply, type FactsPageReply, type HeadReply, type LimitsReply, type Op, type Result, type WriteReply,
+  parseAgentsReply, parseChangesReply, parseCreateEnvReply, parseSourcesReply, parseTokenReply, parseEnvsReply, parseFactReply, parseFactsPageReply, parseHeadReply, parseLimitsReply, parseWriteReply,
+  type AgentsReply, type ChangesReply, type CreateEnvReply, type SourcesReply, type FactReply, type FactsPageReply, type HeadReply, type LimitsReply, type Op, type Result, type WriteReply,
 } from '@factsync/shared';
 import { FactsyncClientError } from './errors.js';
 import { followChanges, type ChangesOptions, type FollowedChange } from './changes.js';
@@ -27,6 +27,8 @@ export interface ServerWriteOptions {
   producer?: ProducerNumber;
   /** Wait for agents' acks (X-Wait-For `all`, n or ids; not `local`, which only an agent knows). */
   sync?: SyncOptions;
+  /** A source's write (X-Source, X-Source-Position): applied once per position; `ops` may then be empty. */
+  source?: { name: string; position: string };
 }
 
 export interface TokenClaims {
@@ -79,6 +81,11 @@ export class FactsyncServerClient {
     return (await this.get('/v1/envs', parseEnvsReply)).envs;
   }
 
+  /** Every source's recorded position in this env. */
+  sources(): Promise<SourcesReply> {
+    return this.get(`${this.base()}/sources`, parseSourcesReply);
+  }
+
   /** Creates this client's env (an admin token); `created: false` when it existed already. */
   createEnv(): Promise<CreateEnvReply> {
     return this.call('POST', this.base(), parseCreateEnvReply, {});
@@ -125,6 +132,10 @@ export class FactsyncServerClient {
     if (o.producer) {
       headers['x-producer-id'] = o.producer.id;
       headers['x-producer-seq'] = String(o.producer.seq);
+    }
+    if (o.source) {
+      headers['x-source'] = o.source.name;
+      headers['x-source-position'] = o.source.position;
     }
     if (o.sync?.timeout !== undefined) headers['x-wait-timeout'] = String(o.sync.timeout);
     if (o.sync?.waitFor !== undefined) headers['x-wait-for'] = Array.isArray(o.sync.waitFor) ? o.sync.waitFor.join(',') : String(o.sync.waitFor);

@@ -1,0 +1,61 @@
+import { pino } from 'pino';
+import { REPEATED_SIGNAL_MS } from '@factsync/shared/lifecycle';
+import { ConfigFileError, MappingError, SinkRefused, SlotFault, resyncSource, runSources, type RunOptions } from '@factsync/source';
+import { UsageError, printJson, writeOut, type CliContext } from '../context.js';
+
+/** Exit status of a source whose slot is gone or unusable (docs/sources.md): a resync is needed. */
+const SLOT_FAULT = 3;
+
+/** Logs as JSON lines on stderr; SIGTERM/SIGINT stop after the write in flight is answered. */
+function options(c: CliContext, file: string): RunOptions & { stop: AbortController } {
+  const stop = new AbortController();
+  let first: number | undefined;
+  const onSignal = () => {
+    if (first !== undefined && Date.now() - first >= REPEATED_SIGNAL_MS) process.exit(1);
+    first ??= Date.now();
+    stop.abort();
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+  const log = pino({ level: process.env.LOG_LEVEL ?? 'info', base: undefined }, pino.destination(2));
+  return { file, server: c.server, log, signal: stop.signal, stop };
+}
+
+async function guarded(fn: () => Promise<void>): Promise<void> {
+  try {
+    await fn();
+  } catch (e) {
+    if (e instanceof SlotFault) {
+      process.stderr.write(`factsync: ${e.message}\n`);
+      process.exitCode = SLOT_FAULT;
+      return;
+    }
+    if (e instanceof ConfigFileError || e instanceof MappingError) throw new UsageError(e.message);
+    if (e instanceof SinkRefused) throw new UsageError(e.message);
+    throw e;
+  }
+}
+
+/** `source run FILE`: keeps the env's owned facts equal to each source of the file, until stopped. */
+export async function sourceRun(c: CliContext, file: string): Promise<void> {
+  const o = options(c, file);
+  await guarded(() => runSources(o));
+}
+
+/** `source resync FILE NAME`: a fresh snapshot (a new slot) for one source, then exit 0. */
+export async function sourceResync(c: CliContext, file: string, name: string): Promise<void> {
+  const o = options(c, file);
+  await guarded(() => resyncSource({ ...o, name }));
+  if (!process.exitCode) process.stderr.write(`factsync: source ${name} resynced; \`source run ${file}\` continues from it\n`);
+}
+
+/** `source status`: each source's recorded position, the version recorded with it, and how long ago. */
+export async function sourceStatus(c: CliContext): Promise<void> {
+  const [sources, head] = await Promise.all([c.server.sources(), c.server.head()]);
+  const now = Date.now();
+  const rows = sources.map((s) => ({ ...s, lag_seconds: Math.max(0, Math.round((now - Date.parse(s.updated_at)) / 100) / 10), behind_head: head.version - s.version }));
+  if (c.json) return printJson(c, rows);
+  if (rows.length === 0) return writeOut(c.out, `no source has written to env "${c.server.env}"\n`);
+  const w = Math.max(6, ...rows.map((r) => r.name.length));
+  await writeOut(c.out, `${'source'.padEnd(w)}  ${'position'.padEnd(26)}  ${'version'.padStart(8)}  last recorded\n${rows.map((r) => `${r.name.padEnd(w)}  ${r.position.padEnd(26)}  ${String(r.version).padStart(8)}  ${r.lag_seconds} s ago`).join('\n')}\n`);
+}
