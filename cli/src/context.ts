@@ -20,6 +20,14 @@ export class UsageError extends Error {
   override name = 'UsageError';
 }
 
+/** A command that ends with a status of its own (a source whose slot is gone: 3), its one line on stderr. */
+export class ExitError extends Error {
+  override name = 'ExitError';
+  constructor(readonly status: number, message: string) {
+    super(message);
+  }
+}
+
 /** `npm start` keeps its dev token here; the CLI uses it when FACTSYNC_TOKEN is unset, so the tour needs no export. */
 const DEV_TOKEN_FILE = join(resolve(process.env.DATA_DIR ?? join(dirname(fileURLToPath(import.meta.url)), '..', '..', '.data')), 'dev-token');
 

@@ -1,7 +1,7 @@
 import { Command, CommanderError, Option } from 'commander';
 import { FactsyncClientError } from '@factsync/sdk';
 import { ENV_PATTERN } from '@factsync/shared';
-import { UsageError, createContext, type CliContext } from './context.js';
+import { ExitError, UsageError, createContext, type CliContext } from './context.js';
 import { agents, envs, envsCreate, get, status } from './commands/inspect.js';
 import { check, write } from './commands/write.js';
 import { importFile } from './commands/import.js';
@@ -122,6 +122,10 @@ export async function runCli(argv: string[]): Promise<number> {
     if (e instanceof UsageError) {
       process.stderr.write(`factsync: ${e.message}\n`);
       return 2;
+    }
+    if (e instanceof ExitError) {
+      process.stderr.write(`factsync: ${e.message}\n`);
+      return e.status;
     }
     if (e instanceof FactsyncClientError) {
       process.stderr.write(`factsync: ${e.message}${e.code !== 'network_error' && e.status ? ` (${e.code}, HTTP ${e.status})` : ''}\n`);

@@ -30,7 +30,7 @@ export const WriteReply = Type.Object({
 });
 /** `GET /v1/envs/:env/sources`: where each source is, as the server recorded it with its writes. */
 export const SourcesReply = Type.Array(Type.Object({
-  name: Type.String(), position: Type.String(), version: Type.Integer({ minimum: 0 }), updated_at: Type.String({ format: 'date-time' }),
+  name: Type.String(), position: Type.String(), version: Type.Integer({ minimum: 0 }), updated_at: Type.String({ description: 'ISO 8601' }),
 }));
 /** `POST /v1/envs/:env/writes`: one result per write, in order. */
 export const WritesReply = Type.Object({

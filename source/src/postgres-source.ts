@@ -8,7 +8,7 @@ import { compileTable, factOf, keyOf, type CompiledTable } from './mapping.js';
 import { checkCatalog } from './postgres-catalog.js';
 import { SNAPSHOT_DONE, formatPosition, hexLsn, lsnHex, parsePosition, resumable, type PgPosition } from './pg-position.js';
 import { plan, readOwned } from './owned.js';
-import { SourceSink } from './sink.js';
+import { SinkRefused, SourceSink } from './sink.js';
 import { UNCHANGED, keepUnchanged, type Row } from './template.js';
 
 /** Why a source cannot go on by itself: its slot is gone or unusable. Exit status 3. */
@@ -82,9 +82,9 @@ export class PostgresSource {
 
   /** Runs until the signal aborts; throws SlotFault when the slot cannot be used. */
   async run(): Promise<void> {
-    await this.open();
-    if (this.d.signal.aborted) return this.close();
     try {
+      await this.open();
+      if (this.d.signal.aborted) return;
       const from = await this.startingPoint();
       await this.stream(from);
     } finally {
@@ -94,8 +94,8 @@ export class PostgresSource {
 
   /** A new snapshot with a new slot, whatever was recorded: `source resync`. */
   async resync(): Promise<void> {
-    await this.open();
     try {
+      await this.open();
       const recorded = await this.sink.recorded();
       this.gen = (recorded && parsePosition(recorded.position)?.gen) ?? 0;
       await this.db!.query('SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1', [this.c.slot]);
@@ -117,6 +117,7 @@ export class PostgresSource {
       if (!slot) throw new SlotFault(`source ${this.c.name}: replication slot "${this.c.slot}" is gone (recorded position ${recorded!.position}); changes since then cannot be streamed: run ${resync}`);
       if (slot.wal_status === 'lost') throw new SlotFault(`source ${this.c.name}: replication slot "${this.c.slot}" was invalidated (its WAL was removed, max_slot_wal_keep_size); recorded position ${recorded!.position}: run ${resync}`);
       this.gen = pos.gen;
+      this.log.info({ source: this.c.name, slot: this.c.slot, position: recorded!.position }, 'streaming from the recorded position');
       return hexLsn(pos.lsn);
     }
     // No snapshot finished: a first run, or one that was interrupted (its slot is ours, never confirmed past its start).
@@ -181,7 +182,18 @@ export class PostgresSource {
     this.service = service;
     const plugin = new PgoutputPlugin({ protoVersion: 1, publicationNames: [this.c.publication], messages: true });
     const heartbeatPrefix = `factsync:${this.c.slot}`;
+    const failed: { error?: Error } = {};
     service.on('data', async (_lsn: string, m: Pgoutput.Message) => {
+      try {
+        await onMessage(m);
+      } catch (e) {
+        // Nothing after a failed message may be written or confirmed: drop the stream and resume from what was recorded.
+        failed.error = e as Error;
+        await service.stop();
+      }
+    });
+    const onMessage = async (m: Pgoutput.Message): Promise<void> => {
+      if (failed.error) return;
       lastActivity = Date.now();
       switch (m.tag) {
         case 'begin':
@@ -221,15 +233,16 @@ export class PostgresSource {
         default:
           return;
       }
-    });
+    };
     // Postgres asks for a status now and then; it is told the recorded position, never the received one.
     service.on('heartbeat', async (_lsn: string, _ts: number, shouldRespond: boolean) => {
       if (shouldRespond && this.confirmed) await service.acknowledge(this.confirmed);
     });
-    const failed: { error?: Error } = {};
     service.on('error', (e: Error) => {
-      failed.error = e;
+      failed.error ??= e;
     });
+    const onAbort = () => void service.stop();
+    this.d.signal.addEventListener('abort', onAbort, { once: true });
     const beat = setInterval(() => {
       if (Date.now() - lastActivity < this.c.heartbeatMs || !this.db) return;
       lastActivity = Date.now();
@@ -243,7 +256,9 @@ export class PostgresSource {
           failed.error = e;
         });
         if (this.d.signal.aborted) break;
-        const message = (failed.error as Error | undefined)?.message ?? 'the replication connection ended';
+        const error = failed.error as Error | undefined;
+        if (error instanceof SinkRefused) throw error;
+        const message = error?.message ?? 'the replication connection ended';
         if (/can no longer get changes|has been invalidated|does not exist/i.test(message)) {
           throw new SlotFault(`source ${this.c.name}: replication slot "${this.c.slot}" cannot be used (${message}); run npx factsync source resync ${this.d.file} ${this.c.name}`);
         }
@@ -253,6 +268,7 @@ export class PostgresSource {
       }
     } finally {
       clearInterval(beat);
+      this.d.signal.removeEventListener('abort', onAbort);
     }
   }
 

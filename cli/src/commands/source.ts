@@ -1,7 +1,7 @@
 import { pino } from 'pino';
 import { REPEATED_SIGNAL_MS } from '@factsync/shared/lifecycle';
 import { ConfigFileError, MappingError, SinkRefused, SlotFault, resyncSource, runSources, type RunOptions } from '@factsync/source';
-import { UsageError, printJson, writeOut, type CliContext } from '../context.js';
+import { ExitError, UsageError, printJson, writeOut, type CliContext } from '../context.js';
 
 /** Exit status of a source whose slot is gone or unusable (docs/sources.md): a resync is needed. */
 const SLOT_FAULT = 3;
@@ -25,11 +25,7 @@ async function guarded(fn: () => Promise<void>): Promise<void> {
   try {
     await fn();
   } catch (e) {
-    if (e instanceof SlotFault) {
-      process.stderr.write(`factsync: ${e.message}\n`);
-      process.exitCode = SLOT_FAULT;
-      return;
-    }
+    if (e instanceof SlotFault) throw new ExitError(SLOT_FAULT, e.message);
     if (e instanceof ConfigFileError || e instanceof MappingError) throw new UsageError(e.message);
     if (e instanceof SinkRefused) throw new UsageError(e.message);
     throw e;
@@ -46,7 +42,7 @@ export async function sourceRun(c: CliContext, file: string): Promise<void> {
 export async function sourceResync(c: CliContext, file: string, name: string): Promise<void> {
   const o = options(c, file);
   await guarded(() => resyncSource({ ...o, name }));
-  if (!process.exitCode) process.stderr.write(`factsync: source ${name} resynced; \`source run ${file}\` continues from it\n`);
+  process.stderr.write(`factsync: source ${name} resynced; \`source run ${file}\` continues from it\n`);
 }
 
 /** `source status`: each source's recorded position, the version recorded with it, and how long ago. */
