@@ -15,6 +15,7 @@ import { waitUntil, within } from '../src/wait.js';
  * faults and resync, validation at start.
  */
 const bin = postgresBin();
+if (!bin) console.warn('source-postgres.test.ts skipped: no PostgreSQL binaries (pg_config --bindir or /usr/lib/postgresql/*/bin); apt-get install postgresql');
 describe.skipIf(!bin)('source: Postgres', () => {
   let pgc: PgCluster;
   let server: RunningServer;
@@ -257,6 +258,44 @@ ${extra}`);
       await resumed.done;
     } finally {
       await db.end();
+    }
+  }, 120_000);
+
+  it('the server away for a while: the slot confirms nothing meanwhile, and nothing is lost after', async () => {
+    const url = await database('away');
+    const env = newEnv();
+    const dataDir = mkdtempSync(join(tmpdir(), 'factsync-away-'));
+    const { freePort } = await import('../src/ports.js');
+    const port = String(await freePort());
+    let own = await startServer({ env: { DATA_DIR: dataDir, PORT: port } });
+    const file = config('away', url);
+    const src = startCli(['source', 'run', file, '--env', env], { FACTSYNC_URL: own.url, FACTSYNC_TOKEN: ADMIN, LOG_LEVEL: 'info' });
+    running.push(src);
+    const { default: pg } = await import('pg');
+    const db = new pg.Client({ connectionString: url });
+    await db.connect();
+    const confirmed = async () => (await pgc.sql(`SELECT confirmed_flush_lsn::text AS lsn FROM pg_replication_slots WHERE slot_name = 'slot_away'`)).rows[0]?.lsn as string | undefined;
+    try {
+      await db.query(`INSERT INTO users VALUES ('a@x', 'A', 'eng', 1, 'x')`);
+      await waitUntil(async () => (await client(own.url, ADMIN).get(`/v1/envs/${env}/facts/user/a@x`)).status === 200, 'the first row');
+      await own.close();
+      const before = await confirmed();
+      for (let i = 0; i < 20; i++) await db.query('INSERT INTO memberships (user_email, role, tenant) VALUES ($1, $2, $3)', [`m${i}@x`, 'viewer', 'acme']);
+      await new Promise((r) => setTimeout(r, 8000));
+      // Nothing was recorded, so nothing was confirmed: the slot keeps every transaction.
+      expect(await confirmed()).toBe(before);
+      expect(src.err).toMatch(/retrying until the server answers/);
+      own = await startServer({ env: { DATA_DIR: dataDir, PORT: port } });
+      const head = async () => (await client(own.url, ADMIN).get(`/v1/envs/${env}/head`)).body.version;
+      await waitUntil(async () => JSON.stringify(sorted(await (await client(own.url, ADMIN).get(`/v1/envs/${env}/snapshot`)).body.facts)) === JSON.stringify(sorted(await expected(url))), 'every transaction after the server came back', 60_000, 100);
+      expect(src.err.match(/retrying until the server answers/g)).toHaveLength(1);
+      expect(await head()).toBeGreaterThan(1);
+    } finally {
+      src.child.kill('SIGTERM');
+      await src.done;
+      await db.end();
+      await own.close();
+      rmSync(dataDir, { recursive: true, force: true });
     }
   }, 120_000);
 

@@ -27,7 +27,7 @@ async function guarded(fn: () => Promise<void>): Promise<void> {
   } catch (e) {
     if (e instanceof SlotFault) throw new ExitError(SLOT_FAULT, e.message);
     if (e instanceof ConfigFileError || e instanceof MappingError) throw new UsageError(e.message);
-    if (e instanceof SinkRefused) throw new UsageError(e.message);
+    if (e instanceof SinkRefused) throw new ExitError(1, e.message);
     throw e;
   }
 }
