@@ -5,7 +5,7 @@ import { UsageError, printJson, writeOut, type CliContext } from '../context.js'
 import { loadProgress, newProgress, progressPath, saveProgress, type ImportProgress } from '../import-progress.js';
 import { progressBar } from '../progress.js';
 import { withRetry } from '../retry.js';
-import { csvRecords, jsonLines, type SourceItem } from '../sources.js';
+import { csvRecords, jsonLines, type InputItem } from '../inputs.js';
 
 export interface ImportOptions {
   format?: string;
@@ -65,7 +65,7 @@ export async function importFile(c: CliContext, file: string, o: ImportOptions):
   const p = progress;
   const resumedAt = p.items > 0 ? p.line : 0;
 
-  const items: AsyncIterable<SourceItem> = format === 'csv' ? csvRecords(file, { type: o.type!, key: o.key, map: o.map }) : jsonLines(file);
+  const items: AsyncIterable<InputItem> = format === 'csv' ? csvRecords(file, { type: o.type!, key: o.key, map: o.map }) : jsonLines(file);
   const hash = createHash('sha256');
   const bar = progressBar(c, resumedAt > 0 ? `resuming at line ${resumedAt + 1}` : 'importing', size, 'facts');
   const started = Date.now();

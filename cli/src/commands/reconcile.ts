@@ -3,7 +3,7 @@ import type { Op } from '@factsync/shared';
 import { canonicalJson, inScope, replayBetween, scanScope, type Scope } from '@factsync/sdk';
 import { UsageError, printJson, writeOut, type CliContext } from '../context.js';
 import { withRetry } from '../retry.js';
-import { jsonLines } from '../sources.js';
+import { jsonLines } from '../inputs.js';
 import { writePlan, type Planned } from '../plan.js';
 
 /** 16 bytes of SHA-1 as a one-byte string: the smallest key a million of which a Map holds cheaply. */

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { AT_LEAST_DESCRIPTION, describeJsonError, parseAtLeast, parseOps, type WireOp } from '@factsync/shared';
 import { UsageError, printJson, writeOut, type CliContext } from '../context.js';
-import { readAll } from '../sources.js';
+import { readAll } from '../inputs.js';
 import { FactsyncClientError } from '@factsync/sdk';
 
 /** `write FILE|-`: a write body `{ops: [...]}` as one version. */

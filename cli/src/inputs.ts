@@ -5,8 +5,8 @@ import { parse as parseCsv } from 'csv-parse';
 import { Fact, WireOp, derivedKey, describeJsonError, hasDerivedKey, parseOps, TYPE_PATTERN, type Op } from '@factsync/shared';
 import { UsageError } from './context.js';
 
-/** One record of an input file: the op it becomes, or why it cannot be one. */
-export type SourceItem =
+/** One record of an input file (CSV, JSON lines; a "source" is always a system of record): the op it becomes, or why it cannot be one. */
+export type InputItem =
   | { line: number; bytes: number; op: Op }
   | { line: number; bytes: number; error: string };
 
@@ -23,7 +23,7 @@ const opCheck = TypeCompiler.Compile(WireOp);
 const typeRe = new RegExp(TYPE_PATTERN);
 
 /** The same sentence the API gives, said of a line instead of an op of a body. */
-const validated = (line: number, bytes: number, wire: WireOp): SourceItem => {
+const validated = (line: number, bytes: number, wire: WireOp): InputItem => {
   const r = parseOps([wire]);
   return r.ok ? { line, bytes, op: r.value[0]! } : { line, bytes, error: r.error.replace(/^ops\[0\]:? ?/, '') };
 };
@@ -39,7 +39,7 @@ function firstProblem(check: typeof factCheck | typeof opCheck, v: unknown): str
  * `{op, type, key, value?}`; blank lines are skipped. Streamed: one line at
  * a time, whatever the file's size.
  */
-export async function* jsonLines(path: string): AsyncGenerator<SourceItem> {
+export async function* jsonLines(path: string): AsyncGenerator<InputItem> {
   const input = createReadStream(path, { encoding: 'utf8' });
   let line = 0;
   let bytes = 0;
@@ -85,7 +85,7 @@ function setPath(o: Record<string, unknown>, path: string[], v: string): void {
  * `key` column (or derived from the value, for role assignments, tuples and
  * attributes), its value from the mapped columns. Empty cells are left out.
  */
-export async function* csvRecords(path: string, o: CsvOptions): AsyncGenerator<SourceItem> {
+export async function* csvRecords(path: string, o: CsvOptions): AsyncGenerator<InputItem> {
   if (!typeRe.test(o.type)) throw new UsageError(`--type "${o.type}" is not a fact type: a lower-case letter, then up to 63 of a-z 0-9 _`);
   if (o.key === undefined && !hasDerivedKey(o.type)) throw new UsageError(`CSV import of ${o.type} needs --key COLUMN: the column that holds each fact's key`);
   const parser = createReadStream(path).pipe(parseCsv({ columns: true, bom: true, skip_empty_lines: true, info: true, relax_column_count: false }));
