@@ -18,6 +18,7 @@ import { tls } from './tls.js';
 import { p9 } from './p9.js';
 import { loop } from './loop.js';
 import { cliStart } from './cli-start.js';
+import { sources } from './sources.js';
 
 const SCENARIOS: Record<string, { title: string; run: () => Promise<Record<string, unknown>> }> = {
   p1: { title: 'fan-out latency, write → all agents applied and acked', run: p1 },
@@ -33,6 +34,7 @@ const SCENARIOS: Record<string, { title: string; run: () => Promise<Record<strin
   identity: { title: 'the cost of identity and TLS: writes/s and websocket connects/s with static tokens, HS256 and ES256 JWTs, and TLS', run: identity },
   tls: { title: 'TLS vs plain with 1,000 agents: fleet connect time, P1 fan-out latency and CPU per delivery, P2 deliveries/s', run: tls },
   p9: { title: 'scoped agents: a one-tenant agent of 1M facts over 100 tenants beside a whole one; 1,000 agents in 100 scopes vs 1,000 whole', run: p9 },
+  sources: { title: 'the Postgres source: commit → applied at 200 tx/s, the first snapshot of 1M rows, and OPAL\'s whole query per change beside it', run: sources },
   'cli-start': { title: 'how long npx factsync takes to start: the built bin beside tsx, node and npx alone', run: cliStart },
   loop: { title: 'event-loop delay of an agent under heavy requests (bulks, box-cars, searches, listings), with a benign and a hostile policy', run: loop },
   storm: { title: 'snapshot storm: 20 readers of a 300k-fact env at once, and writes to another env meanwhile', run: storm },
