@@ -7,6 +7,7 @@ COPY server/package.json server/
 COPY pdp-agent/package.json pdp-agent/
 COPY sdk/package.json sdk/
 COPY cli/package.json cli/
+COPY source/package.json source/
 COPY test/package.json test/
 COPY bench/package.json bench/
 # `prepare` finds no CLI sources yet and builds nothing; the CLI is built below, once they are here.
@@ -17,6 +18,7 @@ COPY server server
 COPY pdp-agent pdp-agent
 COPY sdk sdk
 COPY cli cli
+COPY source source
 COPY test test
 COPY scripts scripts
 COPY vitest.config.ts ./
