@@ -52,6 +52,8 @@ export class PostgresSource {
   /** The commit end LSN of the last transaction the server recorded: the only position confirmed to Postgres. */
   private confirmed: string | undefined;
   private gen = 1;
+  /** The cluster's system identifier (IDENTIFY_SYSTEM): part of every position. */
+  private system = '';
 
   constructor(private readonly c: PostgresSourceConfig, private readonly d: PostgresSourceDeps) {
     this.tables = c.tables.map((t, i) => compileTable(t, `tables[${i}]`));
@@ -67,6 +69,13 @@ export class PostgresSource {
   async open(): Promise<void> {
     this.db = new pg.Client({ connectionString: this.c.url, application_name: `factsync source ${this.c.name}` });
     await this.db.connect();
+    const repl = new pg.Client({ connectionString: this.c.url, replication: 'database' } as pg.ClientConfig);
+    await repl.connect();
+    try {
+      this.system = String((await repl.query('IDENTIFY_SYSTEM')).rows[0].systemid);
+    } finally {
+      await repl.end().catch(() => undefined);
+    }
     const problems = await checkCatalog(this.db, this.c.publication, this.c.create_publication === true, this.tables);
     if (problems.length > 0) throw new MappingError(problems.map((p) => `source ${this.c.name}: ${p}`));
     const lock = await this.db.query<{ ok: boolean }>('SELECT pg_try_advisory_lock(hashtext($1)) AS ok', [`factsync:${this.c.slot}`]);
@@ -109,10 +118,14 @@ export class PostgresSource {
   private async startingPoint(): Promise<string> {
     const recorded = await this.sink.recorded();
     const pos = recorded ? parsePosition(recorded.position) : undefined;
+    this.log.debug({ source: this.c.name, recorded: recorded?.position ?? null, system: this.system }, 'starting');
     if (recorded && !pos) throw new SlotFault(`source ${this.c.name}: the recorded position "${recorded.position}" is not a Postgres source's; was the name used by another source?`);
     const slot = (await this.db!.query<{ confirmed_flush_lsn: string | null; wal_status: string | null }>(
       'SELECT confirmed_flush_lsn, wal_status FROM pg_replication_slots WHERE slot_name = $1', [this.c.slot])).rows[0];
     const resync = `npx factsync source resync ${this.d.file} ${this.c.name}`;
+    if (pos && pos.system !== this.system) {
+      throw new SlotFault(`source ${this.c.name}: the database is another one (system id ${this.system}; the recorded position ${recorded!.position} is of ${pos.system}); its changes cannot continue that history: run ${resync}`);
+    }
     if (pos && resumable(pos)) {
       if (!slot) throw new SlotFault(`source ${this.c.name}: replication slot "${this.c.slot}" is gone (recorded position ${recorded!.position}); changes since then cannot be streamed: run ${resync}`);
       if (slot.wal_status === 'lost') throw new SlotFault(`source ${this.c.name}: replication slot "${this.c.slot}" was invalidated (its WAL was removed, max_slot_wal_keep_size); recorded position ${recorded!.position}: run ${resync}`);
@@ -159,7 +172,7 @@ export class PostgresSource {
       await reader.query('COMMIT');
       const owned = await readOwned(this.d.server, this.tables.map((t) => ({ type: t.type, keys: t.owns })));
       const ops = plan(owned, desired);
-      const at = (part: number) => formatPosition({ gen: this.gen, lsn, snapshot: true, part });
+      const at = (part: number) => formatPosition({ gen: this.gen, system: this.system, lsn, snapshot: true, part });
       if (ops.length > 0) await this.sink.write(ops, at);
       await this.sink.write([], () => at(SNAPSHOT_DONE));
       this.log.info({ source: this.c.name, slot: this.c.slot, facts: desired.length, changed: ops.length, at: created.consistent_point }, 'snapshot applied; streaming from its consistent point');
@@ -217,7 +230,7 @@ export class PostgresSource {
         case 'message':
           // Our heartbeat, outside any transaction: the position moves, no version.
           if (!m.transactional && m.prefix === heartbeatPrefix && m.messageLsn) {
-            await this.sink.write([], () => formatPosition({ gen: this.gen, lsn: lsnHex(m.messageLsn!), snapshot: false, part: 0 }));
+            await this.sink.write([], () => formatPosition({ gen: this.gen, system: this.system, lsn: lsnHex(m.messageLsn!), snapshot: false, part: 0 }));
             await this.confirm(m.messageLsn);
           }
           return;
@@ -226,7 +239,7 @@ export class PostgresSource {
           tx = undefined;
           if (!done) return;
           const ops = await this.withTruncates(done);
-          await this.sink.write(ops, (part) => formatPosition({ gen: this.gen, lsn: done.lsn, snapshot: false, part }));
+          await this.sink.write(ops, (part) => formatPosition({ gen: this.gen, system: this.system, lsn: done.lsn, snapshot: false, part }));
           await this.confirm(m.commitEndLsn!);
           return;
         }

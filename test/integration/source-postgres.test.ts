@@ -246,7 +246,7 @@ ${extra}`);
       const again = await within(run(file, env).done, 'the source to stop', 20_000);
       expect(again.code).toBe(3);
       const line = again.err.trim().split('\n').pop()!;
-      expect(line).toMatch(/^factsync: source lost: replication slot "slot_lost" is gone \(recorded position \d{4}:[0-9A-F]{16}[.-]\d{4}\); .*run npx factsync source resync .*lost\.yaml lost$/);
+      expect(line).toMatch(/^factsync: source lost: replication slot "slot_lost" is gone \(recorded position \d{4}:\d{20}:[0-9A-F]{16}[.-]\d{4}\); .*run npx factsync source resync .*lost\.yaml lost$/);
       expect(sorted(await factsOf(env))).not.toEqual(sorted(await expected(url)));
       const resynced = await cli(['source', 'resync', file, 'lost', '--env', env], { FACTSYNC_URL: server.url, FACTSYNC_TOKEN: ADMIN });
       expect(resynced.code, resynced.err).toBe(0);
@@ -296,6 +296,39 @@ ${extra}`);
       await db.end();
       await own.close();
       rmSync(dataDir, { recursive: true, force: true });
+    }
+  }, 120_000);
+
+  it('pointed at another cluster (its system id differs), even one with a slot of that name: exit 3, nothing written', async () => {
+    const url = await database('moved');
+    const env = newEnv();
+    const first = run(config('moved', url), env);
+    await waitUntil(async () => (await client(server.url, ADMIN).get(`/v1/envs/${env}/sources`)).body.length === 1, 'the first snapshot recorded');
+    first.child.kill('SIGTERM');
+    await first.done;
+    const head = (await client(server.url, ADMIN).get(`/v1/envs/${env}/head`)).body.version;
+    // Another cluster with the same database, tables and slot name (a restored dump, say).
+    const other = await startPostgres();
+    try {
+      await other.sql('CREATE DATABASE moved');
+      const otherUrl = other.url.replace(/\/postgres$/, '/moved');
+      const { default: pg } = await import('pg');
+      const c = new pg.Client({ connectionString: otherUrl });
+      await c.connect();
+      await c.query(`CREATE TABLE users (email text PRIMARY KEY, first_name text, dept text, age int, bio text);
+        CREATE TABLE memberships (id serial PRIMARY KEY, user_email text NOT NULL, role text NOT NULL, tenant text NOT NULL, UNIQUE (user_email, role, tenant));
+        ALTER TABLE memberships REPLICA IDENTITY FULL;
+        CREATE TABLE doc_editors (doc_id text, user_email text, tenant text NOT NULL, PRIMARY KEY (doc_id, user_email));
+        INSERT INTO users VALUES ('intruder@x', 'I', 'x', 1, 'x');`);
+      await c.query(`SELECT pg_create_logical_replication_slot('slot_moved', 'pgoutput')`);
+      await c.end();
+      const moved = startCli(['source', 'run', config('moved', otherUrl), '--env', env], { FACTSYNC_URL: server.url, FACTSYNC_TOKEN: ADMIN, LOG_LEVEL: 'debug' }); running.push(moved);
+      const r = await within(moved.done, 'the source to stop', 20_000, () => moved.err);
+      expect(r.code).toBe(3);
+      expect(r.err.trim().split('\n').pop()).toMatch(/^factsync: source moved: the database is another one \(system id \d+; the recorded position .* is of \d+\); .*run npx factsync source resync/);
+      expect((await client(server.url, ADMIN).get(`/v1/envs/${env}/head`)).body.version).toBe(head);
+    } finally {
+      await other.stop();
     }
   }, 120_000);
 
