@@ -74,7 +74,7 @@ export class HttpSource {
     const res = await fetch(this.c.url, { headers, signal: this.d.signal });
     if (res.status === 304) return { status: 304, ops: 0 };
     if (!res.ok || !res.body) throw new BodyError(`source ${this.c.name}: GET ${this.c.url} answered ${res.status}; retrying`);
-    const owned = await readOwned(this.d.server, this.c.owns);
+    const owned = await this.sink.retrying('read the owned facts', () => readOwned(this.d.server, this.c.owns));
     const ops: Op[] = [];
     const seen = new Map<string, Set<string>>();
     let n = 0;

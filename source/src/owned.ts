@@ -43,12 +43,14 @@ export async function readOwned(server: FactsyncServerClient, scopes: readonly O
 
 /**
  * Reconcile's plan: upserts of what differs from `desired`, deletes of the
- * owned facts `desired` lacks. `desired` is consumed as it is iterated.
+ * owned facts `desired` lacks. `desired` is consumed as it is iterated (a
+ * table read in batches): only the owned digests, the keys seen and the ops
+ * are held, never the tables.
  */
-export function plan(owned: Map<string, Map<string, string>>, desired: Iterable<{ type: string; key: string; value: Record<string, unknown> }>): Op[] {
+export async function plan(owned: Map<string, Map<string, string>>, desired: AsyncIterable<{ type: string; key: string; value: Record<string, unknown> }> | Iterable<{ type: string; key: string; value: Record<string, unknown> }>): Promise<Op[]> {
   const ops: Op[] = [];
   const seen = new Map<string, Set<string>>();
-  for (const f of desired) {
+  for await (const f of desired) {
     let keys = seen.get(f.type);
     if (!keys) seen.set(f.type, (keys = new Set()));
     if (keys.has(f.key)) continue;

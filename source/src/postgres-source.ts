@@ -1,7 +1,7 @@
 import pg from 'pg';
 import type { Logger } from 'pino';
 import { LogicalReplicationService, PgoutputPlugin, type Pgoutput } from 'pg-logical-replication';
-import type { FactsyncServerClient } from '@factsync/sdk';
+import { FactsyncClientError, type FactsyncServerClient } from '@factsync/sdk';
 import type { Op } from '@factsync/shared';
 import type { PostgresSourceConfig } from './config.js';
 import { compileTable, factOf, keyOf, type CompiledTable } from './mapping.js';
@@ -10,6 +10,9 @@ import { SNAPSHOT_DONE, formatPosition, hexLsn, lsnHex, parsePosition, resumable
 import { plan, readOwned } from './owned.js';
 import { SinkRefused, SourceSink } from './sink.js';
 import { UNCHANGED, keepUnchanged, type Row } from './template.js';
+
+/** Rows per FETCH of a snapshot's cursor. */
+const SNAPSHOT_BATCH = 10_000;
 
 /** Why a source cannot go on by itself: its slot is gone or unusable. Exit status 3. */
 export class SlotFault extends Error {}
@@ -61,6 +64,11 @@ export class PostgresSource {
     this.sink = new SourceSink(d.server, c.name, d.log, d.signal);
   }
 
+  /** The application_name of a snapshot's connections: a later process ends those of one that was killed. */
+  private get snapshotName(): string {
+    return `factsync source ${this.c.name} snapshot`.slice(0, 63);
+  }
+
   private get log() {
     return this.d.log;
   }
@@ -107,10 +115,30 @@ export class PostgresSource {
       await this.open();
       const recorded = await this.sink.recorded();
       this.gen = (recorded && parsePosition(recorded.position)?.gen) ?? 0;
-      await this.db!.query('SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1', [this.c.slot]);
+      await this.dropSlot();
       await this.snapshot();
     } finally {
       await this.close();
+    }
+  }
+
+  /**
+   * Drops this source's slot. It may still be held a moment by the walsender of
+   * a process that was killed: this process holds the source's lock, so no
+   * live source uses it, and that walsender is ended.
+   */
+  private async dropSlot(): Promise<void> {
+    // A killed process's snapshot transaction would hold the next CREATE_REPLICATION_SLOT until Postgres notices it is gone.
+    await this.db!.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1', [this.snapshotName]);
+    for (let attempt = 0; ; attempt++) {
+      await this.db!.query('SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = $1 AND active_pid IS NOT NULL', [this.c.slot]);
+      try {
+        await this.db!.query('SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1', [this.c.slot]);
+        return;
+      } catch (e) {
+        if (!/is active/i.test((e as Error).message) || attempt >= 50) throw e;
+        await new Promise((r) => setTimeout(r, 200));
+      }
     }
   }
 
@@ -137,7 +165,7 @@ export class PostgresSource {
     this.gen = pos?.gen ?? 0;
     if (slot) {
       this.log.warn({ source: this.c.name, slot: this.c.slot }, 'the first snapshot did not finish; dropping its slot and taking it again');
-      await this.db!.query('SELECT pg_drop_replication_slot($1)', [this.c.slot]);
+      await this.dropSlot();
     }
     return this.snapshot();
   }
@@ -151,31 +179,48 @@ export class PostgresSource {
    */
   private async snapshot(): Promise<string> {
     this.gen += 1;
-    const repl = new pg.Client({ connectionString: this.c.url, replication: 'database' } as pg.ClientConfig);
+    const repl = new pg.Client({ connectionString: this.c.url, replication: 'database', application_name: this.snapshotName } as pg.ClientConfig);
     await repl.connect();
-    const reader = new pg.Client({ connectionString: this.c.url });
+    const reader = new pg.Client({ connectionString: this.c.url, application_name: this.snapshotName });
     await reader.connect();
     try {
       const created = (await repl.query(`CREATE_REPLICATION_SLOT "${this.c.slot}" LOGICAL pgoutput (SNAPSHOT 'export')`)).rows[0] as { consistent_point: string; snapshot_name: string };
       const lsn = lsnHex(created.consistent_point);
       await reader.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
       await reader.query(`SET TRANSACTION SNAPSHOT '${created.snapshot_name}'`);
-      const desired: { type: string; key: string; value: Record<string, unknown> }[] = [];
-      for (const t of this.tables) {
-        const rows = (await reader.query<Row>(`SELECT * FROM ${t.sql}`)).rows;
-        for (const row of rows) {
-          const f = factOf(t, row);
-          if (f) desired.push(f);
+      const owned = await this.sink.retrying('read the owned facts', () => readOwned(this.d.server, this.tables.map((t) => ({ type: t.type, keys: t.owns }))));
+      let facts = 0;
+      const log = this.log;
+      const name = this.c.name;
+      const tables = this.tables;
+      // Each table through a cursor, a batch at a time: the tables are never held, only what differs.
+      async function* rows(): AsyncGenerator<{ type: string; key: string; value: Record<string, unknown> }> {
+        for (const [i, t] of tables.entries()) {
+          await reader.query(`DECLARE snap${i} NO SCROLL CURSOR FOR SELECT * FROM ${t.sql}`);
+          let n = 0;
+          for (;;) {
+            const batch = (await reader.query<Row>(`FETCH ${SNAPSHOT_BATCH} FROM snap${i}`)).rows;
+            if (batch.length === 0) break;
+            n += batch.length;
+            for (const row of batch) {
+              const f = factOf(t, row);
+              if (f) {
+                facts++;
+                yield f;
+              }
+            }
+            if (n % (SNAPSHOT_BATCH * 10) === 0) log.info({ source: name, table: `${t.schema}.${t.table}`, rows: n }, 'snapshot: reading');
+          }
+          await reader.query(`CLOSE snap${i}`);
+          log.info({ source: name, table: `${t.schema}.${t.table}`, rows: n }, 'snapshot: table read');
         }
-        this.log.info({ source: this.c.name, table: `${t.schema}.${t.table}`, rows: rows.length }, 'snapshot: table read');
       }
+      const ops = await plan(owned, rows());
       await reader.query('COMMIT');
-      const owned = await readOwned(this.d.server, this.tables.map((t) => ({ type: t.type, keys: t.owns })));
-      const ops = plan(owned, desired);
       const at = (part: number) => formatPosition({ gen: this.gen, system: this.system, lsn, snapshot: true, part });
       if (ops.length > 0) await this.sink.write(ops, at);
       await this.sink.write([], () => at(SNAPSHOT_DONE));
-      this.log.info({ source: this.c.name, slot: this.c.slot, facts: desired.length, changed: ops.length, at: created.consistent_point }, 'snapshot applied; streaming from its consistent point');
+      this.log.info({ source: this.c.name, slot: this.c.slot, facts, changed: ops.length, at: created.consistent_point }, 'snapshot applied; streaming from its consistent point');
       return created.consistent_point;
     } finally {
       await reader.end().catch(() => undefined);
@@ -312,14 +357,18 @@ export class PostgresSource {
 
   /** An unchanged TOASTed column keeps what the stored fact has where the column was used. */
   private async withStored(type: string, key: string, value: Record<string, unknown>): Promise<Record<string, unknown>> {
-    const stored = await this.d.server.fact(type, key).then((r) => r.value, () => ({}));
+    // A fact that is not there (404) keeps nothing; the server being away is waited out.
+    const stored = await this.sink.retrying('read a stored fact', () => this.d.server.fact(type, key).then((r) => r.value, (e: unknown) => {
+      if (e instanceof FactsyncClientError && e.code === 'not_found') return {};
+      throw e;
+    }));
     return keepUnchanged(value, stored) as Record<string, unknown>;
   }
 
   /** TRUNCATE deletes the table's owned facts, in the transaction's version, before its later rows. */
   private async withTruncates(tx: Tx): Promise<Op[]> {
     if (tx.truncated.length === 0) return tx.ops;
-    const owned = await readOwned(this.d.server, tx.truncated.map((t) => ({ type: t.type, keys: t.owns })));
+    const owned = await this.sink.retrying('read the owned facts', () => readOwned(this.d.server, tx.truncated.map((t) => ({ type: t.type, keys: t.owns }))));
     const deletes: Op[] = [];
     for (const [type, facts] of owned) for (const key of [...facts.keys()].sort()) deletes.push({ op: 'delete', type, key });
     return [...deletes, ...tx.ops];

@@ -77,7 +77,7 @@ export class SourceSink {
   }
 
   /** Retries what the server cannot do now (unreachable, 5xx, 429); a 4xx is the source's mistake and stops it. */
-  private async retrying<T>(what: string, fn: () => Promise<T>): Promise<T> {
+  async retrying<T>(what: string, fn: () => Promise<T>): Promise<T> {
     for (let attempt = 0; ; attempt++) {
       try {
         const r = await fn();
