@@ -58,7 +58,9 @@ export async function sources(): Promise<Record<string, unknown>> {
   try {
     const admin = new pg.Client({ connectionString: pgc.url });
     await admin.connect();
-    await admin.query('CREATE TABLE members (id bigint PRIMARY KEY, user_email text NOT NULL, role text NOT NULL, tenant text NOT NULL)');
+    // The key is built from (user_email, role, tenant): unique, and carried by deletes (replica identity full).
+    await admin.query('CREATE TABLE members (id bigint PRIMARY KEY, user_email text NOT NULL, role text NOT NULL, tenant text NOT NULL, UNIQUE (user_email, role, tenant))');
+    await admin.query('ALTER TABLE members REPLICA IDENTITY FULL');
     progress.update(`inserting ${ROWS.toLocaleString('en-US')} rows`, true);
     await admin.query(`INSERT INTO members SELECT g, 'user' || g || '@example.com', CASE WHEN g % 3 = 0 THEN 'admin' ELSE 'viewer' END, 't' || (g % 100) FROM generate_series(1, ${ROWS}) g`);
     const file = join(dir, 'sources.yaml');
@@ -87,7 +89,10 @@ export async function sources(): Promise<Record<string, unknown>> {
         // exited
       }
     }, 200);
-    await until(() => src.err().includes('snapshot applied'), 'the first snapshot', 600_000);
+    await until(() => {
+      if (src.child.exitCode !== null) throw new Error(`the source exited ${src.child.exitCode}: ${src.err().slice(-1000)}`);
+      return src.err().includes('snapshot applied');
+    }, 'the first snapshot', 600_000);
     const snapshotMs = Date.now() - t0;
     clearInterval(sampler);
     const snapshot = {

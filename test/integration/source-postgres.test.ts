@@ -6,7 +6,7 @@ import { ADMIN, newEnv, startAgent, startServer, type RunningServer } from '../s
 import { client } from '../src/http.js';
 import { cli, startCli, type CliChild } from '../src/cli.js';
 import { postgresBin, startPostgres, type PgCluster } from '../src/postgres.js';
-import { waitUntil, within } from '../src/wait.js';
+import { SOAK_SCALE, waitUntil, within } from '../src/wait.js';
 
 /**
  * The Postgres source against a real cluster of the test's own (wal_level=logical)
@@ -196,7 +196,9 @@ ${extra}`);
       }
     })();
     try {
-      for (let k = 0; k < 4; k++) {
+      // 4 in CI; `npm run soak` (SOAK_SCALE=20) kills it 80 times.
+      const kills = 4 * SOAK_SCALE;
+      for (let k = 0; k < kills; k++) {
         const src = run(file, env);
         await waitUntil(() => src.err.includes('streaming from') || src.err.includes('standing by'), 'the source to start', 60_000);
         await new Promise((r) => setTimeout(r, 300 + Math.random() * 900));
@@ -206,7 +208,7 @@ ${extra}`);
       stop = true;
       await writer;
       const src = run(file, env);
-      await untilEqual(env, url, `facts equal to the tables after ${committed} transactions and 4 kills`, src);
+      await untilEqual(env, url, `facts equal to the tables after ${committed} transactions and ${kills} kills`, src);
       // Each transaction once: the upsert of its membership is in exactly one version.
       const counts = new Map<string, number>();
       let after = 0;
@@ -418,6 +420,48 @@ ${extra}`);
       src.child.kill('SIGTERM');
       await src.done;
       await agent.close();
+    }
+  }, 120_000);
+
+  // Last: it lowers max_slot_wal_keep_size for the whole cluster.
+  it('a slot invalidated by max_slot_wal_keep_size while the source was stopped: exit 3 naming it; resync restores', async () => {
+    const url = await database('wal');
+    const env = newEnv();
+    const file = config('wal', url);
+    const { default: pg } = await import('pg');
+    const db = new pg.Client({ connectionString: url });
+    await db.connect();
+    try {
+      await db.query(`INSERT INTO users VALUES ('a@x', 'A', 'eng', 1, 'x')`);
+      const first = run(file, env);
+      await waitUntil(async () => (await client(server.url, ADMIN).get(`/v1/envs/${env}/sources`)).body.length === 1, 'the first snapshot recorded');
+      first.child.kill('SIGTERM');
+      await first.done;
+      await pgc.sql(`ALTER SYSTEM SET max_slot_wal_keep_size = '1MB'`);
+      await pgc.sql('SELECT pg_reload_conf()');
+      // More WAL than the slot may keep, then a checkpoint: Postgres invalidates the slot.
+      for (let i = 0; i < 3; i++) {
+        await db.query(`INSERT INTO users SELECT 'bulk' || g || '-${i}@x', 'B', 'ops', g, repeat('x', 200) FROM generate_series(1, 20000) g`);
+        await db.query('SELECT pg_switch_wal()');
+      }
+      await db.query('CHECKPOINT');
+      await waitUntil(async () => (await pgc.sql(`SELECT wal_status FROM pg_replication_slots WHERE slot_name = 'slot_wal'`)).rows[0]?.wal_status === 'lost', 'the slot invalidated', 30_000, 200);
+      const head = (await client(server.url, ADMIN).get(`/v1/envs/${env}/head`)).body.version;
+      const t0 = Date.now();
+      const r = await within(run(file, env).done, 'the source to stop', 20_000);
+      expect(r.code).toBe(3);
+      expect(Date.now() - t0).toBeLessThan(15_000);
+      expect(r.err.trim().split('\n').pop()).toMatch(/^factsync: source wal: replication slot "slot_wal" was invalidated .*max_slot_wal_keep_size.*run npx factsync source resync .*wal\.yaml wal$/);
+      expect((await client(server.url, ADMIN).get(`/v1/envs/${env}/head`)).body.version).toBe(head);
+      await pgc.sql('ALTER SYSTEM RESET max_slot_wal_keep_size');
+      await pgc.sql('SELECT pg_reload_conf()');
+      const resynced = await cli(['source', 'resync', file, 'wal', '--env', env], { FACTSYNC_URL: server.url, FACTSYNC_TOKEN: ADMIN });
+      expect(resynced.code, resynced.err).toBe(0);
+      expect(sorted(await factsOf(env))).toEqual(sorted(await expected(url)));
+    } finally {
+      await db.end();
+      await pgc.sql('ALTER SYSTEM RESET max_slot_wal_keep_size').catch(() => undefined);
+      await pgc.sql('SELECT pg_reload_conf()').catch(() => undefined);
     }
   }, 120_000);
 });
