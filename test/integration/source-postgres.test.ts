@@ -100,7 +100,7 @@ ${extra}`);
   async function factsOf(env: string): Promise<Record<string, unknown>[]> {
     return (await client(server.url, ADMIN).get(`/v1/envs/${env}/snapshot`)).body.facts;
   }
-  async function untilEqual(env: string, url: string, what: string, src?: CliChild, extra: Record<string, unknown>[] = []): Promise<void> {
+  async function untilEqual(env: string, url: string, what: string, src?: CliChild, extra: Record<string, unknown>[] = [], everyMs = 250): Promise<void> {
     let diff = '';
     try {
       // The server runs in this process: compare cheaply (sorted strings, once), every 250 ms.
@@ -110,7 +110,7 @@ ${extra}`);
         const [sa, sb] = [new Set(a), new Set(b)];
         diff = `only in the env: ${a.filter((x) => !sb.has(x)).slice(0, 3).join(' ')}\nonly in the tables: ${b.filter((x) => !sa.has(x)).slice(0, 3).join(' ')}`;
         return false;
-      }, what, 60_000, 250);
+      }, what, 90_000, everyMs);
     } catch (e) {
       const slots = JSON.stringify((await pgc.sql('SELECT slot_name, active, active_pid, confirmed_flush_lsn::text, restart_lsn::text FROM pg_replication_slots')).rows);
       const activity = JSON.stringify((await pgc.sql(`SELECT pid, application_name, state, backend_type, left(query, 80) AS q FROM pg_stat_activity WHERE datname IS NOT NULL OR backend_type = 'walsender'`)).rows);
@@ -228,6 +228,38 @@ ${extra}`);
     } finally {
       stop = true;
       await writer.catch(() => undefined);
+      await db.end();
+    }
+  }, 240_000);
+
+  it('a first snapshot of 100,000 rows while a writer inserts, updates and deletes: after catch-up, nothing missing, nothing extra', async () => {
+    const url = await database('busy');
+    const env = newEnv();
+    const { default: pg } = await import('pg');
+    const db = new pg.Client({ connectionString: url });
+    await db.connect();
+    let stop = false;
+    try {
+      await db.query(`INSERT INTO memberships (user_email, role, tenant) SELECT 'u' || g || '@x', 'viewer', 't' || (g % 10) FROM generate_series(1, 100000) g`);
+      const writer = (async () => {
+        for (let i = 0; !stop; i++) {
+          await db.query('INSERT INTO memberships (user_email, role, tenant) VALUES ($1, $2, $3)', [`w${i}@x`, 'viewer', 'acme']);
+          await db.query(`UPDATE memberships SET role = 'editor' WHERE user_email = $1`, [`u${(i * 7919) % 100000 + 1}@x`]);
+          await db.query('DELETE FROM memberships WHERE user_email = $1', [`u${(i * 104729) % 100000 + 1}@x`]);
+        }
+      })();
+      const src = run(config('busy', url), env);
+      await waitUntil(() => src.err.includes('snapshot applied'), 'the snapshot', 120_000, 100);
+      // Writes go on past the snapshot, then stop: the stream must carry everything committed since its point.
+      await new Promise((r) => setTimeout(r, 500));
+      stop = true;
+      await writer;
+      // A 100k comparison is heavy for the server in this process: not too often.
+      await untilEqual(env, url, 'the facts after the snapshot and the stream', src, [], 2000);
+      src.child.kill('SIGTERM');
+      await src.done;
+    } finally {
+      stop = true;
       await db.end();
     }
   }, 240_000);
@@ -371,6 +403,8 @@ ${extra}`);
     const db = new pg.Client({ connectionString: url });
     await db.connect();
     await db.query('CREATE TABLE loose (a text, b text)');
+    // Unique on code, but deletes carry only the primary key (id): the key cannot be made from a delete.
+    await db.query('CREATE TABLE ident (id int PRIMARY KEY, code text UNIQUE NOT NULL)');
     await db.end();
     const env = newEnv();
     const file = join(dir, 'bad.yaml');
@@ -382,6 +416,7 @@ ${extra}`);
       - { table: public.nope, type: user, key: "{id}" }
       - { table: public.users, type: user, key: "{first_name}" }
       - { table: public.loose, type: thing, key: "{a}" }
+      - { table: public.ident, type: thing, key: "{code}" }
 `);
     const r = await cli(['source', 'run', file, '--env', env], { FACTSYNC_URL: server.url, FACTSYNC_TOKEN: ADMIN });
     expect(r.code).toBe(2);
@@ -389,6 +424,7 @@ ${extra}`);
     expect(r.err).toContain('tables[1].table: there is no table public.nope in this database');
     expect(r.err).toContain('tables[2].key: "{first_name}" does not identify a row of public.users');
     expect(r.err).toMatch(/tables\[3\]\.key: "\{a\}" does not identify a row of public\.loose: .*it has none: add a primary key/);
+    expect(r.err).toContain('tables[4].key: deletes of public.ident carry only (id), not every key column; run ALTER TABLE "public"."ident" REPLICA IDENTITY FULL, or build the key from the primary key');
     expect((await pgc.sql(`SELECT count(*)::int AS n FROM pg_replication_slots WHERE slot_name = 'slot_bad'`)).rows[0].n).toBe(0);
     // A YAML mistake names its path.
     writeFileSync(file, 'sources:\n  - name: bad\n    postgres: { url: x, publication: p, slot: "Bad-Slot" }\n    tables: []\n');
