@@ -325,6 +325,27 @@ ${extra}`);
     }
   }, 120_000);
 
+  it('a slot dropped while streaming: exit 3 within 5 s with the one line, nothing written after', async () => {
+    const url = await database('gone');
+    const env = newEnv();
+    const file = config('gone', url);
+    const src = run(file, env);
+    await waitUntil(async () => (await client(server.url, ADMIN).get(`/v1/envs/${env}/sources`)).body.length === 1, 'the source streaming');
+    await waitUntil(async () => (await pgc.sql(`SELECT active FROM pg_replication_slots WHERE slot_name = 'slot_gone'`)).rows[0]?.active === true, 'the slot active');
+    // End its walsender and drop the slot before the source reconnects.
+    await waitUntil(async () => {
+      // It reconnects within a fraction of a second: end its walsender again until the drop gets in between.
+      await pgc.sql(`SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = 'slot_gone' AND active_pid IS NOT NULL`);
+      const r = await pgc.sql(`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = 'slot_gone' AND NOT active`).catch(() => ({ rowCount: 0 }));
+      return (r.rowCount ?? 0) > 0;
+    }, 'the slot dropped', 15_000, 20);
+    const t0 = Date.now();
+    const r = await within(src.done, 'the source to stop', 20_000, () => src.err);
+    expect(Date.now() - t0).toBeLessThan(5000 * (Number(process.env.TEST_TIME_SCALE) || 1));
+    expect(r.code).toBe(3);
+    expect(r.err.trim().split('\n').pop()).toMatch(/^factsync: source gone: replication slot "slot_gone" cannot be used \(.*does not exist.*\); run npx factsync source resync .*gone\.yaml gone$/);
+  }, 60_000);
+
   it('the server away for a while: the slot confirms nothing meanwhile, and nothing is lost after', async () => {
     const url = await database('away');
     const env = newEnv();
