@@ -96,7 +96,9 @@ Environment:
     .action(async (file: string) => (await sourceCommands()).sourceRun(ctx(), file));
   source.command('resync').argument('<file>').argument('<name>', 'the source to resync').description('make a source\'s owned facts equal to a fresh snapshot (a new slot), then exit')
     .action(async (file: string, name: string) => (await sourceCommands()).sourceResync(ctx(), file, name));
-  source.command('status').description('each source: recorded position, version, how long ago').action(async () => (await sourceCommands()).sourceStatus(ctx()));
+  source.command('status').argument('[file]', 'the config: adds each Postgres slot (confirmed position, retained WAL)')
+    .description('each source: recorded position, version, how long ago (and its slot, given the config)')
+    .action(async (file?: string) => (await sourceCommands()).sourceStatus(ctx(), file));
   const token = program.command('token').description('tokens');
   token.command('create').description('mint a JWT (needs JWT_SECRET on the server and an admin token)')
     .option('--role <role>', 'admin, writer, agent or reader').option('--envs <envs>', 'comma list, * = every env')

@@ -168,6 +168,13 @@ ${extra}`);
       // The slot's confirmed position never passes what the server recorded.
       const slot = (await pgc.sql(`SELECT confirmed_flush_lsn::text AS lsn FROM pg_replication_slots WHERE slot_name = 'slot_crm'`)).rows[0];
       expect(slot).toBeDefined();
+      // source status FILE: the recorded position beside the slot as Postgres reports it.
+      const status = await cli(['source', 'status', join(dir, 'crm.yaml'), '--env', env, '--json'], { FACTSYNC_URL: server.url, FACTSYNC_TOKEN: ADMIN });
+      expect(status.code, status.err).toBe(0);
+      const [row] = JSON.parse(status.out) as { name: string; version: number; slot: { name: string; exists: boolean; active: boolean; retained_bytes: number; confirmed: string } }[];
+      expect(row).toMatchObject({ name: 'crm', slot: { name: 'slot_crm', exists: true, active: true } });
+      expect(row!.slot.retained_bytes).toBeGreaterThanOrEqual(0);
+      expect(row!.slot.confirmed).toMatch(/^[0-9A-F]+\/[0-9A-F]+$/);
       src.child.kill('SIGTERM');
       expect((await within(src.done, 'the source to stop on SIGTERM', 20_000)).code).toBe(0);
     } finally {
