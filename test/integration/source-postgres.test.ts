@@ -332,6 +332,34 @@ ${extra}`);
     }
   }, 120_000);
 
+  it('idle mapped tables: the slot moves forward while other tables are written (heartbeats, empty transactions), pinning no WAL for them', async () => {
+    const url = await database('idle');
+    const env = newEnv();
+    const { default: pg } = await import('pg');
+    const db = new pg.Client({ connectionString: url });
+    await db.connect();
+    await db.query('CREATE TABLE unrelated (id serial PRIMARY KEY, junk text)');
+    const src = run(config('idle', url), env);
+    try {
+      await waitUntil(async () => (await client(server.url, ADMIN).get(`/v1/envs/${env}/sources`)).body.length === 1, 'the source streaming');
+      const lsn = async () => (await pgc.sql(`SELECT confirmed_flush_lsn::text AS l FROM pg_replication_slots WHERE slot_name = 'slot_idle'`)).rows[0].l as string;
+      const behind = async () => Number((await pgc.sql(`SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::text AS d FROM pg_replication_slots WHERE slot_name = 'slot_idle'`)).rows[0].d);
+      const before = await lsn();
+      const head = (await client(server.url, ADMIN).get(`/v1/envs/${env}/head`)).body.version;
+      // Megabytes of WAL for a table no mapping reads.
+      for (let i = 0; i < 20; i++) await db.query(`INSERT INTO unrelated (junk) SELECT repeat('x', 500) FROM generate_series(1, 1000)`);
+      const written = await behind();
+      expect(written).toBeGreaterThan(5_000_000);
+      await waitUntil(async () => (await behind()) < written / 4 && (await lsn()) !== before, 'the slot confirmed past the other table\'s WAL', 30_000, 200);
+      // No version for it: a heartbeat records a position, not a fact.
+      expect((await client(server.url, ADMIN).get(`/v1/envs/${env}/head`)).body.version).toBe(head);
+    } finally {
+      src.child.kill('SIGTERM');
+      await src.done;
+      await db.end();
+    }
+  }, 90_000);
+
   it('a slot dropped while streaming: exit 3 within 5 s with the one line, nothing written after', async () => {
     const url = await database('gone');
     const env = newEnv();
