@@ -6,7 +6,7 @@ import type { Op } from '@factsync/shared';
 import type { PostgresSourceConfig } from './config.js';
 import { compileTable, factOf, keyOf, type CompiledTable } from './mapping.js';
 import { checkCatalog } from './postgres-catalog.js';
-import { SNAPSHOT_DONE, formatPosition, hexLsn, lsnHex, parsePosition, resumable, type PgPosition } from './pg-position.js';
+import { SNAPSHOT_DONE, formatPosition, hexLsn, lsnHex, parsePosition, resumable } from './pg-position.js';
 import { plan, readOwned } from './owned.js';
 import { SinkRefused, SourceSink } from './sink.js';
 import { UNCHANGED, keepUnchanged, type Row } from './template.js';
@@ -389,4 +389,3 @@ function markUnchanged(row: Record<string, unknown>): Row {
   return out;
 }
 
-export type { PgPosition };

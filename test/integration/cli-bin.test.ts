@@ -1,10 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { spawn } from 'node:child_process';
 import { existsSync, statSync, utimesSync } from 'node:fs';
 import { join } from 'node:path';
 import { ROOT } from '../src/procs.js';
 import { cli } from '../src/cli.js';
-import { scaled } from '../src/wait.js';
+import { ctrlCInPty } from '../src/pty.js';
 import { ADMIN, startAgent, startServer, type RunningServer } from '../src/inproc.js';
 
 /** The bin runs the CLI built to plain JS, never a stale build; and its refusals name the CLI's own settings. */
@@ -33,25 +32,10 @@ describe('npx factsync: the built bin', () => {
   }, 60_000);
 
   it('Ctrl-C on tail in a terminal exits 0, run directly and through npx (whose forwarded signal is the same keypress)', async () => {
-    // As from a user's shell: none of the npm_* variables of the npm running this test. bash as npx's
-    // script shell: dash, the default /bin/sh here, dies of the Ctrl-C itself (docs/cli.md says so).
-    const shell = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^npm_/i.test(k)));
-    for (const command of ['exec node_modules/.bin/factsync tail', 'exec npx --script-shell=/bin/bash factsync tail']) {
-      const child = spawn('script', ['-qefc', command, '/dev/null'], {
-        cwd: ROOT, env: { ...shell, FACTSYNC_URL: server.url, FACTSYNC_TOKEN: ADMIN, DATA_DIR: '/nonexistent-factsync-test' }, stdio: ['pipe', 'pipe', 'pipe'],
-      });
-      let out = '';
-      child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-      child.stderr.on('data', (d: Buffer) => (out += d.toString()));
-      const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-      const deadline = Date.now() + scaled(30_000);
-      while (!out.includes('factsync tail: following env')) {
-        if (Date.now() > deadline || child.exitCode !== null) throw new Error(`${command} did not start following: ${out}`);
-        await new Promise((r) => setTimeout(r, 50));
-      }
-      child.stdin.write('\x03');
-      const code = await Promise.race([exited, new Promise<'hung'>((r) => setTimeout(() => r('hung'), scaled(15_000)))]);
-      if (code === 'hung') child.kill('SIGKILL');
+    // bash as npx's script shell: dash, the default /bin/sh here, dies of the Ctrl-C itself (docs/cli.md says so).
+    for (const command of ['node_modules/.bin/factsync tail', 'npx --script-shell=/bin/bash factsync tail']) {
+      const { code, out } = await ctrlCInPty(command, { FACTSYNC_URL: server.url, FACTSYNC_TOKEN: ADMIN, DATA_DIR: '/nonexistent-factsync-test' },
+        'factsync tail: following env', { upMs: 30_000, exitMs: 15_000 });
       expect(code, `${command}: ${out}`).toBe(0);
     }
   }, 90_000);

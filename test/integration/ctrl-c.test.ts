@@ -1,11 +1,9 @@
 import { afterAll, describe, expect, it } from 'vitest';
-import { spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ROOT } from '../src/procs.js';
 import { freePort } from '../src/ports.js';
-import { scaled } from '../src/wait.js';
+import { ctrlCInPty } from '../src/pty.js';
 
 /**
  * Ctrl-C on `npm start` in a real terminal: the pty's line discipline sends
@@ -22,28 +20,9 @@ describe('npm start in a terminal', () => {
   /** `npm start` on a pseudo-terminal of `script`'s own (what we write to it is typed at that terminal), Ctrl-C once it is up. */
   async function startThenCtrlC(dir: string): Promise<{ code: number | null | 'hung'; out: string; ports: number[] }> {
     const ports = [await freePort(), await freePort()];
-    // As from a user's shell: none of the npm_* variables of the npm that runs this test.
-    const shell = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^npm_/i.test(k)));
-    // `exec`: script runs its command through $SHELL -c (dash when SHELL is unset, as in CI), and a
-    // non-interactive dash left between the pty and npm dies of the same Ctrl-C itself (130). A
-    // user's interactive shell is not in the foreground group at all: npm is, alone.
-    const child = spawn('script', ['-qefc', 'exec npm start', '/dev/null'], {
-      cwd: ROOT, env: { ...shell, DATA_DIR: dir, PORT: String(ports[0]), AGENT_PORT: String(ports[1]), REDIS_URL: '', LOG_LEVEL: 'info' }, stdio: ['pipe', 'pipe', 'pipe'],
-    });
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
-    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-    const deadline = Date.now() + scaled(60_000);
-    while (!out.includes('factsync is running')) {
-      if (Date.now() > deadline || child.exitCode !== null) throw new Error(`npm start did not come up: ${out.slice(-2000)}`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
-    // A moment for the agent's first session (and for any line it would print about being offline).
-    await new Promise((r) => setTimeout(r, 500));
-    child.stdin.write('\x03');
-    const code = await Promise.race([exited, new Promise<'hung'>((r) => setTimeout(() => r('hung'), scaled(20_000)))]);
-    if (code === 'hung') child.kill('SIGKILL');
+    // A moment after it is up for the agent's first session (and for any line it would print about being offline).
+    const { code, out } = await ctrlCInPty('npm start', { DATA_DIR: dir, PORT: String(ports[0]), AGENT_PORT: String(ports[1]), REDIS_URL: '', LOG_LEVEL: 'info' },
+      'factsync is running', { upMs: 60_000, settleMs: 500, exitMs: 20_000 });
     return { code, out, ports };
   }
 

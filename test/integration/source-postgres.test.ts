@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import pg from 'pg';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ADMIN, newEnv, startAgent, startServer, type RunningServer } from '../src/inproc.js';
@@ -33,13 +34,17 @@ describe.skipIf(!bin)('source: Postgres', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
+  const connect = async (url: string): Promise<pg.Client> => {
+    const c = new pg.Client({ connectionString: url });
+    await c.connect();
+    return c;
+  };
+
   /** A database of its own per test, with the tables the mapping reads. */
   async function database(name: string): Promise<string> {
     await pgc.sql(`CREATE DATABASE ${name}`);
     const url = pgc.url.replace(/\/postgres$/, `/${name}`);
-    const { default: pg } = await import('pg');
-    const c = new pg.Client({ connectionString: url });
-    await c.connect();
+    const c = await connect(url);
     await c.query(`
       CREATE TABLE users (email text PRIMARY KEY, first_name text, dept text, age int, bio text);
       CREATE TABLE memberships (id serial PRIMARY KEY, user_email text NOT NULL, role text NOT NULL, tenant text NOT NULL, UNIQUE (user_email, role, tenant));
@@ -84,9 +89,7 @@ ${extra}`);
 
   /** What the mapping makes of the tables now. */
   async function expected(url: string): Promise<Record<string, unknown>[]> {
-    const { default: pg } = await import('pg');
-    const c = new pg.Client({ connectionString: url });
-    await c.connect();
+    const c = await connect(url);
     try {
       const users = (await c.query('SELECT * FROM users')).rows.map((r) => ({ type: 'user', key: r.email, value: { email: r.email, first_name: r.first_name, attributes: { department: r.dept, age: r.age, bio: r.bio } } }));
       const ms = (await c.query('SELECT * FROM memberships')).rows.map((r) => ({ type: 'role_assignment', key: `${r.user_email}/${r.role}/${r.tenant}`, value: { user: r.user_email, role: r.role, tenant: r.tenant } }));
@@ -122,10 +125,7 @@ ${extra}`);
   it('first snapshot, then every change: inserts, key-changing updates, deletes, TRUNCATE, unchanged TOAST; one transaction one version', async () => {
     const url = await database('crm');
     const env = newEnv();
-    await pgc.sql('SELECT 1');
-    const { default: pg } = await import('pg');
-    const db = new pg.Client({ connectionString: url });
-    await db.connect();
+    const db = await connect(url);
     try {
       await db.query(`INSERT INTO users VALUES ('ada@x', 'Ada', 'eng', 36, repeat('long bio ', 2000)), ('bob@x', 'Bob', 'ops', 41, 'short')`);
       await db.query(`INSERT INTO memberships (user_email, role, tenant) VALUES ('ada@x', 'editor', 'acme'), ('bob@x', 'viewer', 'acme')`);
@@ -185,9 +185,7 @@ ${extra}`);
   it('kill -9 at random moments while transactions commit: facts equal the tables, each transaction applied once', async () => {
     const url = await database('churn');
     const env = newEnv();
-    const { default: pg } = await import('pg');
-    const db = new pg.Client({ connectionString: url });
-    await db.connect();
+    const db = await connect(url);
     const file = config('churn', url);
     let stop = false;
     let committed = 0;
@@ -242,9 +240,7 @@ ${extra}`);
   it('a first snapshot of 100,000 rows while a writer inserts, updates and deletes: after catch-up, nothing missing, nothing extra', async () => {
     const url = await database('busy');
     const env = newEnv();
-    const { default: pg } = await import('pg');
-    const db = new pg.Client({ connectionString: url });
-    await db.connect();
+    const db = await connect(url);
     let stop = false;
     try {
       await db.query(`INSERT INTO memberships (user_email, role, tenant) SELECT 'u' || g || '@x', 'viewer', 't' || (g % 10) FROM generate_series(1, 100000) g`);
@@ -274,10 +270,7 @@ ${extra}`);
   it('kill -9 during the first snapshot: after a restart the facts equal the tables and there is one slot', async () => {
     const url = await database('early');
     const env = newEnv();
-    await pgc.sql('SELECT 1');
-    const { default: pg } = await import('pg');
-    const db = new pg.Client({ connectionString: url });
-    await db.connect();
+    const db = await connect(url);
     try {
       // More than one write holds (MAX_OPS_PER_WRITE 20,000): the snapshot is several versions, with room to be cut between them.
       await db.query(`INSERT INTO memberships (user_email, role, tenant) SELECT 'u' || g || '@x', 'viewer', 't' || (g % 10) FROM generate_series(1, 45000) g`);
@@ -302,10 +295,7 @@ ${extra}`);
     const url = await database('lost');
     const env = newEnv();
     const file = config('lost', url);
-    await pgc.sql('SELECT 1');
-    const { default: pg } = await import('pg');
-    const db = new pg.Client({ connectionString: url });
-    await db.connect();
+    const db = await connect(url);
     try {
       await db.query(`INSERT INTO users VALUES ('a@x', 'A', 'eng', 1, 'x')`);
       const first = run(file, env);
@@ -335,9 +325,7 @@ ${extra}`);
   it('idle mapped tables: the slot moves forward while other tables are written (heartbeats, empty transactions), pinning no WAL for them', async () => {
     const url = await database('idle');
     const env = newEnv();
-    const { default: pg } = await import('pg');
-    const db = new pg.Client({ connectionString: url });
-    await db.connect();
+    const db = await connect(url);
     await db.query('CREATE TABLE unrelated (id serial PRIMARY KEY, junk text)');
     const src = run(config('idle', url), env);
     try {
@@ -391,9 +379,7 @@ ${extra}`);
     const file = config('away', url);
     const src = startCli(['source', 'run', file, '--env', env], { FACTSYNC_URL: own.url, FACTSYNC_TOKEN: ADMIN, LOG_LEVEL: 'info' });
     running.push(src);
-    const { default: pg } = await import('pg');
-    const db = new pg.Client({ connectionString: url });
-    await db.connect();
+    const db = await connect(url);
     const confirmed = async () => (await pgc.sql(`SELECT confirmed_flush_lsn::text AS lsn FROM pg_replication_slots WHERE slot_name = 'slot_away'`)).rows[0]?.lsn as string | undefined;
     try {
       await db.query(`INSERT INTO users VALUES ('a@x', 'A', 'eng', 1, 'x')`);
@@ -433,9 +419,7 @@ ${extra}`);
     try {
       await other.sql('CREATE DATABASE moved');
       const otherUrl = other.url.replace(/\/postgres$/, '/moved');
-      const { default: pg } = await import('pg');
-      const c = new pg.Client({ connectionString: otherUrl });
-      await c.connect();
+      const c = await connect(otherUrl);
       await c.query(`CREATE TABLE users (email text PRIMARY KEY, first_name text, dept text, age int, bio text);
         CREATE TABLE memberships (id serial PRIMARY KEY, user_email text NOT NULL, role text NOT NULL, tenant text NOT NULL, UNIQUE (user_email, role, tenant));
         ALTER TABLE memberships REPLICA IDENTITY FULL;
@@ -455,10 +439,7 @@ ${extra}`);
 
   it('validation at start: one line per mistake, exit 2, nothing written', async () => {
     const url = await database('bad');
-    await pgc.sql('SELECT 1');
-    const { default: pg } = await import('pg');
-    const db = new pg.Client({ connectionString: url });
-    await db.connect();
+    const db = await connect(url);
     await db.query('CREATE TABLE loose (a text, b text)');
     // Unique on code, but deletes carry only the primary key (id): the key cannot be made from a delete.
     await db.query('CREATE TABLE ident (id int PRIMARY KEY, code text UNIQUE NOT NULL)');
@@ -499,9 +480,7 @@ ${extra}`);
     ] });
     const agent = await startAgent(server.url, { env: { AGENT_ENV: env } });
     const src = run(config('e2e', url), env);
-    const { default: pg } = await import('pg');
-    const db = new pg.Client({ connectionString: url });
-    await db.connect();
+    const db = await connect(url);
     try {
       const check = async () => (await client(agent.url).post('/allowed', { user: 'zoe@x', action: 'read', resource: { type: 'doc', tenant: 'acme' } })).body.allow;
       await waitUntil(async () => (await client(server.url, ADMIN).get(`/v1/envs/${env}/sources`)).body.length === 1, 'the source to start');
@@ -521,9 +500,7 @@ ${extra}`);
     const url = await database('wal');
     const env = newEnv();
     const file = config('wal', url);
-    const { default: pg } = await import('pg');
-    const db = new pg.Client({ connectionString: url });
-    await db.connect();
+    const db = await connect(url);
     try {
       await db.query(`INSERT INTO users VALUES ('a@x', 'A', 'eng', 1, 'x')`);
       const first = run(file, env);

@@ -1,5 +1,5 @@
 import { pino } from 'pino';
-import { REPEATED_SIGNAL_MS } from '@factsync/shared/lifecycle';
+import { onStopSignal } from '@factsync/shared/lifecycle';
 import { ConfigFileError, MappingError, SinkRefused, SlotFault, loadConfig, resyncSource, runSources, type RunOptions } from '@factsync/source';
 import { ExitError, UsageError, printJson, writeOut, type CliContext } from '../context.js';
 
@@ -9,14 +9,7 @@ const SLOT_FAULT = 3;
 /** Logs as JSON lines on stderr; SIGTERM/SIGINT stop after the write in flight is answered. */
 function options(c: CliContext, file: string): RunOptions & { stop: AbortController } {
   const stop = new AbortController();
-  let first: number | undefined;
-  const onSignal = () => {
-    if (first !== undefined && Date.now() - first >= REPEATED_SIGNAL_MS) process.exit(1);
-    first ??= Date.now();
-    stop.abort();
-  };
-  process.on('SIGTERM', onSignal);
-  process.on('SIGINT', onSignal);
+  onStopSignal(() => stop.abort(), () => process.exit(1));
   const log = pino({ level: process.env.LOG_LEVEL ?? 'info', base: undefined }, pino.destination(2));
   return { file, server: c.server, log, signal: stop.signal, stop };
 }

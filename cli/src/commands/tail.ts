@@ -1,6 +1,6 @@
 import { FactsyncClientError } from '@factsync/sdk';
 import { parseTenantsList, parseTypesList } from '@factsync/shared';
-import { REPEATED_SIGNAL_MS } from '@factsync/shared/lifecycle';
+import { onStopSignal } from '@factsync/shared/lifecycle';
 import { UsageError, writeOut, type CliContext } from '../context.js';
 
 /**
@@ -19,16 +19,8 @@ export async function tail(c: CliContext, o: { after?: string; types?: string; t
   if (scoped && !scoped.ok) throw new UsageError(`--tenants: ${scoped.error}`);
   const tenants = scoped?.value;
   const stop = new AbortController();
-  // Kept to the end of the process: Ctrl-C under npx comes twice (the terminal's and the one npx
-  // forwards), and the second must not find the default handler while tail is finishing (130).
-  let stoppedAt: number | undefined;
-  const onSignal = (): void => {
-    if (stoppedAt === undefined) stoppedAt = Date.now();
-    else if (Date.now() - stoppedAt >= REPEATED_SIGNAL_MS) process.exit(130);
-    stop.abort();
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
+  // Ctrl-C under npx comes twice (the terminal's and the one npx forwards): the same keypress.
+  onStopSignal(() => stop.abort(), () => process.exit(130));
   try {
     const changes = c.server.changes({
       after, untilHead: o.untilHead, signal: stop.signal, types, tenants,

@@ -118,6 +118,11 @@ export function createMemoryStore(opts: MemoryStoreOptions): FactStore {
     const keysTouched = new Map<string, NonNullable<ReturnType<typeof s.idem.get>>>();
     const sourcesTouched = new Map<string, SourceRecord>();
     const ts = new Date(t).toISOString();
+    const recordSource = (name: string, position: string, version: number) => {
+      const rec = { name, position, version, updatedAt: ts };
+      s.sources.set(name, rec);
+      if (journal) sourcesTouched.set(name, rec);
+    };
     for (const input of inputs) {
       // A source's position is applied once: not after the recorded one, nothing happens (the WRITE script's rule).
       const src = input.source;
@@ -127,9 +132,7 @@ export function createMemoryStore(opts: MemoryStoreOptions): FactStore {
         continue;
       }
       if (src && input.ops.length === 0) {
-        const rec = { name: src.name, position: src.position, version: s.version, updatedAt: ts };
-        s.sources.set(src.name, rec);
-        if (journal) sourcesTouched.set(src.name, rec);
+        recordSource(src.name, src.position, s.version);
         results.push({ ok: true, outcome: { version: s.version, epoch, duplicate: false, positionOnly: true } });
         continue;
       }
@@ -188,11 +191,7 @@ export function createMemoryStore(opts: MemoryStoreOptions): FactStore {
         // Redis expires these keys by itself; here, sweep now and then so a long-running dev server does not grow.
         if (s.idem.size % 1024 === 0) for (const [k, e] of s.idem) if (e.expiresMs <= t) s.idem.delete(k);
       }
-      if (src) {
-        const rec = { name: src.name, position: src.position, version: v, updatedAt: ts };
-        s.sources.set(src.name, rec);
-        if (journal) sourcesTouched.set(src.name, rec);
-      }
+      if (src) recordSource(src.name, src.position, v);
       written.push(json);
       results.push({ ok: true, outcome: { version: v, epoch, duplicate: false } });
     }
